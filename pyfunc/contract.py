@@ -1,0 +1,124 @@
+"""The request/response contract every candidate model serves, whatever its family.
+
+`TweetClassifier` owns validation, the threshold and the response shape; subclasses only turn
+normalised texts into probabilities. That is what lets the baseline, an LSTM or a transformer
+become the champion without a client noticing.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.models import ModelSignature
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+from mlflow.pyfunc import PythonModel
+from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
+
+TEXT_COLUMN = "text"
+LABELS = {1: "negative", 0: "not_negative"}
+INPUT_EXAMPLE = pd.DataFrame(
+    {TEXT_COLUMN: ["@united lost my bag again, worst airline ever", "Thanks for the smooth flight :)"]}
+)
+
+
+class InvalidInput(MlflowException):
+    """A client error: MLflow's scoring server answers it with a 400 and this message."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, error_code=INVALID_PARAMETER_VALUE)
+
+
+def validate_texts(model_input: Any) -> list[str]:
+    """Return the texts to score, or raise naming the first offending row."""
+    if isinstance(model_input, dict):
+        model_input = pd.DataFrame(model_input)
+    if not isinstance(model_input, pd.DataFrame):
+        raise InvalidInput(f"expected a table with a '{TEXT_COLUMN}' column, got {type(model_input).__name__}")
+    if TEXT_COLUMN not in model_input.columns:
+        found = ", ".join(map(str, model_input.columns)) or "none"
+        raise InvalidInput(f"missing required column '{TEXT_COLUMN}' (columns found: {found})")
+    if len(model_input) == 0:
+        raise InvalidInput("empty batch: send at least one row with a 'text' value")
+    texts = model_input[TEXT_COLUMN].tolist()
+    for row, text in enumerate(texts):
+        if text is None or (isinstance(text, float) and math.isnan(text)):
+            raise InvalidInput(f"row {row}: text is null")
+        if not isinstance(text, str):
+            raise InvalidInput(f"row {row}: text must be a string, got {type(text).__name__}")
+        if not text.strip():
+            raise InvalidInput(f"row {row}: text is empty")
+    return texts
+
+
+def resolve_threshold(params: dict[str, Any] | None, stored: float) -> float:
+    """The request's `params.threshold` if given (MLflow fills in the default otherwise)."""
+    value = (params or {}).get("threshold", stored)
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise InvalidInput(f"params.threshold must be a number between 0 and 1, got {value!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise InvalidInput(f"params.threshold must be between 0 and 1, got {value}")
+    return value
+
+
+def format_predictions(proba_negative: np.ndarray, threshold: float, model_version: str) -> pd.DataFrame:
+    """One row per input: the response contract of DESIGN.md."""
+    proba = np.asarray(proba_negative, dtype=np.float64)
+    return pd.DataFrame(
+        {
+            "label": np.where(proba >= threshold, LABELS[1], LABELS[0]),
+            "proba_negative": proba,
+            "threshold": np.full(len(proba), threshold),
+            "model_version": np.full(len(proba), model_version, dtype=object),
+        }
+    )
+
+
+def signature(threshold: float) -> ModelSignature:
+    """Signature shared by every candidate; the stored threshold is the params default.
+
+    `text` stays a `string` column (CSV and Spark UDFs need a concrete type). Note that MLflow's
+    parser casts the column-oriented `inputs`/`instances` JSON forms to that type before the model
+    runs (JSON null arrives as "None"); the `dataframe_*` forms and CSV reach `validate_texts` as sent.
+    """
+    return ModelSignature(
+        inputs=Schema([ColSpec("string", TEXT_COLUMN)]),
+        outputs=Schema(
+            [
+                ColSpec("string", "label"),
+                ColSpec("double", "proba_negative"),
+                ColSpec("double", "threshold"),
+                ColSpec("string", "model_version"),
+            ]
+        ),
+        params=ParamSchema([ParamSpec("threshold", "double", float(threshold))]),
+    )
+
+
+class TweetClassifier(PythonModel):
+    """Base pyfunc: validation, threshold and response shape; subclasses score normalised text."""
+
+    def __init__(self, preprocessing: str, threshold: float = 0.5, model_version: str = "unlogged") -> None:
+        self.preprocessing = preprocessing
+        self.threshold = threshold
+        self.model_version = model_version
+
+    # Attributes rebuilt by `load_context` from the model's artifacts, never pickled with the class.
+    runtime_attributes: tuple[str, ...] = ()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {key: value for key, value in self.__dict__.items() if key not in self.runtime_attributes}
+
+    def predict_proba(self, texts: list[str]) -> np.ndarray:
+        """P(negative) for raw texts; implemented by each model family."""
+        raise NotImplementedError
+
+    def predict(self, context, model_input, params: dict[str, Any] | None = None) -> pd.DataFrame:
+        texts = validate_texts(model_input)
+        threshold = resolve_threshold(params, self.threshold)
+        return format_predictions(self.predict_proba(texts), threshold, self.model_version)

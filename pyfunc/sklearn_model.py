@@ -1,0 +1,25 @@
+"""Served form of the TF-IDF + logistic-regression baseline."""
+
+from __future__ import annotations
+
+import joblib
+import numpy as np
+
+from pyfunc.contract import TweetClassifier
+from pyfunc.normalize import normalize_batch
+
+PIPELINE_ARTIFACT = "pipeline"
+
+
+class SklearnTweetClassifier(TweetClassifier):
+    """Wraps a fitted scikit-learn pipeline whose input is normalised text."""
+
+    runtime_attributes = ("pipeline",)
+    pipeline = None
+
+    def load_context(self, context) -> None:
+        self.pipeline = joblib.load(context.artifacts[PIPELINE_ARTIFACT])
+
+    def predict_proba(self, texts: list[str]) -> np.ndarray:
+        normalised = normalize_batch(texts, self.preprocessing)
+        return self.pipeline.predict_proba(normalised)[:, 1]

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Install the project into .venv with the pinned dependency set.
+#   bash scripts/install.sh        the main job's dependencies
+#   bash scripts/install.sh test   plus the test extras (TensorFlow backend, Spark, Playwright, ruff)
+#                                  and the system packages the tests drive: Chromium and a Java runtime.
+# torch is installed first and pinned to the CPU build (2.13.0): an unpinned torch pulls a multi-GB CUDA build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+profile="${1:-main}"
+python="${PYTHON:-python3.11}"
+command -v "$python" >/dev/null || python=python3
+"$python" -c 'import sys; assert sys.version_info[:2] == (3, 11), f"Python 3.11 required, found {sys.version.split()[0]}"'
+
+[ -x .venv/bin/python ] || "$python" -m venv .venv
+echo "==> installing torch==2.13.0 (CPU build)"
+.venv/bin/pip install --quiet --disable-pip-version-check torch==2.13.0
+if [ "$profile" = test ]; then
+  echo "==> installing the project with its test extras (pinned by requirements.lock)"
+  .venv/bin/pip install --quiet --disable-pip-version-check -c requirements.lock -e ".[test]"
+  missing=()
+  [ -x /usr/bin/chromium ] || missing+=(chromium)
+  command -v java >/dev/null || missing+=(default-jre-headless)
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "==> installing system packages: ${missing[*]}"
+    sudo_cmd=(); [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+    "${sudo_cmd[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  fi
+else
+  echo "==> installing the project (pinned by requirements.lock)"
+  .venv/bin/pip install --quiet --disable-pip-version-check -c requirements.lock -e .
+fi
+echo "==> installed into .venv"

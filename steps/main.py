@@ -1,0 +1,99 @@
+"""`main`: chain the steps as MLflow runs nested under one parent, reusing finished ones.
+
+Each step runs through `mlflow.projects.run`, as in MLflow's multistep workflow example: its outputs
+are artifacts that the next step takes by run id. A finished run of the same entry point with the
+same parameters and code version is reused instead of recomputed (`use_cache`).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import mlflow
+from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_PARENT_RUN_ID, MLFLOW_PROJECT_ENTRY_POINT
+
+from steps.tracking import PROJECT_ROOT, run_step
+
+
+def _find_finished(entry_point: str, parameters: dict[str, str], experiment_id: str) -> str | None:
+    """A finished run of this entry point with these parameters on the current code version."""
+    client = MlflowClient()
+    commit = mlflow.active_run().data.tags.get(MLFLOW_GIT_COMMIT)
+    query = f"tags.`{MLFLOW_PROJECT_ENTRY_POINT}` = '{entry_point}' and attributes.status = 'FINISHED'"
+    for run in client.search_runs([experiment_id], query, order_by=["attributes.start_time DESC"]):
+        if commit and run.data.tags.get(MLFLOW_GIT_COMMIT) != commit:
+            continue
+        if all(run.data.params.get(key) == str(value) for key, value in parameters.items()):
+            return run.info.run_id
+    return None
+
+
+class Pipeline:
+    """Runs steps one after another under the parent run, numbering them for the log."""
+
+    def __init__(self, total_steps: int, use_cache: bool) -> None:
+        self.total_steps = total_steps
+        self.done = 0
+        self.use_cache = use_cache
+        parent = mlflow.active_run()
+        self.parent_run_id = parent.info.run_id
+        self.experiment_id = parent.info.experiment_id
+
+    def step(self, entry_point: str, parameters: dict[str, object]) -> str:
+        """Run (or reuse) one entry point and return its run id."""
+        self.done += 1
+        parameters = {key: str(value) for key, value in parameters.items()}
+        banner = f"[{self.done}/{self.total_steps}] {entry_point}"
+        cached = self.use_cache and _find_finished(entry_point, parameters, self.experiment_id)
+        if cached:
+            print(f"==> {banner}: reusing finished run {cached}", flush=True)
+            return cached
+        print(f"==> {banner} {parameters}", flush=True)
+        child = MlflowClient().create_run(self.experiment_id, tags={MLFLOW_PARENT_RUN_ID: self.parent_run_id})
+        submitted = mlflow.projects.run(
+            str(PROJECT_ROOT),
+            entry_point=entry_point,
+            parameters=parameters,
+            env_manager="local",
+            experiment_id=self.experiment_id,
+            run_id=child.info.run_id,
+            synchronous=True,
+        )
+        return submitted.run_id
+
+
+def run_pipeline(args: argparse.Namespace) -> None:
+    steps = Pipeline(total_steps=2, use_cache=args.use_cache)
+    data_run_id = steps.step(
+        "prepare_data", {"source": args.source, "path": args.path, "max_rows": args.max_rows, "seed": args.seed}
+    )
+    baseline = steps.step("train_baseline", {"data_run_id": data_run_id, "seed": args.seed})
+    print_summary([baseline], steps.experiment_id)
+
+
+def print_summary(candidate_run_ids: list[str], experiment_id: str) -> None:
+    """Where to look once the pipeline is done: candidates, experiment, the UI command."""
+    client = MlflowClient()
+    print("\n==> done. Candidates:", flush=True)
+    for run_id in candidate_run_ids:
+        run = client.get_run(run_id)
+        family, metrics = run.data.tags.get("model_family"), run.data.metrics
+        print(f"  {family:<12} run {run_id}  val_roc_auc={metrics['val_roc_auc']:.4f}  val_f1={metrics['val_f1']:.4f}")
+    print(f"  experiment {experiment_id} in {mlflow.get_tracking_uri()}")
+    print("  compare the runs: mlflow ui --port 5000   (then open http://127.0.0.1:5000)")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--source", default="embedded")
+    parser.add_argument("--path", default="")
+    parser.add_argument("--max-rows", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--use-cache", type=lambda v: v.lower() in ("1", "true", "yes"), default=True)
+    args = parser.parse_args(argv)
+    run_step("main", lambda run: run_pipeline(args))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,88 @@
+"""Metrics, threshold choice and plots shared by every candidate, so runs compare like for like."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+from sklearn.metrics import (
+    ConfusionMatrixDisplay,
+    PrecisionRecallDisplay,
+    RocCurveDisplay,
+    accuracy_score,
+    average_precision_score,
+    f1_score,
+    precision_recall_curve,
+    precision_score,
+    recall_score,
+    roc_auc_score,
+)
+
+THRESHOLD_RULE = "max F2 of the negative class on validation (a missed complaint costs more than a false alarm)"
+F_BETA = 2.0
+
+
+def f_beta_curve(y_true: np.ndarray, proba: np.ndarray, beta: float = F_BETA) -> tuple[np.ndarray, ...]:
+    """Thresholds with their precision, recall and F-beta for the negative class."""
+    precision, recall, thresholds = precision_recall_curve(y_true, proba)
+    precision, recall = precision[:-1], recall[:-1]
+    denominator = beta**2 * precision + recall
+    f_beta = np.divide(
+        (1 + beta**2) * precision * recall, denominator, out=np.zeros_like(denominator), where=denominator > 0
+    )
+    return thresholds, precision, recall, f_beta
+
+
+def choose_threshold(y_true: np.ndarray, proba: np.ndarray, beta: float = F_BETA) -> float:
+    """The probability cut-off that maximises F-beta of the negative class on validation."""
+    thresholds, _, _, f_beta = f_beta_curve(y_true, proba, beta)
+    return float(thresholds[int(np.argmax(f_beta))])
+
+
+def classification_metrics(y_true: np.ndarray, proba: np.ndarray, threshold: float, prefix: str) -> dict[str, float]:
+    """The six metric keys DESIGN.md fixes, threshold-dependent ones at the run's threshold."""
+    y_pred = (np.asarray(proba) >= threshold).astype(int)
+    return {
+        f"{prefix}_accuracy": accuracy_score(y_true, y_pred),
+        f"{prefix}_precision": precision_score(y_true, y_pred, zero_division=0),
+        f"{prefix}_recall": recall_score(y_true, y_pred, zero_division=0),
+        f"{prefix}_f1": f1_score(y_true, y_pred, zero_division=0),
+        f"{prefix}_roc_auc": roc_auc_score(y_true, proba),
+        f"{prefix}_pr_auc": average_precision_score(y_true, proba),
+    }
+
+
+def evaluation_figures(y_true: np.ndarray, proba: np.ndarray, threshold: float, split: str) -> dict[str, plt.Figure]:
+    """Confusion matrix, ROC and PR curves, keyed by artifact file name."""
+    y_pred = (np.asarray(proba) >= threshold).astype(int)
+    figures = {}
+    fig, ax = plt.subplots(figsize=(4.5, 4))
+    ConfusionMatrixDisplay.from_predictions(
+        y_true, y_pred, display_labels=["not_negative", "negative"], ax=ax, colorbar=False
+    )
+    ax.set_title(f"{split} confusion matrix (threshold {threshold:.3f})")
+    figures[f"plots/{split}_confusion_matrix.png"] = fig
+    fig, ax = plt.subplots(figsize=(4.5, 4))
+    RocCurveDisplay.from_predictions(y_true, proba, ax=ax, name=split)
+    figures[f"plots/{split}_roc_curve.png"] = fig
+    fig, ax = plt.subplots(figsize=(4.5, 4))
+    PrecisionRecallDisplay.from_predictions(y_true, proba, ax=ax, name=split)
+    figures[f"plots/{split}_pr_curve.png"] = fig
+    return figures
+
+
+def threshold_sweep_figure(y_true: np.ndarray, proba: np.ndarray, chosen: float) -> plt.Figure:
+    """Precision, recall and F2 against the threshold, with the chosen cut-off marked."""
+    thresholds, precision, recall, f2 = f_beta_curve(y_true, proba)
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    ax.plot(thresholds, precision, label="precision")
+    ax.plot(thresholds, recall, label="recall")
+    ax.plot(thresholds, f2, label="F2")
+    ax.axvline(chosen, color="black", linestyle="--", label=f"chosen {chosen:.3f}")
+    ax.set_xlabel("threshold on proba_negative")
+    ax.set_title("validation threshold sweep")
+    ax.legend()
+    return fig

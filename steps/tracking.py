@@ -1,0 +1,120 @@
+"""Tracking conventions shared by every step: store, experiment, failure handling, data hand-off."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from collections.abc import Callable
+from importlib.metadata import version
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+from mlflow.entities import Run
+from mlflow.tracking import MlflowClient
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+EXPERIMENT_NAME = "tweet-reaction-prediction"
+SPLITS = ("train", "val", "test")
+DATASET_CONTEXTS = {"train": "training", "val": "validation", "test": "testing"}
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class StepError(Exception):
+    """A failure the user can fix (bad parameter, missing file): reported in one line, no traceback."""
+
+
+def configure_tracking() -> None:
+    """Embedded SQLite store unless MLFLOW_TRACKING_URI says otherwise; one experiment for all runs.
+
+    Under `mlflow run` the CLI has already created the run (MLFLOW_RUN_ID) in the experiment it was
+    given, so the experiment is only chosen here for direct `python -m steps.<step>` calls.
+    """
+    if not os.environ.get("MLFLOW_TRACKING_URI"):
+        mlflow.set_tracking_uri(DEFAULT_TRACKING_URI)
+    if not os.environ.get("MLFLOW_RUN_ID") and not os.environ.get("MLFLOW_EXPERIMENT_ID"):
+        mlflow.set_experiment(os.environ.get("MLFLOW_EXPERIMENT_NAME", EXPERIMENT_NAME))
+
+
+def run_step(step: str, body: Callable[[Run], None]) -> None:
+    """Run `body` inside the step's MLflow run; a StepError fails the run with a one-line message."""
+    configure_tracking()
+    try:
+        with mlflow.start_run() as run:
+            mlflow.set_tag("step", step)
+            print(f"==> {step}: run {run.info.run_id} in experiment {run.info.experiment_id}", flush=True)
+            body(run)
+    except StepError as error:
+        print(f"{step}: error: {error}", file=sys.stderr, flush=True)
+        sys.exit(2)
+
+
+def resolve_data_run_id(data_run_id: str) -> str:
+    """The given prepare_data run, or the newest finished one of the active experiment."""
+    client = MlflowClient()
+    if data_run_id:
+        try:
+            run = client.get_run(data_run_id)
+        except mlflow.exceptions.MlflowException:
+            raise StepError(f"data_run_id {data_run_id!r} does not exist in {mlflow.get_tracking_uri()}") from None
+        if run.data.tags.get("step") != "prepare_data" or run.info.status != "FINISHED":
+            raise StepError(f"run {data_run_id} is not a finished prepare_data run (status {run.info.status})")
+        return data_run_id
+    experiment_id = mlflow.active_run().info.experiment_id
+    runs = client.search_runs(
+        [experiment_id],
+        "tags.step = 'prepare_data' and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    if not runs:
+        raise StepError(
+            f"no finished prepare_data run in experiment {experiment_id}: run "
+            "`mlflow run . -e prepare_data --env-manager local` first (same MLFLOW_EXPERIMENT_NAME), "
+            "or pass -P data_run_id=<run id>"
+        )
+    return runs[0].info.run_id
+
+
+def load_splits(data_run_id: str) -> dict[str, pd.DataFrame]:
+    """Download the prepared splits of a prepare_data run."""
+    with tempfile.TemporaryDirectory() as tmp:
+        local = mlflow.artifacts.download_artifacts(run_id=data_run_id, artifact_path="data", dst_path=tmp)
+        return {split: pd.read_parquet(Path(local) / f"{split}.parquet") for split in SPLITS}
+
+
+def log_dataset_inputs(splits: dict[str, pd.DataFrame], data_run_id: str) -> None:
+    """Record which prepared rows this run used, with MLflow's dataset digest."""
+    artifact_uri = MlflowClient().get_run(data_run_id).info.artifact_uri
+    for split, frame in splits.items():
+        source = f"{artifact_uri}/data/{split}.parquet"
+        dataset = mlflow.data.from_pandas(frame, source=source, name=split, targets="label")
+        mlflow.log_input(dataset, context=DATASET_CONTEXTS[split])
+
+
+def prepare_training(data_run_id: str) -> tuple[str, dict[str, pd.DataFrame]]:
+    """Common start of every training step: resolve, load and record the prepared data."""
+    resolved = resolve_data_run_id(data_run_id)
+    splits = load_splits(resolved)
+    print(f"prepared data: run {resolved} ({', '.join(f'{k}={len(v)}' for k, v in splits.items())})", flush=True)
+    # `mlflow run` may already have logged the raw (possibly empty) value: the tag always holds the resolved id.
+    if "data_run_id" not in mlflow.get_run(mlflow.active_run().info.run_id).data.params:
+        mlflow.log_param("data_run_id", resolved)
+    mlflow.set_tag("data_run_id", resolved)
+    log_dataset_inputs(splits, resolved)
+    return resolved, splits
+
+
+def pinned(*packages: str) -> list[str]:
+    """Exact requirements for a logged model, taken from what this environment runs."""
+    return [f"{package}=={version(package)}" for package in packages]
+
+
+def log_step_params(params: dict) -> None:
+    """Log the step's parameters, skipping those `mlflow run` already logged from MLproject.
+
+    `data_run_id` is only logged once resolved (by `prepare_training`), never as an empty string.
+    """
+    logged = mlflow.get_run(mlflow.active_run().info.run_id).data.params
+    mlflow.log_params({key: value for key, value in params.items() if key not in logged and key != "data_run_id"})

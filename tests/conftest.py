@@ -1,0 +1,142 @@
+"""Shared fixtures: a throw-away MLflow store, `mlflow run` on it, and a real model server."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import pytest
+import requests
+
+REPO = Path(__file__).resolve().parent.parent
+VENV_BIN = str(Path(sys.executable).parent)
+# `mlflow run/serve --env-manager local` exec `python`/`uvicorn` from PATH: use this interpreter's.
+os.environ["PATH"] = VENV_BIN + os.pathsep + os.environ.get("PATH", "")
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("PYTHONHASHSEED", "0")
+os.environ.pop("APPLICATIONINSIGHTS_CONNECTION_STRING", None)
+
+
+@dataclass
+class Tracking:
+    uri: str
+    experiment_id: str
+    root: Path
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "MLFLOW_TRACKING_URI": self.uri, "MLFLOW_EXPERIMENT_ID": self.experiment_id}
+
+
+def new_tracking(root: Path) -> Tracking:
+    """A SQLite store with its own artifact folder, so tests never touch the repo's mlflow.db."""
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    experiment_id = mlflow.create_experiment("tests", artifact_location=str(root / "artifacts"))
+    return Tracking(uri, experiment_id, root)
+
+
+@pytest.fixture(scope="session")
+def tracking(tmp_path_factory) -> Tracking:
+    tracking = new_tracking(tmp_path_factory.mktemp("mlflow"))
+    os.environ["MLFLOW_TRACKING_URI"] = tracking.uri
+    return tracking
+
+
+def mlflow_run(tracking: Tracking, entry_point: str, check: bool = True, **params) -> subprocess.CompletedProcess:
+    """`mlflow run . -e <entry_point>` exactly as a user runs it, on the test store."""
+    command = ["mlflow", "run", str(REPO), "-e", entry_point, "--env-manager", "local"]
+    command += ["--experiment-id", tracking.experiment_id]
+    for key, value in params.items():
+        command += ["-P", f"{key}={value}"]
+    result = subprocess.run(command, env=tracking.env, capture_output=True, text=True, timeout=1200)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{entry_point} failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}")
+    return result
+
+
+def run_id_of(result: subprocess.CompletedProcess) -> str:
+    """The run id `mlflow run` reports for the entry point it ran (the last one it prints)."""
+    ids = re.findall(r"=== Run \(ID '([0-9a-f]+)'\)", result.stderr + result.stdout)
+    assert ids, result.stderr[-2000:]
+    return ids[-1]
+
+
+@pytest.fixture(scope="session")
+def prepared_run_id(tracking: Tracking) -> str:
+    return run_id_of(mlflow_run(tracking, "prepare_data", max_rows=900, seed=7))
+
+
+@pytest.fixture(scope="session")
+def baseline_run_id(tracking: Tracking, prepared_run_id: str) -> str:
+    return run_id_of(mlflow_run(tracking, "train_baseline", data_run_id=prepared_run_id, min_df=1))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ModelServer:
+    """`mlflow models serve` on 127.0.0.1, started and stopped by the test."""
+
+    def __init__(self, model_uri: str, env: dict[str, str], log_path: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        command = ["mlflow", "models", "serve", "-m", model_uri, "--env-manager", "local"]
+        command += ["-h", "127.0.0.1", "-p", str(self.port), "-w", "1"]
+        self._log = open(log_path, "w")  # noqa: SIM115 (closed in stop())
+        self.process = subprocess.Popen(command, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+
+    def wait_ready(self, timeout: float = 120) -> ModelServer:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"model server exited:\n{self.log_path.read_text()[-3000:]}")
+            try:
+                if requests.get(f"{self.url}/ping", timeout=1).status_code == 200:
+                    return self
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.5)
+        raise AssertionError(f"model server not ready after {timeout}s:\n{self.log_path.read_text()[-3000:]}")
+
+    def invocations(self, body, content_type: str = "application/json", **kwargs) -> requests.Response:
+        data = body if isinstance(body, (str, bytes)) else None
+        json_body = None if data is not None else body
+        headers = {"Content-Type": content_type}
+        return requests.post(
+            f"{self.url}/invocations", data=data, json=json_body, headers=headers, timeout=120, **kwargs
+        )
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self._log.close()
+
+
+@pytest.fixture
+def serve(tmp_path, tracking):
+    """Factory fixture: serve a model URI for the test's duration."""
+    servers = []
+
+    def start(model_uri: str, env: dict[str, str] | None = None) -> ModelServer:
+        server = ModelServer(model_uri, env or tracking.env, tmp_path / f"server{len(servers)}.log")
+        servers.append(server)
+        return server.wait_ready()
+
+    yield start
+    for server in servers:
+        server.stop()
