@@ -79,6 +79,15 @@ def format_predictions(proba_negative: np.ndarray, threshold: float, model_versi
     )
 
 
+def apply_temperature(proba: np.ndarray, temperature: float) -> np.ndarray:
+    """Temperature scaling on the logit: monotonic, so rankings (and AUC) are unchanged."""
+    if temperature == 1.0:
+        return np.asarray(proba, dtype=np.float64)
+    clipped = np.clip(np.asarray(proba, dtype=np.float64), 1e-7, 1 - 1e-7)
+    logits = np.log(clipped / (1 - clipped))
+    return 1.0 / (1.0 + np.exp(-logits / temperature))
+
+
 def signature(threshold: float) -> ModelSignature:
     """Signature shared by every candidate; the stored threshold is the params default.
 
@@ -107,6 +116,7 @@ class TweetClassifier(PythonModel):
         self.preprocessing = preprocessing
         self.threshold = threshold
         self.model_version = model_version
+        self.temperature = 1.0
 
     # Attributes rebuilt by `load_context` from the model's artifacts, never pickled with the class.
     runtime_attributes: tuple[str, ...] = ()
@@ -114,9 +124,13 @@ class TweetClassifier(PythonModel):
     def __getstate__(self) -> dict[str, Any]:
         return {key: value for key, value in self.__dict__.items() if key not in self.runtime_attributes}
 
-    def predict_proba(self, texts: list[str]) -> np.ndarray:
-        """P(negative) for raw texts; implemented by each model family."""
+    def raw_proba(self, texts: list[str]) -> np.ndarray:
+        """Uncalibrated P(negative) for raw texts; implemented by each model family."""
         raise NotImplementedError
+
+    def predict_proba(self, texts: list[str]) -> np.ndarray:
+        """Calibrated P(negative): the family's probability through the fitted temperature."""
+        return apply_temperature(self.raw_proba(texts), getattr(self, "temperature", 1.0))
 
     def predict(self, context, model_input, params: dict[str, Any] | None = None) -> pd.DataFrame:
         texts = validate_texts(model_input)

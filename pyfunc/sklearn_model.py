@@ -20,6 +20,6 @@ class SklearnTweetClassifier(TweetClassifier):
     def load_context(self, context) -> None:
         self.pipeline = joblib.load(context.artifacts[PIPELINE_ARTIFACT])
 
-    def predict_proba(self, texts: list[str]) -> np.ndarray:
+    def raw_proba(self, texts: list[str]) -> np.ndarray:
         normalised = normalize_batch(texts, self.preprocessing)
         return self.pipeline.predict_proba(normalised)[:, 1]

@@ -15,12 +15,16 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from pyfunc.contract import INPUT_EXAMPLE, TweetClassifier, signature
+from pyfunc.contract import INPUT_EXAMPLE, TweetClassifier, apply_temperature, signature
 from steps.metrics import (
+    ECE_LIMIT,
     THRESHOLD_RULE,
     choose_threshold,
     classification_metrics,
     evaluation_figures,
+    expected_calibration_error,
+    fit_temperature,
+    reliability_figure,
     threshold_sweep_figure,
 )
 
@@ -30,10 +34,26 @@ TIMING_SAMPLE = 1000
 
 
 def score(model: TweetClassifier, texts: list[str], desc: str) -> np.ndarray:
-    """P(negative) for many texts, in batches, with a progress bar."""
+    """Uncalibrated P(negative) for many texts, in batches, with a progress bar."""
     batches = [texts[start : start + SCORING_BATCH] for start in range(0, len(texts), SCORING_BATCH)]
-    parts = [model.predict_proba(batch) for batch in tqdm(batches, desc=desc, unit="batch", mininterval=2)]
+    parts = [model.raw_proba(batch) for batch in tqdm(batches, desc=desc, unit="batch", mininterval=2)]
     return np.concatenate(parts) if parts else np.empty(0)
+
+
+def calibrate(model: TweetClassifier, y_val: np.ndarray, raw_val: np.ndarray) -> dict[str, float]:
+    """Fit temperature scaling on validation when the raw model is miscalibrated (ECE above the limit)."""
+    ece_raw = expected_calibration_error(y_val, raw_val)
+    model.temperature = fit_temperature(y_val, raw_val) if ece_raw > ECE_LIMIT else 1.0
+    calibrated = apply_temperature(raw_val, model.temperature)
+    figure = reliability_figure(y_val, {"raw": raw_val, "calibrated": calibrated})
+    mlflow.log_figure(figure, "plots/val_reliability_diagram.png")
+    plt.close(figure)
+    mlflow.set_tag("calibration", "temperature_scaling" if model.temperature != 1.0 else "none")
+    return {
+        "val_ece_raw": ece_raw,
+        "val_ece": expected_calibration_error(y_val, calibrated),
+        "temperature": model.temperature,
+    }
 
 
 def _predictions_table(frame: pd.DataFrame, proba: np.ndarray, threshold: float) -> pd.DataFrame:
@@ -67,12 +87,15 @@ def log_candidate(
 ) -> str:
     """Choose the threshold on validation, log metrics, plots and the servable pyfunc; return its URI."""
     run_id = mlflow.active_run().info.run_id
-    proba = {split: score(model, splits[split]["text"].tolist(), f"scoring {split}") for split in ("val", "test")}
+    raw = {split: score(model, splits[split]["text"].tolist(), f"scoring {split}") for split in ("val", "test")}
+    calibration = calibrate(model, splits["val"]["label"].to_numpy(), raw["val"])
+    proba = {split: apply_temperature(values, model.temperature) for split, values in raw.items()}
     threshold = choose_threshold(splits["val"]["label"].to_numpy(), proba["val"])
     model.threshold = threshold
     model.model_version = f"{family}:{run_id}"
 
-    metrics = {"threshold": threshold, "train_seconds": train_seconds}
+    metrics = {"threshold": threshold, "train_seconds": train_seconds, **calibration}
+    metrics["test_ece"] = expected_calibration_error(splits["test"]["label"].to_numpy(), proba["test"])
     for split in ("val", "test"):
         labels = splits[split]["label"].to_numpy()
         metrics |= classification_metrics(labels, proba[split], threshold, split)

@@ -86,3 +86,51 @@ def threshold_sweep_figure(y_true: np.ndarray, proba: np.ndarray, chosen: float)
     ax.set_title("validation threshold sweep")
     ax.legend()
     return fig
+
+
+ECE_LIMIT = 0.03
+ECE_BINS = 15
+
+
+def expected_calibration_error(y_true: np.ndarray, proba: np.ndarray, bins: int = ECE_BINS) -> float:
+    """Weighted gap between predicted P(negative) and the observed negative rate, over equal-width bins."""
+    y_true, proba = np.asarray(y_true), np.asarray(proba)
+    which = np.minimum((proba * bins).astype(int), bins - 1)
+    error = 0.0
+    for b in range(bins):
+        in_bin = which == b
+        if in_bin.any():
+            error += in_bin.mean() * abs(proba[in_bin].mean() - y_true[in_bin].mean())
+    return float(error)
+
+
+def fit_temperature(y_true: np.ndarray, proba: np.ndarray) -> float:
+    """Temperature minimising validation log-loss (Guo et al., 2017), searched on a log scale."""
+    from scipy.optimize import minimize_scalar
+
+    from pyfunc.contract import apply_temperature
+
+    def log_loss(log_t: float) -> float:
+        p = np.clip(apply_temperature(proba, float(np.exp(log_t))), 1e-7, 1 - 1e-7)
+        return float(-np.mean(y_true * np.log(p) + (1 - y_true) * np.log(1 - p)))
+
+    return float(np.exp(minimize_scalar(log_loss, bounds=(-3, 3), method="bounded").x))
+
+
+def reliability_figure(y_true: np.ndarray, curves: dict[str, np.ndarray], bins: int = ECE_BINS) -> plt.Figure:
+    """Reliability diagram: observed negative rate against mean predicted probability per bin."""
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="perfect")
+    for name, proba in curves.items():
+        which = np.minimum((np.asarray(proba) * bins).astype(int), bins - 1)
+        used = [b for b in range(bins) if (which == b).any()]
+        ax.plot(
+            [proba[which == b].mean() for b in used],
+            [np.asarray(y_true)[which == b].mean() for b in used],
+            marker="o",
+            label=f"{name} (ECE {expected_calibration_error(y_true, proba, bins):.3f})",
+        )
+    ax.set_xlabel("mean predicted proba_negative")
+    ax.set_ylabel("observed negative rate")
+    ax.legend(loc="upper left")
+    return fig

@@ -80,7 +80,10 @@ def resolve_data_run_id(data_run_id: str) -> str:
 def load_splits(data_run_id: str) -> dict[str, pd.DataFrame]:
     """Download the prepared splits of a prepare_data run."""
     with tempfile.TemporaryDirectory() as tmp:
-        local = mlflow.artifacts.download_artifacts(run_id=data_run_id, artifact_path="data", dst_path=tmp)
+        try:
+            local = mlflow.artifacts.download_artifacts(run_id=data_run_id, artifact_path="data", dst_path=tmp)
+        except mlflow.exceptions.MlflowException as error:
+            raise StepError(f"the prepared data of run {data_run_id} cannot be read: {error.message}") from None
         return {split: pd.read_parquet(Path(local) / f"{split}.parquet") for split in SPLITS}
 
 
