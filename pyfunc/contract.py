@@ -124,6 +124,14 @@ class TweetClassifier(PythonModel):
     def __getstate__(self) -> dict[str, Any]:
         return {key: value for key, value in self.__dict__.items() if key not in self.runtime_attributes}
 
+    def load_context(self, context) -> None:
+        """MLflow calls this once when the model is loaded (server start, spark_udf, load_model)."""
+        self.load_artifacts(context.artifacts)
+
+    def load_artifacts(self, artifacts: dict[str, str]) -> None:
+        """Rebuild the runtime attributes from the logged artifacts; implemented by each family."""
+        raise NotImplementedError
+
     def raw_proba(self, texts: list[str]) -> np.ndarray:
         """Uncalibrated P(negative) for raw texts; implemented by each model family."""
         raise NotImplementedError

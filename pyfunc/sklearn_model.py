@@ -17,8 +17,8 @@ class SklearnTweetClassifier(TweetClassifier):
     runtime_attributes = ("pipeline",)
     pipeline = None
 
-    def load_context(self, context) -> None:
-        self.pipeline = joblib.load(context.artifacts[PIPELINE_ARTIFACT])
+    def load_artifacts(self, artifacts: dict[str, str]) -> None:
+        self.pipeline = joblib.load(artifacts[PIPELINE_ARTIFACT])
 
     def raw_proba(self, texts: list[str]) -> np.ndarray:
         normalised = normalize_batch(texts, self.preprocessing)
