@@ -1,7 +1,5 @@
 """`mlflow run` of prepare_data and train_baseline on a small sample, as a user runs them."""
 
-import json
-
 import mlflow
 import pandas as pd
 import pytest
@@ -31,9 +29,7 @@ def test_prepare_data_logs_splits_report_and_dataset_inputs(tracking, prepared_r
     )
     assert list(train.columns) == ["text", "label", "source"]
     assert set(train["label"]) == {0, 1}
-    report = json.loads(
-        open(mlflow.artifacts.download_artifacts(run_id=prepared_run_id, artifact_path="data_report.json")).read()
-    )
+    report = mlflow.artifacts.load_dict(f"runs:/{prepared_run_id}/data_report.json")
     assert sum(split["rows"] for split in report["splits"].values()) == 900
     contexts = {
         i.dataset.name: ({t.key: t.value for t in i.tags}["mlflow.data.context"], i.dataset.digest)

@@ -45,7 +45,7 @@ def test_column_oriented_dict_input_is_accepted():
 
 @pytest.mark.parametrize("bad", [-0.1, 1.5, "high", None])
 def test_threshold_override_must_be_a_probability(bad):
-    with pytest.raises(InvalidInput, match="params.threshold"):
+    with pytest.raises(InvalidInput, match=r"params\.threshold"):
         resolve_threshold({"threshold": bad}, 0.3)
 
 

@@ -73,7 +73,7 @@ def test_bad_sources_fail_with_one_line_naming_the_file(tmp_path, loader, conten
 
 def test_txt_dir_without_negative_file_names_it(tmp_path):
     (tmp_path / "positive.txt").write_text("nice\n")
-    with pytest.raises(StepError, match="negative.txt"):
+    with pytest.raises(StepError, match=r"negative\.txt"):
         load_txt_dir(str(tmp_path))
 
 
