@@ -227,22 +227,24 @@ def validate(args: argparse.Namespace) -> float | None:
     return parse_ceiling(args.max_behaviour_failure_rate)
 
 
-def register(args: argparse.Namespace) -> None:
-    ceiling = validate(args)
-    log_step_params(vars(args))
-    client = MlflowClient()
-    data_run_id = resolve_data_run_id(args.data_run_id)
-    mlflow.set_tag("data_run_id", data_run_id)
+def resolve_data_run(data_run_id: str) -> str:
+    """The data run whose candidates compete, recorded on this run as param and tag."""
+    resolved = resolve_data_run_id(data_run_id)
+    mlflow.set_tag("data_run_id", resolved)
     if "data_run_id" not in mlflow.get_run(mlflow.active_run().info.run_id).data.params:
-        mlflow.log_param("data_run_id", data_run_id)
-    mlflow.set_tag("behaviour_gate", "off" if ceiling is None else f"{BEHAVIOUR_METRIC} <= {ceiling}")
-    experiments = sorted({mlflow.active_run().info.experiment_id, client.get_run(data_run_id).info.experiment_id})
+        mlflow.log_param("data_run_id", resolved)
+    return resolved
 
-    ranking = rank_candidates(client, experiments, data_run_id, args.metric, ceiling)
+
+def pick_best(client: MlflowClient, data_run_id: str, metric: str, ceiling: float | None) -> pd.Series:
+    """Rank, log and print the candidates; the best eligible one, or a one-line error saying why none."""
+    experiments = {mlflow.active_run().info.experiment_id, client.get_run(data_run_id).info.experiment_id}
+    ranking = rank_candidates(client, sorted(experiments), data_run_id, metric, ceiling)
     mlflow.log_table(ranking, "ranking.json")
-    print(f"candidates on data run {data_run_id}, ranked by {args.metric}:", flush=True)
+    print(f"candidates on data run {data_run_id}, ranked by {metric}:", flush=True)
     print(ranking.to_string(index=False) if len(ranking) else "  (none)", flush=True)
     eligible = ranking[ranking["eligible"]]
+    mlflow.log_metrics({"candidates": len(ranking), "eligible_candidates": len(eligible)})
     if eligible.empty:
         raise StepError(
             f"no eligible candidate among {len(ranking)} finished candidate run(s) of data run {data_run_id}: "
@@ -251,29 +253,43 @@ def register(args: argparse.Namespace) -> None:
         )
     best = eligible.iloc[0]
     mlflow.set_tags({"best_run_id": best["run_id"], "best_model_family": best["model_family"]})
-    mlflow.log_metric("candidates", len(ranking))
-    mlflow.log_metric("eligible_candidates", len(eligible))
+    return best
 
-    version, created = model_version_for(client, args.model_name, best["run_id"])
-    print(
-        f"{'registered' if created else 'reusing'} {args.model_name} version {version.version} (run {best['run_id']})"
-    )
-    for key, value in {"model_family": best["model_family"], "data_run_id": data_run_id}.items():
-        client.set_model_version_tag(args.model_name, version.version, key, value)
+
+def promote_through_gate(
+    client: MlflowClient, args: argparse.Namespace, version: ModelVersion, data_run_id: str
+) -> None:
+    """Run the gate against the current champion and move the alias only if it passes."""
     champion = current_champion(client, args.model_name)
-    mlflow.set_tag("registered_version", version.version)
     if champion is not None and str(champion.version) == str(version.version):
         mlflow.set_tag("outcome", "already_champion")
-        print(f"version {version.version} is already @{ALIAS}: nothing to move")
-    else:
-        result = gate(args, version, champion, data_run_id)
-        record_gate(client, args, version, result)
-        report_gate(args, version, champion, result)
-        if result["passed"]:
-            client.set_registered_model_alias(args.model_name, ALIAS, version.version)
-        mlflow.set_tag(
-            "outcome", ("first_champion" if champion is None else "promoted") if result["passed"] else "kept_champion"
-        )
+        print(f"version {version.version} is already @{ALIAS}: nothing to move", flush=True)
+        return
+    result = gate(args, version, champion, data_run_id)
+    record_gate(client, args, version, result)
+    report_gate(args, version, champion, result)
+    if result["passed"]:
+        client.set_registered_model_alias(args.model_name, ALIAS, version.version)
+    outcome = ("first_champion" if champion is None else "promoted") if result["passed"] else "kept_champion"
+    mlflow.set_tag("outcome", outcome)
+
+
+def register(args: argparse.Namespace) -> None:
+    ceiling = validate(args)
+    log_step_params(vars(args))
+    mlflow.set_tag("behaviour_gate", "off" if ceiling is None else f"{BEHAVIOUR_METRIC} <= {ceiling}")
+    client = MlflowClient()
+    data_run_id = resolve_data_run(args.data_run_id)
+    best = pick_best(client, data_run_id, args.metric, ceiling)
+
+    version, created = model_version_for(client, args.model_name, best["run_id"])
+    action = "registered" if created else "reusing"
+    print(f"{action} {args.model_name} version {version.version} (run {best['run_id']})", flush=True)
+    for key, value in {"model_family": best["model_family"], "data_run_id": data_run_id}.items():
+        client.set_model_version_tag(args.model_name, version.version, key, value)
+    mlflow.set_tag("registered_version", version.version)
+    promote_through_gate(client, args, version, data_run_id)
+
     final = current_champion(client, args.model_name)
     mlflow.set_tag("champion_version", final.version)
     print(f"\n@{ALIAS} is {args.model_name} version {final.version} (run {final.run_id}). Serve it with:")
