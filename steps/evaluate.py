@@ -158,6 +158,8 @@ def calibration(run_id: str) -> dict:
             f" (temperature {report['temperature']:.3f}), test ECE {report['test_ece']:.4f}",
             flush=True,
         )
+        if report["val_ece"] > report["val_ece_raw"]:
+            print("  warning: temperature scaling RAISED validation ECE on this run (see the reliability diagram)")
     return report
 
 
