@@ -15,6 +15,8 @@ from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_PARENT_RUN_ID, ML
 
 from steps.tracking import PROJECT_ROOT, run_step
 
+MODEL_NAME = "tweet-sentiment"
+
 
 def _find_finished(entry_point: str, parameters: dict[str, str], experiment_id: str) -> str | None:
     """A finished run of this entry point with these parameters on the current code version."""
@@ -40,12 +42,15 @@ class Pipeline:
         self.parent_run_id = parent.info.run_id
         self.experiment_id = parent.info.experiment_id
 
-    def step(self, entry_point: str, parameters: dict[str, object]) -> str:
-        """Run (or reuse) one entry point and return its run id."""
+    def step(self, entry_point: str, parameters: dict[str, object], reusable: bool = True) -> str:
+        """Run (or reuse) one entry point and return its run id.
+
+        `reusable=False` for steps whose outcome depends on state outside their parameters (the registry).
+        """
         self.done += 1
         parameters = {key: str(value) for key, value in parameters.items()}
         banner = f"[{self.done}/{self.total_steps}] {entry_point}"
-        cached = self.use_cache and _find_finished(entry_point, parameters, self.experiment_id)
+        cached = reusable and self.use_cache and _find_finished(entry_point, parameters, self.experiment_id)
         if cached:
             print(f"==> {banner}: reusing finished run {cached}", flush=True)
             return cached
@@ -64,12 +69,16 @@ class Pipeline:
 
 
 def run_pipeline(args: argparse.Namespace) -> None:
-    steps = Pipeline(total_steps=2, use_cache=args.use_cache)
+    candidate_count = 1
+    steps = Pipeline(total_steps=2 + 2 * candidate_count + 1, use_cache=args.use_cache)
     data_run_id = steps.step(
         "prepare_data", {"source": args.source, "path": args.path, "max_rows": args.max_rows, "seed": args.seed}
     )
-    baseline = steps.step("train_baseline", {"data_run_id": data_run_id, "seed": args.seed})
-    print_summary([baseline], steps.experiment_id)
+    candidates = [steps.step("train_baseline", {"data_run_id": data_run_id, "seed": args.seed})]
+    for run_id in candidates:
+        steps.step("evaluate", {"model_uri": f"runs:/{run_id}/model"})
+    steps.step("register", {"data_run_id": data_run_id, "seed": args.seed}, reusable=False)
+    print_summary(candidates, steps.experiment_id)
 
 
 def print_summary(candidate_run_ids: list[str], experiment_id: str) -> None:
@@ -79,7 +88,17 @@ def print_summary(candidate_run_ids: list[str], experiment_id: str) -> None:
     for run_id in candidate_run_ids:
         run = client.get_run(run_id)
         family, metrics = run.data.tags.get("model_family"), run.data.metrics
-        print(f"  {family:<12} run {run_id}  val_roc_auc={metrics['val_roc_auc']:.4f}  val_f1={metrics['val_f1']:.4f}")
+        behaviour = metrics.get("behaviour_failure_rate", float("nan"))
+        print(
+            f"  {family:<12} run {run_id}  val_roc_auc={metrics['val_roc_auc']:.4f}  val_f1={metrics['val_f1']:.4f}"
+            f"  behaviour_failure_rate={behaviour:.3f}"
+        )
+    try:
+        champion = client.get_model_version_by_alias(MODEL_NAME, "champion")
+        print(f"  champion: {MODEL_NAME} version {champion.version} (run {champion.run_id})")
+        print(f"  serve it: mlflow models serve -m models:/{MODEL_NAME}@champion -p 5001 --env-manager local")
+    except mlflow.exceptions.MlflowException:
+        print("  no champion registered")
     print(f"  experiment {experiment_id} in {mlflow.get_tracking_uri()}")
     print("  compare the runs: mlflow ui --port 5000   (then open http://127.0.0.1:5000)")
 
