@@ -33,8 +33,8 @@ pn.extension("echarts", "tabulator", sizing_mode="stretch_width")
 
 OTHER_LABEL = {"negative": "not_negative", "not_negative": "negative"}
 HISTORY_COLUMNS = ["time", "text", "label", "proba_negative", "threshold", "feedback", "latency_ms", "model_version"]
+HISTORY_WIDTHS = {"time": 85, "text": 320, "label": 125, "proba_negative": 135, "threshold": 100, "feedback": 190}
 PREVIEW_ROWS = 200
-REGISTRY_TIMEOUT_S = 5.0
 STYLES = {
     "error": "background:#fdecea;color:#611a15;border:1px solid #f5c6cb;",
     "info": "background:#e8f4fd;color:#0c3c60;border:1px solid #b8daff;",
@@ -72,7 +72,7 @@ class Dashboard:
     # ----------------------------------------------------------------------------------- layout
     def _build_widgets(self) -> None:
         self.status = pn.pane.HTML(message_html(f"Model server: {self.client.base_url}", "info", "server-status"))
-        self.check_button = pn.widgets.Button(label="Check the model server", button_type="default")
+        self.check_button = pn.widgets.Button(label="Check the model server", color="default")
         self.threshold = pn.widgets.EditableFloatSlider(
             label="Decision threshold", start=0.0, end=1.0, fixed_start=0.0, fixed_end=1.0, step=0.01, value=0.5
         )
@@ -85,9 +85,9 @@ class Dashboard:
         self.tweet = pn.widgets.TextAreaInput(
             label="Tweet", placeholder="Type or paste a tweet…", max_length=5000, height=110
         )
-        self.predict_button = pn.widgets.Button(label="Predict", button_type="primary", width=160, sizing_mode=None)
+        self.predict_button = pn.widgets.Button(label="Predict", color="primary", width=160, sizing_mode=None)
         self.predict_message = pn.pane.HTML("", visible=False)
-        self.result = pn.pane.HTML("", visible=False)
+        self.result = pn.pane.HTML("")
         self.gauge = pn.indicators.Gauge(
             label="proba_negative",
             value=0.0,
@@ -97,11 +97,21 @@ class Dashboard:
             width=300,
             title_size=14,
             sizing_mode="fixed",
+        )
+        self.right_button = pn.widgets.Button(label="Right", color="success", disabled=True)
+        self.wrong_button = pn.widgets.Button(label="Wrong", color="danger", disabled=True)
+        self.feedback_message = pn.pane.HTML("")
+        # Shown only for a current answer: after an error the stale result is hidden (history keeps it).
+        self.result_area = pn.Row(
+            self.gauge,
+            pn.Column(
+                self.result,
+                pn.pane.HTML("<b>Was this prediction right?</b>"),
+                pn.Row(self.right_button, self.wrong_button),
+                self.feedback_message,
+            ),
             visible=False,
         )
-        self.right_button = pn.widgets.Button(label="Right", button_type="success", disabled=True)
-        self.wrong_button = pn.widgets.Button(label="Wrong", button_type="danger", disabled=True)
-        self.feedback_message = pn.pane.HTML("")
 
         self.history_table = pn.widgets.Tabulator(
             pd.DataFrame(columns=HISTORY_COLUMNS),
@@ -109,14 +119,14 @@ class Dashboard:
             show_index=False,
             pagination="local",
             page_size=15,
-            layout="fit_data_stretch",
+            layout="fit_data_table",  # fixed widths; model_version and latency scroll into view on the right
             formatters={"text": {"type": "textarea"}},
-            widths={"text": 360},
+            widths=HISTORY_WIDTHS,
             selectable=False,
         )
 
         self.file_input = pn.widgets.FileInput(accept=".csv,text/csv", multiple=False)
-        self.score_button = pn.widgets.Button(label="Score the file", button_type="primary", disabled=True)
+        self.score_button = pn.widgets.Button(label="Score the file", color="primary", disabled=True)
         self.progress = pn.indicators.Progress(value=0, max=100, bar_color="primary", visible=False)
         self.batch_message = pn.pane.HTML("", visible=False)
         self.histogram = pn.Column()  # holds a fresh Bokeh pane per batch
@@ -127,14 +137,14 @@ class Dashboard:
             pagination="local",
             page_size=10,
             visible=False,
-            layout="fit_data_stretch",
+            layout="fit_columns",
             selectable=False,
         )
         self.download = pn.widgets.FileDownload(
             callback=self._scored_file,
             filename="scored.csv",
             label="Download the scored CSV",
-            button_type="success",
+            color="success",
             disabled=True,
         )
 
@@ -163,15 +173,7 @@ class Dashboard:
             self.tweet,
             self.predict_button,
             self.predict_message,
-            pn.Row(
-                self.gauge,
-                pn.Column(
-                    self.result,
-                    pn.pane.HTML("<b>Was this prediction right?</b>"),
-                    pn.Row(self.right_button, self.wrong_button),
-                    self.feedback_message,
-                ),
-            ),
+            self.result_area,
         )
         batch_tab = pn.Column(
             pn.pane.HTML(
@@ -231,6 +233,8 @@ class Dashboard:
         except ModelServerError as error:
             if generation == self._generation:
                 self.predict_message.param.update(object=message_html(error.message), visible=True)
+                self.result_area.visible = False
+                self.last = None  # feedback only ever refers to a prediction on screen
                 if error.kind in ("unreachable", "timeout"):
                     await self._check_server()
             return
@@ -264,12 +268,8 @@ class Dashboard:
         other = OTHER_LABEL[prediction.label]
         self.wrong_button.param.update(label=f"Wrong: it is {other}", disabled=False)
         self.feedback_message.object = ""
-        try:
-            label = await asyncio.wait_for(
-                asyncio.to_thread(registry.registry_label, prediction.model_version), REGISTRY_TIMEOUT_S
-            )
-        except TimeoutError:
-            label = None
+        # Optional and possibly slow (first call imports mlflow): the result is already on the page.
+        label = await asyncio.to_thread(registry.registry_label, prediction.model_version)
         if label and self.last and self.last["prediction"] is prediction:
             self._render_result(text, prediction, scored.latency_ms, registry_line=label)
 
@@ -290,12 +290,12 @@ class Dashboard:
             "<div><b>Tweet:</b></div>",
             f'<pre id="result-text" style="white-space:pre-wrap;font-size:1em">{html.escape(text)}</pre>',
         ]
-        self.result.param.update(object="".join(lines), visible=True)
+        self.result.object = "".join(lines)
         self.gauge.param.update(
             value=round(prediction.proba_negative, 3),
             colors=[(prediction.threshold, charts.NOT_NEGATIVE_COLOR), (1, charts.NEGATIVE_COLOR)],
-            visible=True,
         )
+        self.result_area.visible = True
 
     def _refresh_history(self) -> None:
         self.history_table.value = pd.DataFrame(self.history[::-1], columns=HISTORY_COLUMNS)
@@ -370,6 +370,8 @@ class Dashboard:
             self.score_button.loading = False
 
     async def _score_file(self, data: bytes, name: str) -> None:
+        self.histogram[:] = []  # nothing from a previous file stays on screen
+        self.preview.visible = False
         try:
             frame = await asyncio.to_thread(batch.read_csv, data)
             column = batch.text_column(frame)
@@ -395,9 +397,9 @@ class Dashboard:
             self.batch_message.param.update(object=message_html(error.message, "error", "batch-status"))
             return
         result = batch.join_predictions(frame, valid, scored.predictions)
-        self._show_batch(result, name, skipped=int((~valid).sum()), latency_ms=scored.latency_ms)
+        self._show_batch(result, name, column, skipped=int((~valid).sum()), latency_ms=scored.latency_ms)
 
-    def _show_batch(self, result: pd.DataFrame, name: str, skipped: int, latency_ms: float) -> None:
+    def _show_batch(self, result: pd.DataFrame, name: str, column: str, skipped: int, latency_ms: float) -> None:
         self.scored_csv = batch.to_csv_bytes(result)
         self.download.param.update(filename=f"scored_{name.rsplit('.', 1)[0]}.csv", disabled=False)
         scored = result[result["valid"]]
@@ -412,7 +414,12 @@ class Dashboard:
             threshold = float(scored["threshold"].iloc[0])
             plot = charts.probability_histogram(scored["proba_negative"].to_numpy(dtype=np.float64), threshold)
             self.histogram[:] = [pn.pane.Bokeh(plot)]
-        self.preview.param.update(value=result.head(PREVIEW_ROWS), visible=True)
+        self.preview.param.update(
+            value=result.head(PREVIEW_ROWS),
+            formatters={column: {"type": "textarea"}},
+            widths={column: "40%", "model_version": "18%"},
+            visible=True,
+        )
 
     def _scored_file(self) -> io.BytesIO:
         return io.BytesIO(self.scored_csv or b"")

