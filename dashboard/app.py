@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import html
 import io
+import os
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -427,6 +428,9 @@ class Dashboard:
 
 def create_app() -> pn.template.BootstrapTemplate:
     """The page for one browser session."""
+    # The optional registry lookup must fail fast when a tracking server is down, not retry for minutes.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
     dashboard = Dashboard(ModelClient(), FeedbackStore())
     # Bootstrap's assets ship with Panel: the page loads nothing from the internet (Fast pulls a web font).
     template = pn.template.BootstrapTemplate(

@@ -24,11 +24,12 @@ def run_id_of(model_version: str) -> str | None:
     return match.group(1) if match else None
 
 
-def lookup(run_id: str) -> str | None:
+def lookup(run_id: str, tracking_uri: str) -> str | None:
     """e.g. `tweet-sentiment v3 @champion`: the newest registered version logged from `run_id`, else None."""
     from mlflow import MlflowClient  # imported only when a tracking store is configured
 
-    client = MlflowClient()
+    registry_uri = os.environ.get("MLFLOW_REGISTRY_URI") or tracking_uri
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri)
     versions = client.search_model_versions(f"run_id = '{run_id}'")
     if not versions:
         return None
@@ -41,16 +42,14 @@ def lookup(run_id: str) -> str | None:
 def registry_label(model_version: str) -> str | None:
     """The registry's name for the served model, cached a minute; None whenever it cannot be known."""
     run_id = run_id_of(model_version)
-    if not run_id or not os.environ.get("MLFLOW_TRACKING_URI"):
+    tracking_uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if not run_id or not tracking_uri:
         return None
     cached = _cache.get(run_id)
     if cached and time.monotonic() - cached[0] < CACHE_SECONDS:
         return cached[1]
-    # A tracking server that is down should fail fast, not after MLflow's default retries.
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
     try:
-        label = lookup(run_id)
+        label = lookup(run_id, tracking_uri)
     except Exception as error:  # optional information: log and show nothing
         logger.info("registry lookup for run %s failed: %s", run_id, error)
         label = None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import mlflow
 import pytest
 from mlflow import MlflowClient
 
@@ -29,15 +28,15 @@ def test_no_tracking_uri_means_no_lookup(monkeypatch):
 
 def test_unreachable_store_means_no_line(monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "1")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "1")  # what the app sets for its process
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     assert registry.registry_label("baseline:0123456789abcdef0123456789abcdef") is None
 
 
 def test_registered_version_and_alias_are_named(monkeypatch, tmp_path):
     uri = f"sqlite:///{tmp_path / 'registry.db'}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    mlflow.set_tracking_uri(uri)
-    client = MlflowClient(uri)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)  # the dashboard reads the store from the environment only
+    client = MlflowClient(uri, registry_uri=uri)
     experiment = client.create_experiment("registry-test", artifact_location=str(tmp_path / "artifacts"))
     run = client.create_run(experiment)
     client.create_registered_model("tweet-sentiment")
