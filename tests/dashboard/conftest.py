@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.conftest import ModelServer
+
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -163,23 +165,12 @@ def start_dashboard(tmp_path) -> Iterator:
         server.stop()
 
 
-def root_fixtures_module(config: pytest.Config):
-    """tests/conftest.py as pytest loaded it, to reuse its `ModelServer` at module scope."""
-    root = (REPO / "tests" / "conftest.py").resolve()
-    for plugin in config.pluginmanager.get_plugins():
-        file = getattr(plugin, "__file__", None)
-        if file and Path(file).resolve() == root:
-            return plugin
-    raise RuntimeError("tests/conftest.py is not loaded")
-
-
 @pytest.fixture(scope="module")
-def model_server(request, tracking, baseline_run_id, tmp_path_factory):
+def model_server(tracking, baseline_run_id, tmp_path_factory):
     """One real `mlflow models serve` of the tiny baseline for the module's tests (the `serve`
     fixture is per test; the test that stops a server uses it for a server of its own)."""
-    model_server_class = root_fixtures_module(request.config).ModelServer
     log = tmp_path_factory.mktemp("model-server") / "server.log"
-    server = model_server_class(f"runs:/{baseline_run_id}/model", tracking.env, log).wait_ready()
+    server = ModelServer(f"runs:/{baseline_run_id}/model", tracking.env, log).wait_ready()
     yield server
     server.stop()
 
