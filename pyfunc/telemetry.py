@@ -94,12 +94,31 @@ def _configure(service_name: str) -> bool:
         }
         if not os.environ.get("OTEL_TRACES_SAMPLER"):
             options["sampling_ratio"] = 1.0  # keep every request; the OTEL_* sampler variables lower it
+        # FastAPI is instrumented below, with options the distro does not pass on.
+        options["instrumentation_options"] = {"fastapi": {"enabled": False}}
         configure_azure_monitor(**options)
+        _instrument_fastapi()
         _create_instruments()
     except Exception as error:  # a bad connection string or a broken install must not stop the server
         _log.warning("telemetry off: Azure Monitor could not be configured: %s", error)
         return False
     return True
+
+
+def _instrument_fastapi() -> None:
+    """Request telemetry for FastAPI apps created from now on (MLflow's scoring server is one).
+
+    One request item per HTTP request: the ASGI `receive`/`send` sub-spans (three or four InProc
+    dependencies per request otherwise) are left out, and so are the `/ping` and `/health` probes unless
+    `OTEL_PYTHON_FASTAPI_EXCLUDED_URLS` (or `OTEL_PYTHON_EXCLUDED_URLS`) says which URLs to skip.
+    """
+    try:
+        from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+    except ImportError:  # no FastAPI in this process (e.g. the dashboard): nothing to instrument
+        return
+    from_env = os.environ.get("OTEL_PYTHON_FASTAPI_EXCLUDED_URLS") or os.environ.get("OTEL_PYTHON_EXCLUDED_URLS")
+    excluded = None if from_env else r"/ping$,/health$"
+    FastAPIInstrumentor().instrument(exclude_spans=["receive", "send"], excluded_urls=excluded)
 
 
 def _create_instruments() -> None:

@@ -16,6 +16,8 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 INSTRUMENTATION_KEY = "00000000-0000-0000-0000-000000000000"
+# The request name the FastAPI instrumentation gives MLflow's scoring endpoint (checked by the server test).
+INVOCATIONS_REQUEST = "POST /invocations"
 # Keep tests and benchmarks offline: no SDK self-telemetry, no OneSettings control plane; fast exports.
 OFFLINE_ENV = {
     "APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL": "true",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from appinsights_capture import HangingServer, base_data, closed_port, telemetry_env
+from appinsights_capture import INVOCATIONS_REQUEST, HangingServer, base_data, telemetry_env
 
 pytestmark = pytest.mark.integration
 
@@ -24,7 +24,7 @@ def _requests_with_code(capture, code: str) -> list[dict]:
     return [
         base_data(e)
         for e in capture.of_type("RequestData")
-        if base_data(e).get("responseCode") == code and "/invocations" in base_data(e).get("name", "")
+        if base_data(e).get("responseCode") == code and base_data(e).get("name") == INVOCATIONS_REQUEST
     ]
 
 
@@ -54,11 +54,13 @@ def test_requests_and_model_metrics_reach_the_ingestion_endpoint(capture, serve,
     [request_ok] = capture.wait_for(lambda: _requests_with_code(capture, "200"))
     [request_bad] = capture.wait_for(lambda: _requests_with_code(capture, "400"))
     assert request_ok["success"] is True and request_bad["success"] is False
-    assert request_ok["name"] == "POST /invocations"
     for request in (request_ok, request_bad):
         assert DURATION.match(request["duration"]) and 0 < _seconds(request["duration"]) < 60, request["duration"]
         assert request["properties"]["model_version"] == model_version
     assert request_ok["properties"]["batch_size"] == "2"
+    # One item per request: no ASGI send/receive sub-spans, no health probes (the fixture polled /ping).
+    assert not [e for e in capture.of_type("RemoteDependencyData") if base_data(e).get("type") == "InProc"]
+    assert not [e for e in capture.of_type("RequestData") if base_data(e)["name"] != INVOCATIONS_REQUEST]
 
     # Custom metrics, with the model's name and version as dimensions.
     dims = {"model_name": "baseline", "model_version": model_version}
@@ -80,13 +82,14 @@ def test_requests_and_model_metrics_reach_the_ingestion_endpoint(capture, serve,
     assert proba_dims["model_version"] == model_version
 
 
-@pytest.mark.parametrize("endpoint", ["down", "hanging"])
-def test_server_answers_as_usual_when_the_endpoint_fails(endpoint, serve, tracking, baseline_run_id, tmp_path):
+def test_server_answers_as_usual_when_the_endpoint_hangs(serve, tracking, baseline_run_id, tmp_path):
+    """The worst ingestion failure: connections accepted, never answered (a closed port fails faster;
+    both are measured in bench/telemetry_overhead.py)."""
     with HangingServer() as hanging:
-        port = closed_port() if endpoint == "down" else hanging.port
-        env = {**tracking.env, **telemetry_env(port), "TMPDIR": str(tmp_path)}
+        env = {**tracking.env, **telemetry_env(hanging.port), "TMPDIR": str(tmp_path)}
         server = serve(f"runs:/{baseline_run_id}/model", env=env)
         for _ in range(3):
-            assert server.invocations(GOOD).status_code == 200
+            ok = server.invocations(GOOD)
+            assert ok.status_code == 200 and len(ok.json()["predictions"]) == 2
             assert server.invocations(BAD).status_code == 400
         assert "telemetry on" in server.log_path.read_text()
