@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -94,10 +93,8 @@ def timed_request(session: requests.Session, case: Case, text: str) -> None:
     except requests.RequestException:
         ok = False
     elapsed = (time.perf_counter() - started) * 1000
-    if ok:
-        case.latencies_ms.append(elapsed)
-    else:
-        case.errors += 1
+    case.latencies_ms.append(elapsed if ok else float("nan"))  # NaN keeps rounds aligned across cases
+    case.errors += not ok
 
 
 def run(cases: list[Case], total: int, warmup: int) -> None:
@@ -112,18 +109,22 @@ def run(cases: list[Case], total: int, warmup: int) -> None:
 
 
 def report(cases: list[Case], capture: CaptureServer, args: argparse.Namespace) -> None:
-    off = np.percentile(cases[0].latencies_ms, 50)
+    off = np.asarray(cases[0].latencies_ms)
     print(f"\nserved model: {args.model_uri}; {args.requests} one-tweet requests per case, round-robin, concurrency 1")
-    print(f"{'case':<34} {'p50 ms':>8} {'p95 ms':>8} {'mean ms':>8} {'vs off':>8} {'errors':>7}")
+    print("paired: median over rounds of (this case - telemetry off), the same moment's load for both")
+    print(f"{'case':<34} {'p50 ms':>8} {'p95 ms':>8} {'mean ms':>8} {'p50 diff':>9} {'paired':>8} {'errors':>7}")
     for case in cases:
-        p50, p95 = np.percentile(case.latencies_ms, [50, 95])
-        mean = statistics.fmean(case.latencies_ms)
-        print(f"{case.name:<34} {p50:8.2f} {p95:8.2f} {mean:8.2f} {p50 - off:+8.2f} {case.errors:7d}")
+        latencies = np.asarray(case.latencies_ms)
+        p50, p95 = np.nanpercentile(latencies, [50, 95])
+        diff, paired = p50 - np.nanpercentile(off, 50), np.nanmedian(latencies - off)
+        line = f"{case.name:<34} {p50:8.2f} {p95:8.2f} {np.nanmean(latencies):8.2f} {diff:+9.2f} {paired:+8.2f}"
+        print(f"{line} {case.errors:7d}")
     kinds: dict[str, int] = {}
     for envelope in capture.envelopes:
         kind = envelope.get("data", {}).get("baseType", "?")
         kinds[kind] = kinds.get(kind, 0) + 1
-    print(f"telemetry received by the capture server (endpoint up): {kinds}")
+    sent = args.warmup + args.requests
+    print(f"telemetry received by the capture server (endpoint up; {sent} requests sent): {kinds}")
     for envelope in capture.envelopes:  # traces and exceptions: say what they were
         data = envelope.get("data", {})
         if data.get("baseType") in ("ExceptionData", "MessageData"):
@@ -171,7 +172,7 @@ def main() -> None:
             wait_ready(case, log_dir)
         print(f"{len(cases)} servers ready; timing {args.requests} requests each", flush=True)
         run(cases, args.requests, args.warmup)
-        time.sleep(2)  # let the up case's last batch arrive before counting
+        time.sleep(7)  # spans leave every 5 s by default: let the up case's last batch arrive before counting
         report(cases, capture, args)
 
 

@@ -72,3 +72,33 @@ def test_a_broken_connection_string_leaves_telemetry_off():
     code = EMIT + "\nfrom pyfunc.telemetry import telemetry_enabled\nassert not telemetry_enabled()\n"
     result = run_python(code, {"APPLICATIONINSIGHTS_CONNECTION_STRING": "not a connection string"})
     assert "telemetry off: Azure Monitor could not be configured" in result.stderr
+
+
+BIG_BATCH = """
+import numpy as np
+from pyfunc.telemetry import configure_telemetry, record_predictions
+assert configure_telemetry("big-batch")
+proba = np.linspace(0.0, 1.0, 1001)
+record_predictions("lstm:r2", np.where(proba >= 0.5, "negative", "not_negative"), proba)
+"""
+
+
+def test_big_batch_counts_every_tweet_and_samples_the_histogram(capture):
+    run_python(BIG_BATCH, capture.env)
+    capture.wait_for(lambda: capture.of_type("MetricData"))
+    points = {}
+    for envelope in capture.of_type("MetricData"):
+        for point in base_data(envelope)["metrics"]:
+            points.setdefault(point["name"], []).append((point, base_data(envelope)["properties"]))
+    per_label = {}
+    for point, dims in points["predictions"]:
+        assert dims["model_name"] == "lstm" and dims["model_version"] == "lstm:r2"
+        per_label[dims["label"]] = per_label.get(dims["label"], 0) + point["value"]
+    assert per_label == {"negative": 501, "not_negative": 500}
+    bins = {dims["proba_bin"]: point["value"] for point, dims in points["predictions"] if dims["label"] == "negative"}
+    assert bins["0.9-1.0"] == 101  # 0.900 ... 1.000, the top value in the last decile
+    [(histogram, _)] = points["proba_negative"]
+    assert (histogram["count"], histogram["min"], histogram["max"]) == (256, 0.0, 1.0)
+    assert histogram["value"] / histogram["count"] == pytest.approx(0.5, abs=0.01)
+    [(batch, _)] = points["prediction_batch_size"]
+    assert batch["value"] == 1001
