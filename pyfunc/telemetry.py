@@ -115,7 +115,7 @@ def _instrument_fastapi() -> None:
     """
     try:
         from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
-    except ImportError:  # no FastAPI in this process (e.g. the dashboard): nothing to instrument
+    except ImportError:  # FastAPI (or its instrumentation) not installed: no app to instrument
         return
     from_env = os.environ.get("OTEL_PYTHON_FASTAPI_EXCLUDED_URLS") or os.environ.get("OTEL_PYTHON_EXCLUDED_URLS")
     excluded = None if from_env else r"/ping$,/health$"
