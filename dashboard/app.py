@@ -29,6 +29,7 @@ if ROOT not in sys.path:
 from dashboard import batch, charts, registry  # noqa: E402
 from dashboard.client import ModelClient, ModelServerError, Prediction, Scored  # noqa: E402
 from dashboard.feedback import Feedback, FeedbackStore, record_feedback  # noqa: E402
+from pyfunc import telemetry  # noqa: E402
 
 pn.extension("echarts", "tabulator", sizing_mode="stretch_width")
 
@@ -431,6 +432,8 @@ def create_app() -> pn.template.BootstrapTemplate:
     # The optional registry lookup must fail fast when a tracking server is down, not retry for minutes.
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+    # Wrong-prediction events go to Application Insights when its connection string is set (once per process).
+    telemetry.configure_telemetry(telemetry.DASHBOARD_SERVICE)
     dashboard = Dashboard(ModelClient(), FeedbackStore())
     # Bootstrap's assets ship with Panel: the page loads nothing from the internet (Fast pulls a web font).
     template = pn.template.BootstrapTemplate(
