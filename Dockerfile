@@ -23,8 +23,10 @@ FROM ${BASE_IMAGE}
 ARG CA_BUNDLE=docker/no-extra-ca.pem
 # An MLflow model directory to bake in; the default placeholder means "pull MODEL_URI at start".
 ARG MODEL_DIR=docker/no-model
-# torch's CPU build: PyPI's default Linux wheel pulls several GB of CUDA libraries.
+# torch's CPU build: PyPI's default Linux wheel pulls several GB of CUDA libraries. A torch wheel in
+# WHEELS_DIR (a folder in the build context) is used instead of the index where it cannot be reached.
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+ARG WHEELS_DIR=docker/no-wheels
 ARG TORCH_VERSION=2.13.0
 ARG UID=10001
 # PID 1 that forwards `docker stop`'s SIGTERM to the server and reaps its children (Azure App
@@ -47,6 +49,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 # so a new model with the same requirements reuses this layer.
 COPY requirements.lock docker/serving-requirements.txt ${MODEL_DIR}/requirements.tx[t] /tmp/build/
 COPY ${CA_BUNDLE} /tmp/build/extra-ca.pem
+COPY ${WHEELS_DIR} /tmp/build/wheels/
 RUN set -eu; \
     { cat /etc/ssl/certs/ca-certificates.crt 2>/dev/null || true; cat /tmp/build/extra-ca.pem; } > /tmp/build/ca.pem; \
     export PIP_CERT=/tmp/build/ca.pem; \
@@ -54,7 +57,11 @@ RUN set -eu; \
     if [ -f /tmp/build/requirements.txt ]; then requirements=/tmp/build/requirements.txt; fi; \
     python3 -m venv /opt/venv; \
     if grep -qiE '^torch([=<>~ ]|$)' "$requirements"; then \
-        pip install --index-url "$TORCH_INDEX_URL" "torch==$TORCH_VERSION"; \
+        if ls /tmp/build/wheels/torch-"$TORCH_VERSION"*.whl >/dev/null 2>&1; then \
+            pip install -c /tmp/build/requirements.lock /tmp/build/wheels/torch-"$TORCH_VERSION"*.whl; \
+        else \
+            pip install --index-url "$TORCH_INDEX_URL" "torch==$TORCH_VERSION"; \
+        fi; \
     fi; \
     pip install -c /tmp/build/requirements.lock -r "$requirements" "dumb-init==$DUMB_INIT_VERSION"; \
     rm -rf /tmp/build /root/.cache

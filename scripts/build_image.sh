@@ -13,7 +13,8 @@
 #
 # Environment: MLFLOW_TRACKING_URI (the store holding the model; default sqlite:///mlflow.db),
 # IMAGE (tweet-sentiment:local), BASE_IMAGE, CA_BUNDLE (/etc/ssl/certs/ca-certificates.crt),
-# DEBIAN_MIRROR (http://deb.debian.org/debian), PORT (host port, 8080), SMOKE_ARGS (extra smoke-test
+# DEBIAN_MIRROR (http://deb.debian.org/debian), TORCH_WHEEL (a torch CPU wheel to use where
+# download.pytorch.org is unreachable; default: the one in pip's find-links folder, if any), PORT (host port, 8080), SMOKE_ARGS (extra smoke-test
 # flags, e.g. --no-label-check for a toy model), KEEP_RUNNING=1 (leave the container up).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -99,6 +100,13 @@ stage_model() {
   [ -f build/model/MLmodel ] || { echo "no MLmodel in build/model: is $model an MLflow model?" >&2; exit 1; }
   echo "model requirements: $(tr '\n' ' ' < build/model/requirements.txt)"
   cp "$ca_bundle" build/ca-bundle.pem
+  rm -rf build/wheels && mkdir -p build/wheels
+  local wheel="${TORCH_WHEEL:-}"
+  if [ -z "$wheel" ] && grep -qiE '^torch([=<>~ ]|$)' build/model/requirements.txt; then
+    local links; links="$("$python" -m pip config get global.find-links 2>/dev/null || true)"
+    wheel="$(ls "${links:-/nonexistent}"/torch-*+cpu*.whl 2>/dev/null | head -1 || true)"
+  fi
+  if [ -n "$wheel" ]; then echo "torch wheel: $wheel"; cp "$wheel" build/wheels/; fi
 }
 
 build() {
@@ -109,7 +117,8 @@ build() {
   docker build --network host -t "$image" \
     --build-arg BASE_IMAGE="$base_image" \
     --build-arg CA_BUNDLE=build/ca-bundle.pem \
-    --build-arg MODEL_DIR=build/model . 2>&1 | grep -vE '^ ?(---> |Removing intermediate)' | tail -40
+    --build-arg MODEL_DIR=build/model \
+    --build-arg WHEELS_DIR=build/wheels . 2>&1 | grep -vE '^ ?(---> |Removing intermediate)' | tail -40
   echo "built in $((SECONDS - started)) s"
 }
 
