@@ -67,7 +67,8 @@ RUN set -eu; \
     rm -rf /tmp/build /root/.cache
 
 RUN useradd --uid "$UID" --create-home --home-dir /home/app --shell /usr/sbin/nologin app
-COPY ${MODEL_DIR} /opt/model/
+# Owned by the server's user: save_pretrained writes weights as 0600, unreadable to anyone else.
+COPY --chown=app:app ${MODEL_DIR} /opt/model/
 
 COPY docker/serve.sh /usr/local/bin/serve-model
 USER app

@@ -118,7 +118,8 @@ build() {
     --build-arg BASE_IMAGE="$base_image" \
     --build-arg CA_BUNDLE=build/ca-bundle.pem \
     --build-arg MODEL_DIR=build/model \
-    --build-arg WHEELS_DIR=build/wheels . 2>&1 | grep -vE '^ ?(---> |Removing intermediate)' | tail -40
+    --build-arg WHEELS_DIR=build/wheels . 2>&1 \
+    | grep --line-buffered -vE '^ *(---> |Removing intermediate|Downloading|Collecting|Using cached|━|Requirement already)'
   echo "built in $((SECONDS - started)) s"
 }
 
