@@ -318,6 +318,18 @@ def verdict(champion: list[Result], naive: list[Result]) -> list[str]:
     return lines
 
 
+def busy_warning() -> str:
+    """Figures on a shared machine mean little: torch's intra-op threads wait on each other at every
+    barrier when other processes hold the cores (a 2-thread forward pass measured 12x slower than a
+    1-thread one at load 7.5 on 2 cores)."""
+    load, cores = os.getloadavg()[0], os.cpu_count() or 1
+    if load <= cores / 2:
+        return ""
+    return (
+        f"WARNING: the machine is busy (load average {load:.1f} on {cores} cores): these figures are not representative"
+    )
+
+
 def machine() -> str:
     cpu = platform.processor() or "cpu"
     with contextlib.suppress(OSError, StopIteration):
@@ -352,9 +364,12 @@ def main(argv: list[str] | None = None) -> None:
     hf_dir, max_length = (
         (None, 0) if args.skip_naive else reference_weights(args.model_uri, args.hf_model, args.max_length)
     )
-    print(f"machine: {machine()}")
+    host = machine()
+    print(f"machine: {host}")
     print(f"texts: {len(texts)} tweets, median {int(np.median([len(t) for t in texts]))} characters")
     print(f"bounds: {args.requests} requests or {args.max_seconds:.0f} s per scenario", flush=True)
+    if warning := busy_warning():
+        print(warning, flush=True)
 
     results: dict[str, list[Result]] = {}
     server = start_champion(args.model_uri, args.workers)
@@ -377,12 +392,14 @@ def main(argv: list[str] | None = None) -> None:
         print("\n### Naive reference: transformers + torch, one tweet per forward pass, FastAPI/uvicorn 1 worker\n")
         print(table(results["naive"]))
     print("\n" + "\n".join(verdict(results["champion"], results.get("naive", []))))
+    if warning := busy_warning():
+        print(f"\n{warning}")
     if any(r.errors for rs in results.values() for r in rs):
         failed = next(r for rs in results.values() for r in rs if r.errors)
         print(f"\nWARNING: some requests failed, e.g. {failed.server}: {failed.first_error}")
     if args.json:
         summary = {name: [r.summary() for r in rs] for name, rs in results.items()}
-        Path(args.json).write_text(json.dumps({"machine": machine(), "model_uri": args.model_uri, **summary}, indent=2))
+        Path(args.json).write_text(json.dumps({"machine": host, "model_uri": args.model_uri, **summary}, indent=2))
 
 
 if __name__ == "__main__":
