@@ -25,7 +25,7 @@ import pandas as pd
 from mlflow.exceptions import ExecutionException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
-from sklearn.metrics import roc_auc_score
+from scipy.stats import rankdata
 
 from steps.tracking import PROJECT_ROOT, StepError, log_step_params, resolve_data_run_id, run_step
 from steps.train_lstm import EMBEDDINGS
@@ -132,19 +132,26 @@ def validation_predictions(run_id: str) -> pd.DataFrame:
     return mlflow.load_table("predictions/val.json", run_ids=[run_id])
 
 
+def resampled_auc(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """ROC AUC of every row of (resamples, rows) arrays at once: Mann-Whitney U from average ranks."""
+    ranks = rankdata(scores, axis=1)
+    positives = labels.sum(axis=1)
+    negatives = labels.shape[1] - positives
+    return ((ranks * labels).sum(axis=1) - positives * (positives + 1) / 2) / (positives * negatives)
+
+
 def paired_auc_interval(run_a: str, run_b: str, seed: int) -> tuple[float, float]:
     """Bootstrap 95% interval of AUC(a) - AUC(b), resampling the same validation tweets for both."""
     a, b = validation_predictions(run_a), validation_predictions(run_b)
     if len(a) != len(b) or not (a["text"].to_numpy() == b["text"].to_numpy()).all():
         raise StepError(f"runs {run_a} and {run_b} were not scored on the same validation rows")
-    labels, proba_a, proba_b = a["label"].to_numpy(), a["proba_negative"].to_numpy(), b["proba_negative"].to_numpy()
-    rng = np.random.default_rng(seed)
-    differences = []
-    for _ in range(BOOTSTRAP_SAMPLES):
-        rows = rng.integers(0, len(labels), len(labels))
-        if labels[rows].min() == labels[rows].max():
-            continue  # a one-class resample has no AUC
-        differences.append(roc_auc_score(labels[rows], proba_a[rows]) - roc_auc_score(labels[rows], proba_b[rows]))
+    rows = np.random.default_rng(seed).integers(0, len(a), size=(BOOTSTRAP_SAMPLES, len(a)))
+    labels = a["label"].to_numpy()[rows]
+    two_classes = (labels.min(axis=1) == 0) & (labels.max(axis=1) == 1)  # a one-class resample has no AUC
+    rows, labels = rows[two_classes], labels[two_classes]
+    differences = resampled_auc(labels, a["proba_negative"].to_numpy()[rows]) - resampled_auc(
+        labels, b["proba_negative"].to_numpy()[rows]
+    )
     low, high = np.percentile(differences, [2.5, 97.5])
     return float(low), float(high)
 

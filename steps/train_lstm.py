@@ -193,6 +193,14 @@ def fit(model, x_train, y_train, x_val, y_val, args: argparse.Namespace) -> dict
     return {"epochs_trained": len(val_auc), "best_epoch": best + 1, "best_epoch_val_auc": val_auc[best]}
 
 
+def inference_copy(model):
+    """The trained network without its optimizer state: a third of the file, and all serving needs."""
+    keras = import_keras()
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
 def serving_requirements(backend: str) -> list[str]:
     """Pinned serving packages plus the backend; torch from the CPU index so images do not pull CUDA."""
     if backend == "torch":
@@ -237,7 +245,7 @@ def train(args: argparse.Namespace) -> None:
     classifier.model, classifier.vocabulary = model, vocabulary
     with tempfile.TemporaryDirectory() as tmp:
         model_path, vocabulary_path = Path(tmp) / "model.keras", Path(tmp) / "vocabulary.json"
-        model.save(model_path)
+        inference_copy(model).save(model_path)
         vocabulary.save(vocabulary_path)
         stats["model_size_mb"] = (model_path.stat().st_size + vocabulary_path.stat().st_size) / 2**20
         if vectors_model is not None:
