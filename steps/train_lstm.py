@@ -194,9 +194,11 @@ def fit(model, x_train, y_train, x_val, y_val, args: argparse.Namespace) -> dict
 
 
 def inference_copy(model):
-    """The trained network without its optimizer state: a third of the file, and all serving needs."""
-    keras = import_keras()
-    copy = keras.models.clone_model(model)
+    """The trained network, uncompiled: no optimizer state in the file (a third of the size), all serving needs.
+
+    `keras.models.clone_model` would recompile the copy, and saving would store a fresh optimizer's slots.
+    """
+    copy = model.__class__.from_config(model.get_config())
     copy.set_weights(model.get_weights())
     return copy
 
@@ -208,6 +210,35 @@ def serving_requirements(backend: str) -> list[str]:
     return [*pinned(*SERVING_PACKAGES), *pinned("tensorflow-cpu")]
 
 
+def initial_weights(vocabulary: Vocabulary, train_tokens: list[list[str]], args: argparse.Namespace):
+    """None for learned embeddings; else the gensim model and the matrix it gives the embedding layer."""
+    if args.embeddings == "learned":
+        return None, None, {}
+    print(f"training {args.embeddings} vectors on {len(train_tokens)} tweets (gensim, 1 worker)", flush=True)
+    started = time.perf_counter()
+    vectors_model = train_word_vectors(train_tokens, args)
+    weights, coverage = embedding_matrix(vocabulary, vectors_model.wv, args.embedding_dim, args.seed)
+    seconds = time.perf_counter() - started
+    return weights, vectors_model, {"embedding_coverage": coverage, "embedding_train_seconds": seconds}
+
+
+def log_artifacts_and_candidate(classifier: KerasTweetClassifier, vectors_model, splits, train_seconds, args) -> None:
+    """The gensim model as an artifact, then the candidate: `.keras` file + vocabulary JSON in the pyfunc."""
+    with tempfile.TemporaryDirectory() as tmp:
+        model_path, vocabulary_path = Path(tmp) / "model.keras", Path(tmp) / "vocabulary.json"
+        inference_copy(classifier.model).save(model_path)
+        classifier.vocabulary.save(vocabulary_path)
+        mlflow.log_metric("model_size_mb", (model_path.stat().st_size + vocabulary_path.stat().st_size) / 2**20)
+        if vectors_model is not None:
+            vectors_dir = Path(tmp) / "vectors"
+            vectors_dir.mkdir()
+            vectors_model.save(str(vectors_dir / f"{args.embeddings}.model"))
+            mlflow.log_artifacts(str(vectors_dir), artifact_path=f"embeddings/{args.embeddings}")
+        artifacts = {MODEL_ARTIFACT: str(model_path), VOCABULARY_ARTIFACT: str(vocabulary_path)}
+        requirements = serving_requirements(classifier.keras_backend)
+        log_candidate(classifier, "lstm", splits, train_seconds, artifacts, requirements)
+
+
 def train(args: argparse.Namespace) -> None:
     validate(args)
     backend = keras_backend()
@@ -216,46 +247,28 @@ def train(args: argparse.Namespace) -> None:
     _, splits = prepare_training(args.data_run_id)
     configure_runtime(args.seed, backend, args.threads)
 
-    started = time.perf_counter()
+    started = time.perf_counter()  # training time includes normalisation and gensim, as the baseline's does
     train_tokens = Vocabulary.tokenize(splits["train"]["text"], args.preprocessing)
     val_tokens = Vocabulary.tokenize(splits["val"]["text"], args.preprocessing)
     vocabulary = Vocabulary.fit(train_tokens, args.vocab_size, args.max_length, args.preprocessing)
-    stats = {"vocabulary_size": len(vocabulary), "val_oov_rate": vocabulary.oov_rate(val_tokens)}
-    stats["train_truncated_share"] = float(np.mean([len(tokens) > args.max_length for tokens in train_tokens]))
-
-    weights, vectors_model = None, None
-    if args.embeddings != "learned":
-        print(f"training {args.embeddings} vectors on {len(train_tokens)} tweets (gensim, 1 worker)", flush=True)
-        vectors_started = time.perf_counter()
-        vectors_model = train_word_vectors(train_tokens, args)
-        weights, stats["embedding_coverage"] = embedding_matrix(
-            vocabulary, vectors_model.wv, args.embedding_dim, args.seed
-        )
-        stats["embedding_train_seconds"] = time.perf_counter() - vectors_started
-
+    stats = {
+        "vocabulary_size": len(vocabulary),
+        "val_oov_rate": vocabulary.oov_rate(val_tokens),
+        "train_truncated_share": float(np.mean([len(tokens) > args.max_length for tokens in train_tokens])),
+    }
+    weights, vectors_model, vector_stats = initial_weights(vocabulary, train_tokens, args)
     model = build_model(args, len(vocabulary), weights)
-    stats["trainable_parameters"] = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    stats["trainable_parameters"] = sum(int(np.prod(weight.shape)) for weight in model.trainable_weights)
     print(f"BiLSTM on {backend}: {len(train_tokens)} tweets, vocabulary {len(vocabulary)}", flush=True)
     x_train, x_val = vocabulary.encode_tokens(train_tokens), vocabulary.encode_tokens(val_tokens)
     y_train, y_val = splits["train"]["label"].to_numpy("float32"), splits["val"]["label"].to_numpy("float32")
     stats |= fit(model, x_train, y_train, x_val, y_val, args)
     train_seconds = time.perf_counter() - started
+    mlflow.log_metrics(stats | vector_stats)
 
     classifier = KerasTweetClassifier(args.preprocessing, keras_backend=backend, threads=args.threads)
     classifier.model, classifier.vocabulary = model, vocabulary
-    with tempfile.TemporaryDirectory() as tmp:
-        model_path, vocabulary_path = Path(tmp) / "model.keras", Path(tmp) / "vocabulary.json"
-        inference_copy(model).save(model_path)
-        vocabulary.save(vocabulary_path)
-        stats["model_size_mb"] = (model_path.stat().st_size + vocabulary_path.stat().st_size) / 2**20
-        if vectors_model is not None:
-            vectors_dir = Path(tmp) / "vectors"
-            vectors_dir.mkdir()
-            vectors_model.save(str(vectors_dir / f"{args.embeddings}.model"))
-            mlflow.log_artifacts(str(vectors_dir), artifact_path=f"embeddings/{args.embeddings}")
-        mlflow.log_metrics(stats)
-        artifacts = {MODEL_ARTIFACT: str(model_path), VOCABULARY_ARTIFACT: str(vocabulary_path)}
-        log_candidate(classifier, "lstm", splits, train_seconds, artifacts, serving_requirements(backend))
+    log_artifacts_and_candidate(classifier, vectors_model, splits, train_seconds, args)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

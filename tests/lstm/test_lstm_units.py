@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import zipfile
+
+import h5py
 import numpy as np
 import pandas as pd
 import pytest
@@ -16,10 +19,18 @@ from pyfunc.keras_model import (
     VOCABULARY_ARTIFACT,
     KerasTweetClassifier,
     Vocabulary,
+    import_keras,
 )
 from steps.compare_lstm import Decision, markdown_table, paired_auc_interval, resampled_auc
 from steps.tracking import StepError
-from steps.train_lstm import build_model, embedding_matrix, parse_args, serving_requirements, validate
+from steps.train_lstm import (
+    build_model,
+    embedding_matrix,
+    inference_copy,
+    parse_args,
+    serving_requirements,
+    validate,
+)
 
 TWEET = "Cancelled flights again, waiting!! @united 😡 http://t.co/x"
 
@@ -228,3 +239,16 @@ def test_resampled_auc_matches_scikit_learn_with_ties():
     labels, scores = rng.integers(0, 2, (5, 60)), rng.integers(0, 6, (5, 60)) / 5  # many ties
     expected = [roc_auc_score(y, s) for y, s in zip(labels, scores, strict=True)]
     np.testing.assert_allclose(resampled_auc(labels, scores), expected)
+
+
+def test_inference_copy_drops_the_optimizer_state_and_predicts_the_same(tmp_path):
+    args = parse_args(["--max-length", "6", "--embedding-dim", "4", "--units", "3"])
+    model = build_model(args, 50, weights=None)
+    model.fit(np.ones((4, 6), dtype="int32"), np.zeros(4), verbose=0)  # builds the optimizer's slots
+    inference_copy(model).save(tmp_path / "model.keras")
+    with zipfile.ZipFile(tmp_path / "model.keras") as archive, archive.open("model.weights.h5") as weights:
+        assert "optimizer" not in h5py.File(weights, "r")
+    keras = import_keras()
+    ids = np.array([[2, 3, 4, 0, 0, 0]], dtype="int32")
+    loaded = keras.saving.load_model(tmp_path / "model.keras", compile=False)
+    np.testing.assert_array_equal(loaded.predict(ids, verbose=0), model.predict(ids, verbose=0))
