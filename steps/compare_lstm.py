@@ -22,6 +22,7 @@ import matplotlib.pyplot as plt
 import mlflow
 import numpy as np
 import pandas as pd
+from matplotlib.ticker import MaxNLocator
 from mlflow.exceptions import ExecutionException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
@@ -129,7 +130,8 @@ class Arms:
 
 def validation_predictions(run_id: str) -> pd.DataFrame:
     """The validation predictions table every candidate logs (`predictions/val.json`)."""
-    return mlflow.load_table("predictions/val.json", run_ids=[run_id])
+    client = MlflowClient()
+    return client.load_table(client.get_run(run_id).info.experiment_id, "predictions/val.json", run_ids=[run_id])
 
 
 def resampled_auc(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
@@ -186,13 +188,15 @@ def comparison_chart(table: pd.DataFrame) -> plt.Figure:
         drawn = bars.barh(positions + offset, table[metric], height=0.4, label=f"validation {name}")
         bars.bar_label(drawn, fmt="%.3f", padding=2, fontsize=8)
     bars.set_yticks(positions, table["arm"])
+    bars.invert_yaxis()  # best arm (first row) on top
     low = float(np.nanmin(table[["val_roc_auc", "val_f1"]].to_numpy()))
     bars.set_xlim(max(0.0, low - 0.05), 1.0)
     bars.set_title("Validation figures per arm (same split)")
-    bars.legend(loc="lower right", fontsize=8)
+    bars.legend(loc="upper center", bbox_to_anchor=(0.5, -0.08), ncols=2, fontsize=8)
     for label, run_id in zip(table["arm"], table["run_id"], strict=True):
         history = sorted(client.get_metric_history(run_id, "val_auc"), key=lambda metric: metric.step)
         curves.plot([m.step + 1 for m in history], [m.value for m in history], marker="o", label=label)
+    curves.xaxis.set_major_locator(MaxNLocator(integer=True))
     curves.set_xlabel("epoch")
     curves.set_ylabel("validation AUC (Keras)")
     curves.set_title("Training curves (early stopping restores the best epoch)")

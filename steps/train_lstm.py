@@ -278,7 +278,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--epochs", type=int, default=5, help="upper bound; early stopping usually ends sooner")
     parser.add_argument("--patience", type=int, default=1, help="epochs without a better val AUC before stopping")
-    parser.add_argument("--preprocessing", default="lemma", help=f"one of {', '.join(VARIANTS)}")
+    parser.add_argument("--preprocessing", default="stem", help=f"one of {', '.join(VARIANTS)}")
     parser.add_argument("--embeddings", default="word2vec", help=f"one of {', '.join(EMBEDDINGS)}")
     parser.add_argument("--trainable-embeddings", type=flag, default=True, help="fine-tune the initial vectors")
     parser.add_argument("--vocab-size", type=int, default=10_000, help="ids incl. padding and out-of-vocabulary")
