@@ -69,9 +69,11 @@ def quantize_int8(source: Path, target: Path) -> Path:
 
 
 def parity(name: str, reference: np.ndarray, candidate: np.ndarray, y_true: np.ndarray) -> dict[str, float]:
-    """Largest probability difference to the torch model, and the candidate's validation ROC AUC."""
+    """Largest and mean probability difference to the torch model, and the candidate's validation ROC AUC."""
+    difference = np.abs(candidate - reference)
     return {
-        f"{name}_parity_max_abs_diff": float(np.max(np.abs(candidate - reference))),
+        f"{name}_parity_max_abs_diff": float(np.max(difference)),
+        f"{name}_parity_mean_abs_diff": float(np.mean(difference)),
         f"val_roc_auc_{name}": float(roc_auc_score(y_true, candidate)),
     }
 

@@ -138,3 +138,13 @@ def test_encoder_reads_the_pad_token_of_the_saved_tokenizer(tiny_pretrained):
 
 def test_cpu_count_is_positive():
     assert cpu_count() >= 1
+
+
+def test_int8_graph_scored_one_tweet_per_call_ignores_the_other_rows(tiny_encoder, onnx_path, tmp_path):
+    from steps.onnx_export import quantize_int8
+
+    int8 = quantize_int8(onnx_path, tmp_path / "int8.onnx")
+    per_row = classifier(tiny_encoder, OnnxBackend(str(int8), 1), batch_size=1)
+    alone = [per_row.raw_proba([text])[0] for text in TEXTS]
+    np.testing.assert_array_equal(per_row.raw_proba(TEXTS), alone)
+    np.testing.assert_array_equal(per_row.raw_proba(TEXTS[::-1]), alone[::-1])
