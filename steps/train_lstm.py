@@ -36,7 +36,7 @@ from steps.candidate import log_candidate
 from steps.tracking import StepError, log_step_params, pinned, prepare_training, run_step
 
 EMBEDDINGS = ("learned", "word2vec", "fasttext")
-SERVING_PACKAGES = ("mlflow", "keras", "numpy", "pandas", "emoji", "nltk", "lemminflect")
+SERVING_PACKAGES = ("mlflow", "keras", "numpy", "pandas", "emoji", "nltk", "lemminflect", "azure-monitor-opentelemetry")
 TORCH_CPU_INDEX = "--extra-index-url https://download.pytorch.org/whl/cpu"
 POSITIVE_SIZES = ("epochs", "vocab_size", "max_length", "embedding_dim", "units", "batch_size", "threads")
 POSITIVE_GENSIM = ("window", "min_count", "w2v_epochs", "fasttext_bucket")

@@ -1,0 +1,155 @@
+"""Measure `train_bert`'s cost on this machine and project the full step: seconds per training step and
+tweets/s of each scoring backend, from a few dozen real batches of the prepared training split.
+
+    python bench/bert_step_time.py --steps 40 --batch-size 32 --max-length 64 [--data-run-id ID]
+
+Wall time on a shared machine includes the other tenants' load, so process CPU time is reported too
+(CPU seconds / threads = the wall time an idle machine would need, if the threads scale perfectly).
+Nothing is logged to MLflow; the prepared data is read from the tracking store.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np
+import torch
+from mlflow.tracking import MlflowClient
+from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, set_seed
+
+from pyfunc.transformer_model import OnnxBackend, TextEncoder, TorchBackend, TransformerTweetClassifier, cpu_count
+from steps.fine_tune import encode_dataset, training_arguments
+from steps.pretrained import resolve_and_load
+from steps.tracking import configure_tracking, load_splits
+from steps.train_bert import load_pretrained, subsample
+
+SKIPPED_STEPS = 3  # first steps pay for lazy initialisation and allocator warm-up
+SCORED_PER_RUN = 7_192 + 3 * 3_596 + 1_000  # val+test, val x3 (torch, onnx, int8), served timing sample
+
+
+class StepClock(TrainerCallback):
+    """Wall and process-CPU seconds of every optimiser step."""
+
+    def __init__(self) -> None:
+        self.wall: list[float] = []
+        self.cpu: list[float] = []
+        self._start = (time.perf_counter(), time.process_time())
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self._start = (time.perf_counter(), time.process_time())
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.wall.append(time.perf_counter() - self._start[0])
+        self.cpu.append(time.process_time() - self._start[1])
+
+
+def newest_prepared_run() -> str:
+    runs = MlflowClient().search_runs(
+        [e.experiment_id for e in MlflowClient().search_experiments()],
+        "tags.step = 'prepare_data' and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    if not runs:
+        sys.exit("no finished prepare_data run in the tracking store: run prepare_data first")
+    return runs[0].info.run_id
+
+
+def measure_training(args, model, tokenizer, dataset):
+    clock = StepClock()
+    with tempfile.TemporaryDirectory() as tmp:
+        arguments = training_arguments(args, tmp)
+        arguments.max_steps = args.steps + SKIPPED_STEPS
+        arguments.disable_tqdm = True
+        trainer = Trainer(
+            model=model,
+            args=arguments,
+            train_dataset=dataset,
+            data_collator=DataCollatorWithPadding(tokenizer),
+            callbacks=[clock],
+        )
+        trainer.train()
+    return clock, trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
+
+
+def measure_scoring(classifier: TransformerTweetClassifier, texts: list[str]) -> tuple[float, float]:
+    """(wall, CPU) seconds per tweet for batched scoring."""
+    classifier.raw_proba(texts[:64])
+    wall, cpu = time.perf_counter(), time.process_time()
+    classifier.raw_proba(texts)
+    return (time.perf_counter() - wall) / len(texts), (time.process_time() - cpu) / len(texts)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-run-id", default="")
+    parser.add_argument("--pretrained", default="")
+    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--max-length", type=int, default=64)
+    parser.add_argument("--bf16", default="auto", choices=("auto", "true", "false"))
+    parser.add_argument("--threads", type=int, default=0, help="0 = cpu_count()")
+    parser.add_argument("--score-sample", type=int, default=512)
+    parser.add_argument("--seed", type=int, default=42)
+    args = parser.parse_args()
+    args.epochs, args.learning_rate, args.warmup_ratio, args.weight_decay = 1.0, 5e-5, 0.06, 0.01
+    threads = args.threads or cpu_count()
+    torch.set_num_threads(threads)
+    configure_tracking()
+    splits = load_splits(args.data_run_id or newest_prepared_run())
+    set_seed(args.seed)
+    (tokenizer, model), resolution = resolve_and_load(args.pretrained, load_pretrained)
+    print(f"model: {resolution.note}\nthreads: {threads}, load average before: {os.getloadavg()}")
+    from tokenizers import Tokenizer
+
+    encoder = TextEncoder(Tokenizer.from_str(tokenizer.backend_tokenizer.to_str()), args.max_length, "none", 0)
+    sample = subsample(splits["train"], (args.steps + SKIPPED_STEPS) * args.batch_size * 4, args.seed)
+    dataset = encode_dataset(encoder, sample["text"].tolist(), sample["label"].to_numpy())
+
+    clock, model = measure_training(args, model, tokenizer, dataset)
+    wall, cpu = np.array(clock.wall[SKIPPED_STEPS:]), np.array(clock.cpu[SKIPPED_STEPS:])
+    print(
+        f"training: {len(wall)} steps of {args.batch_size} (max_length {args.max_length}, bf16={args.bf16}): "
+        f"wall s/step median {np.median(wall):.3f} mean {wall.mean():.3f}; "
+        f"CPU s/step median {np.median(cpu):.3f} (/ {threads} threads = {np.median(cpu) / threads:.3f})"
+    )
+    texts = splits["val"]["text"].tolist()[: args.score_sample]
+    classifier = TransformerTweetClassifier("none", args.max_length)
+    classifier.attach(encoder, TorchBackend(model.float().eval()))
+    scoring = {"torch": measure_scoring(classifier, texts)}
+    with tempfile.TemporaryDirectory() as tmp:
+        from steps.onnx_export import export_onnx, quantize_int8
+
+        fp32 = export_onnx(model, Path(tmp) / "model.onnx", 0, args.max_length)
+        classifier.attach(encoder, OnnxBackend(str(fp32), threads))
+        scoring["onnx"] = measure_scoring(classifier, texts)
+        classifier.attach(encoder, OnnxBackend(str(quantize_int8(fp32, Path(tmp) / "int8.onnx")), threads))
+        scoring["onnx_int8"] = measure_scoring(classifier, texts)
+    for name, (wall_per, cpu_per) in scoring.items():
+        print(f"scoring {name}: {1 / wall_per:.0f} tweets/s wall, {threads / cpu_per:.0f} tweets/s from CPU time")
+    print(f"load average after: {os.getloadavg()}")
+
+    step_idle = float(np.median(cpu)) / threads
+    score_idle = sum(cpu for _, cpu in scoring.values()) / threads / 3
+    total_train = len(splits["train"])
+    print("projection on an idle machine (CPU time / threads), 1 epoch:")
+    for size in (15_000, 16_000, 20_000, total_train):
+        steps = math.ceil(size / args.batch_size)
+        train = steps * step_idle
+        scoring_seconds = SCORED_PER_RUN * score_idle
+        print(
+            f"  {size:>6} tweets: {steps} steps x {step_idle:.2f} s = {train / 60:.1f} min training"
+            f" + ~{scoring_seconds / 60:.1f} min scoring = {(train + scoring_seconds) / 60:.1f} min"
+        )
+
+
+if __name__ == "__main__":
+    main()

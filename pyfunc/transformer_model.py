@@ -1,0 +1,181 @@
+"""Served form of the fine-tuned transformer: Rust tokenizer + ONNX Runtime, no training stack.
+
+The same `TextEncoder` tokenises the training data and the served requests, so the model sees
+identical token ids in both places. Inference runs in ONNX Runtime when the exported graph is an
+artifact (the lean path: no torch in the image), otherwise in torch under `inference_mode`.
+`batch_size` is fixed at training time: 64 for fp32 graphs, 1 for a dynamic-int8 graph (whose
+activation scales are computed per call, so batching would make a tweet's score depend on others).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+from tokenizers import Tokenizer
+
+from pyfunc.contract import TweetClassifier
+from pyfunc.normalize import normalize_batch
+
+HF_MODEL_ARTIFACT = "hf_model"
+ONNX_ARTIFACT = "onnx_model"
+INPUT_NAMES = ("input_ids", "attention_mask")
+OUTPUT_NAME = "logits"
+# Raw characters kept per token of `max_length` before normalising: a 100 kB "tweet" costs what a long
+# tweet costs. Normalisation only shrinks URLs, elongations and whitespace, so 32 chars per token keeps
+# every token the model can see for any real text; training goes through the same cut.
+CHARS_PER_TOKEN = 32
+DEFAULT_BATCH_SIZE = 64
+
+
+def cpu_count() -> int:
+    """Cores this process may use: CPU affinity, capped by a cgroup v2 quota (containers, Web Apps)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, int(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, cores)
+
+
+class TextEncoder:
+    """Raw tweets -> truncated token ids, through the shared normalisation and the model's tokenizer."""
+
+    def __init__(self, tokenizer: Tokenizer, max_length: int, preprocessing: str, pad_id: int) -> None:
+        self.tokenizer = tokenizer
+        self.tokenizer.no_padding()
+        self.tokenizer.enable_truncation(max_length)  # counts [CLS]/[SEP]: ids never exceed max_length
+        self.max_length = max_length
+        self.preprocessing = preprocessing
+        self.pad_id = pad_id
+
+    @classmethod
+    def from_pretrained_dir(cls, path: str | Path, max_length: int, preprocessing: str) -> TextEncoder:
+        """Load the fast tokenizer that `save_pretrained` wrote (tokenizer.json), without transformers."""
+        path = Path(path)
+        tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
+        config = json.loads((path / "tokenizer_config.json").read_text())
+        pad_token = config.get("pad_token") or "[PAD]"
+        pad_id = tokenizer.token_to_id(pad_token if isinstance(pad_token, str) else pad_token["content"])
+        return cls(tokenizer, max_length, preprocessing, 0 if pad_id is None else pad_id)
+
+    def normalise(self, texts: list[str]) -> list[str]:
+        limit = self.max_length * CHARS_PER_TOKEN
+        return normalize_batch((text[:limit] for text in texts), self.preprocessing)
+
+    def encode(self, texts: list[str]) -> list[list[int]]:
+        """Token ids per text (with special tokens), truncated to `max_length`, not padded."""
+        return [encoding.ids for encoding in self.tokenizer.encode_batch(self.normalise(texts))]
+
+
+class OnnxBackend:
+    """Logits from the exported graph in ONNX Runtime, one session for the process."""
+
+    def __init__(self, path: str, threads: int) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # Spinning workers halve throughput as soon as another process wants the core (measured on 2 cores).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+
+    def logits(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        feeds = {INPUT_NAMES[0]: input_ids, INPUT_NAMES[1]: attention_mask}
+        return self.session.run([OUTPUT_NAME], feeds)[0]
+
+
+class TorchBackend:
+    """Logits from the transformers model under `torch.inference_mode` (no ONNX artifact)."""
+
+    def __init__(self, model) -> None:
+        self.model = model.eval()
+
+    @classmethod
+    def load(cls, path: str, threads: int) -> TorchBackend:
+        import torch
+        from transformers import AutoModelForSequenceClassification
+
+        torch.set_num_threads(threads)
+        return cls(AutoModelForSequenceClassification.from_pretrained(path, local_files_only=True))
+
+    def logits(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            output = self.model(input_ids=torch.from_numpy(input_ids), attention_mask=torch.from_numpy(attention_mask))
+        return output.logits.float().numpy()
+
+
+def negative_proba(logits: np.ndarray) -> np.ndarray:
+    """P(label 1 = negative) from two-class logits, computed stably."""
+    logits = np.asarray(logits, dtype=np.float64)
+    return 1.0 / (1.0 + np.exp(logits[:, 0] - logits[:, 1]))
+
+
+class TransformerTweetClassifier(TweetClassifier):
+    """Fine-tuned sequence classifier; label 1 (negative) is the model's class index 1."""
+
+    runtime_attributes = ("encoder", "backend", "_ids", "_mask", "_lock")
+    encoder: TextEncoder | None = None
+    backend: OnnxBackend | TorchBackend | None = None
+
+    def __init__(
+        self,
+        preprocessing: str,
+        max_length: int,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        threshold: float = 0.5,
+        model_version: str = "unlogged",
+    ) -> None:
+        super().__init__(preprocessing, threshold, model_version)
+        self.max_length = max_length
+        self.batch_size = batch_size
+
+    def load_artifacts(self, artifacts: dict[str, str]) -> None:
+        encoder = TextEncoder.from_pretrained_dir(artifacts[HF_MODEL_ARTIFACT], self.max_length, self.preprocessing)
+        if artifacts.get(ONNX_ARTIFACT):
+            backend = OnnxBackend(artifacts[ONNX_ARTIFACT], cpu_count())
+        else:
+            backend = TorchBackend.load(artifacts[HF_MODEL_ARTIFACT], cpu_count())
+        self.attach(encoder, backend)
+
+    def attach(self, encoder: TextEncoder, backend: OnnxBackend | TorchBackend) -> None:
+        """Install the runtime pieces and the reusable padded-batch buffers (allocated once, here)."""
+        self.encoder, self.backend = encoder, backend
+        self._ids = np.empty(self.batch_size * self.max_length, dtype=np.int64)
+        self._mask = np.empty(self.batch_size * self.max_length, dtype=np.int64)
+        self._lock = threading.Lock()
+
+    def _padded(self, rows: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+        """Contiguous (rows, longest) views on the preallocated buffers: dynamic padding, no allocation."""
+        width = max(len(row) for row in rows)
+        ids = self._ids[: len(rows) * width].reshape(len(rows), width)
+        mask = self._mask[: len(rows) * width].reshape(len(rows), width)
+        ids.fill(self.encoder.pad_id)
+        mask.fill(0)
+        for i, row in enumerate(rows):
+            ids[i, : len(row)] = row
+            mask[i, : len(row)] = 1
+        return ids, mask
+
+    def raw_proba(self, texts: list[str]) -> np.ndarray:
+        """Score in batches of similar length (little padding), then restore the request order."""
+        encoded = self.encoder.encode(texts)
+        order = np.argsort([len(ids) for ids in encoded], kind="stable")
+        proba = np.empty(len(encoded), dtype=np.float64)
+        # One inference at a time: the buffers are shared and the backend already uses every core.
+        with self._lock:
+            for start in range(0, len(order), self.batch_size):
+                chunk = order[start : start + self.batch_size]
+                ids, mask = self._padded([encoded[i] for i in chunk])
+                proba[chunk] = negative_proba(self.backend.logits(ids, mask))
+        return proba

@@ -1,0 +1,164 @@
+"""Fine-tuning with the transformers `Trainer`: dataset, arguments and the MLflow loss callback."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import mlflow
+import numpy as np
+from mlflow.entities import Metric
+from mlflow.tracking import MlflowClient
+from transformers import (
+    DataCollatorWithPadding,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    ProgressCallback,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+)
+
+from pyfunc.transformer_model import TextEncoder
+
+FLUSH_EVERY = 50  # per-step metrics are sent in batches: one SQLite write per step would cost seconds
+BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
+
+
+def cpu_has_bf16() -> bool:
+    """Native bfloat16 matrix units (AMX or AVX512-BF16): there autocast is faster; elsewhere it is slower."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+    return any(flag in flags for flag in BF16_CPU_FLAGS)
+
+
+def resolve_bf16(setting: str) -> bool:
+    """`auto` = bfloat16 autocast exactly where the CPU computes it natively."""
+    return cpu_has_bf16() if setting == "auto" else setting == "true"
+
+
+class MlflowStepLogger(TrainerCallback):
+    """Training loss and learning rate at every optimiser step, as MLflow metric histories."""
+
+    def __init__(self) -> None:
+        self.client = MlflowClient()
+        self.run_id = mlflow.active_run().info.run_id
+        self.pending: list[Metric] = []
+        self.losses: list[tuple[int, float]] = []
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not logs or "loss" not in logs:
+            return
+        now = int(time.time() * 1000)
+        self.losses.append((state.global_step, float(logs["loss"])))
+        self.pending.append(Metric("train_loss", float(logs["loss"]), now, state.global_step))
+        if "learning_rate" in logs:
+            self.pending.append(Metric("learning_rate", float(logs["learning_rate"]), now, state.global_step))
+        if len(self.pending) >= FLUSH_EVERY:
+            self.flush()
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            self.client.log_batch(self.run_id, metrics=self.pending, synchronous=True)
+            self.pending = []
+
+
+class LossInProgressBar(ProgressCallback):
+    """Trainer's tqdm bar, with the latest loss as its postfix instead of one printed line per step."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if self.training_bar is not None and logs and "loss" in logs:
+            self.training_bar.set_postfix(loss=f"{logs['loss']:.4f}", refresh=False)
+
+
+def encode_dataset(encoder: TextEncoder, texts: list[str], labels: np.ndarray) -> list[dict]:
+    """Token ids (through the served encoder) and labels, one dict per tweet, unpadded."""
+    return [
+        {"input_ids": ids, "attention_mask": [1] * len(ids), "labels": int(label)}
+        for ids, label in zip(encoder.encode(texts), labels, strict=True)
+    ]
+
+
+def training_arguments(args, output_dir: str) -> TrainingArguments:
+    """Linear warmup then decay, batches of similar length, no checkpoints, no third-party reporters."""
+    return TrainingArguments(
+        output_dir=output_dir,
+        num_train_epochs=args.epochs,
+        per_device_train_batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        lr_scheduler_type="linear",
+        warmup_steps=float(args.warmup_ratio),  # a float in [0, 1) is a ratio of the total steps
+        weight_decay=args.weight_decay,
+        train_sampling_strategy="group_by_length",
+        bf16=resolve_bf16(args.bf16),
+        logging_strategy="steps",
+        logging_steps=1,
+        save_strategy="no",
+        eval_strategy="no",
+        report_to="none",
+        use_cpu=True,
+        dataloader_pin_memory=False,
+        seed=args.seed,
+        data_seed=args.seed,
+        disable_tqdm=False,
+    )
+
+
+def fine_tune(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, dataset: list[dict], args, output_dir: str
+) -> tuple[PreTrainedModel, dict[str, float]]:
+    """Train; return the plain fine-tuned model and the figures worth logging (time, steps, mean loss)."""
+    logger = MlflowStepLogger()
+    trainer = Trainer(
+        model=model,
+        args=training_arguments(args, output_dir),
+        train_dataset=dataset,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        processing_class=tokenizer,
+        callbacks=[logger],
+    )
+    trainer.remove_callback(ProgressCallback)
+    trainer.add_callback(LossInProgressBar())
+    started = time.perf_counter()
+    result = trainer.train()
+    seconds = time.perf_counter() - started
+    log_loss_curve(logger.losses)
+    # Mixed precision wraps `forward` in autocast: unwrap, so export and inference see the plain fp32 model.
+    trained = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
+    return trained, {
+        "train_seconds": seconds,
+        "train_steps": float(result.global_step),
+        "train_seconds_per_step": seconds / max(1, result.global_step),
+        "train_loss_mean": float(result.training_loss),
+        "train_samples": float(len(dataset)),
+    }
+
+
+def log_loss_curve(losses: list[tuple[int, float]]) -> None:
+    """Per-step loss with a moving average: the picture of one run without opening the metric view."""
+    if not losses:
+        return
+    steps, values = np.array(losses).T
+    window = max(1, len(values) // 20)
+    smooth = np.convolve(values, np.ones(window) / window, mode="valid")
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    ax.plot(steps, values, alpha=0.35, label="per step")
+    ax.plot(steps[window - 1 :], smooth, label=f"moving average ({window} steps)")
+    ax.set_xlabel("optimiser step")
+    ax.set_ylabel("training loss (cross-entropy)")
+    ax.legend()
+    mlflow.log_figure(fig, "plots/train_loss_curve.png")
+    plt.close(fig)
+
+
+def save_hf_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, directory: Path) -> Path:
+    """`save_pretrained` weights and tokenizer: the `hf_model` artifact (also the naive benchmark's input)."""
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory

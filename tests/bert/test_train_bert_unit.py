@@ -1,0 +1,115 @@
+"""train_bert's own logic without a full run: parameters, sampling, limits, requirements, parity rule."""
+
+from __future__ import annotations
+
+import argparse
+
+import mlflow
+import pandas as pd
+import pytest
+
+from steps import train_bert
+from steps.onnx_export import AUC_TOLERANCE, keeps_auc
+from steps.tracking import StepError
+
+
+def arguments(**overrides) -> argparse.Namespace:
+    defaults = dict(
+        data_run_id="",
+        pretrained="",
+        preprocessing="none",
+        max_length=64,
+        epochs=1.0,
+        batch_size=32,
+        learning_rate=5e-5,
+        warmup_ratio=0.06,
+        weight_decay=0.01,
+        max_train_samples=0,
+        bf16="auto",
+        export_onnx=True,
+        quantize=True,
+        seed=42,
+    )
+    return argparse.Namespace(**(defaults | overrides))
+
+
+def test_cli_defaults_are_the_measured_ones():
+    parsed = train_bert.build_parser().parse_args([])
+    assert (parsed.pretrained, parsed.max_length, parsed.epochs, parsed.batch_size) == ("", 64, 1.0, 32)
+    assert parsed.max_train_samples == 0  # all of it: DESIGN.md wants at least 15,000 tweets (embedded: 28,762)
+    assert parsed.export_onnx is True and parsed.quantize is True
+    assert train_bert.build_parser().parse_args(["--max-length", "48.0", "--bf16", "true"]).max_length == 48
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"preprocessing": "stemming"}, "unknown preprocessing"),
+        ({"max_length": 4}, "at least 8"),
+        ({"epochs": 0}, "epochs"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"warmup_ratio": 1.0}, "warmup_ratio"),
+        ({"max_train_samples": -1}, "max_train_samples"),
+        ({"bf16": "yes"}, "bf16 must be auto, true or false"),
+    ],
+)
+def test_bad_parameters_stop_with_one_line(overrides, message):
+    with pytest.raises(StepError, match=message) as error:
+        train_bert.validate(arguments(**overrides))
+    assert "\n" not in str(error.value)
+
+
+def test_subsample_is_stratified_and_reproducible():
+    frame = pd.DataFrame({"text": [f"t{i}" for i in range(1000)], "label": [1] * 300 + [0] * 700})
+    sample = train_bert.subsample(frame, 200, seed=3)
+    assert len(sample) == 200 and sample["label"].sum() == 60
+    assert sample.index.equals(train_bert.subsample(frame, 200, seed=3).index)
+    assert train_bert.subsample(frame, 0, seed=3) is frame
+    assert train_bert.subsample(frame, 5000, seed=3) is frame
+
+
+def test_position_limit_takes_the_smaller_real_limit():
+    config = argparse.Namespace(max_position_embeddings=512)
+    assert train_bert.position_limit(argparse.Namespace(model_max_length=int(1e30)), config) == 512
+    assert train_bert.position_limit(argparse.Namespace(model_max_length=128), config) == 128
+
+
+def test_serving_requirements_are_lean():
+    onnx = train_bert.serving_requirements(onnx=True)
+    names = {line.split("==")[0] for line in onnx}
+    assert {"onnxruntime", "tokenizers", "mlflow", "numpy", "pandas", "emoji"} <= names
+    assert not names & {"torch", "transformers", "tensorflow", "keras", "scikit-learn"}
+    fallback = train_bert.serving_requirements(onnx=False)
+    assert fallback[0] == "--extra-index-url https://download.pytorch.org/whl/cpu"
+    assert {line.split("==")[0] for line in fallback[1:]} >= {"torch", "transformers", "tokenizers"}
+
+
+def test_int8_is_kept_only_within_the_auc_tolerance():
+    assert keeps_auc(0.900, 0.900 - AUC_TOLERANCE + 1e-9)
+    assert not keeps_auc(0.900, 0.890)
+    assert not keeps_auc(0.900, 0.910)  # a different model either way
+
+
+@pytest.fixture
+def bert_step(tracking, monkeypatch, tiny_pretrained):
+    """Run `train` inside an MLflow run with given splits (no prepare_data needed)."""
+
+    def run(train_rows: int, **overrides):
+        rows = pd.DataFrame({"text": ["bad flight", "great crew"] * 10, "label": [1, 0] * 10, "source": "t"})
+        splits = {"train": rows.head(train_rows), "val": rows, "test": rows}
+        monkeypatch.setattr(train_bert, "prepare_training", lambda data_run_id: ("prepared", splits))
+        with mlflow.start_run(experiment_id=tracking.experiment_id):
+            train_bert.train(arguments(pretrained=str(tiny_pretrained), **overrides))
+
+    return run
+
+
+def test_empty_training_split_stops_before_loading_a_model(bert_step, monkeypatch):
+    monkeypatch.setattr(train_bert, "resolve_and_load", lambda *a: pytest.fail("loaded a model for no data"))
+    with pytest.raises(StepError, match="training split is empty"):
+        bert_step(train_rows=0)
+
+
+def test_max_length_above_the_model_limit_stops(bert_step):
+    with pytest.raises(StepError, match=r"max_length 1000 exceeds the limit of .* \(128 tokens\)"):
+        bert_step(train_rows=20, max_length=1000)

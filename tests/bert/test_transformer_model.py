@@ -1,0 +1,150 @@
+"""The transformer pyfunc: tokenisation with truncation, label mapping, batching, backends, threshold."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pyfunc.contract import LABELS
+from pyfunc.normalize import normalize
+from pyfunc.transformer_model import (
+    CHARS_PER_TOKEN,
+    HF_MODEL_ARTIFACT,
+    ONNX_ARTIFACT,
+    OnnxBackend,
+    TextEncoder,
+    TorchBackend,
+    TransformerTweetClassifier,
+    cpu_count,
+    negative_proba,
+)
+from steps.train_bert import load_pretrained
+
+TEXTS = [
+    "@united lost my bag AGAIN!!! worst airline ever 😡 http://t.co/x",
+    "thanks",
+    "Flight was fine, crew was nice and the seats were comfortable #happy",
+    "never flying @AmericanAir again... 3 hours on the tarmac :(",
+    "ok",
+    "The wifi didn't work the whole flight, and nobody at the gate could tell us why we were delayed",
+]
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_pretrained):
+    """The tiny model loaded as training loads it."""
+    return load_pretrained(str(tiny_pretrained), True)
+
+
+@pytest.fixture(scope="module")
+def onnx_path(tiny, tmp_path_factory):
+    from steps.onnx_export import export_onnx
+
+    _, model = tiny
+    return export_onnx(model, tmp_path_factory.mktemp("onnx") / "model.onnx", pad_id=0, max_length=16)
+
+
+def classifier(encoder, backend, batch_size=2, threshold=0.5) -> TransformerTweetClassifier:
+    model = TransformerTweetClassifier("none", encoder.max_length, batch_size=batch_size, threshold=threshold)
+    model.attach(encoder, backend)
+    return model
+
+
+def test_long_text_is_truncated_to_max_length_with_special_tokens(tiny_encoder):
+    long_text = "my flight was delayed again and again " * 50
+    ids = tiny_encoder.encode([long_text, "ok"])
+    assert len(ids[0]) == tiny_encoder.max_length
+    assert ids[0][0] == 101 and ids[0][-1] == 102  # [CLS] ... [SEP] survive truncation
+    assert ids[1] == [101, 7929, 102]  # short texts are not padded
+
+
+def test_a_100kb_tweet_is_cut_before_normalisation(tiny_encoder):
+    huge = "terrible service 😡 " * 6000
+    assert len(huge) > 100_000
+    [normalised] = tiny_encoder.normalise([huge])
+    assert normalised == normalize(huge[: tiny_encoder.max_length * CHARS_PER_TOKEN])
+    assert len(tiny_encoder.encode([huge])[0]) == tiny_encoder.max_length
+
+
+def test_served_tokenizer_matches_the_training_tokenizer(tiny, tiny_encoder):
+    tokenizer, _ = tiny
+    for text in TEXTS:
+        expected = tokenizer(normalize(text), truncation=True, max_length=tiny_encoder.max_length)["input_ids"]
+        assert tiny_encoder.encode([text])[0] == expected
+
+
+def test_label_mapping_class_one_is_negative(tiny):
+    _, model = tiny
+    assert model.config.id2label == LABELS == {0: "not_negative", 1: "negative"}
+    assert model.config.label2id == {"not_negative": 0, "negative": 1}
+    proba = negative_proba(np.array([[0.0, 4.0], [4.0, 0.0], [1.0, 1.0]]))
+    np.testing.assert_allclose(proba, [1 / (1 + np.exp(-4)), 1 / (1 + np.exp(4)), 0.5])
+
+
+def test_batches_sorted_by_length_return_rows_in_request_order(tiny, tiny_encoder):
+    _, model = tiny
+    batched = classifier(tiny_encoder, TorchBackend(model), batch_size=4).raw_proba(TEXTS)
+    one_by_one = [classifier(tiny_encoder, TorchBackend(model), batch_size=1).raw_proba([t])[0] for t in TEXTS]
+    np.testing.assert_allclose(batched, one_by_one, atol=1e-6)
+    assert len(set(np.round(batched, 6))) > 1  # rows really differ, so a shuffle would show
+
+
+def test_onnx_graph_matches_torch_on_padded_batches(tiny, tiny_encoder, onnx_path):
+    _, model = tiny
+    torch_proba = classifier(tiny_encoder, TorchBackend(model), batch_size=3).raw_proba(TEXTS)
+    onnx_proba = classifier(tiny_encoder, OnnxBackend(str(onnx_path), 1), batch_size=3).raw_proba(TEXTS)
+    np.testing.assert_allclose(onnx_proba, torch_proba, atol=1e-5)
+
+
+def test_load_artifacts_prefers_onnx_and_falls_back_to_torch(tiny_pretrained, onnx_path):
+    model = TransformerTweetClassifier("none", 16)
+    model.load_artifacts({HF_MODEL_ARTIFACT: str(tiny_pretrained), ONNX_ARTIFACT: str(onnx_path)})
+    assert isinstance(model.backend, OnnxBackend)
+    via_onnx = model.raw_proba(TEXTS)
+    model.load_artifacts({HF_MODEL_ARTIFACT: str(tiny_pretrained)})
+    assert isinstance(model.backend, TorchBackend)
+    np.testing.assert_allclose(model.raw_proba(TEXTS), via_onnx, atol=1e-5)
+
+
+def test_threshold_is_stored_and_overridable_per_request(tiny_encoder, onnx_path):
+    model = classifier(tiny_encoder, OnnxBackend(str(onnx_path), 1), threshold=0.5)
+    frame = pd.DataFrame({"text": TEXTS})
+    proba = model.predict_proba(TEXTS)
+    default = model.predict(None, frame)
+    assert (default["threshold"] == 0.5).all()
+    assert list(default["label"]) == [LABELS[int(p >= 0.5)] for p in proba]
+    everything = model.predict(None, frame, params={"threshold": 0.0})
+    assert (everything["label"] == "negative").all() and (everything["threshold"] == 0.0).all()
+    cut = float(np.median(proba))
+    middle = model.predict(None, frame, params={"threshold": cut})
+    assert list(middle["label"]) == [LABELS[int(p >= cut)] for p in proba]
+
+
+def test_runtime_pieces_are_not_pickled(tiny_encoder, onnx_path):
+    model = classifier(tiny_encoder, OnnxBackend(str(onnx_path), 1))
+    restored = pickle.loads(pickle.dumps(model))
+    assert restored.encoder is None and restored.backend is None
+    assert (restored.max_length, restored.preprocessing, restored.batch_size) == (16, "none", 2)
+
+
+def test_encoder_reads_the_pad_token_of_the_saved_tokenizer(tiny_pretrained):
+    encoder = TextEncoder.from_pretrained_dir(tiny_pretrained, max_length=8, preprocessing="lemma")
+    assert encoder.pad_id == 0
+    assert encoder.normalise(["Planes were cancelled"]) == ["plane be cancel"]
+
+
+def test_cpu_count_is_positive():
+    assert cpu_count() >= 1
+
+
+def test_int8_graph_scored_one_tweet_per_call_ignores_the_other_rows(tiny_encoder, onnx_path, tmp_path):
+    from steps.onnx_export import quantize_int8
+
+    int8 = quantize_int8(onnx_path, tmp_path / "int8.onnx")
+    per_row = classifier(tiny_encoder, OnnxBackend(str(int8), 1), batch_size=1)
+    alone = [per_row.raw_proba([text])[0] for text in TEXTS]
+    np.testing.assert_array_equal(per_row.raw_proba(TEXTS), alone)
+    np.testing.assert_array_equal(per_row.raw_proba(TEXTS[::-1]), alone[::-1])
