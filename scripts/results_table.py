@@ -1,0 +1,99 @@
+"""Print the candidates of the newest prepared data as Markdown tables (the article's tables come from here).
+
+python scripts/results_table.py [--experiment tweet-reaction-prediction] [--data-run-id ID]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+import mlflow
+import pandas as pd
+from mlflow.tracking import MlflowClient
+
+QUALITY = ["roc_auc", "pr_auc", "f1", "precision", "recall", "accuracy"]
+CAPABILITIES = [
+    "negation",
+    "intensity",
+    "sarcasm",
+    "airline_vocabulary",
+    "names",
+    "typos",
+    "urls_mentions",
+    "emoji",
+    "added_sentiment",
+]
+
+
+def candidate_runs(experiment: str, data_run_id: str) -> pd.DataFrame:
+    """Finished candidate runs of one data run (the newest prepare_data run by default)."""
+    client = MlflowClient()
+    experiment_id = client.get_experiment_by_name(experiment).experiment_id
+    if not data_run_id:
+        prepared = client.search_runs(
+            [experiment_id],
+            "tags.step = 'prepare_data' and attributes.status = 'FINISHED'",
+            order_by=["attributes.start_time DESC"],
+            max_results=1,
+        )
+        data_run_id = prepared[0].info.run_id
+    query = f"tags.candidate = 'true' and tags.data_run_id = '{data_run_id}' and attributes.status = 'FINISHED'"
+    runs = mlflow.search_runs([experiment_id], query)
+    runs["name"] = runs["tags.mlflow.runName"].fillna(runs["tags.model_family"])
+    return runs.sort_values("metrics.val_roc_auc", ascending=False)
+
+
+def markdown(frame: pd.DataFrame) -> str:
+    """A GitHub Markdown table (pandas' to_markdown needs the optional tabulate package)."""
+    rows = [list(map(str, frame.columns))] + [["" if pd.isna(v) else str(v) for v in row] for row in frame.to_numpy()]
+    lines = ["| " + " | ".join(row) + " |" for row in rows]
+    lines.insert(1, "|" + "---|" * len(frame.columns))
+    return "\n".join(lines)
+
+
+def quality_table(runs: pd.DataFrame) -> str:
+    columns = {"name": "run", "tags.model_family": "family"}
+    columns |= {f"metrics.{split}_{m}": f"{split} {m}" for split in ("val", "test") for m in QUALITY[:3]}
+    columns |= {
+        "metrics.threshold": "threshold",
+        "metrics.train_seconds": "train s",
+        "metrics.predict_ms_per_1k": "ms / 1k tweets",
+    }
+    return markdown(runs[list(columns)].rename(columns=columns).round(4))
+
+
+def behaviour_table(runs: pd.DataFrame) -> str:
+    columns = {"name": "run", "metrics.behaviour_failure_rate": "all"}
+    columns |= {f"metrics.behaviour_{c}_failure_rate": c for c in CAPABILITIES}
+    present = [c for c in columns if c in runs.columns]
+    return markdown(runs[present].rename(columns=columns).round(3))
+
+
+def calibration_table(runs: pd.DataFrame) -> str:
+    columns = {
+        "name": "run",
+        "metrics.val_ece_raw": "val ECE raw",
+        "metrics.val_ece": "val ECE calibrated",
+        "metrics.test_ece": "test ECE",
+        "metrics.temperature": "temperature",
+    }
+    return markdown(runs[list(columns)].rename(columns=columns).round(4))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--experiment", default=os.environ.get("MLFLOW_EXPERIMENT_NAME", "tweet-reaction-prediction"))
+    parser.add_argument("--data-run-id", default="")
+    args = parser.parse_args()
+    runs = candidate_runs(args.experiment, args.data_run_id)
+    for title, table in (
+        ("Quality", quality_table),
+        ("Behaviour (failure rates)", behaviour_table),
+        ("Calibration", calibration_table),
+    ):
+        print(f"\n### {title}\n\n{table(runs)}")
+
+
+if __name__ == "__main__":
+    main()
