@@ -26,8 +26,14 @@ import numpy as np
 import requests
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests" / "telemetry"))  # the ingestion stand-ins the tests use
-from appinsights_capture import OFFLINE_ENV, CaptureServer, HangingServer, closed_port, connection_string  # noqa: E402
+sys.path.insert(0, str(REPO))  # the ingestion stand-ins the tests use
+from tests.telemetry.appinsights_capture import (  # noqa: E402
+    OFFLINE_ENV,
+    CaptureServer,
+    HangingServer,
+    closed_port,
+    connection_string,
+)
 
 TEXTS = [
     "@united lost my bag again, worst airline ever",

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from appinsights_capture import CaptureServer, telemetry_env
+
+from tests.telemetry.appinsights_capture import CaptureServer, telemetry_env
 
 
 @pytest.fixture

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from appinsights_capture import INVOCATIONS_REQUEST, CaptureServer, base_data, telemetry_env
 
 from pyfunc.telemetry import DASHBOARD_SERVICE, MODEL_SERVICE
+from tests.telemetry.appinsights_capture import INVOCATIONS_REQUEST, CaptureServer, base_data, telemetry_env
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO / "deploy" / "monitoring" / "wrong_prediction_alert.json"

@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from appinsights_capture import base_data
+
+from tests.telemetry.appinsights_capture import base_data
 
 REPO = Path(__file__).resolve().parents[2]
 EMIT = """

@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 
 import pytest
-from appinsights_capture import INVOCATIONS_REQUEST, HangingServer, base_data, telemetry_env
+
+from tests.telemetry.appinsights_capture import INVOCATIONS_REQUEST, HangingServer, base_data, telemetry_env
 
 pytestmark = pytest.mark.integration
 
