@@ -18,6 +18,8 @@ from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.pyfunc import PythonModel
 from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 
+from pyfunc.telemetry import MODEL_SERVICE, configure_telemetry, record_failure, record_predictions
+
 TEXT_COLUMN = "text"
 LABELS = {1: "negative", 0: "not_negative"}
 INPUT_EXAMPLE = pd.DataFrame(
@@ -125,7 +127,12 @@ class TweetClassifier(PythonModel):
         return {key: value for key, value in self.__dict__.items() if key not in self.runtime_attributes}
 
     def load_context(self, context) -> None:
-        """MLflow calls this once when the model is loaded (server start, spark_udf, load_model)."""
+        """MLflow calls this once when the model is loaded (server start, spark_udf, load_model).
+
+        Telemetry first: MLflow's scoring server builds its FastAPI app only after loading the model,
+        so configuring it here instruments the app's HTTP requests too.
+        """
+        configure_telemetry(MODEL_SERVICE)
         self.load_artifacts(context.artifacts)
 
     def load_artifacts(self, artifacts: dict[str, str]) -> None:
@@ -141,6 +148,12 @@ class TweetClassifier(PythonModel):
         return apply_temperature(self.raw_proba(texts), getattr(self, "temperature", 1.0))
 
     def predict(self, context, model_input, params: dict[str, Any] | None = None) -> pd.DataFrame:
-        texts = validate_texts(model_input)
-        threshold = resolve_threshold(params, self.threshold)
-        return format_predictions(self.predict_proba(texts), threshold, self.model_version)
+        try:
+            texts = validate_texts(model_input)
+            threshold = resolve_threshold(params, self.threshold)
+            predictions = format_predictions(self.predict_proba(texts), threshold, self.model_version)
+        except Exception as error:
+            record_failure(self.model_version, error)
+            raise
+        record_predictions(self.model_version, predictions["label"], predictions["proba_negative"])
+        return predictions

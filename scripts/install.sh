@@ -12,8 +12,11 @@ command -v "$python" >/dev/null || python=python3
 "$python" -c 'import sys; assert sys.version_info[:2] == (3, 11), f"Python 3.11 required, found {sys.version.split()[0]}"'
 
 [ -x .venv/bin/python ] || "$python" -m venv .venv
+# PyPI's Linux torch wheels carry CUDA. This project's machines hold the CPU build locally; elsewhere
+# set TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu to get the CPU build from PyTorch's index.
+torch_source=(); [ -z "${TORCH_INDEX_URL:-}" ] || torch_source=(--index-url "$TORCH_INDEX_URL")
 echo "==> installing torch==2.13.0 (CPU build)"
-.venv/bin/pip install --quiet --disable-pip-version-check torch==2.13.0
+.venv/bin/pip install --quiet --disable-pip-version-check "${torch_source[@]}" torch==2.13.0
 if [ "$profile" = test ]; then
   echo "==> installing the project with its test extras (pinned by requirements.lock)"
   .venv/bin/pip install --quiet --disable-pip-version-check -c requirements.lock -e ".[test]"

@@ -43,7 +43,12 @@ def score(model: TweetClassifier, texts: list[str], desc: str) -> np.ndarray:
 def calibrate(model: TweetClassifier, y_val: np.ndarray, raw_val: np.ndarray) -> dict[str, float]:
     """Fit temperature scaling on validation when the raw model is miscalibrated (ECE above the limit)."""
     ece_raw = expected_calibration_error(y_val, raw_val)
-    model.temperature = fit_temperature(y_val, raw_val) if ece_raw > ECE_LIMIT else 1.0
+    model.temperature = 1.0
+    if ece_raw > ECE_LIMIT:
+        fitted = fit_temperature(y_val, raw_val)
+        # Log-loss and ECE can disagree on small splits: keep the temperature only if it helps ECE.
+        if expected_calibration_error(y_val, apply_temperature(raw_val, fitted)) < ece_raw:
+            model.temperature = fitted
     calibrated = apply_temperature(raw_val, model.temperature)
     figure = reliability_figure(y_val, {"raw": raw_val, "calibrated": calibrated})
     mlflow.log_figure(figure, "plots/val_reliability_diagram.png")

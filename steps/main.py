@@ -13,7 +13,12 @@ import mlflow
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_PARENT_RUN_ID, MLFLOW_PROJECT_ENTRY_POINT
 
+from steps.compare_lstm import lstm_candidates
 from steps.tracking import PROJECT_ROOT, run_step
+
+MODEL_NAME = "tweet-sentiment"
+# At least 15,000 tweets (DESIGN.md) while the whole job stays under 40 minutes on 2 cores.
+BERT_MAX_TRAIN_SAMPLES = 16_000
 
 
 def _find_finished(entry_point: str, parameters: dict[str, str], experiment_id: str) -> str | None:
@@ -40,12 +45,15 @@ class Pipeline:
         self.parent_run_id = parent.info.run_id
         self.experiment_id = parent.info.experiment_id
 
-    def step(self, entry_point: str, parameters: dict[str, object]) -> str:
-        """Run (or reuse) one entry point and return its run id."""
+    def step(self, entry_point: str, parameters: dict[str, object], reusable: bool = True) -> str:
+        """Run (or reuse) one entry point and return its run id.
+
+        `reusable=False` for steps whose outcome depends on state outside their parameters (the registry).
+        """
         self.done += 1
         parameters = {key: str(value) for key, value in parameters.items()}
         banner = f"[{self.done}/{self.total_steps}] {entry_point}"
-        cached = self.use_cache and _find_finished(entry_point, parameters, self.experiment_id)
+        cached = reusable and self.use_cache and _find_finished(entry_point, parameters, self.experiment_id)
         if cached:
             print(f"==> {banner}: reusing finished run {cached}", flush=True)
             return cached
@@ -64,12 +72,26 @@ class Pipeline:
 
 
 def run_pipeline(args: argparse.Namespace) -> None:
-    steps = Pipeline(total_steps=2, use_cache=args.use_cache)
+    """prepare_data -> baseline -> LSTM comparisons -> transformer -> evaluate each candidate -> register."""
+    expected_candidates = 1 + (3 + args.lstm_learned_control) + 1
+    steps = Pipeline(total_steps=4 + expected_candidates + 1, use_cache=args.use_cache)
     data_run_id = steps.step(
         "prepare_data", {"source": args.source, "path": args.path, "max_rows": args.max_rows, "seed": args.seed}
     )
-    baseline = steps.step("train_baseline", {"data_run_id": data_run_id, "seed": args.seed})
-    print_summary([baseline], steps.experiment_id)
+    common = {"data_run_id": data_run_id, "seed": args.seed}
+    candidates = [steps.step("train_baseline", common)]
+    compare = steps.step(
+        "compare_lstm", {**common, "epochs": args.lstm_epochs, "learned_control": args.lstm_learned_control}
+    )
+    candidates += lstm_candidates(compare)
+    bert = {"epochs": args.bert_epochs, "max_train_samples": args.bert_max_train_samples}
+    bert |= {"max_length": args.bert_max_length, "pretrained": args.bert_pretrained}
+    candidates.append(steps.step("train_bert", {**common, **bert}))
+    steps.total_steps = steps.done + len(candidates) + 1
+    for run_id in candidates:
+        steps.step("evaluate", {"model_uri": f"runs:/{run_id}/model"})
+    steps.step("register", common, reusable=False)
+    print_summary(candidates, steps.experiment_id)
 
 
 def print_summary(candidate_run_ids: list[str], experiment_id: str) -> None:
@@ -79,9 +101,23 @@ def print_summary(candidate_run_ids: list[str], experiment_id: str) -> None:
     for run_id in candidate_run_ids:
         run = client.get_run(run_id)
         family, metrics = run.data.tags.get("model_family"), run.data.metrics
-        print(f"  {family:<12} run {run_id}  val_roc_auc={metrics['val_roc_auc']:.4f}  val_f1={metrics['val_f1']:.4f}")
+        behaviour = metrics.get("behaviour_failure_rate", float("nan"))
+        print(
+            f"  {family:<12} run {run_id}  val_roc_auc={metrics['val_roc_auc']:.4f}  val_f1={metrics['val_f1']:.4f}"
+            f"  behaviour_failure_rate={behaviour:.3f}"
+        )
+    try:
+        champion = client.get_model_version_by_alias(MODEL_NAME, "champion")
+        print(f"  champion: {MODEL_NAME} version {champion.version} (run {champion.run_id})")
+        print(f"  serve it: mlflow models serve -m models:/{MODEL_NAME}@champion -p 5001 --env-manager local")
+    except mlflow.exceptions.MlflowException:
+        print("  no champion registered")
     print(f"  experiment {experiment_id} in {mlflow.get_tracking_uri()}")
     print("  compare the runs: mlflow ui --port 5000   (then open http://127.0.0.1:5000)")
+
+
+def _flag(value: str) -> bool:
+    return value.lower() in ("1", "true", "yes")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -90,7 +126,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--path", default="")
     parser.add_argument("--max-rows", type=int, default=0)
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--use-cache", type=lambda v: v.lower() in ("1", "true", "yes"), default=True)
+    parser.add_argument("--use-cache", type=_flag, default=True)
+    parser.add_argument("--lstm-epochs", type=int, default=5)
+    parser.add_argument("--lstm-learned-control", type=_flag, default=True, help="4th LSTM arm: learned embeddings")
+    parser.add_argument("--bert-pretrained", default="", help="empty = distilbert-base-uncased (offline fallback)")
+    parser.add_argument("--bert-max-train-samples", type=int, default=BERT_MAX_TRAIN_SAMPLES)
+    parser.add_argument("--bert-max-length", type=int, default=64)
+    parser.add_argument("--bert-epochs", type=int, default=1)
     args = parser.parse_args(argv)
     run_step("main", lambda run: run_pipeline(args))
 

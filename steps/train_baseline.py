@@ -20,7 +20,17 @@ from steps.tracking import StepError, log_step_params, pinned, prepare_training,
 
 # Words, the placeholders (xxurl, emoji_...) and "!"/"?" which carry complaint intensity.
 TOKEN_PATTERN = r"(?u)\b\w+(?:'\w+)?\b|[!?]"
-SERVING_PACKAGES = ("mlflow", "scikit-learn", "numpy", "pandas", "joblib", "emoji", "nltk", "lemminflect")
+SERVING_PACKAGES = (
+    "mlflow",
+    "scikit-learn",
+    "numpy",
+    "pandas",
+    "joblib",
+    "emoji",
+    "nltk",
+    "lemminflect",
+    "azure-monitor-opentelemetry",
+)
 
 
 def build_pipeline(args: argparse.Namespace) -> Pipeline:

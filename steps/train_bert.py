@@ -41,7 +41,17 @@ from steps.candidate import log_candidate, score
 from steps.pretrained import DEFAULT_PRETRAINED, Resolution, resolve_and_load
 from steps.tracking import StepError, log_step_params, pinned, prepare_training, run_step
 
-ONNX_PACKAGES = ("mlflow", "onnxruntime", "tokenizers", "numpy", "pandas", "emoji", "nltk", "lemminflect")
+ONNX_PACKAGES = (
+    "mlflow",
+    "onnxruntime",
+    "tokenizers",
+    "numpy",
+    "pandas",
+    "emoji",
+    "nltk",
+    "lemminflect",
+    "azure-monitor-opentelemetry",
+)
 TORCH_PACKAGES = (*ONNX_PACKAGES[:1], "torch", "transformers", *ONNX_PACKAGES[2:])
 TORCH_CPU_INDEX = "--extra-index-url https://download.pytorch.org/whl/cpu"
 MIN_LENGTH = 8

@@ -1,0 +1,180 @@
+"""What telemetry costs the served model: p50 latency with telemetry off, and on with the ingestion endpoint
+up (a local capture server), down (a closed port) and hanging (accepts connections, never answers).
+
+Starts one `mlflow models serve` per case, all at once, and sends one-tweet requests round-robin across
+them at concurrency 1, so drift in a shared machine's load hits every case alike. Exports run at the
+production defaults (spans and logs every 5 s, metrics every 60 s) unless `--fast-export` shortens them.
+
+    python bench/telemetry_overhead.py --model-uri runs:/<run_id>/model --requests 300
+
+Run from the repository root with the venv active and MLFLOW_TRACKING_URI pointing at the model's store.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import requests
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests" / "telemetry"))  # the ingestion stand-ins the tests use
+from appinsights_capture import OFFLINE_ENV, CaptureServer, HangingServer, closed_port, connection_string  # noqa: E402
+
+TEXTS = [
+    "@united lost my bag again, worst airline ever",
+    "Thanks for the smooth flight :)",
+    "two hours on the tarmac and no word from the crew",
+    "the new app is great, boarding pass in seconds",
+    "why is customer service never answering the phone",
+]
+PRODUCTION_EXPORT = {key: value for key, value in OFFLINE_ENV.items() if not key.startswith("OTEL_")}
+
+
+@dataclass
+class Case:
+    name: str
+    env: dict[str, str]
+    port: int = 0
+    process: subprocess.Popen | None = None
+    latencies_ms: list[float] = field(default_factory=list)
+    errors: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+def start(case: Case, model_uri: str, log_dir: Path) -> None:
+    case.port = closed_port()
+    command = ["mlflow", "models", "serve", "-m", model_uri, "--env-manager", "local"]
+    command += ["-h", "127.0.0.1", "-p", str(case.port), "-w", "1"]
+    log = open(log_dir / f"{case.name}.log", "w")  # noqa: SIM115 (lives as long as the server)
+    env = {**os.environ, **case.env, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    case.process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def wait_ready(case: Case, log_dir: Path, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if case.process.poll() is not None:
+            raise SystemExit(f"{case.name}: server exited\n{(log_dir / f'{case.name}.log').read_text()[-3000:]}")
+        try:
+            if requests.get(f"{case.url}/ping", timeout=1).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.5)
+    raise SystemExit(f"{case.name}: not ready after {timeout}s")
+
+
+def stop(case: Case) -> None:
+    if case.process and case.process.poll() is None:
+        case.process.terminate()
+        try:
+            case.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            case.process.kill()
+
+
+def timed_request(session: requests.Session, case: Case, text: str) -> None:
+    started = time.perf_counter()
+    try:
+        response = session.post(f"{case.url}/invocations", json={"dataframe_records": [{"text": text}]}, timeout=60)
+        ok = response.status_code == 200
+    except requests.RequestException:
+        ok = False
+    elapsed = (time.perf_counter() - started) * 1000
+    case.latencies_ms.append(elapsed if ok else float("nan"))  # NaN keeps rounds aligned across cases
+    case.errors += not ok
+
+
+def run(cases: list[Case], total: int, warmup: int) -> None:
+    sessions = {case.name: requests.Session() for case in cases}
+    for i in range(warmup + total):
+        for case in cases[i % len(cases) :] + cases[: i % len(cases)]:  # rotate who goes first
+            timed_request(sessions[case.name], case, TEXTS[i % len(TEXTS)])
+        if i + 1 == warmup:
+            for case in cases:
+                case.latencies_ms.clear()
+                case.errors = 0
+
+
+def report(cases: list[Case], capture: CaptureServer, args: argparse.Namespace) -> None:
+    off = np.asarray(cases[0].latencies_ms)
+    print(f"\nserved model: {args.model_uri}; {args.requests} one-tweet requests per case, round-robin, concurrency 1")
+    print("paired: median over rounds of (this case - telemetry off), the same moment's load for both")
+    print(f"{'case':<34} {'p50 ms':>8} {'p95 ms':>8} {'mean ms':>8} {'p50 diff':>9} {'paired':>8} {'errors':>7}")
+    for case in cases:
+        latencies = np.asarray(case.latencies_ms)
+        p50, p95 = np.nanpercentile(latencies, [50, 95])
+        diff, paired = p50 - np.nanpercentile(off, 50), np.nanmedian(latencies - off)
+        line = f"{case.name:<34} {p50:8.2f} {p95:8.2f} {np.nanmean(latencies):8.2f} {diff:+9.2f} {paired:+8.2f}"
+        print(f"{line} {case.errors:7d}")
+    kinds: dict[str, int] = {}
+    for envelope in capture.envelopes:
+        kind = envelope.get("data", {}).get("baseType", "?")
+        kinds[kind] = kinds.get(kind, 0) + 1
+    sent = args.warmup + args.requests
+    print(f"telemetry received by the capture server (endpoint up; {sent} requests sent): {kinds}")
+    for envelope in capture.envelopes:  # traces and exceptions: say what they were
+        data = envelope.get("data", {})
+        if data.get("baseType") in ("ExceptionData", "MessageData"):
+            base = data["baseData"]
+            text = base.get("message") or "; ".join(e.get("message", "") for e in base.get("exceptions", []))
+            print(f"  {data['baseType']}: {text[:160]}")
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model-uri", default="models:/tweet-sentiment@champion")
+    parser.add_argument("--requests", type=int, default=300, help="timed requests per case")
+    parser.add_argument("--warmup", type=int, default=20, help="untimed requests per case first")
+    parser.add_argument("--fast-export", action="store_true", help="export every 0.2 s/1 s as the tests do")
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    export = OFFLINE_ENV if args.fast_export else PRODUCTION_EXPORT
+    with ExitStack() as stack:
+        capture = stack.enter_context(CaptureServer())
+        hanging = stack.enter_context(HangingServer())
+        log_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="telemetry-bench-")))
+
+        def sending_to(port: int, name: str) -> dict[str, str]:
+            # Each case keeps the exporter's offline retry storage in its own folder: the storage path
+            # depends only on the instrumentation key, and a shared one would let the "up" server re-send
+            # what the "down" server stored.
+            storage = log_dir / name
+            storage.mkdir()
+            return {"APPLICATIONINSIGHTS_CONNECTION_STRING": connection_string(port), "TMPDIR": str(storage), **export}
+
+        cases = [
+            Case("telemetry off", {"APPLICATIONINSIGHTS_CONNECTION_STRING": ""}),
+            Case("on, endpoint up (capture server)", sending_to(capture.port, "up")),
+            Case("on, endpoint down (closed port)", sending_to(closed_port(), "down")),
+            Case("on, endpoint hanging (no answer)", sending_to(hanging.port, "hanging")),
+        ]
+        for case in cases:
+            stack.callback(stop, case)
+        for case in cases:
+            start(case, args.model_uri, log_dir)
+        for case in cases:
+            wait_ready(case, log_dir)
+        print(f"{len(cases)} servers ready; timing {args.requests} requests each", flush=True)
+        run(cases, args.requests, args.warmup)
+        time.sleep(7)  # spans leave every 5 s by default: let the up case's last batch arrive before counting
+        report(cases, capture, args)
+
+
+if __name__ == "__main__":
+    main()

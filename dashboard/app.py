@@ -1,0 +1,450 @@
+"""Panel dashboard for testers: `panel serve dashboard/app.py` (model server URL: `MODEL_SERVER_URL`).
+
+Each browser session gets its own `Dashboard`. It only talks HTTP to the model server through
+`ModelClient`; blocking calls run in a worker thread from async callbacks, so a slow or dead server
+never freezes the page, and nothing the tester typed is ever cleared. Tweets are user content:
+everything they reach on the page is HTML-escaped or shown by widgets that render plain text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import io
+import os
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import panel as pn
+
+# `panel serve dashboard/app.py` puts dashboard/ on sys.path, not the project root: add the root so
+# `dashboard` and `pyfunc` resolve to this checkout even where the project is not pip-installed.
+ROOT = str(Path(__file__).resolve().parent.parent)
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+from dashboard import batch, charts, registry  # noqa: E402
+from dashboard.client import ModelClient, ModelServerError, Prediction, Scored  # noqa: E402
+from dashboard.feedback import Feedback, FeedbackStore, record_feedback  # noqa: E402
+from pyfunc import telemetry  # noqa: E402
+
+pn.extension("echarts", "tabulator", sizing_mode="stretch_width")
+
+OTHER_LABEL = {"negative": "not_negative", "not_negative": "negative"}
+HISTORY_COLUMNS = ["time", "text", "label", "proba_negative", "threshold", "feedback", "latency_ms", "model_version"]
+HISTORY_WIDTHS = {"time": 85, "text": 320, "label": 125, "proba_negative": 135, "threshold": 100, "feedback": 190}
+PREVIEW_ROWS = 200
+STYLES = {
+    "error": "background:#fdecea;color:#611a15;border:1px solid #f5c6cb;",
+    "info": "background:#e8f4fd;color:#0c3c60;border:1px solid #b8daff;",
+    "ok": "background:#edf7ed;color:#1e4620;border:1px solid #c3e6cb;",
+}
+
+
+def message_html(text: str, kind: str = "error", element_id: str = "message") -> str:
+    """A notice box; the text is escaped, so server messages and tweets show literally."""
+    style = STYLES[kind] + "padding:8px 12px;border-radius:4px;white-space:pre-wrap;"
+    role = "alert" if kind == "error" else "status"
+    return f'<div id="{element_id}" role="{role}" style="{style}">{html.escape(text)}</div>'
+
+
+def field_html(name: str, value: str, element_id: str) -> str:
+    """One `name: value` line with an id the browser tests read; the value is escaped."""
+    return f'<div><b>{html.escape(name)}:</b> <span id="{element_id}">{html.escape(value)}</span></div>'
+
+
+class Dashboard:
+    """One tester's session: widgets, the last prediction, the history and the batch result."""
+
+    def __init__(self, client: ModelClient, store: FeedbackStore) -> None:
+        self.client = client
+        self.store = store
+        self.history: list[dict] = []
+        self.last: dict | None = None  # the prediction feedback refers to (text, Prediction, history row)
+        self.scored_csv: bytes | None = None
+        self._generation = 0  # only the newest request's answer is shown
+        self._model_threshold: float | None = None
+        self._syncing_threshold = False
+        self._build_widgets()
+        self._wire()
+
+    # ----------------------------------------------------------------------------------- layout
+    def _build_widgets(self) -> None:
+        self.status = pn.pane.HTML(message_html(f"Model server: {self.client.base_url}", "info", "server-status"))
+        self.check_button = pn.widgets.Button(label="Check the model server", color="default")
+        self.threshold = pn.widgets.EditableFloatSlider(
+            label="Decision threshold", start=0.0, end=1.0, fixed_start=0.0, fixed_end=1.0, step=0.01, value=0.5
+        )
+        self.use_model_threshold = pn.widgets.Checkbox(label="Use the model's own threshold", value=True)
+        self.threshold_note = pn.pane.HTML(
+            "<small>A tweet is flagged <b>negative</b> when proba_negative ≥ threshold. Moving the slider "
+            "sends it as <code>params.threshold</code> and re-scores the current tweet.</small>"
+        )
+
+        self.tweet = pn.widgets.TextAreaInput(
+            label="Tweet", placeholder="Type or paste a tweet…", max_length=5000, height=110
+        )
+        self.predict_button = pn.widgets.Button(label="Predict", color="primary", width=160, sizing_mode=None)
+        self.predict_message = pn.pane.HTML("", visible=False)
+        self.result = pn.pane.HTML("")
+        self.gauge = pn.indicators.Gauge(
+            label="proba_negative",
+            value=0.0,
+            bounds=(0, 1),
+            format="{value}",
+            height=260,
+            width=300,
+            title_size=14,
+            sizing_mode="fixed",
+        )
+        self.right_button = pn.widgets.Button(label="Right", color="success", disabled=True)
+        self.wrong_button = pn.widgets.Button(label="Wrong", color="danger", disabled=True)
+        self.feedback_message = pn.pane.HTML("")
+        # Shown only for a current answer: after an error the stale result is hidden (history keeps it).
+        self.result_area = pn.Row(
+            self.gauge,
+            pn.Column(
+                self.result,
+                pn.pane.HTML("<b>Was this prediction right?</b>"),
+                pn.Row(self.right_button, self.wrong_button),
+                self.feedback_message,
+            ),
+            visible=False,
+        )
+
+        self.history_table = pn.widgets.Tabulator(
+            pd.DataFrame(columns=HISTORY_COLUMNS),
+            disabled=True,
+            show_index=False,
+            pagination="local",
+            page_size=15,
+            layout="fit_data_table",  # fixed widths; model_version and latency scroll into view on the right
+            formatters={"text": {"type": "textarea"}},
+            widths=HISTORY_WIDTHS,
+            selectable=False,
+        )
+
+        self.file_input = pn.widgets.FileInput(accept=".csv,text/csv", multiple=False)
+        self.score_button = pn.widgets.Button(label="Score the file", color="primary", disabled=True)
+        self.progress = pn.indicators.Progress(value=0, max=100, bar_color="primary", visible=False)
+        self.batch_message = pn.pane.HTML("", visible=False)
+        self.histogram = pn.Column()  # holds a fresh Bokeh pane per batch
+        self.preview = pn.widgets.Tabulator(
+            pd.DataFrame(),
+            disabled=True,
+            show_index=False,
+            pagination="local",
+            page_size=10,
+            visible=False,
+            layout="fit_columns",
+            selectable=False,
+        )
+        self.download = pn.widgets.FileDownload(
+            callback=self._scored_file,
+            filename="scored.csv",
+            label="Download the scored CSV",
+            color="success",
+            disabled=True,
+        )
+
+    def _wire(self) -> None:
+        self.check_button.on_click(self._check_server)
+        self.predict_button.on_click(self._on_predict)
+        self.threshold.param.watch(self._on_threshold_moved, "value_throttled")
+        self.use_model_threshold.param.watch(self._on_use_model_threshold, "value")
+        self.right_button.on_click(self._on_right)
+        self.wrong_button.on_click(self._on_wrong)
+        self.file_input.param.watch(self._on_file, "value")
+        self.score_button.on_click(self._on_score_file)
+
+    def sidebar(self) -> list:
+        return [
+            self.status,
+            self.check_button,
+            pn.layout.Divider(),
+            self.threshold,
+            self.use_model_threshold,
+            self.threshold_note,
+        ]
+
+    def main(self) -> pn.Tabs:
+        predict = pn.Column(
+            self.tweet,
+            self.predict_button,
+            self.predict_message,
+            self.result_area,
+        )
+        batch_tab = pn.Column(
+            pn.pane.HTML(
+                "Upload a CSV with a <code>text</code> column (one tweet per row). Rows with an empty "
+                "text are kept in the output with <code>valid=False</code> and no prediction."
+            ),
+            self.file_input,
+            self.score_button,
+            self.progress,
+            self.batch_message,
+            self.histogram,
+            self.download,
+            self.preview,
+        )
+        return pn.Tabs(("Predict", predict), ("Batch (CSV)", batch_tab), ("History", self.history_table), dynamic=False)
+
+    # ------------------------------------------------------------------------------- server state
+    async def _check_server(self, event=None) -> None:
+        ready = await asyncio.to_thread(self.client.ping)
+        if not ready:
+            text = f"Model server {self.client.base_url} is not answering. Predictions will fail until it is up."
+            self.status.object = message_html(text, "error", "server-status")
+            return
+        try:
+            version = await asyncio.to_thread(self.client.version)
+        except ModelServerError:
+            version = "unknown"
+        text = f"Model server {self.client.base_url} is up (MLflow {version})."
+        self.status.object = message_html(text, "ok", "server-status")
+
+    def _threshold_to_send(self) -> float | None:
+        """None lets the model apply the threshold it was logged with."""
+        return None if self.use_model_threshold.value else round(float(self.threshold.value), 4)
+
+    def _show_threshold(self, value: float) -> None:
+        """Reflect the threshold a response used on the slider without counting it as a user move."""
+        self._syncing_threshold = True
+        try:
+            self.threshold.value = round(value, 4)
+        finally:
+            self._syncing_threshold = False
+
+    # -------------------------------------------------------------------------------- prediction
+    async def _on_predict(self, event=None) -> None:
+        text = self.tweet.value_input or self.tweet.value or ""
+        if not text.strip():
+            self.predict_message.param.update(object=message_html("Type a tweet first."), visible=True)
+            return
+        await self._score_text(text)
+
+    async def _score_text(self, text: str) -> None:
+        self._generation += 1
+        generation = self._generation
+        self.predict_button.loading = True
+        try:
+            scored = await asyncio.to_thread(self.client.predict, [text], self._threshold_to_send())
+        except ModelServerError as error:
+            if generation == self._generation:
+                self.predict_message.param.update(object=message_html(error.message), visible=True)
+                self.result_area.visible = False
+                self.last = None  # feedback only ever refers to a prediction on screen
+                if error.kind in ("unreachable", "timeout"):
+                    await self._check_server()
+            return
+        finally:
+            if generation == self._generation:
+                self.predict_button.loading = False
+        if generation == self._generation:
+            self.predict_message.visible = False
+            await self._show_prediction(text, scored)
+
+    async def _show_prediction(self, text: str, scored: Scored) -> None:
+        prediction = scored.predictions[0]
+        row = {
+            "time": datetime.now().strftime("%H:%M:%S"),
+            "text": text,
+            "label": prediction.label,
+            "proba_negative": round(prediction.proba_negative, 4),
+            "threshold": round(prediction.threshold, 4),
+            "model_version": prediction.model_version,
+            "latency_ms": round(scored.latency_ms, 1),
+            "feedback": "",
+        }
+        self.history.append(row)
+        self.last = {"text": text, "prediction": prediction, "row": row}
+        if self.use_model_threshold.value:
+            self._model_threshold = prediction.threshold
+            self._show_threshold(prediction.threshold)
+        self._render_result(text, prediction, scored.latency_ms, registry_line=None)
+        self._refresh_history()
+        self.right_button.param.update(label=f"Right: it is {prediction.label}", disabled=False)
+        other = OTHER_LABEL[prediction.label]
+        self.wrong_button.param.update(label=f"Wrong: it is {other}", disabled=False)
+        self.feedback_message.object = ""
+        # Optional and possibly slow (first call imports mlflow): the result is already on the page.
+        label = await asyncio.to_thread(registry.registry_label, prediction.model_version)
+        if label and self.last and self.last["prediction"] is prediction:
+            self._render_result(text, prediction, scored.latency_ms, registry_line=label)
+
+    def _render_result(self, text: str, prediction: Prediction, latency_ms: float, registry_line: str | None) -> None:
+        color = charts.NEGATIVE_COLOR if prediction.label == "negative" else charts.NOT_NEGATIVE_COLOR
+        threshold_source = "model's own" if self.use_model_threshold.value else "from the slider"
+        lines = [
+            f'<div style="font-size:1.4em;color:{color}"><b>Label:</b> '
+            f'<span id="result-label">{html.escape(prediction.label)}</span></div>',
+            field_html("proba_negative", f"{prediction.proba_negative:.4f}", "result-proba"),
+            field_html("Threshold in use", f"{prediction.threshold:.4f} ({threshold_source})", "result-threshold"),
+            field_html("Model version", prediction.model_version, "result-model"),
+        ]
+        if registry_line:
+            lines.append(field_html("Registry", registry_line, "result-registry"))
+        lines += [
+            field_html("Latency", f"{latency_ms:.0f} ms", "result-latency"),
+            "<div><b>Tweet:</b></div>",
+            f'<pre id="result-text" style="white-space:pre-wrap;font-size:1em">{html.escape(text)}</pre>',
+        ]
+        self.result.object = "".join(lines)
+        self.gauge.param.update(
+            value=round(prediction.proba_negative, 3),
+            colors=[(prediction.threshold, charts.NOT_NEGATIVE_COLOR), (1, charts.NEGATIVE_COLOR)],
+        )
+        self.result_area.visible = True
+
+    def _refresh_history(self) -> None:
+        self.history_table.value = pd.DataFrame(self.history[::-1], columns=HISTORY_COLUMNS)
+
+    # --------------------------------------------------------------------------------- threshold
+    async def _on_threshold_moved(self, event) -> None:
+        if self._syncing_threshold:
+            return
+        if self.use_model_threshold.value:
+            self._syncing_threshold = True  # the box unticks; that must not re-score a second time
+            try:
+                self.use_model_threshold.value = False
+            finally:
+                self._syncing_threshold = False
+        if self.last:
+            await self._score_text(self.last["text"])
+
+    async def _on_use_model_threshold(self, event) -> None:
+        if self._syncing_threshold or not event.new:
+            return
+        if self.last:
+            await self._score_text(self.last["text"])
+        elif self._model_threshold is not None:
+            self._show_threshold(self._model_threshold)
+
+    # ---------------------------------------------------------------------------------- feedback
+    async def _on_right(self, event=None) -> None:
+        await self._save_feedback(correct=True)
+
+    async def _on_wrong(self, event=None) -> None:
+        await self._save_feedback(correct=False)
+
+    async def _save_feedback(self, correct: bool) -> None:
+        if not self.last:
+            return
+        prediction: Prediction = self.last["prediction"]
+        verdict = Feedback(
+            text=self.last["text"],
+            predicted_label=prediction.label,
+            proba_negative=prediction.proba_negative,
+            threshold=prediction.threshold,
+            true_label=prediction.label if correct else OTHER_LABEL[prediction.label],
+            model_version=prediction.model_version,
+        )
+        self.right_button.disabled = self.wrong_button.disabled = True
+        try:
+            stored = await asyncio.to_thread(record_feedback, self.store, verdict)
+        except Exception as error:  # a full disk or locked file: tell the tester, let them retry
+            self.right_button.disabled = self.wrong_button.disabled = False
+            self.feedback_message.object = message_html(f"The feedback could not be saved: {error}")
+            return
+        self.last["row"]["feedback"] = "right" if correct else f"wrong (true: {stored.true_label})"
+        self._refresh_history()
+        text = f"Saved as feedback #{stored.id}: prediction marked {'right' if correct else 'wrong'}."
+        self.feedback_message.object = message_html(text, "ok", "feedback-status")
+
+    # ------------------------------------------------------------------------------------- batch
+    def _on_file(self, event) -> None:
+        self.score_button.disabled = not event.new
+        self.download.disabled = True
+        self.scored_csv = None
+
+    async def _on_score_file(self, event=None) -> None:
+        data, name = self.file_input.value, self.file_input.filename or "tweets.csv"
+        if not data:
+            return
+        self.score_button.loading = True
+        self.download.disabled = True
+        try:
+            await self._score_file(data, name)
+        finally:
+            self.score_button.loading = False
+
+    async def _score_file(self, data: bytes, name: str) -> None:
+        self.histogram[:] = []  # nothing from a previous file stays on screen
+        self.preview.visible = False
+        try:
+            frame = await asyncio.to_thread(batch.read_csv, data)
+            column = batch.text_column(frame)
+        except batch.BatchError as error:
+            self.batch_message.param.update(object=message_html(str(error), "error", "batch-status"), visible=True)
+            return
+        valid = batch.valid_mask(frame[column])
+        texts = frame.loc[valid, column].tolist()
+        loop = asyncio.get_running_loop()
+        self.progress.param.update(value=0, max=max(len(texts), 1), visible=True)
+        self.batch_message.param.update(
+            object=message_html(f"Scoring {len(texts)} tweets from {name}…", "info", "batch-status"), visible=True
+        )
+
+        def progress(done: int, total: int) -> None:  # called from the worker thread
+            loop.call_soon_threadsafe(setattr, self.progress, "value", done)
+
+        try:
+            scored = await asyncio.to_thread(
+                self.client.predict_in_chunks, texts, self._threshold_to_send(), None, progress
+            )
+        except ModelServerError as error:
+            self.batch_message.param.update(object=message_html(error.message, "error", "batch-status"))
+            return
+        result = batch.join_predictions(frame, valid, scored.predictions)
+        self._show_batch(result, name, column, skipped=int((~valid).sum()), latency_ms=scored.latency_ms)
+
+    def _show_batch(self, result: pd.DataFrame, name: str, column: str, skipped: int, latency_ms: float) -> None:
+        self.scored_csv = batch.to_csv_bytes(result)
+        self.download.param.update(filename=f"scored_{name.rsplit('.', 1)[0]}.csv", disabled=False)
+        scored = result[result["valid"]]
+        negatives = int((scored["label"] == "negative").sum())
+        took = f"{latency_ms:.0f} ms" if latency_ms < 1000 else f"{latency_ms / 1000:.1f} s"
+        summary = f"Scored {len(scored)} tweets from {name} in {took}: {negatives} negative"
+        summary += f" ({negatives / max(len(scored), 1):.0%})"
+        if skipped:
+            summary += f"; {skipped} rows with an empty text were skipped (valid=False)"
+        self.batch_message.param.update(object=message_html(summary + ".", "ok", "batch-status"), visible=True)
+        if len(scored):
+            threshold = float(scored["threshold"].iloc[0])
+            plot = charts.probability_histogram(scored["proba_negative"].to_numpy(dtype=np.float64), threshold)
+            self.histogram[:] = [pn.pane.Bokeh(plot)]
+        self.preview.param.update(
+            value=result.head(PREVIEW_ROWS),
+            formatters={column: {"type": "textarea"}},
+            widths={column: "40%", "model_version": "18%"},
+            visible=True,
+        )
+
+    def _scored_file(self) -> io.BytesIO:
+        return io.BytesIO(self.scored_csv or b"")
+
+
+def create_app() -> pn.template.BootstrapTemplate:
+    """The page for one browser session."""
+    # The optional registry lookup must fail fast when a tracking server is down, not retry for minutes.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+    # Wrong-prediction events go to Application Insights when its connection string is set (once per process).
+    telemetry.configure_telemetry(telemetry.DASHBOARD_SERVICE)
+    dashboard = Dashboard(ModelClient(), FeedbackStore())
+    # Bootstrap's assets ship with Panel: the page loads nothing from the internet (Fast pulls a web font).
+    template = pn.template.BootstrapTemplate(
+        title="Tweet Reaction Prediction — tester dashboard",
+        sidebar=dashboard.sidebar(),
+        main=[dashboard.main()],
+        header_background="#1565c0",
+    )
+    pn.state.onload(dashboard._check_server)
+    return template
+
+
+if pn.state.served:
+    create_app().servable()

@@ -1,0 +1,240 @@
+"""HTTP client for the model server (`mlflow models serve`): the dashboard's only way to the model.
+
+Every failure a tester can meet (server down, slow, rejecting the input, crashing, or something
+else answering on that port) becomes one `ModelServerError` whose message is a plain sentence the
+page shows as is; nothing from `requests` leaks into the UI.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+
+DEFAULT_URL = "http://127.0.0.1:5001"
+DEFAULT_TIMEOUT_S = 10.0
+DEFAULT_BATCH_TIMEOUT_S = 120.0
+DEFAULT_CHUNK_ROWS = 1000
+CONNECT_TIMEOUT_S = 3.0
+LABELS = ("negative", "not_negative")
+SERVE_HINT = "mlflow models serve -m models:/tweet-sentiment@champion -p 5001 --env-manager local"
+
+
+class ModelServerError(Exception):
+    """A failed call, with a message written for the tester and a `kind` for code and tests.
+
+    kinds: `unreachable`, `timeout`, `rejected` (4xx), `server_error` (5xx), `bad_response`.
+    """
+
+    def __init__(self, kind: str, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One response row of the serving contract (DESIGN.md)."""
+
+    label: str
+    proba_negative: float
+    threshold: float
+    model_version: str
+
+
+@dataclass(frozen=True)
+class Scored:
+    """Predictions in request order and the wall time of the HTTP call(s)."""
+
+    predictions: list[Prediction]
+    latency_ms: float
+
+
+def env_float(name: str, default: float) -> float:
+    """A positive number from the environment, or the default when unset or unusable."""
+    try:
+        value = float(os.environ.get(name, ""))
+    except ValueError:
+        return default
+    return value if value > 0 else default
+
+
+def request_body(texts: Sequence[str], threshold: float | None) -> dict[str, Any]:
+    """MLflow's `dataframe_split` form with a `text` column; the threshold travels as `params`."""
+    body: dict[str, Any] = {"dataframe_split": {"columns": ["text"], "data": [[text] for text in texts]}}
+    if threshold is not None:
+        body["params"] = {"threshold": float(threshold)}
+    return body
+
+
+def server_message(response: requests.Response) -> str:
+    """The reason a server gave: MLflow's JSON `message`, else the start of the body."""
+    try:
+        payload = response.json()
+    except ValueError:
+        payload = None
+    if isinstance(payload, dict) and payload.get("message"):
+        message = str(payload["message"]).strip()
+        # MLflow prefixes the model's own error with a dump of the input frame: keep the reason only.
+        return message.rpartition("\nError: ")[2].strip() if "\nError: " in message else message
+    text = response.text.strip()
+    return text[:300] if text else "no details given"
+
+
+def parse_predictions(response: requests.Response, expected: int) -> list[Prediction]:
+    """Check a 200 answer against the contract; anything else is a `bad_response`."""
+
+    def bad(why: str) -> ModelServerError:
+        return ModelServerError(
+            "bad_response",
+            f"The model server answered, but not with predictions ({why}). "
+            "Check that MODEL_SERVER_URL points at an MLflow model server.",
+            response.status_code,
+        )
+
+    try:
+        payload = response.json()
+    except ValueError:
+        raise bad("the answer is not JSON") from None
+    rows = payload.get("predictions") if isinstance(payload, dict) else None
+    if not isinstance(rows, list):
+        raise bad("no 'predictions' list in the answer")
+    if len(rows) != expected:
+        raise bad(f"{len(rows)} predictions for {expected} tweets")
+    try:
+        predictions = [
+            Prediction(
+                label=str(row["label"]),
+                proba_negative=float(row["proba_negative"]),
+                threshold=float(row["threshold"]),
+                model_version=str(row.get("model_version", "unknown")),
+            )
+            for row in rows
+        ]
+    except (KeyError, TypeError, ValueError) as error:
+        raise bad(f"a prediction lacks label, proba_negative or threshold: {error}") from None
+    if any(prediction.label not in LABELS for prediction in predictions):
+        raise bad("unknown label")
+    return predictions
+
+
+def shift_row_numbers(message: str, offset: int) -> str:
+    """The server numbers rows within its request; a chunk's rows start at `offset` in the file."""
+    return re.sub(r"\brow (\d+)", lambda match: f"row {int(match.group(1)) + offset}", message) if offset else message
+
+
+class ModelClient:
+    """Talks to `/invocations`, `/ping` and `/version` under `MODEL_SERVER_URL`."""
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        timeout: float | None = None,
+        batch_timeout: float | None = None,
+        chunk_rows: int | None = None,
+    ) -> None:
+        self.base_url = (base_url or os.environ.get("MODEL_SERVER_URL") or DEFAULT_URL).rstrip("/")
+        self.timeout = timeout or env_float("MODEL_SERVER_TIMEOUT", DEFAULT_TIMEOUT_S)
+        self.batch_timeout = batch_timeout or env_float("MODEL_SERVER_BATCH_TIMEOUT", DEFAULT_BATCH_TIMEOUT_S)
+        self.chunk_rows = chunk_rows or int(env_float("DASHBOARD_CHUNK_ROWS", DEFAULT_CHUNK_ROWS))
+        self._local = threading.local()  # one keep-alive session per thread: Session is not thread-safe
+
+    @property
+    def _session(self) -> requests.Session:
+        if not hasattr(self._local, "session"):
+            self._local.session = requests.Session()
+        return self._local.session
+
+    def _request(self, method: str, path: str, timeout: float, **kwargs) -> requests.Response:
+        """One HTTP call; transport failures become plain-words `ModelServerError`s."""
+        url = f"{self.base_url}{path}"
+        try:
+            return self._session.request(method, url, timeout=(min(CONNECT_TIMEOUT_S, timeout), timeout), **kwargs)
+        except requests.Timeout:  # before ConnectionError: ConnectTimeout is both
+            raise ModelServerError(
+                "timeout",
+                f"The model server at {self.base_url} did not answer within {timeout:g} seconds. "
+                "It may be busy or still loading the model; try again in a moment.",
+            ) from None
+        except requests.ConnectionError:
+            raise ModelServerError(
+                "unreachable",
+                f"Cannot reach the model server at {self.base_url}: nothing answers there. "
+                f"Start it ({SERVE_HINT}) or set MODEL_SERVER_URL, then try again.",
+            ) from None
+        except requests.RequestException as error:
+            raise ModelServerError(
+                "unreachable", f"Cannot call the model server at {self.base_url}: {error}. Check MODEL_SERVER_URL."
+            ) from None
+
+    def predict(self, texts: Sequence[str], threshold: float | None = None, timeout: float | None = None) -> Scored:
+        """Score texts in one request; `threshold=None` uses the model's stored threshold."""
+        started = time.perf_counter()
+        response = self._request("POST", "/invocations", timeout or self.timeout, json=request_body(texts, threshold))
+        latency_ms = (time.perf_counter() - started) * 1000
+        if 400 <= response.status_code < 500:
+            raise ModelServerError(
+                "rejected",
+                f"The model server rejected the request (HTTP {response.status_code}): {server_message(response)}",
+                response.status_code,
+            )
+        if response.status_code >= 500:
+            raise ModelServerError(
+                "server_error",
+                f"The model server failed while scoring (HTTP {response.status_code}): {server_message(response)}",
+                response.status_code,
+            )
+        return Scored(parse_predictions(response, len(texts)), latency_ms)
+
+    def predict_in_chunks(
+        self,
+        texts: Sequence[str],
+        threshold: float | None = None,
+        chunk_rows: int | None = None,
+        on_progress: Callable[[int, int], None] | None = None,
+    ) -> Scored:
+        """Score a large batch `chunk_rows` at a time (one request when it fits), reporting rows done.
+
+        A failing chunk stops the batch: its error names the rows as numbered in the whole batch.
+        """
+        size = max(1, chunk_rows or self.chunk_rows)
+        predictions: list[Prediction] = []
+        latency_ms = 0.0
+        for start in range(0, len(texts), size):
+            chunk = texts[start : start + size]
+            try:
+                scored = self.predict(chunk, threshold, timeout=self.batch_timeout)
+            except ModelServerError as error:
+                where = f" (rows {start}-{start + len(chunk) - 1} of {len(texts)}; {start} rows were scored)"
+                message = shift_row_numbers(error.message, start) + (where if len(texts) > size else "")
+                raise ModelServerError(error.kind, message, error.status) from None
+            predictions += scored.predictions
+            latency_ms += scored.latency_ms
+            if on_progress:
+                on_progress(len(predictions), len(texts))
+        return Scored(predictions, latency_ms)
+
+    def ping(self) -> bool:
+        """Whether the server says it is ready (MLflow's `/ping` answers 200 once the model loaded)."""
+        try:
+            return self._request("GET", "/ping", self.timeout).status_code == 200
+        except ModelServerError:
+            return False
+
+    def version(self) -> str:
+        """The MLflow version the server runs (`/version`), for the page's status line."""
+        response = self._request("GET", "/version", self.timeout)
+        if response.status_code != 200:
+            raise ModelServerError(
+                "bad_response",
+                f"The model server's /version answered HTTP {response.status_code}.",
+                response.status_code,
+            )
+        return response.text.strip()

@@ -1,0 +1,163 @@
+"""Durable store of testers' verdicts on predictions, and the wrong-prediction event.
+
+A SQLite file (`FEEDBACK_DB`, default `feedback.db` in the working directory) with the fixed
+`feedback` table that the monitoring alert also reads. Each write is its own short transaction on
+its own connection, serialised by a lock within the process and by SQLite's busy timeout across
+processes (several `panel serve` workers may share the file), so concurrent writes lose nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pyfunc import telemetry
+
+logger = logging.getLogger(__name__)
+
+LABELS = ("negative", "not_negative")
+DEFAULT_PATH = "feedback.db"
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS feedback (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    created_at TEXT NOT NULL,          -- ISO-8601 UTC
+    text TEXT NOT NULL,
+    predicted_label TEXT NOT NULL,
+    proba_negative REAL NOT NULL,
+    threshold REAL NOT NULL,
+    true_label TEXT NOT NULL,
+    is_correct INTEGER NOT NULL,
+    model_version TEXT NOT NULL
+)
+"""
+COLUMNS = (
+    "created_at",
+    "text",
+    "predicted_label",
+    "proba_negative",
+    "threshold",
+    "true_label",
+    "is_correct",
+    "model_version",
+)
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """One stored verdict; `is_correct` follows from the two labels."""
+
+    text: str
+    predicted_label: str
+    proba_negative: float
+    threshold: float
+    true_label: str
+    model_version: str
+    created_at: str = ""
+    id: int | None = None
+
+    @property
+    def is_correct(self) -> bool:
+        return self.predicted_label == self.true_label
+
+
+def utc_now() -> str:
+    """ISO-8601 UTC with an explicit offset, sortable as text."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+class FeedbackStore:
+    """The `feedback` table in one SQLite file; safe to share between threads."""
+
+    def __init__(self, path: str | os.PathLike | None = None, busy_timeout_s: float = 30.0) -> None:
+        self.path = Path(path or os.environ.get("FEEDBACK_DB") or DEFAULT_PATH)
+        self.busy_timeout_s = busy_timeout_s
+        self._lock = threading.Lock()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as connection:
+            connection.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
+            connection.execute(SCHEMA)
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        """A connection for one transaction: committed on success, rolled back on error, closed."""
+        with closing(sqlite3.connect(self.path, timeout=self.busy_timeout_s)) as connection, connection:
+            yield connection
+
+    def add(self, feedback: Feedback) -> Feedback:
+        """Store a verdict (validated first) and return it with its id and timestamp."""
+        for name in ("predicted_label", "true_label"):
+            if getattr(feedback, name) not in LABELS:
+                raise ValueError(f"{name} must be one of {LABELS}, got {getattr(feedback, name)!r}")
+        if not feedback.text:
+            raise ValueError("feedback needs the tweet text")
+        created_at = feedback.created_at or utc_now()
+        values = (
+            created_at,
+            feedback.text,
+            feedback.predicted_label,
+            float(feedback.proba_negative),
+            float(feedback.threshold),
+            feedback.true_label,
+            int(feedback.is_correct),
+            feedback.model_version,
+        )
+        with self._lock, self._connect() as connection:
+            cursor = connection.execute(
+                f"INSERT INTO feedback ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})", values
+            )
+            row_id = cursor.lastrowid
+        return Feedback(**{**feedback.__dict__, "created_at": created_at, "id": row_id})
+
+    def recent(self, limit: int = 100) -> list[Feedback]:
+        """The newest verdicts first."""
+        with self._connect() as connection:
+            rows = connection.execute(
+                "SELECT id, created_at, text, predicted_label, proba_negative, threshold, true_label, model_version "
+                "FROM feedback ORDER BY id DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [
+            Feedback(
+                id=row[0],
+                created_at=row[1],
+                text=row[2],
+                predicted_label=row[3],
+                proba_negative=row[4],
+                threshold=row[5],
+                true_label=row[6],
+                model_version=row[7],
+            )
+            for row in rows
+        ]
+
+    def count(self, wrong_only: bool = False) -> int:
+        query = "SELECT COUNT(*) FROM feedback" + (" WHERE is_correct = 0" if wrong_only else "")
+        with self._connect() as connection:
+            return connection.execute(query).fetchone()[0]
+
+
+def record_feedback(store: FeedbackStore, feedback: Feedback) -> Feedback:
+    """Store the verdict, then report a wrong prediction to monitoring.
+
+    The row is stored first: a telemetry failure is logged and never loses the tester's verdict.
+    """
+    stored = store.add(feedback)
+    if not stored.is_correct:
+        try:
+            telemetry.emit_wrong_prediction(
+                text=stored.text,
+                predicted_label=stored.predicted_label,
+                proba_negative=stored.proba_negative,
+                true_label=stored.true_label,
+                model_version=stored.model_version,
+            )
+        except Exception:  # monitoring is best effort; the stored row is what counts
+            logger.exception("could not send the wrong-prediction event for feedback %s", stored.id)
+    return stored

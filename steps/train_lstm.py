@@ -1,0 +1,306 @@
+"""`train_lstm`: a bidirectional LSTM over word ids, its embedding learned or initialised from gensim.
+
+Keras runs on the backend named by KERAS_BACKEND (torch unless set); the embedding layer starts
+random (`learned`) or from Word2Vec/FastText vectors trained with gensim on the training split only,
+frozen or fine-tuned. Early stopping watches validation AUC and restores the best epoch; loss and
+AUC per epoch are MLflow metrics with steps. Reproducible for a given seed: python, numpy and the
+backend are seeded, gensim trains on one worker, and MLproject sets PYTHONHASHSEED (gensim hashes words).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import sys
+import tempfile
+import time
+from importlib.metadata import version
+from pathlib import Path
+
+import mlflow
+import numpy as np
+
+from pyfunc.keras_model import (
+    BACKENDS,
+    DEFAULT_BACKEND,
+    MODEL_ARTIFACT,
+    VOCABULARY_ARTIFACT,
+    KerasTweetClassifier,
+    Vocabulary,
+    import_keras,
+    set_torch_threads,
+)
+from pyfunc.normalize import VARIANTS
+from steps.candidate import log_candidate
+from steps.tracking import StepError, log_step_params, pinned, prepare_training, run_step
+
+EMBEDDINGS = ("learned", "word2vec", "fasttext")
+SERVING_PACKAGES = ("mlflow", "keras", "numpy", "pandas", "emoji", "nltk", "lemminflect", "azure-monitor-opentelemetry")
+TORCH_CPU_INDEX = "--extra-index-url https://download.pytorch.org/whl/cpu"
+POSITIVE_SIZES = ("epochs", "vocab_size", "max_length", "embedding_dim", "units", "batch_size", "threads")
+POSITIVE_GENSIM = ("window", "min_count", "w2v_epochs", "fasttext_bucket")
+
+
+def keras_backend() -> str:
+    """The backend this process will use: KERAS_BACKEND if set (validated), else torch."""
+    backend = os.environ.get("KERAS_BACKEND", DEFAULT_BACKEND)
+    if backend not in BACKENDS:
+        raise StepError(f"unsupported KERAS_BACKEND {backend!r}; valid choices: {', '.join(BACKENDS)}")
+    return backend
+
+
+def validate(args: argparse.Namespace) -> None:
+    """Every parameter checked before anything is logged, so a typo never leaves a half-made candidate."""
+    if args.preprocessing not in VARIANTS:
+        raise StepError(f"unknown preprocessing {args.preprocessing!r}; valid choices: {', '.join(VARIANTS)}")
+    if args.embeddings not in EMBEDDINGS:
+        raise StepError(f"unknown embeddings {args.embeddings!r}; valid choices: {', '.join(EMBEDDINGS)}")
+    for name in POSITIVE_SIZES + POSITIVE_GENSIM:
+        if getattr(args, name) <= 0:
+            raise StepError(f"{name} must be a positive integer, got {getattr(args, name)}")
+    if args.vocab_size < 3:
+        raise StepError(f"vocab_size must be at least 3 (padding, out-of-vocabulary, a word), got {args.vocab_size}")
+    if args.patience < 0:
+        raise StepError(f"patience must be >= 0, got {args.patience}")
+    if not 0.0 <= args.dropout < 1.0:
+        raise StepError(f"dropout must be in [0, 1), got {args.dropout}")
+    if args.learning_rate <= 0:
+        raise StepError(f"learning_rate must be positive, got {args.learning_rate}")
+    if args.sg not in (0, 1):
+        raise StepError(f"sg must be 0 (CBOW) or 1 (skip-gram), got {args.sg}")
+    if args.embeddings == "learned" and not args.trainable_embeddings:
+        raise StepError("trainable_embeddings=false freezes random vectors: use it with word2vec or fasttext")
+
+
+def configure_runtime(seed: int, backend: str, threads: int) -> None:
+    """Seed python, numpy and the backend directly, and fix the backend's intra-op threads.
+
+    `keras.utils.set_random_seed` would import TensorFlow whenever it is installed (seconds and a large
+    RSS), so on torch the three generators Keras draws from are seeded here; Keras layers take their
+    default seeds from python's `random`.
+    """
+    random.seed(seed)
+    np.random.seed(seed)
+    if backend == "torch":
+        import torch
+
+        torch.manual_seed(seed)
+        set_torch_threads(threads)
+        return
+    keras = import_keras(backend)
+    keras.utils.set_random_seed(seed)
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+    except RuntimeError:  # the TensorFlow runtime already started (a test process that used it before)
+        print(f"TensorFlow runtime already initialised: threads={threads} not applied", flush=True)
+
+
+def train_word_vectors(token_lists: list[list[str]], args: argparse.Namespace):
+    """Word2Vec or FastText on the training tweets only: one worker and a seed, so reruns match."""
+    from gensim.models import FastText, Word2Vec
+
+    options = dict(
+        sentences=token_lists,
+        vector_size=args.embedding_dim,
+        window=args.window,
+        min_count=args.min_count,
+        sg=args.sg,
+        epochs=args.w2v_epochs,
+        workers=1,
+        seed=args.seed,
+    )
+    if args.embeddings == "fasttext":
+        return FastText(bucket=args.fasttext_bucket, **options)
+    return Word2Vec(**options)
+
+
+def embedding_matrix(vocabulary: Vocabulary, vectors, dim: int, seed: int) -> tuple[np.ndarray, float]:
+    """Initial embedding weights: a token's gensim vector when gensim knows it, else a random one.
+
+    Random rows are drawn with the vectors' own spread so they sit on the same scale. FastText builds a
+    vector for any token from its character n-grams, so its coverage is complete. Returns the matrix and
+    the share of vocabulary words (padding and OOV rows excluded) that got a gensim vector.
+    """
+    known = [token for token in vocabulary.tokens[2:] if token in vectors]
+    spread = float(np.std(vectors.vectors)) if len(vectors.vectors) else 0.1
+    matrix = np.random.default_rng(seed).normal(0.0, spread, size=(len(vocabulary), dim)).astype(np.float32)
+    matrix[0] = 0.0
+    for token in known:
+        matrix[vocabulary.index[token]] = vectors[token]
+    return matrix, len(known) / max(len(vocabulary) - 2, 1)
+
+
+def build_model(args: argparse.Namespace, vocabulary_size: int, weights: np.ndarray | None):
+    """Embedding (masked padding) -> BiLSTM -> dropout -> sigmoid, compiled for AUC."""
+    keras = import_keras()
+    inputs = keras.Input(shape=(args.max_length,), dtype="int32", name="token_ids")
+    embedded = keras.layers.Embedding(
+        vocabulary_size,
+        args.embedding_dim,
+        mask_zero=True,
+        weights=None if weights is None else [weights],
+        trainable=args.trainable_embeddings or weights is None,
+        name="embedding",
+    )(inputs)
+    encoded = keras.layers.Bidirectional(keras.layers.LSTM(args.units), name="bilstm")(embedded)
+    dropped = keras.layers.Dropout(args.dropout, seed=args.seed)(encoded)
+    outputs = keras.layers.Dense(1, activation="sigmoid", name="p_negative")(dropped)
+    model = keras.Model(inputs, outputs, name="bilstm_tweet_classifier")
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=args.learning_rate),
+        loss="binary_crossentropy",
+        metrics=[keras.metrics.AUC(name="auc")],
+    )
+    return model
+
+
+def epoch_curves_callback():
+    """MLflow's Keras callback (loss/AUC per epoch, with steps) minus its step-less `validation_*` copies.
+
+    Its `on_test_end` re-logs the validation figures of each epoch at step 0 under another name; the
+    per-epoch `val_loss`/`val_auc` curves already hold them.
+    """
+    from mlflow.keras import MlflowCallback
+
+    class EpochCurves(MlflowCallback):
+        def on_test_end(self, logs=None) -> None:
+            return None
+
+    return EpochCurves()
+
+
+def fit(model, x_train, y_train, x_val, y_val, args: argparse.Namespace) -> dict[str, float]:
+    """Train with early stopping on validation AUC (best weights restored); curves go to MLflow per epoch."""
+    keras = import_keras()
+    stopping = keras.callbacks.EarlyStopping(
+        monitor="val_auc", mode="max", patience=args.patience, restore_best_weights=True, verbose=1
+    )
+    history = model.fit(
+        x_train,
+        y_train,
+        validation_data=(x_val, y_val),
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        shuffle=True,
+        callbacks=[stopping, epoch_curves_callback()],
+        verbose=1 if sys.stdout.isatty() else 2,  # live bars in a terminal, one line per epoch in logs
+    )
+    val_auc = history.history["val_auc"]
+    best = int(np.argmax(val_auc))
+    return {"epochs_trained": len(val_auc), "best_epoch": best + 1, "best_epoch_val_auc": val_auc[best]}
+
+
+def inference_copy(model):
+    """The trained network, uncompiled: no optimizer state in the file (a third of the size), all serving needs.
+
+    `keras.models.clone_model` would recompile the copy, and saving would store a fresh optimizer's slots.
+    """
+    copy = model.__class__.from_config(model.get_config())
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def serving_requirements(backend: str) -> list[str]:
+    """Pinned serving packages plus the backend; torch from the CPU index so images do not pull CUDA."""
+    if backend == "torch":
+        return [*pinned(*SERVING_PACKAGES), f"torch=={version('torch').split('+')[0]}", TORCH_CPU_INDEX]
+    return [*pinned(*SERVING_PACKAGES), *pinned("tensorflow-cpu")]
+
+
+def initial_weights(vocabulary: Vocabulary, train_tokens: list[list[str]], args: argparse.Namespace):
+    """None for learned embeddings; else the gensim model and the matrix it gives the embedding layer."""
+    if args.embeddings == "learned":
+        return None, None, {}
+    print(f"training {args.embeddings} vectors on {len(train_tokens)} tweets (gensim, 1 worker)", flush=True)
+    started = time.perf_counter()
+    vectors_model = train_word_vectors(train_tokens, args)
+    weights, coverage = embedding_matrix(vocabulary, vectors_model.wv, args.embedding_dim, args.seed)
+    seconds = time.perf_counter() - started
+    return weights, vectors_model, {"embedding_coverage": coverage, "embedding_train_seconds": seconds}
+
+
+def log_artifacts_and_candidate(classifier: KerasTweetClassifier, vectors_model, splits, train_seconds, args) -> None:
+    """The gensim model as an artifact, then the candidate: `.keras` file + vocabulary JSON in the pyfunc."""
+    with tempfile.TemporaryDirectory() as tmp:
+        model_path, vocabulary_path = Path(tmp) / "model.keras", Path(tmp) / "vocabulary.json"
+        inference_copy(classifier.model).save(model_path)
+        classifier.vocabulary.save(vocabulary_path)
+        mlflow.log_metric("model_size_mb", (model_path.stat().st_size + vocabulary_path.stat().st_size) / 2**20)
+        if vectors_model is not None:
+            vectors_dir = Path(tmp) / "vectors"
+            vectors_dir.mkdir()
+            vectors_model.save(str(vectors_dir / f"{args.embeddings}.model"))
+            mlflow.log_artifacts(str(vectors_dir), artifact_path=f"embeddings/{args.embeddings}")
+        artifacts = {MODEL_ARTIFACT: str(model_path), VOCABULARY_ARTIFACT: str(vocabulary_path)}
+        requirements = serving_requirements(classifier.keras_backend)
+        log_candidate(classifier, "lstm", splits, train_seconds, artifacts, requirements)
+
+
+def train(args: argparse.Namespace) -> None:
+    validate(args)
+    backend = keras_backend()
+    log_step_params(vars(args) | {"keras_backend": backend})
+    mlflow.set_tag("keras_backend", backend)
+    _, splits = prepare_training(args.data_run_id)
+    configure_runtime(args.seed, backend, args.threads)
+
+    started = time.perf_counter()  # training time includes normalisation and gensim, as the baseline's does
+    train_tokens = Vocabulary.tokenize(splits["train"]["text"], args.preprocessing)
+    val_tokens = Vocabulary.tokenize(splits["val"]["text"], args.preprocessing)
+    vocabulary = Vocabulary.fit(train_tokens, args.vocab_size, args.max_length, args.preprocessing)
+    stats = {
+        "vocabulary_size": len(vocabulary),
+        "val_oov_rate": vocabulary.oov_rate(val_tokens),
+        "train_truncated_share": float(np.mean([len(tokens) > args.max_length for tokens in train_tokens])),
+    }
+    weights, vectors_model, vector_stats = initial_weights(vocabulary, train_tokens, args)
+    model = build_model(args, len(vocabulary), weights)
+    stats["trainable_parameters"] = sum(int(np.prod(weight.shape)) for weight in model.trainable_weights)
+    print(f"BiLSTM on {backend}: {len(train_tokens)} tweets, vocabulary {len(vocabulary)}", flush=True)
+    x_train, x_val = vocabulary.encode_tokens(train_tokens), vocabulary.encode_tokens(val_tokens)
+    y_train, y_val = splits["train"]["label"].to_numpy("float32"), splits["val"]["label"].to_numpy("float32")
+    stats |= fit(model, x_train, y_train, x_val, y_val, args)
+    train_seconds = time.perf_counter() - started
+    mlflow.log_metrics(stats | vector_stats)
+
+    classifier = KerasTweetClassifier(args.preprocessing, keras_backend=backend, threads=args.threads)
+    classifier.model, classifier.vocabulary = model, vocabulary
+    log_artifacts_and_candidate(classifier, vectors_model, splits, train_seconds, args)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    flag = lambda value: value.lower() in ("1", "true", "yes")  # noqa: E731
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--data-run-id", default="", help="prepare_data run (empty = newest finished)")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--epochs", type=int, default=5, help="upper bound; early stopping usually ends sooner")
+    parser.add_argument("--patience", type=int, default=1, help="epochs without a better val AUC before stopping")
+    parser.add_argument("--preprocessing", default="stem", help=f"one of {', '.join(VARIANTS)}")
+    parser.add_argument("--embeddings", default="word2vec", help=f"one of {', '.join(EMBEDDINGS)}")
+    parser.add_argument("--trainable-embeddings", type=flag, default=True, help="fine-tune the initial vectors")
+    parser.add_argument("--vocab-size", type=int, default=10_000, help="ids incl. padding and out-of-vocabulary")
+    parser.add_argument("--max-length", type=int, default=32, help="tokens kept per tweet (the rest truncated)")
+    parser.add_argument("--embedding-dim", type=int, default=100)
+    parser.add_argument("--units", type=int, default=64, help="LSTM units per direction")
+    parser.add_argument("--dropout", type=float, default=0.3)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--learning-rate", type=float, default=3e-3)
+    parser.add_argument("--threads", type=int, default=1, help="backend intra-op threads (1 is fastest here)")
+    parser.add_argument("--sg", type=int, default=0, help="gensim: 1 = skip-gram, 0 = CBOW")
+    parser.add_argument("--window", type=int, default=5, help="gensim context window")
+    parser.add_argument("--min-count", type=int, default=2, help="gensim: ignore rarer tokens")
+    parser.add_argument("--w2v-epochs", type=int, default=5, help="gensim training epochs")
+    parser.add_argument("--fasttext-bucket", type=int, default=100_000, help="FastText n-gram hash buckets")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    run_step("train_lstm", lambda run: train(args))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,208 @@
+"""Fixtures for the dashboard's browser tests: a real model server, `panel serve`, and Chromium."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.conftest import ModelServer
+
+REPO = Path(__file__).resolve().parents[2]
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+
+
+Reply = tuple[int, str, bytes]  # status, content type, body
+
+
+def prediction_rows(texts: list[str], threshold: float = 0.5) -> list[dict]:
+    """What the served pyfunc answers: proba grows with the text length, to tell rows apart."""
+    return [
+        {
+            "label": "negative" if len(text) / 100 >= threshold else "not_negative",
+            "proba_negative": len(text) / 100,
+            "threshold": threshold,
+            "model_version": "baseline:0123456789abcdef0123456789abcdef",
+        }
+        for text in texts
+    ]
+
+
+def contract_answer(body: dict) -> Reply:
+    """A well-behaved `/invocations`: the contract's answer for a `dataframe_split` request."""
+    texts = [row[0] for row in body["dataframe_split"]["data"]]
+    threshold = body.get("params", {}).get("threshold", 0.42)
+    return 200, "application/json", json.dumps({"predictions": prediction_rows(texts, threshold)}).encode()
+
+
+class FakeServer:
+    """A scripted model server: records every request and answers with `self.reply(path, body)`."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, str, dict | None]] = []
+        self.reply: Callable[[str, dict | None], Reply] = lambda path, body: contract_answer(body)
+        self.contract_answer = contract_answer
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _answer(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length) if length else b""
+                body = json.loads(raw) if raw else None
+                fake.requests.append((self.command, self.path, body, self.headers.get("Content-Type")))
+                status, content_type, payload = fake.reply(self.path, body)
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", content_type)
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up (timeout tests)
+
+            do_GET = do_POST = _answer
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def fake_server() -> Iterator[FakeServer]:
+    """A scripted stand-in for `mlflow models serve` (unit tests; the browser tests use the real one)."""
+    fake = FakeServer()
+    yield fake
+    fake.stop()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class DashboardServer:
+    """`panel serve dashboard/app.py` exactly as the README runs it, on a free 127.0.0.1 port."""
+
+    def __init__(self, model_server_url: str, feedback_db: Path, log_path: Path, **env: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.app_url = f"{self.url}/app"
+        self.feedback_db = feedback_db
+        self.log_path = log_path
+        environment = {**os.environ, "MODEL_SERVER_URL": model_server_url, "FEEDBACK_DB": str(feedback_db), **env}
+        environment.pop("MLFLOW_TRACKING_URI", None)  # the registry line is optional; unit-tested on its own
+        command = ["panel", "serve", "dashboard/app.py", "--address", "127.0.0.1", "--port", str(self.port)]
+        command += ["--allow-websocket-origin", f"127.0.0.1:{self.port}"]
+        self._log = open(log_path, "w")  # noqa: SIM115 (closed in stop())
+        self.process = subprocess.Popen(command, cwd=REPO, env=environment, stdout=self._log, stderr=subprocess.STDOUT)
+
+    def wait_ready(self, timeout: float = 60) -> DashboardServer:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"panel serve exited:\n{self.log_path.read_text()[-3000:]}")
+            try:
+                if requests.get(self.app_url, timeout=5).status_code == 200:
+                    return self
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.3)
+        raise AssertionError(f"panel serve not ready after {timeout}s:\n{self.log_path.read_text()[-3000:]}")
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self._log.close()
+
+
+@pytest.fixture
+def start_dashboard(tmp_path) -> Iterator:
+    """Factory: a dashboard for a model server URL, stopped after the test."""
+    servers: list[DashboardServer] = []
+
+    def start(model_server_url: str, **env: str) -> DashboardServer:
+        server = DashboardServer(
+            model_server_url, tmp_path / "feedback.db", tmp_path / f"panel{len(servers)}.log", **env
+        )
+        servers.append(server)
+        return server.wait_ready()
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def model_server(tracking, baseline_run_id, tmp_path_factory):
+    """One real `mlflow models serve` of the tiny baseline for the module's tests (the `serve`
+    fixture is per test; the test that stops a server uses it for a server of its own)."""
+    log = tmp_path_factory.mktemp("model-server") / "server.log"
+    server = ModelServer(f"runs:/{baseline_run_id}/model", tracking.env, log).wait_ready()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def dashboard(model_server, tmp_path_factory) -> Iterator[DashboardServer]:
+    """The dashboard on the shared model server; batches go in chunks of 2 rows to exercise chunking."""
+    folder = tmp_path_factory.mktemp("dashboard")
+    server = DashboardServer(model_server.url, folder / "feedback.db", folder / "panel.log", DASHBOARD_CHUNK_ROWS="2")
+    yield server.wait_ready()
+    server.stop()
+    assert "Traceback" not in server.log(), server.log()[-3000:]  # every failure was handled in the page
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: `bash scripts/install.sh test` installs Debian's chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser):
+    """A fresh browser context per test; records dialogs (an injected script would open one)."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+    page = context.new_page()
+    page.dialogs = []
+    page.on("dialog", lambda dialog: (page.dialogs.append(dialog.message), dialog.dismiss()))
+    yield page
+    context.close()

@@ -1,0 +1,103 @@
+"""One session's logic without a browser: the handlers the page calls, against the scripted server."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from types import SimpleNamespace
+
+import pytest
+
+from dashboard.app import Dashboard
+from dashboard.client import ModelClient
+from dashboard.feedback import FeedbackStore
+
+
+@pytest.fixture
+def session(fake_server, tmp_path) -> Dashboard:
+    return Dashboard(ModelClient(fake_server.url, timeout=2), FeedbackStore(tmp_path / "feedback.db"))
+
+
+def sent_params(fake_server) -> list[dict | None]:
+    return [body.get("params") for _, path, body, _ in fake_server.requests if path == "/invocations"]
+
+
+def test_first_prediction_uses_the_model_threshold_and_the_slider_shows_it(session, fake_server):
+    session.tweet.value = "x" * 60  # the scripted server answers proba = len / 100 = 0.6
+    asyncio.run(session._on_predict())
+
+    assert sent_params(fake_server) == [None]
+    assert session.last["prediction"].label == "negative"  # 0.6 >= the model's 0.42
+    assert session.threshold.value == pytest.approx(0.42)
+    assert session.use_model_threshold.value is True
+    assert session.result_area.visible
+    assert session.history[-1]["text"] == "x" * 60
+
+
+def test_moving_the_threshold_sends_it_and_rescored_decision_changes(session, fake_server):
+    session.tweet.value = "x" * 60
+    asyncio.run(session._on_predict())
+    session.threshold.value = 0.7
+    asyncio.run(session._on_threshold_moved(SimpleNamespace(new=0.7)))
+
+    assert sent_params(fake_server) == [None, {"threshold": 0.7}]
+    assert session.last["prediction"].label == "not_negative"
+    assert session.use_model_threshold.value is False
+    assert "0.7000 (from the slider)" in session.result.object
+
+    session.use_model_threshold.value = True
+    asyncio.run(session._on_use_model_threshold(SimpleNamespace(new=True)))
+    assert sent_params(fake_server)[-1] is None
+    assert session.last["prediction"].label == "negative"
+
+
+def test_an_error_keeps_the_text_hides_the_stale_result_and_blocks_stale_feedback(session, fake_server):
+    session.tweet.value = "first tweet"
+    asyncio.run(session._on_predict())
+    fake_server.reply = lambda path, body: (500, "text/plain", b"boom")
+    session.tweet.value = "second <b>tweet</b>"
+    asyncio.run(session._on_predict())
+
+    assert session.tweet.value == "second <b>tweet</b>"
+    assert "failed while scoring (HTTP 500): boom" in session.predict_message.object
+    assert session.predict_message.visible and not session.result_area.visible
+    assert session.last is None
+    asyncio.run(session._on_wrong())
+    assert session.store.count() == 0
+    assert not session.predict_button.loading
+
+
+def test_feedback_stores_the_prediction_on_screen(session, fake_server):
+    session.tweet.value = "<script>alert(1)</script> late again"
+    asyncio.run(session._on_predict())
+    asyncio.run(session._on_wrong())
+
+    with sqlite3.connect(session.store.path) as connection:
+        rows = connection.execute(
+            "SELECT text, predicted_label, true_label, is_correct, threshold FROM feedback"
+        ).fetchall()
+    assert rows == [("<script>alert(1)</script> late again", "not_negative", "negative", 0, 0.42)]
+    assert session.history[-1]["feedback"] == "wrong (true: negative)"
+    assert session.right_button.disabled and session.wrong_button.disabled
+    # the tweet reaches the page escaped, never as markup
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in session.result.object
+    assert "<script>" not in session.result.object
+
+
+def test_a_csv_is_scored_with_invalid_rows_kept(session, fake_server):
+    data = b"id,text\n1,aaaaaaaaaa\n2,\n3,bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb\n"
+    session.client.chunk_rows = 1
+    asyncio.run(session._score_file(data, "tweets.csv"))
+
+    assert len(sent_params(fake_server)) == 2  # one request per valid row at chunk size 1
+    assert session.progress.value == session.progress.max == 2
+    assert "Scored 2 tweets from tweets.csv" in session.batch_message.object
+    assert session.download.filename == "scored_tweets.csv" and not session.download.disabled
+    csv_text = session._scored_file().read().decode()
+    assert csv_text.splitlines()[2] == "2,,False,,,,"
+
+
+def test_an_unusable_csv_is_a_plain_message(session):
+    asyncio.run(session._score_file(b"id,tweet\n1,hello\n", "bad.csv"))
+    assert "needs a &#x27;text&#x27; column" in session.batch_message.object
+    assert session.download.disabled

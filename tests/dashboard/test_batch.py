@@ -1,0 +1,53 @@
+"""CSV batches: reading uploads, finding the tweets, keeping invalid rows, joining predictions back."""
+
+from __future__ import annotations
+
+import io
+
+import pandas as pd
+import pytest
+
+from dashboard.batch import BatchError, join_predictions, read_csv, text_column, to_csv_bytes, valid_mask
+from dashboard.client import Prediction
+
+
+def prediction(proba: float) -> Prediction:
+    return Prediction("negative" if proba >= 0.5 else "not_negative", proba, 0.5, "baseline:run")
+
+
+def test_reads_utf8_and_latin1_files_as_text():
+    utf8 = read_csv("id,text\n1,café ✈ 😡\n".encode())
+    latin1 = read_csv("id,text\n1,café\n".encode("latin-1"))
+    assert utf8.loc[0, "text"] == "café ✈ 😡"
+    assert latin1.loc[0, "text"] == "café"
+    assert utf8.loc[0, "id"] == "1"  # every column stays a string: ids and codes are not reformatted
+
+
+def test_text_column_is_found_by_name_or_as_the_only_column():
+    assert text_column(pd.DataFrame(columns=["id", "Text"])) == "Text"
+    assert text_column(pd.DataFrame(columns=["tweet"])) == "tweet"
+    with pytest.raises(BatchError, match=r"needs a 'text' column with the tweets \(columns found: id, tweet\)"):
+        text_column(pd.DataFrame(columns=["id", "tweet"]))
+
+
+def test_empty_or_broken_uploads_are_plain_errors():
+    with pytest.raises(BatchError, match="empty"):
+        read_csv(b"  \n")
+    with pytest.raises(BatchError, match="not a readable CSV"):
+        read_csv(b'a,b\n1,"unterminated\n')
+
+
+def test_invalid_rows_are_kept_with_valid_false_and_no_prediction():
+    frame = read_csv(b'id,text\n1,I hate delays\n2,\n3,"   "\n4,"great, thanks"\n')
+    valid = valid_mask(frame["text"])
+    assert valid.tolist() == [True, False, False, True]
+
+    scored = join_predictions(frame, valid, [prediction(0.9), prediction(0.1)])
+    assert scored.columns.tolist() == ["id", "text", "valid", "label", "proba_negative", "threshold", "model_version"]
+    assert scored["label"].tolist() == ["negative", None, None, "not_negative"]
+    assert scored["proba_negative"].iloc[[0, 3]].tolist() == [0.9, 0.1]
+    assert scored["proba_negative"].iloc[[1, 2]].isna().all()
+
+    round_trip = pd.read_csv(io.BytesIO(to_csv_bytes(scored)), keep_default_na=False)
+    assert round_trip["text"].tolist() == ["I hate delays", "", "   ", "great, thanks"]
+    assert round_trip["valid"].tolist() == [True, False, False, True]

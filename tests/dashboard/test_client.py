@@ -1,0 +1,173 @@
+"""The HTTP client against a tiny scripted HTTP server on 127.0.0.1: request shape, errors, timeouts."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+
+import pytest
+
+from dashboard.client import ModelClient, ModelServerError, request_body
+
+
+@pytest.fixture
+def server(fake_server):
+    return fake_server
+
+
+def closed_port_url() -> str:
+    """A URL where nothing listens (bound then released), so connecting is refused."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+def test_request_uses_dataframe_split_with_text_column_and_threshold_param(server):
+    scored = ModelClient(server.url).predict(["I hate delays", "ok"], threshold=0.3)
+
+    method, path, body, content_type = server.requests[0]
+    assert (method, path, content_type) == ("POST", "/invocations", "application/json")
+    assert body == {
+        "dataframe_split": {"columns": ["text"], "data": [["I hate delays"], ["ok"]]},
+        "params": {"threshold": 0.3},
+    }
+    assert [p.proba_negative for p in scored.predictions] == [0.13, 0.02]
+    assert {p.threshold for p in scored.predictions} == {0.3}
+    assert scored.predictions[0].model_version == "baseline:0123456789abcdef0123456789abcdef"
+    assert scored.latency_ms > 0
+
+
+def test_no_threshold_leaves_params_out_so_the_model_default_applies(server):
+    scored = ModelClient(server.url).predict(["text"])
+    assert "params" not in server.requests[0][2]
+    assert scored.predictions[0].threshold == 0.42
+    assert request_body(["a"], None) == {"dataframe_split": {"columns": ["text"], "data": [["a"]]}}
+
+
+def test_base_url_comes_from_model_server_url_with_the_documented_default(monkeypatch, server):
+    monkeypatch.delenv("MODEL_SERVER_URL", raising=False)
+    assert ModelClient().base_url == "http://127.0.0.1:5001"
+    monkeypatch.setenv("MODEL_SERVER_URL", server.url + "/")
+    client = ModelClient()
+    assert client.base_url == server.url
+    client.predict(["x"])
+    assert server.requests[0][1] == "/invocations"
+
+
+def test_connection_refused_is_a_plain_unreachable_error():
+    url = closed_port_url()
+    with pytest.raises(ModelServerError) as caught:
+        ModelClient(url, timeout=2).predict(["hello"])
+    assert caught.value.kind == "unreachable"
+    assert f"Cannot reach the model server at {url}" in caught.value.message
+    assert "MODEL_SERVER_URL" in caught.value.message
+    assert "Traceback" not in str(caught.value) and "HTTPConnectionPool" not in str(caught.value)
+
+
+def test_slow_server_times_out_with_a_plain_message(server):
+    release = threading.Event()
+
+    def slow(path, body):
+        release.wait(5)
+        return server.contract_answer(body)
+
+    server.reply = slow
+    started = time.monotonic()
+    with pytest.raises(ModelServerError) as caught:
+        ModelClient(server.url, timeout=0.5).predict(["hello"])
+    elapsed = time.monotonic() - started
+    release.set()
+    assert caught.value.kind == "timeout"
+    assert "did not answer within 0.5 seconds" in caught.value.message
+    assert elapsed < 4  # the call gave up at its timeout instead of waiting for the server
+
+
+def test_400_shows_mlflows_message_without_the_input_dump(server):
+    message = "Failed to predict data '  text\n0   ok\n1     '. \nError: row 1: text is empty"
+    payload = {"error_code": "INVALID_PARAMETER_VALUE", "message": message}
+    server.reply = lambda path, body: (400, "application/json", json.dumps(payload).encode())
+    with pytest.raises(ModelServerError) as caught:
+        ModelClient(server.url).predict(["ok", " "])
+    assert caught.value.kind == "rejected"
+    assert caught.value.status == 400
+    assert caught.value.message == "The model server rejected the request (HTTP 400): row 1: text is empty"
+
+
+def test_500_with_a_non_json_body_is_a_server_error_quoting_the_body(server):
+    server.reply = lambda path, body: (500, "text/html", b"<html>Internal Server Error</html>")
+    with pytest.raises(ModelServerError) as caught:
+        ModelClient(server.url).predict(["x"])
+    assert caught.value.kind == "server_error"
+    assert caught.value.status == 500
+    assert "failed while scoring (HTTP 500): <html>Internal Server Error</html>" in caught.value.message
+
+
+def test_500_with_mlflow_json_uses_its_message(server):
+    payload = json.dumps({"error_code": "INTERNAL_ERROR", "message": "model crashed"}).encode()
+    server.reply = lambda path, body: (503, "application/json", payload)
+    with pytest.raises(ModelServerError, match=r"\(HTTP 503\): model crashed$"):
+        ModelClient(server.url).predict(["x"])
+
+
+@pytest.mark.parametrize(
+    ("payload", "why"),
+    [
+        (b"not json at all", "not JSON"),
+        (b'{"result": []}', "no 'predictions' list"),
+        (b'{"predictions": []}', "0 predictions for 1 tweets"),
+        (b'{"predictions": [{"label": "negative"}]}', "lacks label, proba_negative or threshold"),
+        (b'{"predictions": [{"label": "angry", "proba_negative": 0.9, "threshold": 0.5}]}', "unknown label"),
+    ],
+)
+def test_answers_that_are_not_predictions_are_bad_responses(server, payload, why):
+    server.reply = lambda path, body: (200, "application/json", payload)
+    with pytest.raises(ModelServerError) as caught:
+        ModelClient(server.url).predict(["x"])
+    assert caught.value.kind == "bad_response"
+    assert why in caught.value.message
+
+
+def test_large_batches_go_in_chunks_in_order_with_progress(server):
+    texts = [f"tweet number {i}" + "!" * i for i in range(7)]
+    progress: list[tuple[int, int]] = []
+    client = ModelClient(server.url)
+    scored = client.predict_in_chunks(texts, 0.2, chunk_rows=3, on_progress=lambda *p: progress.append(p))
+
+    sent = [[row[0] for row in body["dataframe_split"]["data"]] for _, _, body, _ in server.requests]
+    assert sent == [texts[0:3], texts[3:6], texts[6:7]]
+    assert all(body["params"] == {"threshold": 0.2} for _, _, body, _ in server.requests)
+    assert [p.proba_negative for p in scored.predictions] == [len(text) / 100 for text in texts]
+    assert progress == [(3, 7), (6, 7), (7, 7)]
+
+
+def test_a_batch_that_fits_is_one_request(server):
+    ModelClient(server.url, chunk_rows=100).predict_in_chunks(["a", "b", "c"])
+    assert len(server.requests) == 1
+
+
+def test_a_failing_chunk_names_rows_as_numbered_in_the_whole_batch(server):
+    def reject_second_chunk(path, body):
+        if body["dataframe_split"]["data"][0][0] == "t3":
+            payload = {"error_code": "INVALID_PARAMETER_VALUE", "message": "row 1: text is empty"}
+            return 400, "application/json", json.dumps(payload).encode()
+        return server.contract_answer(body)
+
+    server.reply = reject_second_chunk
+    with pytest.raises(ModelServerError) as caught:
+        ModelClient(server.url).predict_in_chunks([f"t{i}" for i in range(8)], chunk_rows=3)
+    assert caught.value.kind == "rejected"
+    assert "row 4: text is empty" in caught.value.message
+    assert "(rows 3-5 of 8; 3 rows were scored)" in caught.value.message
+
+
+def test_ping_and_version(server):
+    server.reply = lambda path, body: (200, "text/plain", b"3.17.2\n" if path == "/version" else b"\n")
+    client = ModelClient(server.url)
+    assert client.ping() is True
+    assert client.version() == "3.17.2"
+    assert ModelClient(closed_port_url(), timeout=1).ping() is False
+    server.reply = lambda path, body: (503, "text/plain", b"loading")
+    assert client.ping() is False

@@ -1,0 +1,160 @@
+"""`register` end to end: best of two, first champion, the gate refusing and accepting.
+
+Candidates are real `train_baseline` runs on copies of the session's prepared data. STRONG is the
+fixture baseline's setting; WEAK keeps 20 features only, so it loses by construction. Two runs with
+the STRONG setting train the same model (liblinear, fixed seed), which pins the gate's ">=" rule.
+The first `register` goes through `mlflow run` exactly as a user runs it; training and later rounds
+call the entry points' `main` in this process (same code, same store, without two interpreter
+start-ups per step; `mlflow run -e train_baseline` itself is covered by the session fixtures).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from types import SimpleNamespace
+
+import mlflow
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from steps import register as register_step
+from steps import train_baseline
+from steps.register import model_version_for
+from tests.conftest import mlflow_run, run_id_of
+from tests.registry.conftest import copy_data_run
+
+pytestmark = pytest.mark.integration
+
+STRONG = {"min_df": 1}
+WEAK = {"min_df": 1, "max_features": 20}
+GATE = {"bootstrap_samples": 100}
+
+
+def register(tracking, data_run_id: str, model_name: str) -> SimpleNamespace:
+    result = mlflow_run(tracking, "register", data_run_id=data_run_id, model_name=model_name, **GATE)
+    run = MlflowClient().get_run(run_id_of(result))
+    return SimpleNamespace(run=run, stdout=result.stdout)
+
+
+def as_argv(params: dict) -> list[str]:
+    return [item for key, value in params.items() for item in (f"--{key.replace('_', '-')}", str(value))]
+
+
+def in_process(tracking, step_main, params: dict) -> SimpleNamespace:
+    """Run an entry point's `main` here, on the module's experiment; its run and what it printed."""
+    out = io.StringIO()
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(out):
+        patch.setenv("MLFLOW_EXPERIMENT_ID", tracking.experiment_id)
+        step_main(as_argv(params))
+    run = mlflow.last_active_run()
+    assert run.info.status == "FINISHED", out.getvalue()[-2000:]
+    return SimpleNamespace(run=run, stdout=out.getvalue())
+
+
+def train_here(tracking, data_run_id: str, params: dict) -> str:
+    return in_process(tracking, train_baseline.main, {"data_run_id": data_run_id, **params}).run.info.run_id
+
+
+def register_here(tracking, data_run_id: str, model_name: str) -> SimpleNamespace:
+    return in_process(tracking, register_step.main, {"data_run_id": data_run_id, "model_name": model_name, **GATE})
+
+
+def unfinished_candidates(experiment_id: str, data_run_id: str) -> list[str]:
+    """Candidate-tagged runs with an unbeatable metric and no model: registering one would fail."""
+    client, ids = MlflowClient(), []
+    for status in ("FAILED", "KILLED", "RUNNING"):
+        run = client.create_run(experiment_id, tags={"candidate": "true", "data_run_id": data_run_id})
+        client.log_metric(run.info.run_id, "val_roc_auc", 0.999)
+        if status != "RUNNING":
+            client.set_terminated(run.info.run_id, status)
+        ids.append(run.info.run_id)
+    return ids
+
+
+def champion(model_name: str):
+    return MlflowClient().get_model_version_by_alias(model_name, "champion")
+
+
+def version_of(model_name: str, run_id: str):
+    versions = MlflowClient().search_model_versions(f"name = '{model_name}' and run_id = '{run_id}'")
+    assert len(versions) == 1, versions
+    return versions[0]
+
+
+@pytest.fixture(scope="module")
+def first_round(registry_tracking, prepared_run_id, model_name):
+    """Two finished candidates plus failed/killed/running ones on one data run, then `register`."""
+    data = copy_data_run(registry_tracking, prepared_run_id, "data-1")
+    strong, weak = train_here(registry_tracking, data, STRONG), train_here(registry_tracking, data, WEAK)
+    ignored = unfinished_candidates(registry_tracking.experiment_id, data)
+    return SimpleNamespace(
+        data=data, strong=strong, weak=weak, ignored=ignored, **vars(register(registry_tracking, data, model_name))
+    )
+
+
+def test_best_of_two_becomes_the_first_champion(first_round, model_name):
+    metrics = {run_id: MlflowClient().get_run(run_id).data.metrics for run_id in (first_round.strong, first_round.weak)}
+    assert metrics[first_round.strong]["val_roc_auc"] > metrics[first_round.weak]["val_roc_auc"]
+    current = champion(model_name)
+    assert current.run_id == first_round.strong
+    tags = current.tags
+    assert tags["gate.metric"] == "val_roc_auc"
+    assert tags["gate.passed"] == "true"
+    assert tags["gate.champion_value"] == "none"
+    # The gate re-scores the registered pyfunc on the validation rows: same figure as training logged.
+    assert float(tags["gate.candidate_value"]) == pytest.approx(metrics[first_round.strong]["val_roc_auc"], abs=1e-6)
+    assert first_round.run.data.tags["outcome"] == "first_champion"
+    assert f"mlflow models serve -m models:/{model_name}@champion" in first_round.stdout
+
+
+def test_ranking_lists_finished_candidates_only_and_declares_the_behaviour_gate(first_round):
+    run = first_round.run
+    local = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="ranking.json")
+    ranking = pd.read_json(local, orient="split")
+    assert ranking["run_id"].tolist() == [first_round.strong, first_round.weak]
+    assert not set(first_round.ignored) & set(ranking["run_id"])
+    assert {"val_roc_auc", "test_roc_auc", "behaviour_failure_rate", "eligible", "reason"} <= set(ranking.columns)
+    assert "max_behaviour_failure_rate" in run.data.params
+    assert run.data.tags["behaviour_gate"] == "off"
+    assert run.data.tags["data_run_id"] == first_round.data
+
+
+def test_registering_the_same_run_again_reuses_its_version(first_round, model_name):
+    version, created = model_version_for(MlflowClient(), model_name, first_round.strong)
+    assert not created
+    assert version.version == version_of(model_name, first_round.strong).version
+
+
+@pytest.fixture(scope="module")
+def weaker_round(first_round, registry_tracking, prepared_run_id, model_name):
+    """A later data run whose only candidate is weak: it is registered but must not become champion."""
+    data = copy_data_run(registry_tracking, prepared_run_id, "data-2")
+    weak = train_here(registry_tracking, data, WEAK)
+    return SimpleNamespace(weak=weak, **vars(register_here(registry_tracking, data, model_name)))
+
+
+def test_weaker_later_candidate_does_not_displace_the_champion(first_round, weaker_round, model_name):
+    assert champion(model_name).run_id == first_round.strong
+    tags = version_of(model_name, weaker_round.weak).tags
+    assert tags["gate.passed"] == "false"
+    candidate, incumbent = float(tags["gate.candidate_value"]), float(tags["gate.champion_value"])
+    assert candidate < incumbent
+    assert float(tags["gate.diff_ci_low"]) <= candidate - incumbent <= float(tags["gate.diff_ci_high"])
+    assert weaker_round.run.data.tags["outcome"] == "kept_champion"
+    assert weaker_round.run.data.metrics["gate_passed"] == 0.0
+    assert "gate failed" in weaker_round.stdout
+
+
+def test_an_equally_good_candidate_passes_the_gate_and_takes_the_alias(
+    weaker_round, registry_tracking, prepared_run_id, model_name
+):
+    data = copy_data_run(registry_tracking, prepared_run_id, "data-3")
+    same_model = train_here(registry_tracking, data, STRONG)
+    outcome = register_here(registry_tracking, data, model_name)
+    current = champion(model_name)
+    assert current.run_id == same_model
+    assert current.tags["gate.passed"] == "true"
+    assert float(current.tags["gate.candidate_value"]) == pytest.approx(float(current.tags["gate.champion_value"]))
+    assert outcome.run.data.tags["outcome"] == "promoted"
