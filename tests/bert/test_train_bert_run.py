@@ -54,6 +54,7 @@ def test_run_logs_the_candidate_contract_and_the_transformer_extras(prepared_run
     assert set(metrics) >= CANDIDATE_METRICS | EXPORT_METRICS
     assert metrics["train_samples"] == 300 and metrics["train_steps"] == 19  # ceil(300 / 16), one epoch
     assert metrics["onnx_parity_max_abs_diff"] < 1e-4
+    assert metrics["served_parity_max_abs_diff"] < 1e-6  # the logged pyfunc scores exactly as in training
     assert tags["inference_backend"] in {"onnx", "onnx_int8"}
     losses = client.get_metric_history(bert_run_id, "train_loss")
     assert sorted(m.step for m in losses) == list(range(1, 20))  # one point per optimiser step
