@@ -148,6 +148,8 @@ def build_spark(master: str):
     if local:
         builder = builder.config("spark.ui.enabled", "false").config("spark.driver.bindAddress", "127.0.0.1")
         builder = builder.config("spark.driver.host", "127.0.0.1")
+        # The read-back summary is a tiny aggregation: 200 shuffle partitions would be 200 tasks.
+        builder = builder.config("spark.sql.shuffle.partitions", str(os.cpu_count() or 2))
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     return spark
