@@ -51,14 +51,15 @@ class StepResult:
     dataset: str
     rows: int
     step: str
-    seconds: float
+    seconds: float  # wall clock: inflated when other jobs share the cores
+    cpu_seconds: float  # user + system time of the step's process: the work itself, what is projected
     peak_rss_mib: float
     run_id: str
     metrics: dict = field(default_factory=dict)
 
 
-def run_measured(step: str, args: list[str], env: dict[str, str], log: Path) -> tuple[float, float, str]:
-    """Run one step in its own process; wall seconds, its peak RSS (MiB) and its run id."""
+def run_measured(step: str, args: list[str], env: dict[str, str], log: Path) -> tuple[float, float, float, str]:
+    """Run one step in its own process: wall seconds, CPU seconds, peak RSS (MiB) and its run id."""
     command = [sys.executable, "-m", f"steps.{step}", *args]
     started = time.perf_counter()
     with log.open("w") as output:
@@ -70,7 +71,8 @@ def run_measured(step: str, args: list[str], env: dict[str, str], log: Path) -> 
         tail = "\n".join(log.read_text().splitlines()[-15:])
         raise RuntimeError(f"{' '.join(command)} failed ({process.returncode}):\n{tail}")
     found = re.search(rf"==> {step}: run ([0-9a-f]+)", log.read_text())
-    return seconds, usage.ru_maxrss / 1024, found.group(1) if found else ""
+    cpu = usage.ru_utime + usage.ru_stime
+    return seconds, cpu, usage.ru_maxrss / 1024, found.group(1) if found else ""
 
 
 def sentiment140_subset(rows: int, seed: int, folder: Path) -> Path:
@@ -117,13 +119,14 @@ def measure_steps(plan: list[Dataset], extra_steps: list[str], env: dict[str, st
     results = []
     for data in plan:
         label = f"{data.name} {data.rows:,}"
-        seconds, peak, data_run = run_measured(
+        seconds, cpu, peak, data_run = run_measured(
             "prepare_data", data.prepare_args, env, logs / f"{data.name}_{data.rows}_prepare.log"
         )
         prepared = run_metrics(data_run, ("rows_kept", "train_rows", "val_rows", "test_rows"))
-        results.append(StepResult(data.name, data.rows, "prepare_data", seconds, peak, data_run, prepared))
+        results.append(StepResult(data.name, data.rows, "prepare_data", seconds, cpu, peak, data_run, prepared))
         print(
-            f"{label}: prepare_data {seconds:.1f}s, peak {peak:.0f} MiB, kept {prepared.get('rows_kept', 0):.0f}",
+            f"{label}: prepare_data {seconds:.1f}s ({cpu:.1f}s CPU), peak {peak:.0f} MiB, "
+            f"kept {prepared.get('rows_kept', 0):.0f}",
             flush=True,
         )
         for spec in ("train_baseline", *extra_steps):
@@ -133,11 +136,11 @@ def measure_steps(plan: list[Dataset], extra_steps: list[str], env: dict[str, st
                 continue
             args = ["--data-run-id", data_run, *shlex.split(extra)]
             log = logs / f"{data.name}_{data.rows}_{re.sub(r'[^a-z0-9]+', '_', spec)}.log"
-            seconds, peak, run_id = run_measured(step, args, env, log)
+            seconds, cpu, peak, run_id = run_measured(step, args, env, log)
             metrics = run_metrics(run_id, ("train_seconds", "predict_ms_per_1k", "val_roc_auc", "vocabulary_size"))
             name = f"{step} {extra}".strip()  # e.g. "train_baseline --char-ngrams true" stays apart
-            results.append(StepResult(data.name, data.rows, name, seconds, peak, run_id, metrics))
-            print(f"{label}: {name} {seconds:.1f}s, peak {peak:.0f} MiB, {metrics}", flush=True)
+            results.append(StepResult(data.name, data.rows, name, seconds, cpu, peak, run_id, metrics))
+            print(f"{label}: {name} {seconds:.1f}s ({cpu:.1f}s CPU), peak {peak:.0f} MiB, {metrics}", flush=True)
     return results
 
 
@@ -152,17 +155,20 @@ def prepared_texts(data_run_id: str, folder: Path) -> Path:
     return path
 
 
-def score_direct(model_path: str, source: Path, output: Path, batch_size: int) -> float:
-    """File to file with the pyfunc in this process: load, read, predict in batches, write."""
+def score_direct(model_path: str, source: Path, output: Path, batch_size: int) -> tuple[float, float]:
+    """File to file with the pyfunc in this process: load, read, predict in batches, write.
+
+    Returns wall and CPU seconds (the pyfunc is single-threaded: CPU seconds are its idle-core time).
+    """
     import mlflow
 
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     model = mlflow.pyfunc.load_model(model_path)
     frame = pd.read_parquet(source)
     parts = [model.predict(frame.iloc[i : i + batch_size][["text"]]) for i in range(0, len(frame), batch_size)]
     inputs = frame.rename(columns={"label": "input_label"}).reset_index(drop=True)  # as score_batch names it
     pd.concat([inputs, pd.concat(parts, ignore_index=True)], axis=1).to_parquet(output)
-    return time.perf_counter() - started
+    return time.perf_counter() - started, time.process_time() - cpu_started
 
 
 def measure_scoring(
@@ -179,16 +185,16 @@ def measure_scoring(
     rows, spark, startup, cores = [], None, 0.0, 1
     (workdir / "scored").mkdir(parents=True, exist_ok=True)
 
-    def record(label: str, count: int, engine: str, seconds: float) -> None:
-        rows.append({"model": label, "rows": count, "engine": engine, "seconds": seconds})
+    def record(label: str, count: int, engine: str, seconds: float, cpu: float | None = None) -> None:
+        rows.append({"model": label, "rows": count, "engine": engine, "seconds": seconds, "cpu_seconds": cpu})
         print(f"scoring {label} on {count:,}: {engine} {count / seconds:,.0f} tweets/s", flush=True)
 
     for label, model_path, source, count in models:
         out = workdir / "scored" / f"{re.sub(r'[^a-z0-9]+', '_', label)}_{count}"
-        direct = min(
+        direct = [
             score_direct(model_path, Path(source), out.with_suffix(".parquet"), batch_size) for _ in range(repeats)
-        )
-        record(label, count, "direct pyfunc", direct)
+        ]
+        record(label, count, "direct pyfunc", *min(direct))
         if not use_spark:
             continue
         if spark is None:
@@ -207,6 +213,7 @@ def measure_scoring(
         spark.stop()
     for row in rows:
         row["tweets_per_second"] = row["rows"] / row["seconds"]
+        row["tweets_per_cpu_second"] = row["rows"] / row["cpu_seconds"] if row["cpu_seconds"] else None
         row["spark_startup_seconds"] = startup if row["engine"].startswith("Spark") else 0.0
         row["cores_used"] = cores if row["engine"].startswith("Spark") else 1
     return rows
@@ -248,16 +255,16 @@ def projections(steps: pd.DataFrame) -> pd.DataFrame:
     for step, group in steps[steps["dataset"] == "sentiment140"].groupby("step", sort=False):
         if group["rows"].nunique() < 3:
             continue
-        seconds = project(group["rows"].to_numpy(), group["seconds"].to_numpy())
+        seconds = project(group["rows"].to_numpy(), group["cpu_seconds"].to_numpy())
         memory = project(group["rows"].to_numpy(), group["peak_rss_mib"].to_numpy())
         rows.append(
             {
                 "step": step,
                 "rows": FULL_SIZE,
-                "seconds_fixed": seconds["fixed"],
+                "cpu_seconds_fixed": seconds["fixed"],
                 "time_exponent": seconds["exponent"],
-                "seconds_if_linear": seconds["linear"],
-                "seconds_projected": seconds["projected"],
+                "cpu_seconds_if_linear": seconds["linear"],
+                "cpu_seconds_projected": seconds["projected"],
                 "memory_exponent": memory["exponent"],
                 "peak_rss_mib_projected": memory["projected"],
                 "basis": "PROJECTION from " + ", ".join(f"{r:,}" for r in sorted(group["rows"])) + " rows",
@@ -272,27 +279,36 @@ def chart(steps: pd.DataFrame, projected: pd.DataFrame, scoring: pd.DataFrame, p
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(1, 3, figsize=(17, 5))
+    figure, axes = plt.subplots(1, 3, figsize=(18, 5.5), width_ratios=[1, 1, 0.8])
     for (dataset, step), group in steps.groupby(["dataset", "step"], sort=False):
         style = "o-" if dataset == "sentiment140" else "s--"
-        for axis, column in ((axes[0], "seconds"), (axes[1], "peak_rss_mib")):
+        for axis, column in ((axes[0], "cpu_seconds"), (axes[1], "peak_rss_mib")):
             (line,) = axis.plot(group["rows"], group[column], style, label=f"{step} ({dataset})")
-            extra = projected[projected["step"] == step]
+            extra = projected[projected["step"] == step] if not projected.empty else projected
             if dataset == "sentiment140" and not extra.empty:
-                key = "seconds_projected" if column == "seconds" else "peak_rss_mib_projected"
-                axis.plot(
-                    [group["rows"].max(), FULL_SIZE],
-                    [group[column].iloc[-1], extra[key].iloc[0]],
-                    ":",
-                    color=line.get_color(),
-                )
-                axis.plot([FULL_SIZE], [extra[key].iloc[0]], "x", color=line.get_color())
-    for axis, title, unit in ((axes[0], "Wall time per step", "seconds"), (axes[1], "Peak memory per step", "MiB")):
-        axis.set(xscale="log", yscale="log", xlabel="tweets", ylabel=unit, title=f"{title} (x at 1.6M = projection)")
+                color = line.get_color()
+                if column == "cpu_seconds":  # a range: straight-line growth up to the fitted growth
+                    low, high = extra["cpu_seconds_if_linear"].iloc[0], extra["cpu_seconds_projected"].iloc[0]
+                else:
+                    low = high = extra["peak_rss_mib_projected"].iloc[0]
+                axis.plot([group["rows"].max(), FULL_SIZE], [group[column].iloc[-1], high], ":", color=color)
+                axis.plot([FULL_SIZE, FULL_SIZE], [low, high], "x-", color=color)
+    panels = (
+        (axes[0], "CPU time per step", "CPU seconds (= wall on an idle core)"),
+        (axes[1], "Peak memory per step", "MiB"),
+    )
+    for axis, title, unit in panels:
+        axis.set(xscale="log", yscale="log", xlabel="tweets", ylabel=unit, title=f"{title} (1.6M: projected)")
         axis.grid(True, which="both", alpha=0.3)
         axis.legend(fontsize=7)
     if not scoring.empty:
-        labels = [f"{row.model}, {row.rows:,} rows\n{row.engine}" for row in scoring.itertuples()]
+        short = {"train_baseline": "baseline", " --char-ngrams true": " +char n-grams", "sentiment140": "S140"}
+        labels = []
+        for row in scoring.itertuples():
+            model = row.model
+            for long, brief in short.items():
+                model = model.replace(long, brief)
+            labels.append(f"{model}, {row.rows:,}\n{row.engine}")
         axes[2].barh(
             labels,
             scoring["tweets_per_second"],
@@ -300,7 +316,7 @@ def chart(steps: pd.DataFrame, projected: pd.DataFrame, scoring: pd.DataFrame, p
         )
         axes[2].set(xlabel="tweets per second (file to file)", title="Batch scoring throughput")
         axes[2].tick_params(axis="y", labelsize=7)
-    figure.suptitle("Measured on 2 shared CPU cores; dotted lines and x marks are projections, not measurements")
+    figure.suptitle("Measured on 2 CPU cores shared with other jobs; dotted lines and x marks at 1.6M are projections")
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
@@ -308,7 +324,11 @@ def chart(steps: pd.DataFrame, projected: pd.DataFrame, scoring: pd.DataFrame, p
 
 def print_tables(steps: pd.DataFrame, projected: pd.DataFrame, scoring: pd.DataFrame) -> None:
     view = steps[
-        [c for c in ("dataset", "rows", "step", "seconds", "peak_rss_mib", "rows_kept", "val_roc_auc") if c in steps]
+        [
+            c
+            for c in ("dataset", "rows", "step", "seconds", "cpu_seconds", "peak_rss_mib", "rows_kept", "val_roc_auc")
+            if c in steps
+        ]
     ]
     with pd.option_context("display.width", 250, "display.float_format", "{:,.2f}".format):
         print("\nMeasured (2 shared cores):\n" + view.to_string(index=False))
@@ -364,6 +384,8 @@ def main(argv: list[str] | None = None) -> None:
     champion = fetch_champion(args.champion_uri, args.champion_tracking_uri, workdir)
     store = f"sqlite:///{workdir / 'mlflow.db'}"
     mlflow.set_tracking_uri(store)
+    if mlflow.get_experiment_by_name("scaling") is None:  # artifacts in the scratch folder, not ./mlruns
+        mlflow.create_experiment("scaling", artifact_location=str(workdir / "artifacts"))
     env = {**os.environ, "MLFLOW_TRACKING_URI": store, "MLFLOW_EXPERIMENT_NAME": "scaling", "PYTHONHASHSEED": "0"}
     env |= {"HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1"), "TQDM_DISABLE": "1"}
     print(f"scratch: {workdir} (store {store}); {os.cpu_count()} CPU cores, shared with other work", flush=True)
@@ -410,6 +432,9 @@ def fetch_champion(model_uri: str, tracking_uri: str, workdir: Path) -> str:
     """A local copy of the registered champion, or "" when none is registered in that store."""
     import mlflow
 
+    if tracking_uri.startswith("sqlite:///") and not Path(tracking_uri.removeprefix("sqlite:///")).is_file():
+        print(f"champion not scored: no tracking store at {tracking_uri}", flush=True)
+        return ""  # opening a missing SQLite store would create an empty one
     mlflow.set_tracking_uri(tracking_uri)
     try:
         path = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(workdir / "champion"))

@@ -14,6 +14,7 @@ import csv
 import json
 import os
 import re
+import shutil
 import sys
 import tempfile
 import threading
@@ -125,6 +126,16 @@ def fetch_model(model_uri: str, destination: str) -> str:
     if "python_function" not in model.flavors or outputs is None or "proba_negative" not in outputs.input_names():
         raise StepError(f"{model_uri} is not a tweet classifier pyfunc (no proba_negative in its output signature)")
     return path
+
+
+def check_runtime() -> None:
+    """pyspark is an optional extra and needs a Java 17+ runtime: say so instead of a JVM traceback."""
+    import importlib.util
+
+    if importlib.util.find_spec("pyspark") is None:
+        raise StepError("score_batch needs pyspark: pip install -c requirements.lock '.[spark]'")
+    if not (shutil.which("java") or os.environ.get("JAVA_HOME")):
+        raise StepError("pyspark needs a Java 17+ runtime: apt-get install default-jre-headless (or set JAVA_HOME)")
 
 
 def build_spark(master: str):
@@ -307,6 +318,7 @@ def validate(args: argparse.Namespace) -> float | None:
 def run(args: argparse.Namespace) -> None:
     threshold = validate(args)
     input_path, output_path = check_paths(args.input, args.output, args.overwrite)
+    check_runtime()
     master = args.spark_master or os.environ.get("SPARK_MASTER") or DEFAULT_MASTER
     log_step_params(vars(args))
     mlflow.set_tag("spark_master", master)  # the resolved URL (the param may be empty)

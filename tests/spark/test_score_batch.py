@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from steps.score_batch import PREDICTION_COLUMNS, check_paths, fetch_model, read_input, score
+from steps.score_batch import PREDICTION_COLUMNS, check_paths, check_runtime, fetch_model, read_input, score
 from steps.tracking import StepError
 from tests.conftest import mlflow_run, run_id_of
 from tests.spark.conftest import BAD_TEXTS, ODD_TEXTS
@@ -135,6 +135,13 @@ def test_spark_side_checks_cover_inputs_it_alone_can_read(spark, tmp_path):
         read_input(spark, _write(tmp_path / "t.parquet", tweet=["ok"]))
     with pytest.raises(StepError, match="holds bigint values, not strings"):
         read_input(spark, _write(tmp_path / "n.parquet", text=[1, 2]))
+
+
+def test_a_missing_java_runtime_is_named(monkeypatch):
+    monkeypatch.setenv("PATH", "/nonexistent")
+    monkeypatch.delenv("JAVA_HOME", raising=False)
+    with pytest.raises(StepError, match="Java 17"):
+        check_runtime()
 
 
 def test_unregistered_champion_is_a_step_error(tracking, tmp_path):
