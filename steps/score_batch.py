@@ -37,6 +37,9 @@ DEFAULT_MASTER = "local[*]"
 RESULT_TYPE = "label string, proba_negative double, threshold double, model_version string"
 PREDICTION_COLUMNS = ("label", "proba_negative", "threshold", "model_version")
 STATUS_COLUMNS = ("valid", "invalid_reason")
+# Spark puts the raw line of a CSV record it cannot parse here (PERMISSIVE mode): such rows are
+# kept and marked like empty texts, instead of failing the whole job on one bad line.
+CORRUPT_COLUMN = "_corrupt_record"
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 # Exactly the characters Python's str.strip() removes, so "blank" here means what the pyfunc's
 # validate_texts calls "text is empty" (Java's \s alone misses several of them).
@@ -98,7 +101,7 @@ def check_text_column(path: str) -> None:
     import pyarrow.dataset
 
     if input_format(path) == "csv":
-        with open(path, newline="", encoding="utf-8", errors="replace") as handle:
+        with open(path, newline="", encoding="utf-8-sig", errors="replace") as handle:
             header = next(csv.reader(handle), [])
         if TEXT_COLUMN not in header:
             raise _no_text(path, header)
@@ -195,17 +198,30 @@ def progress(spark, label: str, interval: float = 1.0):
         thread.join()
 
 
+def read_csv(spark, path: str):
+    """Every column as a string (ids keep their zeros), quoted fields with commas, quotes and newlines.
+
+    The schema comes from the header plus CORRUPT_COLUMN, so a malformed record (more fields than
+    the header) is kept with its raw line there rather than truncated silently or failing the job.
+    """
+    from pyspark.sql.types import StringType, StructField, StructType
+
+    options = {"header": True, "multiLine": True, "escape": '"'}
+    names = spark.read.options(**options).csv(path).columns
+    schema = StructType([StructField(name, StringType()) for name in [*names, CORRUPT_COLUMN]])
+    return spark.read.options(**options, mode="PERMISSIVE", columnNameOfCorruptRecord=CORRUPT_COLUMN).csv(
+        path, schema=schema
+    )
+
+
 def read_input(spark, path: str):
-    """The input as a DataFrame with a string `text` column; CSV fields may hold commas, quotes, newlines."""
+    """The input as a DataFrame with a string `text` column (CSV: plus CORRUPT_COLUMN)."""
     from pyspark.errors import AnalysisException
     from pyspark.sql.types import StringType
 
     fmt = input_format(path)
     try:
-        if fmt == "csv":
-            frame = spark.read.csv(path, header=True, multiLine=True, escape='"', mode="FAILFAST")
-        else:
-            frame = spark.read.parquet(path)
+        frame = read_csv(spark, path) if fmt == "csv" else spark.read.parquet(path)
     except AnalysisException as error:
         raise StepError(f"cannot read {path} as {fmt}: {str(error).splitlines()[0]}") from None
     if TEXT_COLUMN not in frame.columns:
@@ -226,12 +242,15 @@ def keep_input_names_apart(frame):
 
 
 def mark_validity(frame):
-    """Add `valid` and `invalid_reason` with the pyfunc's own wording (null or blank text)."""
+    """Add `valid` and `invalid_reason` (the pyfunc's own wording for null or blank text)."""
     from pyspark.sql import functions as F
 
     text = F.col(TEXT_COLUMN)
     reason = F.when(text.isNull(), F.lit("text is null")).when(text.rlike(_BLANK), F.lit("text is empty"))
-    return frame.withColumn("invalid_reason", reason).withColumn("valid", reason.isNull())
+    if CORRUPT_COLUMN in frame.columns:
+        reason = F.when(F.col(CORRUPT_COLUMN).isNotNull(), F.lit("malformed CSV record")).otherwise(reason)
+    frame = frame.withColumn("invalid_reason", reason).withColumn("valid", reason.isNull())
+    return frame.drop(CORRUPT_COLUMN)
 
 
 def score_frame(spark, frame, model_path: str, threshold: float | None, partitions: int):

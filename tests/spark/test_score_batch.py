@@ -79,13 +79,17 @@ def test_output_keeps_every_input_row_and_column(scored, tweets):
 
 def test_csv_input_keeps_quotes_commas_newlines_and_takes_a_threshold(spark, tweets, model_uri, tmp_path):
     tweets.to_csv(tmp_path / "tweets.csv", index=False)
+    with open(tmp_path / "tweets.csv", "a") as csv_file:
+        csv_file.write('9999,"one field too many",0,edge_case,surplus\n')  # malformed: kept and marked
     summary = score(spark, model_uri, str(tmp_path / "tweets.csv"), str(tmp_path / "scored"), threshold=0.0)
     output = pd.read_parquet(tmp_path / "scored")
-    output = output.assign(id=output["id"].astype(int)).sort_values("id").reset_index(drop=True)
-    valid = output["valid"]
-    assert output.loc[valid, "text"].tolist() == tweets.loc[valid, "text"].tolist()
-    assert summary["invalid_rows"] == len(BAD_TEXTS)  # CSV writes None and "" alike: both read back as null
-    assert set(output.loc[valid, "label"]) == {"negative"} and set(output.loc[valid, "threshold"]) == {0.0}
+    output = output.assign(id=output["id"].astype(int)).set_index("id").sort_index()
+    valid = output[output["valid"]]
+    assert valid["text"].tolist() == tweets.set_index("id").loc[valid.index, "text"].tolist()
+    assert len(valid) == len(tweets) - len(BAD_TEXTS)
+    assert output.loc[9999, "invalid_reason"] == "malformed CSV record" and pd.isna(output.loc[9999, "label"])
+    assert summary["invalid_rows"] == len(BAD_TEXTS) + 1  # CSV writes None and "" alike: both read back as null
+    assert set(valid["label"]) == {"negative"} and set(valid["threshold"]) == {0.0}
 
 
 def _write(path, raw: str | None = None, **columns) -> str:
