@@ -1,7 +1,7 @@
 """Scaling study: how each step's time and memory, and batch-scoring throughput, grow with data.
 
 Runs the real steps (`python -m steps.<step>`, the command of each MLproject entry point) on
-10k, 30k and 100k tweets, each in its own process so its peak resident memory is exact
+10k to 100k tweets, each in its own process so its CPU time and peak resident memory are exact
 (`wait4`'s rusage), then scores the prepared tweets with the logged pyfunc directly and with
 `score_batch` on Spark local mode. Writes CSVs and a chart to docs/ and projects the full
 1.6M-tweet Sentiment140 file from the measured growth (a projection, labelled as such: rows
@@ -33,7 +33,6 @@ REPO = Path(__file__).resolve().parent.parent
 SENTIMENT140_SAMPLE = REPO.parent / "shared" / "data" / "sentiment140_100k"
 FULL_SIZE = 1_600_000
 EMBEDDED_ROWS = 38_158  # before cleaning; prepare_data keeps about 35k of them
-CORE_STEPS = ("prepare_data", "train_baseline")
 
 
 @dataclass
@@ -42,8 +41,7 @@ class Dataset:
 
     name: str  # "embedded" or "sentiment140"
     rows: int  # tweets fed to prepare_data (what the projection scales)
-    prepare_args: list[str]
-    note: str = ""
+    prepare_args: list[str]  # for the embedded corpus, prepare_data cleans all 38k rows, then samples
 
 
 @dataclass
@@ -97,7 +95,6 @@ def datasets(sizes: list[int], workdir: Path, seed: int) -> list[Dataset]:
                     "embedded",
                     rows,
                     ["--source", "embedded", "--max-rows", str(rows), "--seed", str(seed)],
-                    "prepare_data cleans the whole 38k corpus, then samples",
                 )
             )
         if SENTIMENT140_SAMPLE.is_dir() and rows <= 100_000:
@@ -353,6 +350,51 @@ def report(steps: pd.DataFrame, scoring: pd.DataFrame, out: Path) -> None:
     print(f"\nwrote {out}/scaling_steps.csv, scaling_projection.csv, scaling_scoring.csv, scaling.png", flush=True)
 
 
+def scoring_plan(
+    plan: list[Dataset], steps: pd.DataFrame, workdir: Path, champion: str, slow_rows: int
+) -> list[tuple[str, str, str, int]]:
+    """(label, model, input file, rows) at the largest size of each dataset: per-tweet cost is least noisy there.
+
+    Models other than the baseline (LSTM, transformer, the champion) score at most `slow_rows` tweets.
+    """
+    models = []
+    for name in dict.fromkeys(data.name for data in plan):
+        rows = max(data.rows for data in plan if data.name == name)
+        runs = steps[(steps["dataset"] == name) & (steps["rows"] == rows)]
+        folder = workdir / "texts" / f"{name}_{rows}"
+        source = prepared_texts(runs.loc[runs["step"] == "prepare_data", "run_id"].iloc[0], folder)
+        candidates = [
+            (run.step, f"runs:/{run.run_id}/model") for run in runs.itertuples() if run.step != "prepare_data"
+        ]
+        if champion and name == "sentiment140":
+            candidates.append(("champion", champion))
+        for label, model in candidates:
+            frame = pd.read_parquet(source)
+            if not label.startswith("train_baseline") and len(frame) > slow_rows:
+                frame = frame.head(slow_rows)
+            path = folder / f"{re.sub(r'[^a-z0-9]+', '_', label)}.parquet"
+            frame.to_parquet(path, index=False)
+            models.append((f"{label} ({name})", model, str(path), len(frame)))
+    return models
+
+
+def fetch_champion(model_uri: str, tracking_uri: str, workdir: Path) -> str:
+    """A local copy of the registered champion, or "" when none is registered in that store."""
+    import mlflow
+
+    if tracking_uri.startswith("sqlite:///") and not Path(tracking_uri.removeprefix("sqlite:///")).is_file():
+        print(f"champion not scored: no tracking store at {tracking_uri}", flush=True)
+        return ""  # opening a missing SQLite store would create an empty one
+    mlflow.set_tracking_uri(tracking_uri)
+    try:
+        path = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(workdir / "champion"))
+    except Exception as error:  # any failure means: no champion to benchmark
+        print(f"champion not scored: {model_uri} unavailable in {tracking_uri} ({str(error).splitlines()[0]})")
+        return ""
+    print(f"champion: {model_uri} from {tracking_uri}", flush=True)
+    return path
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 30_000, 50_000, 100_000])
@@ -398,51 +440,6 @@ def main(argv: list[str] | None = None) -> None:
     scoring = pd.DataFrame(measure_scoring(models, workdir, not args.no_spark, args.batch_size, args.repeats))
 
     report(steps.drop(columns=["metrics"]).join(pd.json_normalize(steps["metrics"].tolist())), scoring, Path(args.out))
-
-
-def scoring_plan(
-    plan: list[Dataset], steps: pd.DataFrame, workdir: Path, champion: str, slow_rows: int
-) -> list[tuple[str, str, str, int]]:
-    """(label, model, input file, rows) at the largest size of each dataset: per-tweet cost is least noisy there.
-
-    Models other than the baseline (LSTM, transformer, the champion) score at most `slow_rows` tweets.
-    """
-    models = []
-    for name in dict.fromkeys(data.name for data in plan):
-        rows = max(data.rows for data in plan if data.name == name)
-        runs = steps[(steps["dataset"] == name) & (steps["rows"] == rows)]
-        folder = workdir / "texts" / f"{name}_{rows}"
-        source = prepared_texts(runs.loc[runs["step"] == "prepare_data", "run_id"].iloc[0], folder)
-        candidates = [
-            (run.step, f"runs:/{run.run_id}/model") for run in runs.itertuples() if run.step != "prepare_data"
-        ]
-        if champion and name == "sentiment140":
-            candidates.append(("champion", champion))
-        for label, model in candidates:
-            frame = pd.read_parquet(source)
-            if not label.startswith("train_baseline") and len(frame) > slow_rows:
-                frame = frame.head(slow_rows)
-            path = folder / f"{re.sub(r'[^a-z0-9]+', '_', label)}.parquet"
-            frame.to_parquet(path, index=False)
-            models.append((f"{label} ({name})", model, str(path), len(frame)))
-    return models
-
-
-def fetch_champion(model_uri: str, tracking_uri: str, workdir: Path) -> str:
-    """A local copy of the registered champion, or "" when none is registered in that store."""
-    import mlflow
-
-    if tracking_uri.startswith("sqlite:///") and not Path(tracking_uri.removeprefix("sqlite:///")).is_file():
-        print(f"champion not scored: no tracking store at {tracking_uri}", flush=True)
-        return ""  # opening a missing SQLite store would create an empty one
-    mlflow.set_tracking_uri(tracking_uri)
-    try:
-        path = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(workdir / "champion"))
-    except Exception as error:  # any failure means: no champion to benchmark
-        print(f"champion not scored: {model_uri} unavailable in {tracking_uri} ({str(error).splitlines()[0]})")
-        return ""
-    print(f"champion: {model_uri} from {tracking_uri}", flush=True)
-    return path
 
 
 if __name__ == "__main__":
