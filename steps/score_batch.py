@@ -258,7 +258,11 @@ def score_frame(spark, frame, model_path: str, threshold: float | None, partitio
     from pyspark.sql import functions as F
 
     params = {"threshold": threshold} if threshold is not None else None
-    predict = mlflow.pyfunc.spark_udf(spark, model_path, result_type=RESULT_TYPE, env_manager="local", params=params)
+    # One OpenMP/BLAS thread per task core: N concurrent tasks on N cores must not start N x N threads.
+    threads = {"OMP_NUM_THREADS": spark.conf.get("spark.task.cpus", "1")}
+    predict = mlflow.pyfunc.spark_udf(
+        spark, model_path, result_type=RESULT_TYPE, env_manager="local", params=params, extra_env=threads
+    )
     inputs = [name for name in frame.columns if name not in STATUS_COLUMNS]
     valid = frame.filter("valid")
     target = partitions or spark.sparkContext.defaultParallelism
