@@ -40,6 +40,10 @@ def cpu_count() -> int:
             cores = min(cores, max(1, int(int(quota) / int(period))))
     except (OSError, ValueError):
         pass
+    # A Spark executor runs several tasks at once and sets OMP_NUM_THREADS to spark.task.cpus: honour it.
+    threads = os.environ.get("OMP_NUM_THREADS", "")
+    if threads.isdigit() and int(threads) > 0:
+        cores = min(cores, int(threads))
     return max(1, cores)
 
 
