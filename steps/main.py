@@ -24,7 +24,7 @@ BERT_MAX_TRAIN_SAMPLES = 16_000
 def _find_finished(entry_point: str, parameters: dict[str, str], experiment_id: str) -> str | None:
     """A finished run of this entry point with these parameters on the current code version."""
     client = MlflowClient()
-    commit = mlflow.active_run().data.tags.get(MLFLOW_GIT_COMMIT)
+    commit = MlflowClient().get_run(mlflow.active_run().info.run_id).data.tags.get(MLFLOW_GIT_COMMIT)
     query = f"tags.`{MLFLOW_PROJECT_ENTRY_POINT}` = '{entry_point}' and attributes.status = 'FINISHED'"
     for run in client.search_runs([experiment_id], query, order_by=["attributes.start_time DESC"]):
         if commit and run.data.tags.get(MLFLOW_GIT_COMMIT) != commit:
@@ -44,6 +44,7 @@ class Pipeline:
         parent = mlflow.active_run()
         self.parent_run_id = parent.info.run_id
         self.experiment_id = parent.info.experiment_id
+        self.git_commit = MlflowClient().get_run(self.parent_run_id).data.tags.get(MLFLOW_GIT_COMMIT)
 
     def step(self, entry_point: str, parameters: dict[str, object], reusable: bool = True) -> str:
         """Run (or reuse) one entry point and return its run id.
@@ -58,7 +59,15 @@ class Pipeline:
             print(f"==> {banner}: reusing finished run {cached}", flush=True)
             return cached
         print(f"==> {banner} {parameters}", flush=True)
-        child = MlflowClient().create_run(self.experiment_id, tags={MLFLOW_PARENT_RUN_ID: self.parent_run_id})
+        # With a given run_id, mlflow.projects.run logs neither the entry point nor the parameters:
+        # record them here, as `mlflow run` would, so the UI and the cache lookup can see them.
+        client = MlflowClient()
+        tags = {MLFLOW_PARENT_RUN_ID: self.parent_run_id, MLFLOW_PROJECT_ENTRY_POINT: entry_point}
+        if self.git_commit:
+            tags[MLFLOW_GIT_COMMIT] = self.git_commit
+        child = client.create_run(self.experiment_id, tags=tags, run_name=entry_point)
+        for key, value in parameters.items():
+            client.log_param(child.info.run_id, key, value)
         submitted = mlflow.projects.run(
             str(PROJECT_ROOT),
             entry_point=entry_point,
