@@ -14,6 +14,7 @@ from pathlib import Path
 import mlflow
 import pytest
 import requests
+from mlflow.tracking import MlflowClient
 
 REPO = Path(__file__).resolve().parent.parent
 VENV_BIN = str(Path(sys.executable).parent)
@@ -38,8 +39,8 @@ class Tracking:
 def new_tracking(root: Path) -> Tracking:
     """A SQLite store with its own artifact folder, so tests never touch the repo's mlflow.db."""
     uri = f"sqlite:///{root / 'mlflow.db'}"
-    mlflow.set_tracking_uri(uri)
-    experiment_id = mlflow.create_experiment("tests", artifact_location=str(root / "artifacts"))
+    # A client bound to the new store: the process-wide tracking URI (the session store) stays as it is.
+    experiment_id = MlflowClient(uri).create_experiment("tests", artifact_location=str(root / "artifacts"))
     return Tracking(uri, experiment_id, root)
 
 
@@ -47,6 +48,7 @@ def new_tracking(root: Path) -> Tracking:
 def tracking(tmp_path_factory) -> Tracking:
     tracking = new_tracking(tmp_path_factory.mktemp("mlflow"))
     os.environ["MLFLOW_TRACKING_URI"] = tracking.uri
+    mlflow.set_tracking_uri(tracking.uri)
     return tracking
 
 
