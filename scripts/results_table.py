@@ -13,17 +13,7 @@ import pandas as pd
 from mlflow.tracking import MlflowClient
 
 QUALITY = ["roc_auc", "pr_auc", "f1", "precision", "recall", "accuracy"]
-CAPABILITIES = [
-    "negation",
-    "intensity",
-    "sarcasm",
-    "airline_vocabulary",
-    "names",
-    "typos",
-    "urls_mentions",
-    "emoji",
-    "added_sentiment",
-]
+TEST_TYPES = ("mft", "inv", "dir")
 
 
 def candidate_runs(experiment: str, data_run_id: str) -> pd.DataFrame:
@@ -64,10 +54,14 @@ def quality_table(runs: pd.DataFrame) -> str:
 
 
 def behaviour_table(runs: pd.DataFrame) -> str:
+    """Failure rate per capability, read from whatever `evaluate` logged (the suite file defines them)."""
     columns = {"name": "run", "metrics.behaviour_failure_rate": "all"}
-    columns |= {f"metrics.behaviour_{c}_failure_rate": c for c in CAPABILITIES}
-    present = [c for c in columns if c in runs.columns]
-    return markdown(runs[present].rename(columns=columns).round(3))
+    for column in sorted(runs.columns):
+        capability = column.removeprefix("metrics.behaviour_").removesuffix("_failure_rate")
+        is_rate = column.startswith("metrics.behaviour_") and column.endswith("_failure_rate")
+        if is_rate and capability not in (*TEST_TYPES, "") and column not in columns:
+            columns[column] = capability
+    return markdown(runs[list(columns)].rename(columns=columns).round(3))
 
 
 def calibration_table(runs: pd.DataFrame) -> str:
