@@ -149,8 +149,9 @@ def test_a_missing_java_runtime_is_named(monkeypatch):
 
 
 def test_unregistered_champion_is_a_step_error(tracking, tmp_path):
-    with pytest.raises(StepError, match="cannot load model models:/tweet-sentiment@champion"):
-        fetch_model("models:/tweet-sentiment@champion", str(tmp_path))
+    # A name no other test registers: the session store is shared (the serving tests crown a champion).
+    with pytest.raises(StepError, match="cannot load model models:/never-registered-model@champion"):
+        fetch_model("models:/never-registered-model@champion", str(tmp_path))
 
 
 def test_mlflow_run_score_batch_logs_its_summary(tracking, tweets, model_uri, baseline_run_id, tmp_path):
