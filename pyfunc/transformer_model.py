@@ -3,8 +3,9 @@
 The same `TextEncoder` tokenises the training data and the served requests, so the model sees
 identical token ids in both places. Inference runs in ONNX Runtime when the exported graph is an
 artifact (the lean path: no torch in the image), otherwise in torch under `inference_mode`.
-`batch_size` is fixed at training time: 64 for fp32 graphs, 1 for a dynamic-int8 graph (whose
-activation scales are computed per call, so batching would make a tweet's score depend on others).
+`batch_size` is fixed at training time: 64 for fp32 and static-int8 graphs (frozen activation scales),
+1 for a dynamic-int8 graph (whose activation scales are computed per call, so batching would make a
+tweet's score depend on the others).
 """
 
 from __future__ import annotations

@@ -27,9 +27,13 @@ def candidate_runs(experiment: str, data_run_id: str) -> pd.DataFrame:
             order_by=["attributes.start_time DESC"],
             max_results=1,
         )
+        if not prepared:
+            return pd.DataFrame()
         data_run_id = prepared[0].info.run_id
     query = f"tags.candidate = 'true' and tags.data_run_id = '{data_run_id}' and attributes.status = 'FINISHED'"
     runs = mlflow.search_runs([experiment_id], query)
+    if runs.empty:
+        return runs
     runs["name"] = runs["tags.mlflow.runName"].fillna(runs["tags.model_family"])
     return runs.sort_values("metrics.val_roc_auc", ascending=False)
 

@@ -22,7 +22,16 @@ CANDIDATE_METRICS = {
     for split in ("val", "test")
     for name in ("accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc")
 } | {"train_seconds", "predict_ms_per_1k", "threshold"}
-EXPORT_METRICS = {"val_roc_auc_torch", "val_roc_auc_onnx", "onnx_parity_max_abs_diff", "onnx_int8_parity_max_abs_diff"}
+EXPORT_METRICS = {
+    "val_roc_auc_torch",
+    "val_roc_auc_onnx",
+    "onnx_parity_max_abs_diff",
+    "onnx_int8_static_parity_max_abs_diff",
+    "onnx_int8_parity_max_abs_diff",
+}
+# The graph each backend serves, and its batch size (dynamic int8 alone must score one tweet per call).
+BACKEND_GRAPHS = {"onnx": ("model.onnx", 64), "onnx_int8_static": ("model_int8_static.onnx", 64)}
+BACKEND_GRAPHS["onnx_int8"] = ("model_int8.onnx", 1)
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +64,8 @@ def test_run_logs_the_candidate_contract_and_the_transformer_extras(prepared_run
     assert metrics["train_samples"] == 300 and metrics["train_steps"] == 19  # ceil(300 / 16), one epoch
     assert metrics["onnx_parity_max_abs_diff"] < 1e-4
     assert metrics["served_parity_max_abs_diff"] < 1e-6  # the logged pyfunc scores exactly as in training
-    assert tags["inference_backend"] in {"onnx", "onnx_int8"}
+    graph, batch_size = BACKEND_GRAPHS[tags["inference_backend"]]
+    assert metrics["inference_batch_size"] == batch_size
     losses = client.get_metric_history(bert_run_id, "train_loss")
     assert sorted(m.step for m in losses) == list(range(1, 20))  # one point per optimiser step
     rates = [m.value for m in sorted(client.get_metric_history(bert_run_id, "learning_rate"), key=lambda m: m.step)]
@@ -63,7 +73,7 @@ def test_run_logs_the_candidate_contract_and_the_transformer_extras(prepared_run
     plots = {f.path for f in client.list_artifacts(bert_run_id, "plots")}
     assert {"plots/train_loss_curve.png", "plots/val_threshold_sweep.png", "plots/val_roc_curve.png"} <= plots
     model_files = {f.path.rsplit("/", 1)[-1] for f in client.list_artifacts(bert_run_id, "model/artifacts")}
-    assert "hf_model" in model_files and model_files & {"model.onnx", "model_int8.onnx"}
+    assert model_files == {"hf_model", graph}
     hf_files = {f.path.rsplit("/", 1)[-1] for f in client.list_artifacts(bert_run_id, "model/artifacts/hf_model")}
     assert {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"} <= hf_files
 

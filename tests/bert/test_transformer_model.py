@@ -148,3 +148,27 @@ def test_int8_graph_scored_one_tweet_per_call_ignores_the_other_rows(tiny_encode
     alone = [per_row.raw_proba([text])[0] for text in TEXTS]
     np.testing.assert_array_equal(per_row.raw_proba(TEXTS), alone)
     np.testing.assert_array_equal(per_row.raw_proba(TEXTS[::-1]), alone[::-1])
+
+
+def test_static_int8_graph_batches_without_rows_influencing_each_other(tiny_encoder, onnx_path, tmp_path):
+    from steps.onnx_export import quantize_static_int8
+    from steps.train_bert import calibration_batches
+
+    static = quantize_static_int8(onnx_path, tmp_path / "static.onnx", calibration_batches(tiny_encoder, TEXTS))
+    batched = classifier(tiny_encoder, OnnxBackend(str(static), 1), batch_size=4)
+    alone = [batched.raw_proba([text])[0] for text in TEXTS]
+    np.testing.assert_allclose(batched.raw_proba(TEXTS), alone, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(batched.raw_proba(TEXTS[::-1]), alone[::-1], rtol=0, atol=1e-6)
+    fp32 = classifier(tiny_encoder, OnnxBackend(str(onnx_path), 1), batch_size=4).raw_proba(TEXTS)
+    assert 0 < np.max(np.abs(fp32 - alone)) < 0.1  # quantised (not the float graph), still the same model
+
+
+def test_calibration_batches_pad_each_batch_to_its_longest_row(tiny_encoder):
+    from steps.train_bert import CALIBRATION_BATCH, calibration_batches
+
+    texts = ["ok"] * (CALIBRATION_BATCH - 1) + ["my flight was delayed again and again " * 10, "fine"]
+    first, second = calibration_batches(tiny_encoder, texts)
+    assert first["input_ids"].shape == (CALIBRATION_BATCH, tiny_encoder.max_length)  # truncated, not longer
+    assert second["input_ids"].shape == (1, len(tiny_encoder.encode(["fine"])[0]))
+    assert first["attention_mask"][0].tolist() == [1] * 3 + [0] * (tiny_encoder.max_length - 3)  # [CLS] ok [SEP]
+    assert (first["input_ids"][0, 3:] == tiny_encoder.pad_id).all()

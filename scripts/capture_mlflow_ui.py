@@ -1,0 +1,142 @@
+"""Screenshots of the MLflow UI for the docs: the candidates' comparison and the registered model.
+
+    python scripts/capture_mlflow_ui.py                       # newest candidates of MLFLOW_TRACKING_URI's store
+    python scripts/capture_mlflow_ui.py --data-run-id ID --model-name tweet-sentiment
+    python scripts/capture_mlflow_ui.py --ui-url http://127.0.0.1:5000
+
+Starts `mlflow ui` on the tracking store (unless --ui-url names a running one) on a free 127.0.0.1
+port, opens it in Chromium with Playwright and writes to docs/captures/:
+mlflow_runs.png (the experiment's runs), mlflow_run_comparison.png (the candidates of one data run,
+side by side), mlflow_registered_model.png (versions and the champion alias) and
+mlflow_model_version.png (the champion's version: source run and the gate's tags).
+The candidates are those `scripts/results_table.py` tabulates (the article's tables), so the shots and
+the tables show the same runs. Every shot waits for the text it is about, never for a fixed delay.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
+
+import mlflow
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+from playwright.sync_api import Page, expect, sync_playwright
+
+from capture_dashboard import CHROMIUM_ARGS, WAIT_MS, free_port, started
+from results_table import candidate_runs
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@contextlib.contextmanager
+def mlflow_ui(tracking_uri: str) -> Iterator[str]:
+    """`mlflow ui` on the store, one worker (the page's few requests need no more on 2 cores)."""
+    port = free_port()
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", tracking_uri]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    url = f"http://127.0.0.1:{port}"
+    print(f"mlflow ui on {tracking_uri} at {url}", flush=True)
+    with started(command, dict(os.environ), f"{url}/health"):
+        yield url
+
+
+def champion_version(client: MlflowClient, model_name: str, alias: str) -> str:
+    """The aliased version, or the newest one: a store without a champion still gets its model shots."""
+    try:
+        return client.get_model_version_by_alias(model_name, alias).version
+    except MlflowException:
+        versions = client.search_model_versions(f"name = '{model_name}'", order_by=["version_number DESC"])
+        if not versions:
+            sys.exit(f"capture_mlflow_ui: error: no registered model named {model_name!r} in this store")
+        return versions[0].version
+
+
+def shoot(page: Page, out: Path, name: str, what: str, shots: list[tuple[Path, str]]) -> None:
+    page.wait_for_timeout(1000)  # let the charts finish drawing after the awaited text appeared
+    path = out / name
+    page.screenshot(path=str(path), full_page=True)
+    shots.append((path, what))
+
+
+def capture(ui_url: str, out: Path, experiment_id: str, runs: list[tuple[str, str]], model: str, version: str):
+    """Open each page, wait for the names it must show, and shoot it."""
+    shots: list[tuple[Path, str]] = []
+    run_ids = [run_id for run_id, _ in runs]
+    names = [name for _, name in runs]
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1600, "height": 1000})
+
+        page.goto(f"{ui_url}/#/experiments/{experiment_id}/runs")
+        expect(page.get_by_text(names[0], exact=True).first).to_be_visible(timeout=WAIT_MS)
+        shoot(page, out, "mlflow_runs.png", "the experiment's runs: main, its steps and the candidates", shots)
+
+        query = urllib.parse.urlencode({"runs": json.dumps(run_ids), "experiments": json.dumps([experiment_id])})
+        page.goto(f"{ui_url}/#/compare-runs?{query}")
+        for name in names:
+            expect(page.get_by_text(name, exact=True).first).to_be_visible(timeout=WAIT_MS)
+        expect(page.get_by_text("val_roc_auc", exact=True).first).to_be_visible(timeout=WAIT_MS)
+        shoot(
+            page,
+            out,
+            "mlflow_run_comparison.png",
+            f"{len(runs)} candidates of one data run compared side by side: parameters, metrics, tags",
+            shots,
+        )
+
+        page.goto(f"{ui_url}/#/models/{urllib.parse.quote(model)}")
+        expect(page.get_by_text(f"Version {version}", exact=True).first).to_be_visible(timeout=WAIT_MS)
+        shoot(page, out, "mlflow_registered_model.png", f"registered model {model}: its versions and aliases", shots)
+
+        page.goto(f"{ui_url}/#/models/{urllib.parse.quote(model)}/versions/{version}")
+        expect(page.get_by_text(f"Version {version}", exact=True).first).to_be_visible(timeout=WAIT_MS)
+        expect(page.get_by_text("Source run", exact=False).first).to_be_visible(timeout=WAIT_MS)
+        shoot(
+            page,
+            out,
+            "mlflow_model_version.png",
+            f"{model} version {version}: the source run, aliases and the registration gate's tags",
+            shots,
+        )
+        browser.close()
+    return shots
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--experiment", default=os.environ.get("MLFLOW_EXPERIMENT_NAME", "tweet-reaction-prediction"))
+    parser.add_argument("--data-run-id", default="", help="whose candidates to compare (default: newest data run)")
+    parser.add_argument("--model-name", default="tweet-sentiment")
+    parser.add_argument("--alias", default="champion")
+    parser.add_argument("--ui-url", help="use this MLflow UI instead of starting one on the tracking store")
+    parser.add_argument("--out", type=Path, default=REPO / "docs" / "captures")
+    args = parser.parse_args()
+    tracking_uri = os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
+    mlflow.set_tracking_uri(tracking_uri)
+    client = MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name(args.experiment)
+    if experiment is None:
+        sys.exit(f"capture_mlflow_ui: error: no experiment named {args.experiment!r} in {tracking_uri}")
+    candidates = candidate_runs(args.experiment, args.data_run_id)
+    if candidates.empty:
+        sys.exit(f"capture_mlflow_ui: error: no finished candidate runs in {args.experiment!r} to compare")
+    runs = list(zip(candidates["run_id"], candidates["name"], strict=True))
+    version = champion_version(client, args.model_name, args.alias)
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    with contextlib.ExitStack() as stack:
+        ui_url = args.ui_url or stack.enter_context(mlflow_ui(tracking_uri))
+        shots = capture(ui_url, args.out, experiment.experiment_id, runs, args.model_name, version)
+    for path, what in shots:
+        print(f"{path.relative_to(REPO) if path.is_relative_to(REPO) else path}: {what}")
+
+
+if __name__ == "__main__":
+    main()
