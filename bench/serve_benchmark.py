@@ -368,6 +368,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"machine: {host}")
     print(f"texts: {len(texts)} tweets, median {int(np.median([len(t) for t in texts]))} characters")
     print(f"bounds: {args.requests} requests or {args.max_seconds:.0f} s per scenario", flush=True)
+    # Checked before the first request only: at the end the load average counts this benchmark itself.
     if warning := busy_warning():
         print(warning, flush=True)
 
@@ -392,14 +393,15 @@ def main(argv: list[str] | None = None) -> None:
         print("\n### Naive reference: transformers + torch, one tweet per forward pass, FastAPI/uvicorn 1 worker\n")
         print(table(results["naive"]))
     print("\n" + "\n".join(verdict(results["champion"], results.get("naive", []))))
-    if warning := busy_warning():
+    if warning:
         print(f"\n{warning}")
     if any(r.errors for rs in results.values() for r in rs):
         failed = next(r for rs in results.values() for r in rs if r.errors)
         print(f"\nWARNING: some requests failed, e.g. {failed.server}: {failed.first_error}")
     if args.json:
         summary = {name: [r.summary() for r in rs] for name, rs in results.items()}
-        Path(args.json).write_text(json.dumps({"machine": host, "model_uri": args.model_uri, **summary}, indent=2))
+        header = {"machine": host, "model_uri": args.model_uri, "warning": warning}
+        Path(args.json).write_text(json.dumps(header | summary, indent=2))
 
 
 if __name__ == "__main__":

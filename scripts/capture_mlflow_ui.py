@@ -19,6 +19,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import sys
 import urllib.parse
 from collections.abc import Iterator
@@ -28,11 +29,26 @@ import mlflow
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from capture_dashboard import CHROMIUM_ARGS, WAIT_MS, free_port, started
 from results_table import candidate_runs
 
 REPO = Path(__file__).resolve().parent.parent
+CANDIDATES = "tags.candidate = 'true'"
+EXPANDER = "button[data-component-id*=runnamecellrenderer]"  # the +/- before a parent run's name
+MAX_NESTING = 4
+VIEWPORT = {"width": 1600, "height": 1000}
+COMPARISON_VIEWPORT = {"width": 1600, "height": 2600}
+COMPARED_METRICS = ("val_roc_auc", "val_pr_auc", "val_f1", "test_roc_auc")
+
+
+def absolute_store_uri(uri: str) -> str:
+    """`mlflow ui` runs from the repository root: a relative SQLite path must mean the caller's file."""
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
+        return prefix + str(Path(uri.removeprefix(prefix)).resolve())
+    return uri
 
 
 @contextlib.contextmanager
@@ -58,6 +74,42 @@ def champion_version(client: MlflowClient, model_name: str, alias: str) -> str:
         return versions[0].version
 
 
+def close_assistant(page: Page) -> None:
+    """MLflow 3's assistant panel opens beside the runs table on a first visit and hides half of it."""
+    with contextlib.suppress(PlaywrightTimeoutError):
+        page.get_by_role("button", name="Close", exact=True).click(timeout=5_000)
+
+
+def expand_nested_runs(page: Page) -> None:
+    """Open every parent row once (main, then compare_lstm inside it): child runs start collapsed."""
+    opened: set[str] = set()
+    for _ in range(MAX_NESTING):
+        rows = page.get_by_role("gridcell").filter(has=page.locator(EXPANDER))
+        pending = [row for row in rows.all() if row.get_by_role("link").first.inner_text() not in opened]
+        if not pending:
+            return
+        for row in pending:
+            opened.add(row.get_by_role("link").first.inner_text())
+            row.locator(EXPANDER).click()
+        page.wait_for_timeout(500)
+
+
+def plot_metrics(page: Page, metrics: tuple[str, ...]) -> None:
+    """The comparison's parallel-coordinates plot opens on the first parameters and metric in
+    alphabetical order (C, batch_size, threshold): show the metrics the candidates are ranked on."""
+    page.get_by_role("button", name="Clear All").click()
+    picker = page.get_by_role("combobox").nth(1)  # Parameters, then Metrics
+    for metric in metrics:
+        picker.click()
+        page.keyboard.type(metric)
+        # The visible option with this exact name (Enter could take val_roc_auc_torch, listed first at times)
+        page.locator(f'[class*="select-item-option"][title="{metric}"]').click()
+    page.keyboard.press("Escape")
+    for metric in metrics:  # axis titles of the plot
+        axis_title = page.locator("svg text").filter(has_text=re.compile(f"^{re.escape(metric)}$"))
+        expect(axis_title.first).to_be_attached(timeout=WAIT_MS)
+
+
 def shoot(page: Page, out: Path, name: str, what: str, shots: list[tuple[Path, str]]) -> None:
     page.wait_for_timeout(1000)  # let the charts finish drawing after the awaited text appeared
     path = out / name
@@ -72,17 +124,23 @@ def capture(ui_url: str, out: Path, experiment_id: str, runs: list[tuple[str, st
     names = [name for _, name in runs]
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1600, "height": 1000})
+        page = browser.new_page(viewport=VIEWPORT)
 
-        page.goto(f"{ui_url}/#/experiments/{experiment_id}/runs")
-        expect(page.get_by_text(names[0], exact=True).first).to_be_visible(timeout=WAIT_MS)
-        shoot(page, out, "mlflow_runs.png", "the experiment's runs: main, its steps and the candidates", shots)
+        page.goto(f"{ui_url}/#/experiments/{experiment_id}/runs?{urllib.parse.urlencode({'searchFilter': CANDIDATES})}")
+        expect(page.get_by_role("grid")).to_be_visible(timeout=WAIT_MS)
+        close_assistant(page)
+        expand_nested_runs(page)
+        for name in names:
+            expect(page.get_by_role("link", name=name, exact=True)).to_be_visible(timeout=WAIT_MS)
+        shoot(page, out, "mlflow_runs.png", "the candidate runs, nested under main (and compare_lstm)", shots)
 
         query = urllib.parse.urlencode({"runs": json.dumps(run_ids), "experiments": json.dumps([experiment_id])})
+        page.set_viewport_size(COMPARISON_VIEWPORT)  # the page scrolls inside a container: show it whole
         page.goto(f"{ui_url}/#/compare-runs?{query}")
         for name in names:
             expect(page.get_by_text(name, exact=True).first).to_be_visible(timeout=WAIT_MS)
-        expect(page.get_by_text("val_roc_auc", exact=True).first).to_be_visible(timeout=WAIT_MS)
+        close_assistant(page)
+        plot_metrics(page, COMPARED_METRICS)
         shoot(
             page,
             out,
@@ -91,13 +149,14 @@ def capture(ui_url: str, out: Path, experiment_id: str, runs: list[tuple[str, st
             shots,
         )
 
+        page.set_viewport_size(VIEWPORT)
         page.goto(f"{ui_url}/#/models/{urllib.parse.quote(model)}")
         expect(page.get_by_text(f"Version {version}", exact=True).first).to_be_visible(timeout=WAIT_MS)
         shoot(page, out, "mlflow_registered_model.png", f"registered model {model}: its versions and aliases", shots)
 
         page.goto(f"{ui_url}/#/models/{urllib.parse.quote(model)}/versions/{version}")
         expect(page.get_by_text(f"Version {version}", exact=True).first).to_be_visible(timeout=WAIT_MS)
-        expect(page.get_by_text("Source run", exact=False).first).to_be_visible(timeout=WAIT_MS)
+        expect(page.get_by_text("Source Run", exact=False).first).to_be_visible(timeout=WAIT_MS)
         shoot(
             page,
             out,
@@ -118,7 +177,7 @@ def main() -> None:
     parser.add_argument("--ui-url", help="use this MLflow UI instead of starting one on the tracking store")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "captures")
     args = parser.parse_args()
-    tracking_uri = os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
+    tracking_uri = absolute_store_uri(os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db"))
     mlflow.set_tracking_uri(tracking_uri)
     client = MlflowClient(tracking_uri)
     experiment = client.get_experiment_by_name(args.experiment)
