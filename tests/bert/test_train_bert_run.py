@@ -22,16 +22,9 @@ CANDIDATE_METRICS = {
     for split in ("val", "test")
     for name in ("accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc")
 } | {"train_seconds", "predict_ms_per_1k", "threshold"}
-EXPORT_METRICS = {
-    "val_roc_auc_torch",
-    "val_roc_auc_onnx",
-    "onnx_parity_max_abs_diff",
-    "onnx_int8_static_parity_max_abs_diff",
-    "onnx_int8_parity_max_abs_diff",
-}
-# The graph each backend serves, and its batch size (dynamic int8 alone must score one tweet per call).
-BACKEND_GRAPHS = {"onnx": ("model.onnx", 64), "onnx_int8_static": ("model_int8_static.onnx", 64)}
-BACKEND_GRAPHS["onnx_int8"] = ("model_int8.onnx", 1)
+EXPORT_METRICS = {"val_roc_auc_torch", "val_roc_auc_onnx", "onnx_parity_max_abs_diff", "onnx_int8_parity_max_abs_diff"}
+# The graph each backend serves, and its batch size (int8 must score one tweet per call).
+BACKEND_GRAPHS = {"onnx": ("model.onnx", 64), "onnx_int8": ("model_int8.onnx", 1)}
 
 
 @pytest.fixture(scope="module")

@@ -150,25 +150,30 @@ def test_int8_graph_scored_one_tweet_per_call_ignores_the_other_rows(tiny_encode
     np.testing.assert_array_equal(per_row.raw_proba(TEXTS[::-1]), alone[::-1])
 
 
-def test_static_int8_graph_batches_without_rows_influencing_each_other(tiny_encoder, onnx_path, tmp_path):
-    from steps.onnx_export import quantize_static_int8
-    from steps.train_bert import calibration_batches
+def test_concurrent_requests_score_exactly_as_sequential_ones(tiny_encoder, onnx_path):
+    """MLflow's server calls predict from a thread per request; the workers share one session and
+    each has its own batch buffers, so no request may see another's rows."""
+    from concurrent.futures import ThreadPoolExecutor
 
-    static = quantize_static_int8(onnx_path, tmp_path / "static.onnx", calibration_batches(tiny_encoder, TEXTS))
-    batched = classifier(tiny_encoder, OnnxBackend(str(static), 1), batch_size=4)
-    alone = [batched.raw_proba([text])[0] for text in TEXTS]
-    np.testing.assert_allclose(batched.raw_proba(TEXTS), alone, rtol=0, atol=1e-6)
-    np.testing.assert_allclose(batched.raw_proba(TEXTS[::-1]), alone[::-1], rtol=0, atol=1e-6)
-    fp32 = classifier(tiny_encoder, OnnxBackend(str(onnx_path), 1), batch_size=4).raw_proba(TEXTS)
-    assert 0 < np.max(np.abs(fp32 - alone)) < 0.1  # quantised (not the float graph), still the same model
+    model = classifier(tiny_encoder, OnnxBackend(str(onnx_path), 1), batch_size=2)
+    requests = [TEXTS[i:] + TEXTS[:i] for i in range(len(TEXTS))] * 8  # every rotation, many times
+    expected = [model.raw_proba(texts) for texts in requests]
+    with ThreadPoolExecutor(max_workers=8) as callers:
+        answers = list(callers.map(model.raw_proba, requests))
+    for answer, reference in zip(answers, expected, strict=True):
+        np.testing.assert_array_equal(answer, reference)
 
 
-def test_calibration_batches_pad_each_batch_to_its_longest_row(tiny_encoder):
-    from steps.train_bert import CALIBRATION_BATCH, calibration_batches
+def test_onnx_spreads_calls_over_the_cores_and_torch_keeps_one_caller(tiny, tiny_encoder, onnx_path):
+    onnx_model = classifier(tiny_encoder, OnnxBackend(str(onnx_path), 1))
+    assert onnx_model._pool._max_workers == cpu_count()
+    _, model = tiny
+    assert classifier(tiny_encoder, TorchBackend(model))._pool._max_workers == 1  # torch uses every core itself
 
-    texts = ["ok"] * (CALIBRATION_BATCH - 1) + ["my flight was delayed again and again " * 10, "fine"]
-    first, second = calibration_batches(tiny_encoder, texts)
-    assert first["input_ids"].shape == (CALIBRATION_BATCH, tiny_encoder.max_length)  # truncated, not longer
-    assert second["input_ids"].shape == (1, len(tiny_encoder.encode(["fine"])[0]))
-    assert first["attention_mask"][0].tolist() == [1] * 3 + [0] * (tiny_encoder.max_length - 3)  # [CLS] ok [SEP]
-    assert (first["input_ids"][0, 3:] == tiny_encoder.pad_id).all()
+
+def test_a_workers_batch_buffers_are_allocated_once(tiny_encoder, onnx_path):
+    model = classifier(tiny_encoder, OnnxBackend(str(onnx_path), 1), batch_size=4)
+    first_ids, _ = model._padded([[101, 7, 102], [101, 102]])
+    second_ids, second_mask = model._padded([[101, 8, 9, 10, 102]])
+    assert first_ids.base is second_ids.base is model._buffers.ids  # views on one buffer
+    assert second_ids.tolist() == [[101, 8, 9, 10, 102]] and second_mask.tolist() == [[1] * 5]
