@@ -52,6 +52,14 @@ FALLBACK_TWEETS = [
 ]
 
 
+def absolute_store_uri(uri: str) -> str:
+    """The servers run from the repository root: a relative SQLite path must mean the caller's file."""
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
+        return prefix + str(Path(uri.removeprefix(prefix)).resolve())
+    return uri
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -236,6 +244,8 @@ def main() -> None:
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    if tracking_uri := os.environ.get("MLFLOW_TRACKING_URI"):
+        env["MLFLOW_TRACKING_URI"] = absolute_store_uri(tracking_uri)
 
     with contextlib.ExitStack() as stack, tempfile.TemporaryDirectory() as scratch:
         model_url, stop = args.model_server_url, None

@@ -31,7 +31,7 @@ from mlflow.tracking import MlflowClient
 from playwright.sync_api import Page, expect, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
-from capture_dashboard import CHROMIUM_ARGS, WAIT_MS, free_port, started
+from capture_dashboard import CHROMIUM_ARGS, WAIT_MS, absolute_store_uri, free_port, started
 from results_table import candidate_runs
 
 REPO = Path(__file__).resolve().parent.parent
@@ -41,14 +41,6 @@ MAX_NESTING = 4
 VIEWPORT = {"width": 1600, "height": 1000}
 COMPARISON_VIEWPORT = {"width": 1600, "height": 2600}
 COMPARED_METRICS = ("val_roc_auc", "val_pr_auc", "val_f1", "test_roc_auc")
-
-
-def absolute_store_uri(uri: str) -> str:
-    """`mlflow ui` runs from the repository root: a relative SQLite path must mean the caller's file."""
-    prefix = "sqlite:///"
-    if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
-        return prefix + str(Path(uri.removeprefix(prefix)).resolve())
-    return uri
 
 
 @contextlib.contextmanager
