@@ -30,7 +30,7 @@ from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, set_
 from pyfunc.transformer_model import OnnxBackend, TextEncoder, TorchBackend, TransformerTweetClassifier, cpu_count
 from steps.fine_tune import encode_dataset, training_arguments
 from steps.pretrained import resolve_and_load
-from steps.tracking import configure_tracking, load_splits
+from steps.tracking import configure_tracking, load_splits, newest_prepared_run_id
 from steps.train_bert import load_pretrained, subsample
 
 SKIPPED_STEPS = 3  # first steps pay for lazy initialisation and allocator warm-up
@@ -56,15 +56,11 @@ class StepClock(TrainerCallback):
 
 
 def newest_prepared_run() -> str:
-    runs = MlflowClient().search_runs(
-        [e.experiment_id for e in MlflowClient().search_experiments()],
-        "tags.step = 'prepare_data' and attributes.status = 'FINISHED'",
-        order_by=["attributes.start_time DESC"],
-        max_results=1,
-    )
-    if not runs:
+    experiment_ids = [experiment.experiment_id for experiment in MlflowClient().search_experiments()]
+    run_id = newest_prepared_run_id(experiment_ids)
+    if run_id is None:
         sys.exit("no finished prepare_data run in the tracking store: run prepare_data first")
-    return runs[0].info.run_id
+    return run_id
 
 
 def measure_training(args, model, tokenizer, dataset):

@@ -25,9 +25,9 @@ from datetime import UTC, datetime, timedelta
 
 import requests
 
-FEEDBACK_DB_ENV = "FEEDBACK_DB"
+from dashboard.feedback import DEFAULT_PATH, FEEDBACK_DB_ENV
+
 WEBHOOK_ENV = "ALERT_WEBHOOK_URL"
-DEFAULT_DB = "feedback.db"
 ALERTS_TABLE = """
 CREATE TABLE IF NOT EXISTS alerts (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -204,7 +204,7 @@ def render(evaluation: Evaluation) -> str:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Evaluate the wrong-prediction alert on the feedback store.")
-    parser.add_argument("--db", default=os.environ.get(FEEDBACK_DB_ENV, DEFAULT_DB), help="feedback SQLite file")
+    parser.add_argument("--db", default=os.environ.get(FEEDBACK_DB_ENV, DEFAULT_PATH), help="feedback SQLite file")
     parser.add_argument("--threshold", type=int, default=3, help="wrong predictions that fire the alert")
     parser.add_argument("--window-minutes", type=float, default=5.0)
     parser.add_argument("--cooldown-minutes", type=float, default=15.0, help="no second alert within this time")

@@ -24,6 +24,7 @@ logger = logging.getLogger(__name__)
 
 LABELS = ("negative", "not_negative")
 DEFAULT_PATH = "feedback.db"
+FEEDBACK_DB_ENV = "FEEDBACK_DB"
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS feedback (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -76,7 +77,7 @@ class FeedbackStore:
     """The `feedback` table in one SQLite file; safe to share between threads."""
 
     def __init__(self, path: str | os.PathLike | None = None, busy_timeout_s: float = 30.0) -> None:
-        self.path = Path(path or os.environ.get("FEEDBACK_DB") or DEFAULT_PATH)
+        self.path = Path(path or os.environ.get(FEEDBACK_DB_ENV) or DEFAULT_PATH)
         self.busy_timeout_s = busy_timeout_s
         self._lock = threading.Lock()
         self.path.parent.mkdir(parents=True, exist_ok=True)

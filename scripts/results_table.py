@@ -12,6 +12,8 @@ import mlflow
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
+from steps.tracking import newest_prepared_run_id
+
 QUALITY = ["roc_auc", "pr_auc", "f1", "precision", "recall", "accuracy"]
 TEST_TYPES = ("mft", "inv", "dir")
 
@@ -20,16 +22,9 @@ def candidate_runs(experiment: str, data_run_id: str) -> pd.DataFrame:
     """Finished candidate runs of one data run (the newest prepare_data run by default)."""
     client = MlflowClient()
     experiment_id = client.get_experiment_by_name(experiment).experiment_id
-    if not data_run_id:
-        prepared = client.search_runs(
-            [experiment_id],
-            "tags.step = 'prepare_data' and attributes.status = 'FINISHED'",
-            order_by=["attributes.start_time DESC"],
-            max_results=1,
-        )
-        if not prepared:
-            return pd.DataFrame()
-        data_run_id = prepared[0].info.run_id
+    data_run_id = data_run_id or newest_prepared_run_id([experiment_id])
+    if data_run_id is None:
+        return pd.DataFrame()
     query = f"tags.candidate = 'true' and tags.data_run_id = '{data_run_id}' and attributes.status = 'FINISHED'"
     runs = mlflow.search_runs([experiment_id], query)
     if runs.empty:

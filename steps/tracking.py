@@ -62,19 +62,25 @@ def resolve_data_run_id(data_run_id: str) -> str:
             raise StepError(f"run {data_run_id} is not a finished prepare_data run (status {run.info.status})")
         return data_run_id
     experiment_id = mlflow.active_run().info.experiment_id
-    runs = client.search_runs(
-        [experiment_id],
-        "tags.step = 'prepare_data' and attributes.status = 'FINISHED'",
-        order_by=["attributes.start_time DESC"],
-        max_results=1,
-    )
-    if not runs:
+    newest = newest_prepared_run_id([experiment_id])
+    if newest is None:
         raise StepError(
             f"no finished prepare_data run in experiment {experiment_id}: run "
             "`mlflow run . -e prepare_data --env-manager local` first (same MLFLOW_EXPERIMENT_NAME), "
             "or pass -P data_run_id=<run id>"
         )
-    return runs[0].info.run_id
+    return newest
+
+
+def newest_prepared_run_id(experiment_ids: list[str]) -> str | None:
+    """The newest finished prepare_data run of these experiments: what "the current data" means."""
+    runs = MlflowClient().search_runs(
+        experiment_ids,
+        "tags.step = 'prepare_data' and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    return runs[0].info.run_id if runs else None
 
 
 def load_splits(data_run_id: str) -> dict[str, pd.DataFrame]:

@@ -24,6 +24,13 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("PYTHONHASHSEED", "0")
 os.environ.pop("APPLICATIONINSIGHTS_CONNECTION_STRING", None)
 
+# What every candidate run logs (steps/candidate.py), whatever its family.
+CANDIDATE_METRICS = {
+    f"{split}_{name}"
+    for split in ("val", "test")
+    for name in ("accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc")
+} | {"train_seconds", "predict_ms_per_1k", "threshold"}
+
 
 @dataclass
 class Tracking:
@@ -87,38 +94,31 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-class ModelServer:
-    """`mlflow models serve` on 127.0.0.1, started and stopped by the test."""
+class ServerProcess:
+    """A server subprocess on 127.0.0.1 whose output goes to a log file shown when it fails."""
 
-    def __init__(self, model_uri: str, env: dict[str, str], log_path: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+    name = "server"
+
+    def __init__(self, command: list[str], env: dict[str, str], log_path: Path, cwd: Path | None = None) -> None:
         self.log_path = log_path
-        command = ["mlflow", "models", "serve", "-m", model_uri, "--env-manager", "local"]
-        command += ["-h", "127.0.0.1", "-p", str(self.port), "-w", "1"]
         self._log = open(log_path, "w")  # noqa: SIM115 (closed in stop())
-        self.process = subprocess.Popen(command, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(command, cwd=cwd, env=env, stdout=self._log, stderr=subprocess.STDOUT)
 
-    def wait_ready(self, timeout: float = 120) -> ModelServer:
+    def wait_until_ok(self, url: str, timeout: float, poll: float = 0.5) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise AssertionError(f"model server exited:\n{self.log_path.read_text()[-3000:]}")
+                raise AssertionError(f"{self.name} exited:\n{self.log()[-3000:]}")
             try:
-                if requests.get(f"{self.url}/ping", timeout=1).status_code == 200:
-                    return self
+                if requests.get(url, timeout=5).status_code == 200:
+                    return
             except requests.ConnectionError:
                 pass
-            time.sleep(0.5)
-        raise AssertionError(f"model server not ready after {timeout}s:\n{self.log_path.read_text()[-3000:]}")
+            time.sleep(poll)
+        raise AssertionError(f"{self.name} not ready after {timeout}s:\n{self.log()[-3000:]}")
 
-    def invocations(self, body, content_type: str = "application/json", **kwargs) -> requests.Response:
-        data = body if isinstance(body, (str, bytes)) else None
-        json_body = None if data is not None else body
-        headers = {"Content-Type": content_type}
-        return requests.post(
-            f"{self.url}/invocations", data=data, json=json_body, headers=headers, timeout=120, **kwargs
-        )
+    def log(self) -> str:
+        return self.log_path.read_text()
 
     def stop(self) -> None:
         self.process.terminate()
@@ -127,6 +127,31 @@ class ModelServer:
         except subprocess.TimeoutExpired:
             self.process.kill()
         self._log.close()
+
+
+class ModelServer(ServerProcess):
+    """`mlflow models serve` on 127.0.0.1, started and stopped by the test."""
+
+    name = "model server"
+
+    def __init__(self, model_uri: str, env: dict[str, str], log_path: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        command = ["mlflow", "models", "serve", "-m", model_uri, "--env-manager", "local"]
+        command += ["-h", "127.0.0.1", "-p", str(self.port), "-w", "1"]
+        super().__init__(command, env, log_path)
+
+    def wait_ready(self, timeout: float = 120) -> ModelServer:
+        self.wait_until_ok(f"{self.url}/ping", timeout)
+        return self
+
+    def invocations(self, body, content_type: str = "application/json", **kwargs) -> requests.Response:
+        data = body if isinstance(body, (str, bytes)) else None
+        json_body = None if data is not None else body
+        headers = {"Content-Type": content_type}
+        return requests.post(
+            f"{self.url}/invocations", data=data, json=json_body, headers=headers, timeout=120, **kwargs
+        )
 
 
 @pytest.fixture

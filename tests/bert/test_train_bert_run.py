@@ -13,15 +13,10 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import mlflow_run, run_id_of
+from tests.conftest import CANDIDATE_METRICS, mlflow_run, run_id_of
 
 pytestmark = pytest.mark.integration
 
-CANDIDATE_METRICS = {
-    f"{split}_{name}"
-    for split in ("val", "test")
-    for name in ("accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc")
-} | {"train_seconds", "predict_ms_per_1k", "threshold"}
 EXPORT_METRICS = {"val_roc_auc_torch", "val_roc_auc_onnx", "onnx_parity_max_abs_diff", "onnx_int8_parity_max_abs_diff"}
 # The graph each backend serves, and its batch size (int8 must score one tweet per call).
 BACKEND_GRAPHS = {"onnx": ("model.onnx", 64), "onnx_int8": ("model_int8.onnx", 1)}

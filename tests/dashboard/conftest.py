@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import threading
-import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-import requests
 
-from tests.conftest import ModelServer
+from tests.conftest import ModelServer, ServerProcess, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
@@ -99,53 +96,25 @@ def fake_server() -> Iterator[FakeServer]:
     fake.stop()
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class DashboardServer:
+class DashboardServer(ServerProcess):
     """`panel serve dashboard/app.py` exactly as the README runs it, on a free 127.0.0.1 port."""
+
+    name = "panel serve"
 
     def __init__(self, model_server_url: str, feedback_db: Path, log_path: Path, **env: str) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.app_url = f"{self.url}/app"
         self.feedback_db = feedback_db
-        self.log_path = log_path
         environment = {**os.environ, "MODEL_SERVER_URL": model_server_url, "FEEDBACK_DB": str(feedback_db), **env}
         environment.pop("MLFLOW_TRACKING_URI", None)  # the registry line is optional; unit-tested on its own
         command = ["panel", "serve", "dashboard/app.py", "--address", "127.0.0.1", "--port", str(self.port)]
         command += ["--allow-websocket-origin", f"127.0.0.1:{self.port}"]
-        self._log = open(log_path, "w")  # noqa: SIM115 (closed in stop())
-        self.process = subprocess.Popen(command, cwd=REPO, env=environment, stdout=self._log, stderr=subprocess.STDOUT)
+        super().__init__(command, environment, log_path, cwd=REPO)
 
     def wait_ready(self, timeout: float = 60) -> DashboardServer:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"panel serve exited:\n{self.log_path.read_text()[-3000:]}")
-            try:
-                if requests.get(self.app_url, timeout=5).status_code == 200:
-                    return self
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.3)
-        raise AssertionError(f"panel serve not ready after {timeout}s:\n{self.log_path.read_text()[-3000:]}")
-
-    def log(self) -> str:
-        return self.log_path.read_text()
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-        self._log.close()
+        self.wait_until_ok(self.app_url, timeout, poll=0.3)
+        return self
 
 
 @pytest.fixture

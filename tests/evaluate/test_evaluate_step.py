@@ -14,18 +14,8 @@ from steps.error_analysis import LENGTH_LABELS, RATE_COLUMNS, WORST_COLUMNS
 from steps.evaluate import FAILING_COLUMNS, candidate_run_id, main, replace_table
 from steps.tracking import StepError
 from tests.conftest import mlflow_run, run_id_of
+from tests.evaluate.test_behaviour_suite import CAPABILITIES
 
-CAPABILITIES = (
-    "negation",
-    "intensity",
-    "sarcasm",
-    "airline_vocabulary",
-    "names",
-    "typos",
-    "urls_mentions",
-    "emoji",
-    "added_sentiment",
-)
 ERROR_TABLES = ("error_rate_by_length", "error_rate_by_topic", "worst_false_negatives", "worst_false_positives")
 
 
@@ -45,7 +35,7 @@ def evaluated(tracking, baseline_run_id):
 @pytest.mark.integration
 def test_behaviour_metrics_are_logged_on_the_evaluated_candidate(evaluated):
     metrics, tags = evaluated.candidate.data.metrics, evaluated.candidate.data.tags
-    keys = [f"behaviour_{name}_failure_rate" for name in (*CAPABILITIES, "mft", "inv", "dir")]
+    keys = [f"behaviour_{name}_failure_rate" for name in (*sorted(CAPABILITIES), "mft", "inv", "dir")]
     for key in [*keys, "behaviour_failure_rate"]:
         assert 0.0 <= metrics[key] <= 1.0, key
     assert metrics["behaviour_cases"] >= 300

@@ -5,15 +5,9 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import mlflow_run, run_id_of
+from tests.conftest import CANDIDATE_METRICS, mlflow_run, run_id_of
 
 pytestmark = pytest.mark.integration
-
-CANDIDATE_METRICS = {
-    f"{split}_{name}"
-    for split in ("val", "test")
-    for name in ("accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc")
-} | {"train_seconds", "predict_ms_per_1k", "threshold"}
 
 
 def test_prepare_data_logs_splits_report_and_dataset_inputs(tracking, prepared_run_id):
