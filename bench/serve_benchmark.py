@@ -25,7 +25,6 @@ import json
 import os
 import platform
 import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -38,6 +37,8 @@ import numpy as np
 import pandas as pd
 import psutil
 import requests
+
+from steps.processes import start_server, stop_server
 
 BENCH_DIR = Path(__file__).resolve().parent
 DEFAULT_MODEL_URI = "models:/tweet-sentiment@champion"
@@ -85,7 +86,8 @@ class Server:
         self.url = f"http://127.0.0.1:{port}"
         self.predict_url = self.url + predict_path
         self.log = tempfile.NamedTemporaryFile("w+", prefix=f"bench-{name}-", suffix=".log", delete=False)  # noqa: SIM115
-        self.process = subprocess.Popen(command, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        self.port = port
+        self.process = start_server(command, env, self.log)
 
     def wait_ready(self, timeout: float = 300) -> Server:
         deadline = time.monotonic() + timeout
@@ -117,15 +119,8 @@ class Server:
         return total / 2**20
 
     def stop(self) -> None:
-        processes = self._tree()
-        for process in reversed(processes):  # children first
-            with contextlib.suppress(psutil.NoSuchProcess):
-                process.terminate()
-        _, alive = psutil.wait_procs(processes, timeout=20)
-        for process in alive:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                process.kill()
-        self.process.wait(timeout=20)
+        """Stop the whole process group (uvicorn outlives the `mlflow` CLI) and wait for the port to close."""
+        stop_server(self.process, self.port)
         self.log.close()
         os.unlink(self.log.name)
 

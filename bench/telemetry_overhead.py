@@ -27,6 +27,7 @@ import requests
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # the ingestion stand-ins the tests use
+from steps.processes import start_server, stop_server  # noqa: E402
 from tests.telemetry.appinsights_capture import (  # noqa: E402
     OFFLINE_ENV,
     CaptureServer,
@@ -65,7 +66,7 @@ def start(case: Case, model_uri: str, log_dir: Path) -> None:
     command += ["-h", "127.0.0.1", "-p", str(case.port), "-w", "1"]
     log = open(log_dir / f"{case.name}.log", "w")  # noqa: SIM115 (lives as long as the server)
     env = {**os.environ, **case.env, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    case.process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    case.process = start_server(command, env, log)
 
 
 def wait_ready(case: Case, log_dir: Path, timeout: float = 300) -> None:
@@ -83,12 +84,8 @@ def wait_ready(case: Case, log_dir: Path, timeout: float = 300) -> None:
 
 
 def stop(case: Case) -> None:
-    if case.process and case.process.poll() is None:
-        case.process.terminate()
-        try:
-            case.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            case.process.kill()
+    if case.process:
+        stop_server(case.process, case.port)
 
 
 def timed_request(session: requests.Session, case: Case, text: str) -> None:

@@ -24,12 +24,15 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 
 import ftfy
 import requests
 from playwright.sync_api import Page, expect, sync_playwright
+
+from steps.processes import start_server, stop_server
 
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM_ARGS = [
@@ -82,19 +85,14 @@ def wait_http(url: str, process: subprocess.Popen | None, timeout: float = 180) 
 def started(command: list[str], env: dict[str, str], ready_url: str) -> Iterator[subprocess.Popen]:
     """Run a server until the block ends; its output goes to a log file kept (and named) on failure."""
     log = tempfile.NamedTemporaryFile("w", prefix="capture-", suffix=".log", delete=False)  # noqa: SIM115
-    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    process = start_server(command, env, log, cwd=REPO)
     succeeded = False
     try:
         wait_http(ready_url, process)
         yield process
         succeeded = True
     finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_server(process, urllib.parse.urlsplit(ready_url).port)
         log.close()
         if succeeded:
             os.unlink(log.name)

@@ -16,6 +16,8 @@ import pytest
 import requests
 from mlflow.tracking import MlflowClient
 
+from steps.processes import start_server, stop_server
+
 REPO = Path(__file__).resolve().parent.parent
 VENV_BIN = str(Path(sys.executable).parent)
 # `mlflow run/serve --env-manager local` exec `python`/`uvicorn` from PATH: use this interpreter's.
@@ -95,14 +97,17 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    """A server subprocess on 127.0.0.1 whose output goes to a log file shown when it fails."""
+    """A server on a 127.0.0.1 port, run as its own process group, its output in a log shown when it fails."""
 
     name = "server"
 
-    def __init__(self, command: list[str], env: dict[str, str], log_path: Path, cwd: Path | None = None) -> None:
+    def __init__(
+        self, command: list[str], env: dict[str, str], log_path: Path, port: int, cwd: Path | None = None
+    ) -> None:
         self.log_path = log_path
+        self.port = port
         self._log = open(log_path, "w")  # noqa: SIM115 (closed in stop())
-        self.process = subprocess.Popen(command, cwd=cwd, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+        self.process = start_server(command, env, self._log, cwd=cwd)
 
     def wait_until_ok(self, url: str, timeout: float, poll: float = 0.5) -> None:
         deadline = time.monotonic() + timeout
@@ -121,11 +126,8 @@ class ServerProcess:
         return self.log_path.read_text()
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
+        """Stop every process of the server (uvicorn outlives the `mlflow` CLI) and wait for the port to close."""
+        stop_server(self.process, self.port)
         self._log.close()
 
 
@@ -139,7 +141,7 @@ class ModelServer(ServerProcess):
         self.url = f"http://127.0.0.1:{self.port}"
         command = ["mlflow", "models", "serve", "-m", model_uri, "--env-manager", "local"]
         command += ["-h", "127.0.0.1", "-p", str(self.port), "-w", "1"]
-        super().__init__(command, env, log_path)
+        super().__init__(command, env, log_path, self.port)
 
     def wait_ready(self, timeout: float = 120) -> ModelServer:
         self.wait_until_ok(f"{self.url}/ping", timeout)

@@ -110,7 +110,7 @@ class DashboardServer(ServerProcess):
         environment.pop("MLFLOW_TRACKING_URI", None)  # the registry line is optional; unit-tested on its own
         command = ["panel", "serve", "dashboard/app.py", "--address", "127.0.0.1", "--port", str(self.port)]
         command += ["--allow-websocket-origin", f"127.0.0.1:{self.port}"]
-        super().__init__(command, environment, log_path, cwd=REPO)
+        super().__init__(command, environment, log_path, self.port, cwd=REPO)
 
     def wait_ready(self, timeout: float = 60) -> DashboardServer:
         self.wait_until_ok(self.app_url, timeout, poll=0.3)

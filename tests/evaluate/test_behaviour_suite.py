@@ -29,6 +29,8 @@ CAPABILITIES = {
     "urls_mentions",
     "emoji",
     "added_sentiment",
+    "service_questions",
+    "polite_complaints",
 }
 
 
@@ -43,6 +45,15 @@ def test_suite_generates_at_least_300_cases_covering_every_capability_and_type(c
     assert set(cases["type"]) == {"MFT", "INV", "DIR"}
     assert cases.groupby("capability").size().min() >= 30
     assert not cases.duplicated(["test", "text", "variant"]).any()
+
+
+def test_false_alarm_guards_cover_service_questions_and_polite_complaints(cases):
+    service = cases[cases["capability"] == "service_questions"]
+    assert len(service) >= 60
+    assert (service["type"] == "MFT").all() and (service["expect"] == "not_negative").all()
+    polite = cases[cases["capability"] == "polite_complaints"]
+    assert len(polite) >= 40
+    assert (polite["type"] == "MFT").all() and (polite["expect"] == "negative").all()
 
 
 def test_expansion_is_deterministic(cases):
