@@ -101,6 +101,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args()
     args.epochs, args.learning_rate, args.warmup_ratio, args.weight_decay = 1.0, 5e-5, 0.06, 0.01
+    args.lr_scheduler = "linear"
     threads = args.threads or cpu_count()
     torch.set_num_threads(threads)
     configure_tracking()

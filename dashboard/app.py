@@ -51,6 +51,21 @@ def message_html(text: str, kind: str = "error", element_id: str = "message") ->
     return f'<div id="{element_id}" role="{role}" style="{style}">{html.escape(text)}</div>'
 
 
+def threshold_meaning_html(prediction: Prediction | None) -> str:
+    """The threshold in use in a support lead's words, from the model's own validation figures."""
+    if prediction is None:
+        text = "Score a tweet to see what this threshold means on the model's validation tweets."
+    elif prediction.val_precision is None or prediction.val_recall is None:
+        text = "This model ships no validation figures for its threshold (logged before they existed)."
+    else:
+        text = (
+            f"At threshold {prediction.threshold:.2f}, on the model's validation tweets: of 100 flagged tweets, "
+            f"about <b>{round(100 * prediction.val_precision)}</b> are complaints; of 100 complaints, about "
+            f"<b>{round(100 * prediction.val_recall)}</b> are flagged."
+        )
+    return f'<div id="threshold-meaning" style="font-size:0.9em">{text}</div>'
+
+
 def field_html(name: str, value: str, element_id: str) -> str:
     """One `name: value` line with an id the browser tests read; the value is escaped."""
     return f'<div><b>{html.escape(name)}:</b> <span id="{element_id}">{html.escape(value)}</span></div>'
@@ -83,6 +98,7 @@ class Dashboard:
             "<small>A tweet is flagged <b>negative</b> when proba_negative ≥ threshold. Moving the slider "
             "sends it as <code>params.threshold</code> and re-scores the current tweet.</small>"
         )
+        self.threshold_meaning = pn.pane.HTML(threshold_meaning_html(None))
 
         self.tweet = pn.widgets.TextAreaInput(
             label="Tweet", placeholder="Type or paste a tweet…", max_length=5000, height=110
@@ -167,6 +183,7 @@ class Dashboard:
             pn.layout.Divider(),
             self.threshold,
             self.use_model_threshold,
+            self.threshold_meaning,
             self.threshold_note,
         ]
 
@@ -265,6 +282,7 @@ class Dashboard:
             self._model_threshold = prediction.threshold
             self._show_threshold(prediction.threshold)
         self._render_result(text, prediction, scored.latency_ms, registry_line=None)
+        self.threshold_meaning.object = threshold_meaning_html(prediction)
         self._refresh_history()
         self.right_button.param.update(label=f"Right: it is {prediction.label}", disabled=False)
         other = OTHER_LABEL[prediction.label]

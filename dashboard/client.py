@@ -7,6 +7,7 @@ page shows as is; nothing from `requests` leaks into the UI.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import threading
@@ -47,6 +48,9 @@ class Prediction:
     proba_negative: float
     threshold: float
     model_version: str
+    # What the threshold in use means on the model's validation split (None: the model ships no figures).
+    val_precision: float | None = None
+    val_recall: float | None = None
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,15 @@ def server_message(response: requests.Response) -> str:
     return text[:300] if text else "no details given"
 
 
+def _optional_float(value: Any) -> float | None:
+    """A number from the answer, or None when it is absent or not a finite number."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
 def parse_predictions(response: requests.Response, expected: int) -> list[Prediction]:
     """Check a 200 answer against the contract; anything else is a `bad_response`."""
 
@@ -115,6 +128,8 @@ def parse_predictions(response: requests.Response, expected: int) -> list[Predic
                 proba_negative=float(row["proba_negative"]),
                 threshold=float(row["threshold"]),
                 model_version=str(row.get("model_version", "unknown")),
+                val_precision=_optional_float(row.get("val_precision")),
+                val_recall=_optional_float(row.get("val_recall")),
             )
             for row in rows
         ]

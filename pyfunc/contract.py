@@ -68,10 +68,25 @@ def resolve_threshold(params: dict[str, Any] | None, stored: float) -> float:
     return value
 
 
-def format_predictions(proba_negative: np.ndarray, threshold: float, model_version: str) -> pd.DataFrame:
-    """One row per input: the response contract of DESIGN.md."""
+def at_curve(curve: dict[str, list[float]] | None, threshold: float) -> tuple[float, float]:
+    """Validation precision and recall at the grid point of the model's operating curve nearest `threshold`."""
+    if not curve:
+        return math.nan, math.nan
+    index = int(np.argmin(np.abs(np.asarray(curve["thresholds"]) - threshold)))
+    return float(curve["precision"][index]), float(curve["recall"][index])
+
+
+def format_predictions(
+    proba_negative: np.ndarray, threshold: float, model_version: str, curve: dict[str, list[float]] | None = None
+) -> pd.DataFrame:
+    """One row per input: the response contract (docs/design.md, "Serving contract").
+
+    With an operating curve (every model logged with a threshold policy ships one), each row also
+    says what the threshold in use means on the model's validation split: `val_precision` (of the
+    flagged tweets, the share that are complaints) and `val_recall` (of the complaints, the share flagged).
+    """
     proba = np.asarray(proba_negative, dtype=np.float64)
-    return pd.DataFrame(
+    frame = pd.DataFrame(
         {
             "label": np.where(proba >= threshold, LABELS[1], LABELS[0]),
             "proba_negative": proba,
@@ -79,6 +94,11 @@ def format_predictions(proba_negative: np.ndarray, threshold: float, model_versi
             "model_version": np.full(len(proba), model_version, dtype=object),
         }
     )
+    if curve:
+        precision, recall = at_curve(curve, threshold)
+        frame["val_precision"] = np.full(len(proba), precision)
+        frame["val_recall"] = np.full(len(proba), recall)
+    return frame
 
 
 def apply_temperature(proba: np.ndarray, temperature: float) -> np.ndarray:
@@ -105,6 +125,8 @@ def signature(threshold: float) -> ModelSignature:
                 ColSpec("double", "proba_negative"),
                 ColSpec("double", "threshold"),
                 ColSpec("string", "model_version"),
+                ColSpec("double", "val_precision", required=False),
+                ColSpec("double", "val_recall", required=False),
             ]
         ),
         params=ParamSchema([ParamSpec("threshold", "double", float(threshold))]),
@@ -119,6 +141,8 @@ class TweetClassifier(PythonModel):
         self.threshold = threshold
         self.model_version = model_version
         self.temperature = 1.0
+        # Validation precision/recall by threshold (steps.operating_point.operating_curve), set at logging.
+        self.operating_curve: dict[str, list[float]] | None = None
 
     # Attributes rebuilt by `load_context` from the model's artifacts, never pickled with the class.
     runtime_attributes: tuple[str, ...] = ()
@@ -151,7 +175,8 @@ class TweetClassifier(PythonModel):
         try:
             texts = validate_texts(model_input)
             threshold = resolve_threshold(params, self.threshold)
-            predictions = format_predictions(self.predict_proba(texts), threshold, self.model_version)
+            curve = getattr(self, "operating_curve", None)  # models logged before the curve existed have none
+            predictions = format_predictions(self.predict_proba(texts), threshold, self.model_version, curve)
         except Exception as error:
             record_failure(self.model_version, error)
             raise

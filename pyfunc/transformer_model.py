@@ -125,10 +125,19 @@ class TorchBackend:
         return output.logits.float().numpy()
 
 
+NEGATIVE_INDEX = 1  # class 1 is `negative` in both label schemes (binary; neutral/negative/positive)
+
+
 def negative_proba(logits: np.ndarray) -> np.ndarray:
-    """P(label 1 = negative) from two-class logits, computed stably."""
+    """P(negative) = softmax(logits)[:, 1], computed stably, for two-class or three-class heads.
+
+    A three-class head (neutral, negative, positive) serves P(negative) against both other classes,
+    so the served contract is the same whichever scheme the model was trained with.
+    """
     logits = np.asarray(logits, dtype=np.float64)
-    return 1.0 / (1.0 + np.exp(logits[:, 0] - logits[:, 1]))
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    weights = np.exp(shifted)
+    return weights[:, NEGATIVE_INDEX] / weights.sum(axis=1)
 
 
 class TransformerTweetClassifier(TweetClassifier):

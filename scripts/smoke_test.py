@@ -28,6 +28,8 @@ PROBE = [
 ]
 EXPECTED_LABELS = ["negative", "not_negative"]
 FIELDS = {"label", "proba_negative", "threshold", "model_version"}
+# What the threshold means on validation: answered by models logged with a threshold policy.
+OPTIONAL_FIELDS = {"val_precision", "val_recall"}
 
 
 class SmokeError(Exception):
@@ -56,7 +58,7 @@ def check(base: str, headers: dict[str, str], labels: bool) -> list[dict]:
     if not isinstance(rows, list) or len(rows) != len(PROBE):
         raise SmokeError(f"expected {len(PROBE)} predictions, got: {text[:500]}")
     for row in rows:
-        if set(row) != FIELDS or row["label"] not in ("negative", "not_negative"):
+        if not FIELDS <= set(row) <= FIELDS | OPTIONAL_FIELDS or row["label"] not in ("negative", "not_negative"):
             raise SmokeError(f"response row breaks the contract: {row}")
         if not 0.0 <= row["proba_negative"] <= 1.0 or not 0.0 <= row["threshold"] <= 1.0:
             raise SmokeError(f"probability or threshold outside [0, 1]: {row}")

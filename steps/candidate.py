@@ -18,8 +18,6 @@ from tqdm.auto import tqdm
 from pyfunc.contract import INPUT_EXAMPLE, TweetClassifier, apply_temperature, signature
 from steps.metrics import (
     ECE_LIMIT,
-    THRESHOLD_RULE,
-    choose_threshold,
     classification_metrics,
     evaluation_figures,
     expected_calibration_error,
@@ -27,6 +25,7 @@ from steps.metrics import (
     reliability_figure,
     threshold_sweep_figure,
 )
+from steps.operating_point import ThresholdPolicy, at_threshold, choose_threshold, operating_curve
 
 PYFUNC_CODE = str(Path(__file__).resolve().parent.parent / "pyfunc")
 SCORING_BATCH = 256
@@ -82,6 +81,34 @@ def _time_served_model(model_uri: str, texts: list[str], expected: np.ndarray) -
     }
 
 
+def choose_operating_point(
+    model: TweetClassifier, y_val: np.ndarray, proba_val: np.ndarray, policy: ThresholdPolicy
+) -> dict[str, float]:
+    """Set the model's threshold and operating curve by the policy; log what the threshold means.
+
+    Returns the metrics that describe it: `threshold`, and on validation the precision, recall and
+    flagged share at it (plus the closed-form cost threshold, for comparison, under `cost`).
+    """
+    threshold = choose_threshold(y_val, proba_val, policy)  # PolicyError: a floor no threshold reaches
+    model.threshold = threshold
+    model.operating_curve = operating_curve(y_val, proba_val, threshold)
+    point = at_threshold(y_val, proba_val, threshold)
+    metrics = {"threshold": threshold, "val_flagged_share": point["flagged_share"]}
+    if policy.name == "cost":
+        metrics["threshold_closed_form"] = 1.0 / (1.0 + policy.cost_ratio)
+    mlflow.log_param("threshold_rule", policy.describe())
+    mlflow.log_dict(model.operating_curve, "operating_curve.json")
+    sweep = threshold_sweep_figure(model.operating_curve, threshold, policy.describe())
+    mlflow.log_figure(sweep, "plots/val_threshold_sweep.png")
+    plt.close(sweep)
+    print(
+        f"threshold {threshold:.3f} ({policy.describe()}): on validation {point['precision']:.1%} of flagged "
+        f"tweets are complaints, {point['recall']:.1%} of complaints are flagged, {point['flagged_share']:.1%} flagged",
+        flush=True,
+    )
+    return metrics
+
+
 def log_candidate(
     model: TweetClassifier,
     family: str,
@@ -89,17 +116,24 @@ def log_candidate(
     train_seconds: float,
     artifacts: dict[str, str],
     pip_requirements: list[str],
+    policy: ThresholdPolicy,
 ) -> str:
-    """Choose the threshold on validation, log metrics, plots and the servable pyfunc; return its URI."""
+    """Choose the threshold on validation, log metrics, plots and the servable pyfunc; return its URI.
+
+    Metrics are logged as soon as they exist, before the model is logged and reloaded, so a run whose
+    model logging fails still shows what it measured.
+    """
     run_id = mlflow.active_run().info.run_id
+    mlflow.set_tags({"candidate": "true", "model_family": family})
     raw = {split: score(model, splits[split]["text"].tolist(), f"scoring {split}") for split in ("val", "test")}
-    calibration = calibrate(model, splits["val"]["label"].to_numpy(), raw["val"])
+    y_val = splits["val"]["label"].to_numpy()
+    calibration = calibrate(model, y_val, raw["val"])
     proba = {split: apply_temperature(values, model.temperature) for split, values in raw.items()}
-    threshold = choose_threshold(splits["val"]["label"].to_numpy(), proba["val"])
-    model.threshold = threshold
     model.model_version = f"{family}:{run_id}"
 
-    metrics = {"threshold": threshold, "train_seconds": train_seconds, **calibration}
+    metrics = {"train_seconds": train_seconds, **calibration}
+    metrics |= choose_operating_point(model, y_val, proba["val"], policy)
+    threshold = model.threshold
     metrics["test_ece"] = expected_calibration_error(splits["test"]["label"].to_numpy(), proba["test"])
     for split in ("val", "test"):
         labels = splits[split]["label"].to_numpy()
@@ -108,11 +142,9 @@ def log_candidate(
             mlflow.log_figure(figure, name)
             plt.close(figure)
         mlflow.log_table(_predictions_table(splits[split], proba[split], threshold), f"predictions/{split}.json")
-    sweep = threshold_sweep_figure(splits["val"]["label"].to_numpy(), proba["val"], threshold)
-    mlflow.log_figure(sweep, "plots/val_threshold_sweep.png")
-    plt.close(sweep)
-    mlflow.log_param("threshold_rule", THRESHOLD_RULE)
-    mlflow.set_tags({"candidate": "true", "model_family": family})
+    mlflow.log_metrics(metrics)
+    summary = ", ".join(f"{key}={metrics[key]:.4f}" for key in ("val_roc_auc", "val_f1", "test_roc_auc", "test_f1"))
+    print(f"{family}: {summary}, threshold={threshold:.3f}", flush=True)
 
     print(f"logging the {family} pyfunc", flush=True)
     info = mlflow.pyfunc.log_model(
@@ -125,8 +157,5 @@ def log_candidate(
         pip_requirements=pip_requirements,
     )
     timing_texts = splits["val"]["text"].tolist()[:TIMING_SAMPLE]
-    metrics |= _time_served_model(info.model_uri, timing_texts, proba["val"])
-    mlflow.log_metrics(metrics)
-    summary = ", ".join(f"{key}={metrics[key]:.4f}" for key in ("val_roc_auc", "val_f1", "test_roc_auc", "test_f1"))
-    print(f"{family}: {summary}, threshold={threshold:.3f}", flush=True)
+    mlflow.log_metrics(_time_served_model(info.model_uri, timing_texts, proba["val"]))
     return info.model_uri

@@ -23,11 +23,12 @@ import mlflow
 import numpy as np
 import pandas as pd
 from matplotlib.ticker import MaxNLocator
-from mlflow.exceptions import ExecutionException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from scipy.stats import rankdata
 
+from pyfunc.transformer_model import cpu_count
+from steps.operating_point import POLICY_ARGUMENTS
 from steps.tracking import PROJECT_ROOT, StepError, log_step_params, resolve_data_run_id, run_step
 from steps.train_lstm import EMBEDDINGS
 from steps.train_lstm import parse_args as train_lstm_args
@@ -37,7 +38,7 @@ DECISION_METRIC = "val_roc_auc"
 BOOTSTRAP_SAMPLES = 1000
 # Knobs forwarded unchanged to every train_lstm child (their defaults are train_lstm's).
 FORWARDED = ("seed", "epochs", "patience", "vocab_size", "max_length", "embedding_dim", "units", "batch_size")
-FORWARDED += ("learning_rate", "w2v_epochs", "min_count")
+FORWARDED += ("learning_rate", "w2v_epochs", "min_count", *POLICY_ARGUMENTS)
 TABLE_COLUMNS = [
     "arm",
     "preprocessing",
@@ -97,13 +98,36 @@ class Arms:
         self.data_run_id = data_run_id
         self.parent = mlflow.active_run().info
         self.run_ids: dict[str, str] = {}
+        self.parallel = max(1, args.parallel_arms or cpu_count())
 
     def run(self, preprocessing: str, embeddings: str) -> str:
         """The run id of this arm, training it unless an earlier comparison already did."""
+        return self.run_together([(preprocessing, embeddings)])[0]
+
+    def run_together(self, arms: list[tuple[str, str]]) -> list[str]:
+        """Train the arms not trained yet side by side, `parallel` at a time, and return every arm's run id.
+
+        Each arm trains on one thread (`train_lstm --threads 1`), so on N cores N arms finish in
+        about the time of one; the results are the same as one after the other (seeded, one thread).
+        """
+        pending = [arm for arm in dict.fromkeys(arms) if f"{arm[0]}+{arm[1]}" not in self.run_ids]
+        for start in range(0, len(pending), self.parallel):
+            submitted = [(arm, self._submit(*arm)) for arm in pending[start : start + self.parallel]]
+            failed = [(arm, run) for arm, run in submitted if not run.wait()]
+            if failed:
+                labels = ", ".join(f"{p}+{e} (run {run.run_id})" for (p, e), run in failed)
+                raise StepError(f"arm(s) {labels} failed; the error is printed above")
+            for (preprocessing, embeddings), run in submitted:
+                self.run_ids[f"{preprocessing}+{embeddings}"] = run.run_id
+        for preprocessing, embeddings in arms:
+            if (preprocessing, embeddings) not in pending:
+                label = f"{preprocessing}+{embeddings}"
+                print(f"==> compare_lstm: reusing arm {label} (run {self.run_ids[label]})", flush=True)
+        return [self.run_ids[f"{preprocessing}+{embeddings}"] for preprocessing, embeddings in arms]
+
+    def _submit(self, preprocessing: str, embeddings: str):
+        """Start one arm as a child run (asynchronously); returns MLflow's SubmittedRun."""
         label = f"{preprocessing}+{embeddings}"
-        if label in self.run_ids:
-            print(f"==> compare_lstm: reusing arm {label} (run {self.run_ids[label]})", flush=True)
-            return self.run_ids[label]
         parameters = {key: str(getattr(self.args, key)) for key in FORWARDED}
         parameters |= {"data_run_id": self.data_run_id, "preprocessing": preprocessing, "embeddings": embeddings}
         child = MlflowClient().create_run(
@@ -112,20 +136,15 @@ class Arms:
             tags={MLFLOW_PARENT_RUN_ID: self.parent.run_id, "lstm_arm": label},
         )
         print(f"==> compare_lstm: training arm {label} (run {child.info.run_id})", flush=True)
-        try:
-            mlflow.projects.run(
-                str(PROJECT_ROOT),
-                entry_point="train_lstm",
-                parameters=parameters,
-                env_manager="local",
-                experiment_id=self.parent.experiment_id,
-                run_id=child.info.run_id,
-                synchronous=True,
-            )
-        except ExecutionException:
-            raise StepError(f"arm {label} failed (run {child.info.run_id}); its error is printed above") from None
-        self.run_ids[label] = child.info.run_id
-        return child.info.run_id
+        return mlflow.projects.run(
+            str(PROJECT_ROOT),
+            entry_point="train_lstm",
+            parameters=parameters,
+            env_manager="local",
+            experiment_id=self.parent.experiment_id,
+            run_id=child.info.run_id,
+            synchronous=False,
+        )
 
 
 def validation_predictions(run_id: str) -> pd.DataFrame:
@@ -244,14 +263,19 @@ def compare(args: argparse.Namespace) -> None:
     mlflow.set_tag("data_run_id", data_run_id)
     arms = Arms(args, data_run_id)
 
-    first = {variant: arms.run(variant, args.embeddings) for variant in ("stem", "lemma")}
+    variants = ("stem", "lemma")
+    first = dict(zip(variants, arms.run_together([(variant, args.embeddings) for variant in variants]), strict=True))
     preprocessing = decide(f"Stemming vs lemmatisation (embeddings: {args.embeddings})", first, args.seed)
     best = preprocessing.winner
-    second = {vectors: arms.run(best, vectors) for vectors in ("word2vec", "fasttext")}
+    # The second comparison and the control both use the winning preprocessing: train them side by side.
+    round_two = [(best, vectors) for vectors in ("word2vec", "fasttext")]
+    round_two += [(best, "learned")] if args.learned_control else []
+    trained = dict(zip((vectors for _, vectors in round_two), arms.run_together(round_two), strict=True))
+    second = {vectors: trained[vectors] for vectors in ("word2vec", "fasttext")}
     embeddings = decide(f"Word2Vec vs FastText (preprocessing: {best})", second, args.seed)
     decisions = [preprocessing, embeddings]
     if args.learned_control:
-        control = {"pretrained": second[embeddings.winner], "learned": arms.run(best, "learned")}
+        control = {"pretrained": second[embeddings.winner], "learned": trained["learned"]}
         decisions.append(decide(f"Control: {embeddings.winner} vectors vs learned embeddings", control, args.seed))
 
     table = comparison_table(arms.run_ids).sort_values(DECISION_METRIC, ascending=False)
@@ -300,6 +324,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data-run-id", default="", help="prepare_data run (empty = newest finished)")
     parser.add_argument("--embeddings", default="word2vec", help="embeddings of comparison 1 (stem vs lemma)")
     parser.add_argument("--learned-control", type=lambda v: v.lower() in ("1", "true", "yes"), default=True)
+    parser.add_argument(
+        "--parallel-arms", type=int, default=0, help="arms trained side by side, one thread each (0 = one per core)"
+    )
     for key in FORWARDED:
         default = getattr(defaults, key)
         parser.add_argument(f"--{key.replace('_', '-')}", type=type(default), default=default)

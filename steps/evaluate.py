@@ -29,6 +29,13 @@ from steps.behaviour import (
     run_suite,
     summarise_tests,
 )
+from steps.service_traffic import (
+    ServiceTrafficError,
+    errors_by_kind,
+    load_service_traffic,
+    score_service_traffic,
+    service_traffic_metrics,
+)
 from steps.tracking import StepError, log_step_params, run_step
 
 DEFAULT_MODEL_URI = "models:/tweet-sentiment@champion"
@@ -86,7 +93,7 @@ def log_on_run(run_id: str, metrics: dict[str, float], tables: dict[str, pd.Data
         replace_table(client, run_id, table, artifact_file)
 
 
-def behaviour(model_uri: str, suite_path: str, run_id: str) -> tuple[dict[str, float], pd.DataFrame, dict]:
+def behaviour(predict, suite_path: str, run_id: str) -> tuple[dict[str, float], pd.DataFrame, dict]:
     """Run the suite through the pyfunc; log rates, the per-test summary and failing cases on the candidate."""
     try:
         suite = load_suite(suite_path or SUITE_PATH)
@@ -94,13 +101,37 @@ def behaviour(model_uri: str, suite_path: str, run_id: str) -> tuple[dict[str, f
     except (SuiteError, OSError) as error:
         raise StepError(str(error)) from None
     print(f"behaviour suite {suite['digest']}: {len(cases)} cases, {cases['test'].nunique()} tests", flush=True)
-    results = run_suite(cases, pyfunc_predictor(model_uri))
+    results = run_suite(cases, predict)
     rates = failure_rates(results)
     summary = summarise_tests(results)
     failing = results.loc[~results["passed"], FAILING_COLUMNS].reset_index(drop=True)
     log_on_run(run_id, rates, {"behaviour/failing_cases.json": failing, "behaviour/tests.json": summary})
     MlflowClient().set_tag(run_id, "behaviour_suite", f"{suite.get('version', 0)}:{suite['digest']}")
     return rates, results, {"digest": suite["digest"], "cases": len(cases)}
+
+
+def service_traffic(predict, path: str, run_id: str) -> dict:
+    """Score the hand-written service-traffic set at the served threshold; log rates and rows on the candidate.
+
+    Reported only: nothing trains, picks a threshold or ranks on it (docs/design.md).
+    """
+    try:
+        frame, digest = load_service_traffic(path) if path else load_service_traffic()
+    except ServiceTrafficError as error:
+        raise StepError(str(error)) from None
+    scored = score_service_traffic(frame, predict)
+    metrics = service_traffic_metrics(scored)
+    by_kind = errors_by_kind(scored)
+    tables = {"service_traffic/predictions.json": scored, "service_traffic/errors_by_kind.json": by_kind}
+    log_on_run(run_id, metrics, tables)
+    MlflowClient().set_tag(run_id, "service_traffic_set", digest)
+    print(
+        f"service traffic ({len(scored)} tweets, set {digest}): accuracy {metrics['service_traffic_accuracy']:.3f}, "
+        f"false alarms {metrics['service_traffic_false_alarm_rate']:.3f}, "
+        f"missed complaints {metrics['service_traffic_miss_rate']:.3f}\n" + by_kind.round(3).to_string(index=False),
+        flush=True,
+    )
+    return {"digest": digest, "metrics": metrics, "by_kind": by_kind.to_dict(orient="records")}
 
 
 def _metric_suffix(value: str) -> str:
@@ -183,13 +214,15 @@ def evaluate(args: argparse.Namespace) -> None:
     mlflow.set_tags({"evaluated_run_id": run_id, "evaluated_model_family": family})
     print(f"evaluating {args.model_uri} (run {run_id}, family {family})", flush=True)
 
-    rates, results, suite = behaviour(args.model_uri, args.suite, run_id)
+    predict = pyfunc_predictor(args.model_uri)
+    rates, results, suite = behaviour(predict, args.suite, run_id)
     print_rates(results)
+    traffic = service_traffic(predict, args.service_traffic, run_id)
     error_report = errors(run_id, args.worst_errors)
     calibration_report = calibration(run_id)
     MlflowClient().set_tag(run_id, "evaluated_by", mlflow.active_run().info.run_id)
 
-    mlflow.log_metrics(rates)
+    mlflow.log_metrics(rates | traffic["metrics"])
     mlflow.log_metrics({f"calibration_{k}": v for k, v in calibration_report.items() if isinstance(v, float)})
     mlflow.log_table(results, "behaviour/cases.json")
     mlflow.log_dict(
@@ -198,6 +231,7 @@ def evaluate(args: argparse.Namespace) -> None:
             "evaluated_run_id": run_id,
             "model_family": family,
             "behaviour": {"suite": suite, "failure_rates": rates},
+            "service_traffic": traffic,
             "error_analysis": error_report,
             "calibration": calibration_report,
         },
@@ -210,6 +244,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model-uri", default=DEFAULT_MODEL_URI, help="runs:/<id>/model or models:/<name>@<alias>")
     parser.add_argument("--suite", default="", help="behaviour suite YAML (empty = steps/behaviour_suite.yaml)")
+    parser.add_argument("--service-traffic", default="", help="service-traffic CSV (empty = steps/service_traffic.csv)")
     parser.add_argument("--worst-errors", type=int, default=20, help="false negatives/positives listed per kind")
     args = parser.parse_args(argv)
     run_step("evaluate", lambda run: evaluate(args))

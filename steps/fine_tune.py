@@ -86,13 +86,13 @@ def encode_dataset(encoder: TextEncoder, texts: list[str], labels: np.ndarray) -
 
 
 def training_arguments(args, output_dir: str) -> TrainingArguments:
-    """Linear warmup then decay, batches of similar length, no checkpoints, no third-party reporters."""
+    """Warmup then the chosen decay, batches of similar length, no checkpoints, no third-party reporters."""
     return TrainingArguments(
         output_dir=output_dir,
         num_train_epochs=args.epochs,
         per_device_train_batch_size=args.batch_size,
         learning_rate=args.learning_rate,
-        lr_scheduler_type="linear",
+        lr_scheduler_type=args.lr_scheduler,
         warmup_steps=float(args.warmup_ratio),  # a float in [0, 1) is a ratio of the total steps
         weight_decay=args.weight_decay,
         train_sampling_strategy="group_by_length",

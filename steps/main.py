@@ -14,6 +14,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_PARENT_RUN_ID, MLFLOW_PROJECT_ENTRY_POINT
 
 from steps.compare_lstm import lstm_candidates
+from steps.operating_point import add_policy_arguments, policy_from_args
 from steps.tracking import PROJECT_ROOT, run_step
 
 MODEL_NAME = "tweet-sentiment"
@@ -82,20 +83,20 @@ class Pipeline:
 
 def run_pipeline(args: argparse.Namespace) -> None:
     """prepare_data -> baseline -> LSTM comparisons -> transformer -> evaluate each candidate -> register."""
+    policy = policy_from_args(args).params()  # one policy for every family; a bad parameter fails here
     expected_candidates = 1 + (3 + args.lstm_learned_control) + 1
     steps = Pipeline(total_steps=4 + expected_candidates + 1, use_cache=args.use_cache)
     data_run_id = steps.step(
         "prepare_data", {"source": args.source, "path": args.path, "max_rows": args.max_rows, "seed": args.seed}
     )
     common = {"data_run_id": data_run_id, "seed": args.seed}
-    candidates = [steps.step("train_baseline", common)]
-    compare = steps.step(
-        "compare_lstm", {**common, "epochs": args.lstm_epochs, "learned_control": args.lstm_learned_control}
-    )
+    candidates = [steps.step("train_baseline", common | policy)]
+    lstm = {"epochs": args.lstm_epochs, "learned_control": args.lstm_learned_control}
+    compare = steps.step("compare_lstm", common | policy | lstm)
     candidates += lstm_candidates(compare)
     bert = {"epochs": args.bert_epochs, "max_train_samples": args.bert_max_train_samples}
     bert |= {"max_length": args.bert_max_length, "pretrained": args.bert_pretrained}
-    candidates.append(steps.step("train_bert", {**common, **bert}))
+    candidates.append(steps.step("train_bert", common | policy | bert))
     steps.total_steps = steps.done + len(candidates) + 1
     for run_id in candidates:
         steps.step("evaluate", {"model_uri": f"runs:/{run_id}/model"})
@@ -142,6 +143,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--bert-max-train-samples", type=int, default=BERT_MAX_TRAIN_SAMPLES)
     parser.add_argument("--bert-max-length", type=int, default=64)
     parser.add_argument("--bert-epochs", type=int, default=1)
+    add_policy_arguments(parser)
     args = parser.parse_args(argv)
     run_step("main", lambda run: run_pipeline(args))
 

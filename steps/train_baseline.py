@@ -16,6 +16,7 @@ from sklearn.pipeline import FeatureUnion, Pipeline
 from pyfunc.normalize import VARIANTS, normalize_batch
 from pyfunc.sklearn_model import PIPELINE_ARTIFACT, SklearnTweetClassifier
 from steps.candidate import log_candidate
+from steps.operating_point import add_policy_arguments, policy_from_args
 from steps.tracking import StepError, log_step_params, pinned, prepare_training, run_step
 
 # Words, the placeholders (xxurl, emoji_...) and "!"/"?" which carry complaint intensity.
@@ -83,6 +84,7 @@ def validate(args: argparse.Namespace) -> None:
 
 def train(args: argparse.Namespace) -> None:
     validate(args)
+    policy = policy_from_args(args)
     log_step_params(vars(args))
     _, splits = prepare_training(args.data_run_id)
     train_split = splits["train"]
@@ -100,7 +102,13 @@ def train(args: argparse.Namespace) -> None:
         path = Path(tmp) / "pipeline.joblib"
         joblib.dump(pipeline, path)
         log_candidate(
-            model, "baseline", splits, train_seconds, {PIPELINE_ARTIFACT: str(path)}, pinned(*SERVING_PACKAGES)
+            model,
+            "baseline",
+            splits,
+            train_seconds,
+            {PIPELINE_ARTIFACT: str(path)},
+            pinned(*SERVING_PACKAGES),
+            policy,
         )
 
 
@@ -115,6 +123,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--C", type=float, default=4.0, help="inverse regularisation strength")
     parser.add_argument("--class-weight", default="balanced", help="balanced or none")
     parser.add_argument("--seed", type=int, default=42)
+    add_policy_arguments(parser)
     args = parser.parse_args(argv)
     run_step("train_baseline", lambda run: train(args))
 

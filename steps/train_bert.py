@@ -38,6 +38,7 @@ from pyfunc.transformer_model import (
     cpu_count,
 )
 from steps.candidate import log_candidate, score
+from steps.operating_point import add_policy_arguments, policy_from_args
 from steps.pretrained import DEFAULT_PRETRAINED, Resolution, resolve_and_load
 from steps.tracking import StepError, log_step_params, pinned, prepare_training, run_step
 
@@ -54,6 +55,12 @@ ONNX_PACKAGES = (
 )
 TORCH_PACKAGES = (*ONNX_PACKAGES[:1], "torch", "transformers", *ONNX_PACKAGES[2:])
 TORCH_CPU_INDEX = "--extra-index-url https://download.pytorch.org/whl/cpu"
+LR_SCHEDULERS = ("linear", "cosine", "constant_with_warmup")  # transformers' names, passed to TrainingArguments
+# Class ids per label scheme; `negative` is class 1 in both, which is what the pyfunc serves.
+LABEL_SCHEMES = {
+    "binary": LABELS,
+    "three_class": {0: "neutral", 1: "negative", 2: "positive"},
+}
 MIN_LENGTH = 8
 
 
@@ -68,6 +75,7 @@ def _count(value: str) -> int:
 
 def validate(args: argparse.Namespace) -> None:
     """Parameter checks that need no model; the max_length limit is checked once the model is loaded."""
+    policy_from_args(args)
     if args.preprocessing not in VARIANTS:
         raise StepError(f"unknown preprocessing {args.preprocessing!r}; valid choices: {', '.join(VARIANTS)}")
     if args.max_length < MIN_LENGTH:
@@ -76,6 +84,10 @@ def validate(args: argparse.Namespace) -> None:
         raise StepError("epochs and learning_rate must be > 0 and batch_size >= 1")
     if not 0 <= args.warmup_ratio < 1 or args.weight_decay < 0 or args.max_train_samples < 0:
         raise StepError("warmup_ratio must be in [0, 1), weight_decay >= 0, max_train_samples >= 0 (0 = all)")
+    if args.label_scheme not in LABEL_SCHEMES:
+        raise StepError(f"label_scheme must be one of {', '.join(LABEL_SCHEMES)}, got {args.label_scheme!r}")
+    if args.lr_scheduler not in LR_SCHEDULERS:
+        raise StepError(f"lr_scheduler must be one of {', '.join(LR_SCHEDULERS)}, got {args.lr_scheduler!r}")
     if args.bf16 not in ("auto", "true", "false"):
         raise StepError(f"bf16 must be auto, true or false, got {args.bf16!r}")
 
@@ -91,21 +103,42 @@ def subsample(frame: pd.DataFrame, size: int, seed: int) -> pd.DataFrame:
     return sample
 
 
-def load_pretrained(name: str, local_files_only: bool):
-    """Tokenizer and a two-class head on the encoder; class 1 is `negative` as in the contract."""
+def load_pretrained(name: str, local_files_only: bool, label_scheme: str = "binary"):
+    """Tokenizer and a classification head on the encoder; class 1 is `negative` in every scheme."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+    id2label = LABEL_SCHEMES[label_scheme]
     tokenizer = AutoTokenizer.from_pretrained(name, local_files_only=local_files_only)
     if not tokenizer.is_fast:
         raise ValueError(f"{name} has no fast (Rust) tokenizer, which the served model needs")
     model = AutoModelForSequenceClassification.from_pretrained(
         name,
-        num_labels=2,
-        id2label=dict(LABELS),
-        label2id={label: index for index, label in LABELS.items()},
+        num_labels=len(id2label),
+        id2label=dict(id2label),
+        label2id={label: index for index, label in id2label.items()},
         local_files_only=local_files_only,
     )
     return tokenizer, model
+
+
+def training_targets(frame: pd.DataFrame, label_scheme: str) -> np.ndarray:
+    """Class ids to train on: the binary label, or the corpus's own three sentiments.
+
+    Three-class training teaches the encoder that a neutral question and praise differ from a
+    complaint in different ways; the model still serves P(negative).
+    """
+    if label_scheme == "binary":
+        return frame["label"].to_numpy()
+    classes = {label: index for index, label in LABEL_SCHEMES[label_scheme].items()}
+    if "sentiment" not in frame.columns or not frame["sentiment"].isin(list(classes)).all():
+        found = sorted(frame["sentiment"].dropna().unique()) if "sentiment" in frame.columns else "no sentiment column"
+        raise StepError(
+            f"label_scheme three_class needs a sentiment of {', '.join(classes)} on every training row "
+            f"(found {found}): prepare the data again, or use label_scheme binary"
+        )
+    if frame["sentiment"].nunique() < len(classes):
+        raise StepError(f"label_scheme three_class needs all of {', '.join(classes)} in the training split")
+    return frame["sentiment"].map(classes).to_numpy()
 
 
 def position_limit(tokenizer, config) -> int:
@@ -221,14 +254,16 @@ def train(args: argparse.Namespace) -> None:
     if train_split.empty:
         raise StepError("the training split is empty: nothing to fine-tune on (check the prepare_data run)")
     set_seed(args.seed)  # before loading: the classification head is initialised at load time
-    (tokenizer, model), resolution = resolve_and_load(args.pretrained, load_pretrained)
+    targets = training_targets(train_split, args.label_scheme)
+    load = lambda name, local_files_only: load_pretrained(name, local_files_only, args.label_scheme)  # noqa: E731
+    (tokenizer, model), resolution = resolve_and_load(args.pretrained, load)
     log_resolution(resolution)
     limit = position_limit(tokenizer, model.config)
     if args.max_length > limit:
         raise StepError(f"max_length {args.max_length} exceeds the limit of {resolution.resolved} ({limit} tokens)")
 
     encoder = served_encoder(tokenizer, args)
-    dataset = encode_dataset(encoder, train_split["text"].tolist(), train_split["label"].to_numpy())
+    dataset = encode_dataset(encoder, train_split["text"].tolist(), targets)
     describe_training_data(dataset, resolution, args)
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
@@ -246,6 +281,7 @@ def train(args: argparse.Namespace) -> None:
             figures["train_seconds"],
             artifacts,
             serving_requirements(ONNX_ARTIFACT in artifacts),
+            policy_from_args(args),
         )
 
 
@@ -262,6 +298,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--epochs", type=float, default=1.0)
     parser.add_argument("--batch-size", type=_count, default=32)
     parser.add_argument("--learning-rate", type=float, default=5e-5)
+    parser.add_argument(
+        "--lr-scheduler", default="linear", help=f"learning-rate schedule after warmup: {', '.join(LR_SCHEDULERS)}"
+    )
+    parser.add_argument(
+        "--label-scheme",
+        default="binary",
+        help="binary (negative or not) or three_class (the corpus's neutral/negative/positive; serves P(negative))",
+    )
     parser.add_argument("--warmup-ratio", type=float, default=0.06)
     parser.add_argument("--weight-decay", type=float, default=0.01)
     parser.add_argument("--max-train-samples", type=_count, default=0, help="stratified sample; 0 = all")
@@ -269,6 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--export-onnx", type=_flag, default=True)
     parser.add_argument("--quantize", type=_flag, default=True, help="int8, kept only if val AUC holds")
     parser.add_argument("--seed", type=_count, default=42)
+    add_policy_arguments(parser)
     return parser
 
 

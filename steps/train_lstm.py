@@ -33,6 +33,7 @@ from pyfunc.keras_model import (
 )
 from pyfunc.normalize import VARIANTS
 from steps.candidate import log_candidate
+from steps.operating_point import add_policy_arguments, policy_from_args
 from steps.tracking import StepError, log_step_params, pinned, prepare_training, run_step
 
 EMBEDDINGS = ("learned", "word2vec", "fasttext")
@@ -52,6 +53,7 @@ def keras_backend() -> str:
 
 def validate(args: argparse.Namespace) -> None:
     """Every parameter checked before anything is logged, so a typo never leaves a half-made candidate."""
+    policy_from_args(args)
     if args.preprocessing not in VARIANTS:
         raise StepError(f"unknown preprocessing {args.preprocessing!r}; valid choices: {', '.join(VARIANTS)}")
     if args.embeddings not in EMBEDDINGS:
@@ -236,7 +238,7 @@ def log_artifacts_and_candidate(classifier: KerasTweetClassifier, vectors_model,
             mlflow.log_artifacts(str(vectors_dir), artifact_path=f"embeddings/{args.embeddings}")
         artifacts = {MODEL_ARTIFACT: str(model_path), VOCABULARY_ARTIFACT: str(vocabulary_path)}
         requirements = serving_requirements(classifier.keras_backend)
-        log_candidate(classifier, "lstm", splits, train_seconds, artifacts, requirements)
+        log_candidate(classifier, "lstm", splits, train_seconds, artifacts, requirements, policy_from_args(args))
 
 
 def train(args: argparse.Namespace) -> None:
@@ -294,6 +296,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--min-count", type=int, default=2, help="gensim: ignore rarer tokens")
     parser.add_argument("--w2v-epochs", type=int, default=5, help="gensim training epochs")
     parser.add_argument("--fasttext-bucket", type=int, default=100_000, help="FastText n-gram hash buckets")
+    add_policy_arguments(parser)
     return parser.parse_args(argv)
 
 

@@ -32,6 +32,8 @@ CANDIDATE_METRICS = {
     for split in ("val", "test")
     for name in ("accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc")
 } | {"train_seconds", "predict_ms_per_1k", "threshold"}
+# What every served row holds (pyfunc.contract.format_predictions): the contract, then what the threshold means.
+RESPONSE_FIELDS = {"label", "proba_negative", "threshold", "model_version", "val_precision", "val_recall"}
 
 
 @dataclass

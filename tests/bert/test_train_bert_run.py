@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import CANDIDATE_METRICS, mlflow_run, run_id_of
+from tests.conftest import CANDIDATE_METRICS, RESPONSE_FIELDS, mlflow_run, run_id_of
 
 pytestmark = pytest.mark.integration
 
@@ -102,7 +102,7 @@ def test_served_model_answers_the_contract(bert_run_id, serve):
     rows = answer.json()["predictions"]
     assert len(rows) == 3
     for row in rows:
-        assert set(row) == {"label", "proba_negative", "threshold", "model_version"}
+        assert set(row) == RESPONSE_FIELDS
         assert row["label"] in {"negative", "not_negative"} and 0.0 <= row["proba_negative"] <= 1.0
         assert row["model_version"] == f"transformer:{bert_run_id}"
     override = server.invocations({"inputs": {"text": texts[:1]}, "params": {"threshold": 0.0}})

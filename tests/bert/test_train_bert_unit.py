@@ -22,6 +22,8 @@ def arguments(**overrides) -> argparse.Namespace:
         epochs=1.0,
         batch_size=32,
         learning_rate=5e-5,
+        lr_scheduler="linear",
+        label_scheme="binary",
         warmup_ratio=0.06,
         weight_decay=0.01,
         max_train_samples=0,
@@ -29,6 +31,10 @@ def arguments(**overrides) -> argparse.Namespace:
         export_onnx=True,
         quantize=True,
         seed=42,
+        threshold_policy="cost",
+        cost_ratio=2.0,
+        beta=2.0,
+        min_precision=0.8,
     )
     return argparse.Namespace(**(defaults | overrides))
 
@@ -51,12 +57,33 @@ def test_cli_defaults_are_the_measured_ones():
         ({"warmup_ratio": 1.0}, "warmup_ratio"),
         ({"max_train_samples": -1}, "max_train_samples"),
         ({"bf16": "yes"}, "bf16 must be auto, true or false"),
+        ({"label_scheme": "five_class"}, "label_scheme must be one of binary, three_class, got 'five_class'"),
+        ({"lr_scheduler": "step"}, "lr_scheduler must be one of linear, cosine, constant_with_warmup"),
+        ({"threshold_policy": "max_f2"}, "threshold_policy must be one of cost, f_beta, precision_floor"),
+        ({"min_precision": 1.5}, r"min_precision must be in \(0, 1\], got 1.5"),
     ],
 )
 def test_bad_parameters_stop_with_one_line(overrides, message):
     with pytest.raises(StepError, match=message) as error:
         train_bert.validate(arguments(**overrides))
     assert "\n" not in str(error.value)
+
+
+def test_three_class_targets_keep_negative_as_class_one():
+    frame = pd.DataFrame(
+        {"text": list("abcd"), "label": [1, 0, 0, 1], "sentiment": ["negative", "neutral", "positive", "negative"]}
+    )
+    assert train_bert.training_targets(frame, "binary").tolist() == [1, 0, 0, 1]
+    assert train_bert.training_targets(frame, "three_class").tolist() == [1, 0, 2, 1]
+    assert train_bert.LABEL_SCHEMES["three_class"][1] == "negative" == train_bert.LABEL_SCHEMES["binary"][1]
+
+
+def test_three_class_without_the_corpus_sentiments_is_a_one_line_error():
+    binary_only = pd.DataFrame({"text": list("ab"), "label": [1, 0], "sentiment": ["negative", "positive"]})
+    with pytest.raises(StepError, match="three_class needs all of neutral, negative, positive"):
+        train_bert.training_targets(binary_only, "three_class")
+    with pytest.raises(StepError, match="no sentiment column"):
+        train_bert.training_targets(binary_only.drop(columns="sentiment"), "three_class")
 
 
 def test_subsample_is_stratified_and_reproducible():

@@ -82,6 +82,9 @@ def test_label_mapping_class_one_is_negative(tiny):
     assert model.config.label2id == {"not_negative": 0, "negative": 1}
     proba = negative_proba(np.array([[0.0, 4.0], [4.0, 0.0], [1.0, 1.0]]))
     np.testing.assert_allclose(proba, [1 / (1 + np.exp(-4)), 1 / (1 + np.exp(4)), 0.5])
+    # A three-class head (neutral, negative, positive) serves P(negative) against both others.
+    three = negative_proba(np.array([[0.0, np.log(2.0), 0.0], [5.0, -5.0, 5.0]]))
+    np.testing.assert_allclose(three, [0.5, np.exp(-10) / (2 + np.exp(-10))])
 
 
 def test_batches_sorted_by_length_return_rows_in_request_order(tiny, tiny_encoder):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 from types import SimpleNamespace
 
@@ -101,3 +102,28 @@ def test_an_unusable_csv_is_a_plain_message(session):
     asyncio.run(session._score_file(b"id,tweet\n1,hello\n", "bad.csv"))
     assert "needs a &#x27;text&#x27; column" in session.batch_message.object
     assert session.download.disabled
+
+
+def test_beside_the_slider_the_threshold_is_said_in_a_support_leads_words(session, fake_server):
+    assert "Score a tweet to see what this threshold means" in session.threshold_meaning.object
+
+    def with_figures(path, body):
+        status, content_type, payload = fake_server.contract_answer(body)
+        rows = json.loads(payload)["predictions"]
+        for row in rows:  # what a model logged with a threshold policy answers
+            row |= {"val_precision": 0.874, "val_recall": 0.912}
+        return status, content_type, json.dumps({"predictions": rows}).encode()
+
+    fake_server.reply = with_figures
+    session.tweet.value = "x" * 60
+    asyncio.run(session._on_predict())
+    meaning = session.threshold_meaning.object
+    assert "At threshold 0.42" in meaning
+    assert "of 100 flagged tweets, about <b>87</b> are complaints" in meaning
+    assert "of 100 complaints, about <b>91</b> are flagged" in meaning
+
+
+def test_a_model_without_validation_figures_says_so_beside_the_slider(session, fake_server):
+    session.tweet.value = "x" * 60  # the scripted contract answer carries no val_precision / val_recall
+    asyncio.run(session._on_predict())
+    assert "ships no validation figures" in session.threshold_meaning.object

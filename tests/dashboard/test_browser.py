@@ -69,6 +69,9 @@ def test_threshold_slider_is_sent_as_params_and_changes_the_decision(page, dashb
     set_threshold(page, 0.01)
     expect(page.locator("#result-threshold")).to_have_text("0.0100 (from the slider)", timeout=WAIT_MS)
     expect(page.locator("#result-label")).to_have_text("negative")
+    # Beside the slider, what 0.01 means on the model's validation tweets: nearly every complaint flagged.
+    expect(page.locator("#threshold-meaning")).to_contain_text("At threshold 0.01", timeout=WAIT_MS)
+    expect(page.locator("#threshold-meaning")).to_contain_text("of 100 complaints, about 100 are flagged")
 
     page.locator("input[type=checkbox]").check()  # back to the model's own threshold
     expect(page.locator("#result-threshold")).to_contain_text("(model's own)", timeout=WAIT_MS)

@@ -12,6 +12,7 @@ from mlflow import MlflowClient
 
 from steps.error_analysis import LENGTH_LABELS, RATE_COLUMNS, WORST_COLUMNS
 from steps.evaluate import FAILING_COLUMNS, candidate_run_id, main, replace_table
+from steps.service_traffic import load_service_traffic
 from steps.tracking import StepError
 from tests.conftest import mlflow_run, run_id_of
 from tests.evaluate.test_behaviour_suite import CAPABILITIES
@@ -63,6 +64,24 @@ def test_failing_cases_and_error_analysis_artifacts_are_on_the_candidate(evaluat
     assert "test_error_rate_crowdflower_airline" in metrics
     plots = {item.path for item in MlflowClient().list_artifacts(run_id, "plots")}
     assert "plots/test_error_rates.png" in plots
+
+
+@pytest.mark.integration
+def test_service_traffic_is_scored_at_the_served_threshold_and_logged_on_the_candidate(evaluated):
+    run_id, metrics = evaluated.candidate.info.run_id, evaluated.candidate.data.metrics
+    scored = read_table(run_id, "service_traffic/predictions.json")
+    frame, digest = load_service_traffic()
+    assert scored["text"].tolist() == frame["text"].tolist()
+    assert (scored["predicted"] == (scored["proba_negative"] >= metrics["threshold"])).all()
+    assert metrics["service_traffic_accuracy"] == pytest.approx(scored["correct"].mean())
+    assert metrics["service_traffic_false_alarm_rate"] == pytest.approx(
+        scored.loc[scored.label == 0, "predicted"].mean()
+    )
+    assert metrics["service_traffic_miss_rate"] == pytest.approx(1 - scored.loc[scored.label == 1, "predicted"].mean())
+    assert evaluated.candidate.data.tags["service_traffic_set"] == digest
+    assert evaluated.run.data.metrics["service_traffic_accuracy"] == metrics["service_traffic_accuracy"]
+    by_kind = read_table(run_id, "service_traffic/errors_by_kind.json")
+    assert by_kind["rows"].sum() == len(frame) and "question_neutral" in set(by_kind["kind"])
 
 
 @pytest.mark.integration

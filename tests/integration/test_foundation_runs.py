@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import CANDIDATE_METRICS, mlflow_run, run_id_of
+from tests.conftest import CANDIDATE_METRICS, RESPONSE_FIELDS, mlflow_run, run_id_of
 
 pytestmark = pytest.mark.integration
 
@@ -21,7 +21,9 @@ def test_prepare_data_logs_splits_report_and_dataset_inputs(tracking, prepared_r
     train = pd.read_parquet(
         mlflow.artifacts.download_artifacts(run_id=prepared_run_id, artifact_path="data/train.parquet")
     )
-    assert list(train.columns) == ["text", "label", "source"]
+    assert list(train.columns) == ["text", "label", "source", "sentiment"]
+    assert set(train["sentiment"]) == {"negative", "neutral", "positive"}
+    assert (train["label"] == (train["sentiment"] == "negative")).all()
     assert set(train["label"]) == {0, 1}
     report = mlflow.artifacts.load_dict(f"runs:/{prepared_run_id}/data_report.json")
     assert sum(split["rows"] for split in report["splits"].values()) == 900
@@ -44,7 +46,10 @@ def test_baseline_run_logs_the_candidate_contract(tracking, prepared_run_id, bas
     assert set(run.data.metrics) >= CANDIDATE_METRICS
     assert run.data.tags["candidate"] == "true" and run.data.tags["model_family"] == "baseline"
     assert run.data.params["data_run_id"] == prepared_run_id
-    assert "F2" in run.data.params["threshold_rule"]
+    assert run.data.params["threshold_policy"] == "cost" and run.data.params["cost_ratio"] == "2"
+    assert "missed complaint costing 2 false alarms" in run.data.params["threshold_rule"]
+    assert 0.0 < run.data.metrics["val_flagged_share"] < 1.0
+    assert run.data.metrics["threshold_closed_form"] == pytest.approx(1 / 3)
     assert 0.5 < run.data.metrics["val_roc_auc"] <= 1.0
     plots = {f.path for f in client.list_artifacts(baseline_run_id, "plots")}
     assert {"plots/val_confusion_matrix.png", "plots/val_roc_curve.png", "plots/test_pr_curve.png"} <= plots
@@ -90,7 +95,7 @@ def test_served_baseline_answers_the_contract(serve, baseline_run_id):
     records = server.invocations({"dataframe_records": [{"text": "I hate this airline"}, {"text": "lovely crew :)"}]})
     assert records.status_code == 200
     rows = records.json()["predictions"]
-    assert [set(row) for row in rows] == [{"label", "proba_negative", "threshold", "model_version"}] * 2
+    assert [set(row) for row in rows] == [RESPONSE_FIELDS] * 2
     assert rows[0]["proba_negative"] > rows[1]["proba_negative"]
     columns = server.invocations({"inputs": {"text": ["I hate this airline"]}, "params": {"threshold": 0.0}})
     assert columns.json()["predictions"][0]["label"] == "negative"

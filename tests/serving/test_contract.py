@@ -8,6 +8,9 @@ import mlflow
 import pandas as pd
 import pytest
 import requests
+from mlflow.tracking import MlflowClient
+
+from tests.conftest import RESPONSE_FIELDS
 
 pytestmark = pytest.mark.integration
 
@@ -26,7 +29,6 @@ JSON_FORMS = {
     "instances_records": {"instances": [{"text": text} for text in TEXTS]},
     "instances_columns": {"instances": {"text": TEXTS}},
 }
-RESPONSE_FIELDS = {"label", "proba_negative", "threshold", "model_version"}
 
 
 def predictions(response: requests.Response) -> pd.DataFrame:
@@ -70,6 +72,10 @@ def test_response_rows_follow_the_contract(server, stored_threshold, baseline_ru
     expected_labels = ["negative" if p >= stored_threshold else "not_negative" for p in served["proba_negative"]]
     assert served["label"].tolist() == expected_labels
     assert set(served["model_version"]) == {f"baseline:{baseline_run_id}"}
+    # What the stored threshold means on the model's validation split, as the training run logged it.
+    run = MlflowClient().get_run(baseline_run_id)
+    assert served["val_precision"].tolist() == pytest.approx([run.data.metrics["val_precision"]] * len(TEXTS))
+    assert served["val_recall"].tolist() == pytest.approx([run.data.metrics["val_recall"]] * len(TEXTS))
 
 
 @pytest.mark.parametrize("form", ["dataframe_split", "inputs_columns"])
@@ -84,6 +90,7 @@ def test_threshold_param_overrides_that_request_only(server, reference, stored_t
     assert_matches_reference(overridden, reference(TEXTS, threshold=override))
     everything = predictions(server.invocations({**JSON_FORMS[form], "params": {"threshold": 0.0}}))
     assert set(everything["label"]) == {"negative"}
+    assert set(everything["val_recall"]) == {1.0}  # flagging every tweet catches every complaint
 
     after = predictions(server.invocations(JSON_FORMS[form]))
     assert after["threshold"].tolist() == pytest.approx([stored_threshold] * len(TEXTS))

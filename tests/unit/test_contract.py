@@ -90,5 +90,11 @@ def test_runtime_attributes_are_not_pickled():
 def test_signature_declares_text_in_and_the_threshold_param():
     declared = signature(0.42)
     assert declared.inputs.input_names() == ["text"]
-    assert declared.outputs.input_names() == ["label", "proba_negative", "threshold", "model_version"]
+    assert declared.outputs.input_names()[:4] == ["label", "proba_negative", "threshold", "model_version"]
+    # What the threshold in use means on validation: optional, models logged before it lack it.
+    optional = {spec.name for spec in declared.outputs.inputs if not spec.required}
+    assert declared.outputs.input_names()[4:] == ["val_precision", "val_recall"] and optional == {
+        "val_precision",
+        "val_recall",
+    }
     assert declared.params.params[0].name == "threshold" and declared.params.params[0].default == 0.42

@@ -1,21 +1,13 @@
-"""Threshold rule, metric keys and calibration measures."""
+"""Metric keys and calibration measures (the threshold policies: test_operating_point.py)."""
 
 import numpy as np
 import pytest
 
 from steps.metrics import (
-    choose_threshold,
     classification_metrics,
     expected_calibration_error,
     fit_temperature,
 )
-
-
-def test_f2_threshold_prefers_recall_over_precision():
-    y = np.array([1, 1, 1, 0, 0, 0, 0, 0])
-    proba = np.array([0.9, 0.6, 0.3, 0.35, 0.2, 0.1, 0.1, 0.05])
-    # At 0.3 every complaint is caught at the cost of one false alarm: F2 is highest there.
-    assert choose_threshold(y, proba) == pytest.approx(0.3)
 
 
 def test_metric_keys_and_values_at_the_threshold():
