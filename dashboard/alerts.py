@@ -17,6 +17,7 @@ import logging
 import os
 import sqlite3
 import time
+import urllib.parse
 from collections import Counter
 from collections.abc import Iterable
 from contextlib import closing
@@ -186,9 +187,23 @@ def post_webhook(url: str, evaluation: Evaluation) -> bool:
     try:
         requests.post(url, json=payload, timeout=10).raise_for_status()
     except requests.RequestException as error:  # the alert is logged and recorded either way
-        _log.error("alert webhook %s failed: %s", url, error)
+        _log.error("alert webhook %s failed: %s", webhook_origin(url), failure_reason(error))
         return False
     return True
+
+
+def webhook_origin(url: str) -> str:
+    """Scheme and host only: Slack/Teams-style webhook URLs carry their token in the path (a secret)."""
+    parts = urllib.parse.urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname or '?'}{f':{parts.port}' if parts.port else ''}/…"
+
+
+def failure_reason(error: requests.RequestException) -> str:
+    """Why the POST failed, without the URL that requests puts in its messages."""
+    response = getattr(error, "response", None)
+    if response is not None:
+        return f"HTTP {response.status_code}"
+    return type(error).__name__
 
 
 def render(evaluation: Evaluation) -> str:

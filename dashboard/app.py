@@ -145,6 +145,7 @@ class Dashboard:
 
         self.file_input = pn.widgets.FileInput(accept=".csv,text/csv", multiple=False)
         self.score_button = pn.widgets.Button(label="Score the file", color="primary", disabled=True)
+        self.resume_button = pn.widgets.Button(label="Score the rest", color="warning", visible=False)
         self.progress = pn.indicators.Progress(value=0, max=100, bar_color="primary", visible=False)
         self.batch_message = pn.pane.HTML("", visible=False)
         self.histogram = pn.Column()  # holds a fresh Bokeh pane per batch
@@ -175,6 +176,7 @@ class Dashboard:
         self.wrong_button.on_click(self._on_wrong)
         self.file_input.param.watch(self._on_file, "value")
         self.score_button.on_click(self._on_score_file)
+        self.resume_button.on_click(self._on_resume_batch)
 
     def sidebar(self) -> list:
         return [
@@ -201,6 +203,7 @@ class Dashboard:
             ),
             self.file_input,
             self.score_button,
+            self.resume_button,
             self.progress,
             self.batch_message,
             self.histogram,
@@ -377,6 +380,8 @@ class Dashboard:
         self.score_button.disabled = not event.new
         self.download.disabled = True
         self.scored_csv = None
+        self.pending_batch = None
+        self.resume_button.visible = False
 
     async def _on_score_file(self, event=None) -> None:
         data, name = self.file_input.value, self.file_input.filename or "tweets.csv"
@@ -392,6 +397,7 @@ class Dashboard:
     async def _score_file(self, data: bytes, name: str) -> None:
         self.histogram[:] = []  # nothing from a previous file stays on screen
         self.preview.visible = False
+        self.resume_button.visible = False
         try:
             frame = await asyncio.to_thread(batch.read_csv, data)
             column = batch.text_column(frame)
@@ -399,30 +405,59 @@ class Dashboard:
             self.batch_message.param.update(object=message_html(str(error), "error", "batch-status"), visible=True)
             return
         valid = batch.valid_mask(frame[column])
-        texts = frame.loc[valid, column].tolist()
+        self.pending_batch = {"frame": frame, "valid": valid, "column": column, "name": name}
+        self.pending_batch |= {"texts": frame.loc[valid, column].tolist(), "predictions": [], "latency_ms": 0.0}
+        await self._score_pending()
+
+    async def _on_resume_batch(self, event=None) -> None:
+        """Score the rows a failed batch left, without re-sending those already scored."""
+        if not self.pending_batch:
+            return
+        self.resume_button.loading = True
+        try:
+            await self._score_pending()
+        finally:
+            self.resume_button.loading = False
+
+    async def _score_pending(self) -> None:
+        """Send the pending batch's unscored tweets; show the whole result, or what was scored and what was not."""
+        pending = self.pending_batch
+        texts, done = pending["texts"], len(pending["predictions"])
         loop = asyncio.get_running_loop()
-        self.progress.param.update(value=0, max=max(len(texts), 1), visible=True)
+        self.progress.param.update(value=done, max=max(len(texts), 1), visible=True)
         self.batch_message.param.update(
-            object=message_html(f"Scoring {len(texts)} tweets from {name}…", "info", "batch-status"), visible=True
+            object=message_html(f"Scoring {len(texts) - done} tweets from {pending['name']}…", "info", "batch-status"),
+            visible=True,
         )
 
-        def progress(done: int, total: int) -> None:  # called from the worker thread
-            loop.call_soon_threadsafe(setattr, self.progress, "value", done)
+        def progress(scored: int, total: int) -> None:  # called from the worker thread
+            loop.call_soon_threadsafe(setattr, self.progress, "value", scored)
 
-        try:
-            scored = await asyncio.to_thread(
-                self.client.predict_in_chunks, texts, self._threshold_to_send(), None, progress
-            )
-        except ModelServerError as error:
-            self.batch_message.param.update(object=message_html(error.message, "error", "batch-status"))
+        scored = await asyncio.to_thread(
+            self.client.predict_in_chunks, texts, self._threshold_to_send(), None, progress, done
+        )
+        pending["predictions"] += scored.predictions
+        pending["latency_ms"] += scored.latency_ms
+        result = batch.join_predictions(pending["frame"], pending["valid"], pending["predictions"])
+        skipped = int((~pending["valid"]).sum())
+        self._show_batch(result, pending["name"], pending["column"], skipped, pending["latency_ms"])
+        if scored.failure is None:
+            self.pending_batch = None
+            self.resume_button.visible = False
             return
-        result = batch.join_predictions(frame, valid, scored.predictions)
-        self._show_batch(result, name, column, skipped=int((~valid).sum()), latency_ms=scored.latency_ms)
+        left = len(texts) - len(pending["predictions"])
+        message = (
+            f"Scored {len(pending['predictions'])} of {len(texts)} tweets; {left} not scored yet "
+            f"(empty label in the download): {scored.failure.message} "
+            f"Press “Score the rest” once the model server is back."
+        )
+        self.batch_message.param.update(object=message_html(message, "error", "batch-status"), visible=True)
+        self.resume_button.param.update(label=f"Score the remaining {left} tweets", visible=True)
 
     def _show_batch(self, result: pd.DataFrame, name: str, column: str, skipped: int, latency_ms: float) -> None:
         self.scored_csv = batch.to_csv_bytes(result)
         self.download.param.update(filename=f"scored_{name.rsplit('.', 1)[0]}.csv", disabled=False)
-        scored = result[result["valid"]]
+        scored = result[result["valid"] & result["label"].notna()]
         negatives = int((scored["label"] == "negative").sum())
         took = f"{latency_ms:.0f} ms" if latency_ms < 1000 else f"{latency_ms / 1000:.1f} s"
         summary = f"Scored {len(scored)} tweets from {name} in {took}: {negatives} negative"

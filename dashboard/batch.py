@@ -52,13 +52,18 @@ def valid_mask(texts: pd.Series) -> pd.Series:
 
 
 def join_predictions(frame: pd.DataFrame, valid: pd.Series, predictions: list[Prediction]) -> pd.DataFrame:
-    """The input rows with `valid` and the prediction columns; invalid rows keep empty predictions."""
+    """The input rows with `valid` and the prediction columns; invalid rows keep empty predictions.
+
+    `predictions` may cover only the first valid rows (a batch the model server stopped answering):
+    the valid rows after them keep empty predictions too, so a partial download is still every row.
+    """
     scored = frame.copy()
     scored["valid"] = valid.to_numpy()
     for column in PREDICTION_COLUMNS:
         scored[column] = pd.Series([None] * len(frame), index=frame.index, dtype=object)
     if predictions:
-        rows = pd.DataFrame([prediction.__dict__ for prediction in predictions], index=frame.index[valid.to_numpy()])
+        index = frame.index[valid.to_numpy()][: len(predictions)]
+        rows = pd.DataFrame([prediction.__dict__ for prediction in predictions], index=index)
         for column in PREDICTION_COLUMNS:
             scored.loc[rows.index, column] = rows[column]
     scored["proba_negative"] = pd.to_numeric(scored["proba_negative"])

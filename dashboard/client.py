@@ -55,10 +55,14 @@ class Prediction:
 
 @dataclass(frozen=True)
 class Scored:
-    """Predictions in request order and the wall time of the HTTP call(s)."""
+    """Predictions in request order and the wall time of the HTTP call(s).
+
+    For a batch that stopped early, `failure` says why and `predictions` holds the rows scored before it.
+    """
 
     predictions: list[Prediction]
     latency_ms: float
+    failure: ModelServerError | None = None
 
 
 def env_float(name: str, default: float) -> float:
@@ -214,26 +218,29 @@ class ModelClient:
         threshold: float | None = None,
         chunk_rows: int | None = None,
         on_progress: Callable[[int, int], None] | None = None,
+        start: int = 0,
     ) -> Scored:
-        """Score a large batch `chunk_rows` at a time (one request when it fits), reporting rows done.
+        """Score `texts[start:]` `chunk_rows` at a time (one request when it fits), reporting rows done.
 
-        A failing chunk stops the batch: its error names the rows as numbered in the whole batch.
+        A failing chunk stops the batch without losing what was scored: the result keeps the
+        predictions of the chunks before it, and `failure` names the rows not scored (numbered in
+        the whole batch), so the caller can show them and retry from there (`start`).
         """
         size = max(1, chunk_rows or self.chunk_rows)
         predictions: list[Prediction] = []
         latency_ms = 0.0
-        for start in range(0, len(texts), size):
-            chunk = texts[start : start + size]
+        for begin in range(start, len(texts), size):
+            chunk = texts[begin : begin + size]
             try:
                 scored = self.predict(chunk, threshold, timeout=self.batch_timeout)
             except ModelServerError as error:
-                where = f" (rows {start}-{start + len(chunk) - 1} of {len(texts)}; {start} rows were scored)"
-                message = shift_row_numbers(error.message, start) + (where if len(texts) > size else "")
-                raise ModelServerError(error.kind, message, error.status) from None
+                where = f" (rows {begin}-{len(texts) - 1} of {len(texts)} not scored; {begin} rows were scored)"
+                message = shift_row_numbers(error.message, begin) + (where if len(texts) > size else "")
+                return Scored(predictions, latency_ms, ModelServerError(error.kind, message, error.status))
             predictions += scored.predictions
             latency_ms += scored.latency_ms
             if on_progress:
-                on_progress(len(predictions), len(texts))
+                on_progress(begin + len(chunk), len(texts))
         return Scored(predictions, latency_ms)
 
     def ping(self) -> bool:

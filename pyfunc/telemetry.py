@@ -101,7 +101,9 @@ def _configure(service_name: str) -> bool:
         _instrument_fastapi()
         _create_instruments()
     except Exception as error:  # a bad connection string or a broken install must not stop the server
-        _log.warning("telemetry off: Azure Monitor could not be configured: %s", error)
+        # The connection string holds the instrumentation key: an error that echoes it is redacted.
+        reason = str(error).replace(connection_string, f"<{CONNECTION_STRING_ENV}>")
+        _log.warning("telemetry off: Azure Monitor could not be configured: %s: %s", type(error).__name__, reason)
         return False
     return True
 

@@ -35,13 +35,14 @@ OUTPUT_NAME = "logits"
 # every token the model can see for any real text; training goes through the same cut.
 CHARS_PER_TOKEN = 32
 DEFAULT_BATCH_SIZE = 64
+CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")  # cgroup v2: "<quota> <period>" or "max <period>"
 
 
 def cpu_count() -> int:
     """Cores this process may use: CPU affinity, capped by a cgroup v2 quota (containers, Web Apps)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     try:
-        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        quota, period = CGROUP_CPU_MAX.read_text().split()[:2]
         if quota != "max":
             cores = min(cores, max(1, int(int(quota) / int(period))))
     except (OSError, ValueError):
@@ -170,6 +171,9 @@ class TransformerTweetClassifier(TweetClassifier):
     def attach(self, encoder: TextEncoder, backend: OnnxBackend | TorchBackend) -> None:
         """Install the runtime pieces: a worker per core for one-thread ONNX sessions (torch already
         spreads one call over every core, so it gets a single worker), and per-worker batch buffers."""
+        previous = getattr(self, "_pool", None)
+        if previous is not None:  # training attaches torch, then each export: one live pool at a time
+            previous.shutdown(wait=True)
         self.encoder, self.backend = encoder, backend
         workers = cpu_count() if isinstance(backend, OnnxBackend) else 1
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tweet-scoring")

@@ -30,7 +30,7 @@ from scipy.stats import rankdata
 from pyfunc.transformer_model import cpu_count
 from steps.operating_point import POLICY_ARGUMENTS
 from steps.tracking import PROJECT_ROOT, StepError, log_step_params, resolve_data_run_id, run_step
-from steps.train_lstm import EMBEDDINGS
+from steps.train_lstm import CURVE_NAMES, EMBEDDINGS
 from steps.train_lstm import parse_args as train_lstm_args
 from steps.train_lstm import validate as validate_arm
 
@@ -213,7 +213,7 @@ def comparison_chart(table: pd.DataFrame) -> plt.Figure:
     bars.set_title("Validation figures per arm (same split)")
     bars.legend(loc="upper center", bbox_to_anchor=(0.5, -0.08), ncols=2, fontsize=8)
     for label, run_id in zip(table["arm"], table["run_id"], strict=True):
-        history = sorted(client.get_metric_history(run_id, "val_auc"), key=lambda metric: metric.step)
+        history = sorted(client.get_metric_history(run_id, CURVE_NAMES["val_auc"]), key=lambda metric: metric.step)
         curves.plot([m.step + 1 for m in history], [m.value for m in history], marker="o", label=label)
     curves.xaxis.set_major_locator(MaxNLocator(integer=True))
     curves.set_xlabel("epoch")

@@ -2,7 +2,8 @@
 
 Each step runs through `mlflow.projects.run`, as in MLflow's multistep workflow example: its outputs
 are artifacts that the next step takes by run id. A finished run of the same entry point with the
-same parameters and code version is reused instead of recomputed (`use_cache`).
+same parameters, code version (commit plus uncommitted changes) and input digest is reused instead
+of recomputed (`use_cache`; steps.run_cache says what the key covers).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_PARENT_RUN_ID, ML
 
 from steps.compare_lstm import lstm_candidates
 from steps.operating_point import add_policy_arguments, policy_from_args
+from steps.run_cache import CODE_VERSION_TAG, INPUT_DIGEST_TAG, code_version, input_digest
 from steps.tracking import PROJECT_ROOT, run_step
 
 MODEL_NAME = "tweet-sentiment"
@@ -22,15 +24,15 @@ MODEL_NAME = "tweet-sentiment"
 BERT_MAX_TRAIN_SAMPLES = 16_000
 
 
-def _find_finished(entry_point: str, parameters: dict[str, str], experiment_id: str) -> str | None:
-    """A finished run of this entry point with these parameters on the current code version."""
-    client = MlflowClient()
-    commit = MlflowClient().get_run(mlflow.active_run().info.run_id).data.tags.get(MLFLOW_GIT_COMMIT)
+def find_finished(
+    client: MlflowClient, entry_point: str, parameters: dict[str, str], depends_on: dict[str, str], experiment_id: str
+) -> str | None:
+    """A finished run of this entry point with these parameters and the same dependency key (steps.run_cache)."""
     query = f"tags.`{MLFLOW_PROJECT_ENTRY_POINT}` = '{entry_point}' and attributes.status = 'FINISHED'"
     for run in client.search_runs([experiment_id], query, order_by=["attributes.start_time DESC"]):
-        if commit and run.data.tags.get(MLFLOW_GIT_COMMIT) != commit:
+        if any(run.data.tags.get(tag) != value for tag, value in depends_on.items()):
             continue
-        if all(run.data.params.get(key) == str(value) for key, value in parameters.items()):
+        if all(run.data.params.get(name) == value for name, value in parameters.items()):
             return run.info.run_id
     return None
 
@@ -46,6 +48,14 @@ class Pipeline:
         self.parent_run_id = parent.info.run_id
         self.experiment_id = parent.info.experiment_id
         self.git_commit = MlflowClient().get_run(self.parent_run_id).data.tags.get(MLFLOW_GIT_COMMIT)
+        self.code_version = code_version(PROJECT_ROOT)
+
+    def dependency_key(self, entry_point: str, parameters: dict[str, str]) -> dict[str, str]:
+        """What a reusable run must share besides its parameters: the code, and the bytes of a file input."""
+        key = {CODE_VERSION_TAG: self.code_version}
+        if "path" in parameters:
+            key[INPUT_DIGEST_TAG] = input_digest(parameters["path"])
+        return key
 
     def step(self, entry_point: str, parameters: dict[str, object], reusable: bool = True) -> str:
         """Run (or reuse) one entry point and return its run id.
@@ -55,15 +65,20 @@ class Pipeline:
         self.done += 1
         parameters = {key: str(value) for key, value in parameters.items()}
         banner = f"[{self.done}/{self.total_steps}] {entry_point}"
-        cached = reusable and self.use_cache and _find_finished(entry_point, parameters, self.experiment_id)
+        client = MlflowClient()
+        depends_on = self.dependency_key(entry_point, parameters)
+        cached = (
+            reusable
+            and self.use_cache
+            and find_finished(client, entry_point, parameters, depends_on, self.experiment_id)
+        )
         if cached:
             print(f"==> {banner}: reusing finished run {cached}", flush=True)
             return cached
         print(f"==> {banner} {parameters}", flush=True)
         # With a given run_id, mlflow.projects.run logs neither the entry point nor the parameters:
         # record them here, as `mlflow run` would, so the UI and the cache lookup can see them.
-        client = MlflowClient()
-        tags = {MLFLOW_PARENT_RUN_ID: self.parent_run_id, MLFLOW_PROJECT_ENTRY_POINT: entry_point}
+        tags = {MLFLOW_PARENT_RUN_ID: self.parent_run_id, MLFLOW_PROJECT_ENTRY_POINT: entry_point, **depends_on}
         if self.git_commit:
             tags[MLFLOW_GIT_COMMIT] = self.git_commit
         child = client.create_run(self.experiment_id, tags=tags, run_name=entry_point)
@@ -96,6 +111,8 @@ def run_pipeline(args: argparse.Namespace) -> None:
     candidates += lstm_candidates(compare)
     bert = {"epochs": args.bert_epochs, "max_train_samples": args.bert_max_train_samples}
     bert |= {"max_length": args.bert_max_length, "pretrained": args.bert_pretrained}
+    bert |= {"label_scheme": args.bert_label_scheme, "learning_rate": args.bert_learning_rate}
+    bert |= {"lr_scheduler": args.bert_lr_scheduler}
     candidates.append(steps.step("train_bert", common | policy | bert))
     steps.total_steps = steps.done + len(candidates) + 1
     for run_id in candidates:
@@ -142,7 +159,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--bert-pretrained", default="", help="empty = distilbert-base-uncased (offline fallback)")
     parser.add_argument("--bert-max-train-samples", type=int, default=BERT_MAX_TRAIN_SAMPLES)
     parser.add_argument("--bert-max-length", type=int, default=64)
-    parser.add_argument("--bert-epochs", type=int, default=1)
+    parser.add_argument("--bert-epochs", type=float, default=1)
+    parser.add_argument("--bert-label-scheme", default="binary", help="binary or three_class (serves P(negative))")
+    parser.add_argument("--bert-learning-rate", type=float, default=5e-5)
+    parser.add_argument("--bert-lr-scheduler", default="linear", help="linear, cosine or constant_with_warmup")
     add_policy_arguments(parser)
     args = parser.parse_args(argv)
     run_step("main", lambda run: run_pipeline(args))

@@ -1,13 +1,13 @@
 """The operating point: which P(negative) flags a tweet, chosen on validation by an explicit policy.
 
 Every model family goes through `choose_threshold`, so a threshold always means the same thing:
-- `cost` (default): the threshold with the lowest expected cost on validation, a missed complaint
-  costing `cost_ratio` false alarms. It is the empirical minimiser over the validation scores, not
-  the closed form 1 / (1 + cost_ratio): the closed form is the Bayes decision only for exactly
-  calibrated probabilities, and temperature scaling corrects the average, not every region (an ECE
-  up to 0.03 remains), so the threshold that really minimises the cost can differ. The closed form
-  is logged beside it as `threshold_closed_form`: a wide gap shows miscalibration near the operating
-  point (docs/design.md, "Operating point").
+- `cost` (default): the Bayes decision for a missed complaint costing `cost_ratio` false alarms,
+  flag when P(negative) >= 1 / (1 + cost_ratio), applied to the calibrated probabilities every
+  candidate serves. The empirical minimiser of the cost on validation is logged beside it
+  (`threshold_empirical_min_cost`) but not used: the cost curve is flat near its minimum, so that
+  minimiser moves a lot between resamples of the same validation rows (docs/design.md, "Operating
+  point"), while the closed form does not move at all. A wide gap between the two shows
+  miscalibration near the operating point.
 - `f_beta`: the threshold that maximises F-beta of the negative class (beta > 1 favours recall).
 - `precision_floor`: the lowest threshold whose validation precision is at least `min_precision`,
   i.e. the most complaints caught while at least that share of flagged tweets are complaints.
@@ -54,7 +54,10 @@ class ThresholdPolicy:
     def describe(self) -> str:
         """The rule in words, logged as the `threshold_rule` param."""
         if self.name == "cost":
-            return f"minimum expected cost on validation, a missed complaint costing {self.cost_ratio:g} false alarms"
+            return (
+                f"minimum expected cost for calibrated probabilities, a missed complaint costing {self.cost_ratio:g} "
+                f"false alarms: flag when proba_negative >= 1/(1+{self.cost_ratio:g})"
+            )
         if self.name == "f_beta":
             return f"maximum F{self.beta:g} of the negative class on validation"
         return f"lowest threshold with validation precision >= {self.min_precision:g} (most complaints caught)"
@@ -91,11 +94,16 @@ def expected_cost(y_true: np.ndarray, proba: np.ndarray, thresholds: np.ndarray,
     return (cost_ratio * missed + false_positives) / max(1, len(y_true))
 
 
-def _min_cost(y_true: np.ndarray, proba: np.ndarray, cost_ratio: float) -> float:
-    """The lowest threshold of minimum cost: at equal cost, the one that catches more complaints."""
+def empirical_min_cost_threshold(y_true: np.ndarray, proba: np.ndarray, cost_ratio: float) -> float:
+    """The lowest validation threshold of minimum cost (at equal cost, the one that catches more complaints)."""
     thresholds = _candidate_thresholds(proba)
     cost = expected_cost(y_true, proba, thresholds, cost_ratio)
     return float(thresholds[int(np.argmin(cost))])
+
+
+def closed_form_threshold(cost_ratio: float) -> float:
+    """Flag when P(negative) * cost_ratio >= 1 - P(negative): the threshold 1 / (1 + cost_ratio)."""
+    return 1.0 / (1.0 + cost_ratio)
 
 
 def _max_f_beta(y_true: np.ndarray, proba: np.ndarray, beta: float) -> float:
@@ -138,7 +146,7 @@ def choose_threshold(y_true: np.ndarray, proba: np.ndarray, policy: ThresholdPol
     """
     y_true, proba = np.asarray(y_true).astype(int), np.asarray(proba, dtype=np.float64)
     if policy.name == "cost":
-        return _min_cost(y_true, proba, policy.cost_ratio)
+        return closed_form_threshold(policy.cost_ratio)
     if policy.name == "f_beta":
         return _max_f_beta(y_true, proba, policy.beta)
     return _precision_floor(y_true, proba, policy.min_precision)

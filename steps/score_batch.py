@@ -287,11 +287,20 @@ def score_frame(spark, frame, model_path: str, threshold: float | None, partitio
 def summarise(spark, output: str, seconds: float) -> dict[str, Any]:
     """Counts read back from the written Parquet (column pruning keeps this cheap)."""
     written = spark.read.parquet(output)
-    counts = written.groupBy("valid", "label").count().collect()
-    rows = sum(row["count"] for row in counts)
-    valid = sum(row["count"] for row in counts if row["valid"])
-    negative = sum(row["count"] for row in counts if row["label"] == "negative")
+    counts = [(row["valid"], row["label"], row["count"]) for row in written.groupBy("valid", "label").count().collect()]
     versions = [row[0] for row in written.filter("valid").select("model_version").distinct().limit(5).collect()]
+    return summary_from_counts(counts, versions, seconds)
+
+
+def summary_from_counts(counts: list[tuple[bool, str | None, int]], versions: list[str], seconds: float) -> dict:
+    """The run's summary from (valid, label, rows) groups.
+
+    `tweets_per_second` counts the tweets the model scored: invalid rows are only marked, never
+    scored, and counting them would overstate the model's throughput on dirty input.
+    """
+    rows = sum(count for _, _, count in counts)
+    valid = sum(count for is_valid, _, count in counts if is_valid)
+    negative = sum(count for _, label, count in counts if label == "negative")
     return {
         "rows": rows,
         "valid_rows": valid,
@@ -299,7 +308,7 @@ def summarise(spark, output: str, seconds: float) -> dict[str, Any]:
         "negative_rows": negative,
         "negative_share": negative / valid if valid else 0.0,
         "seconds": seconds,
-        "tweets_per_second": rows / seconds if seconds > 0 else 0.0,
+        "tweets_per_second": valid / seconds if seconds > 0 else 0.0,
         "model_versions": versions,
     }
 

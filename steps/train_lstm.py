@@ -159,15 +159,30 @@ def build_model(args: argparse.Namespace, vocabulary_size: int, weights: np.ndar
     return model
 
 
+# Keras history key -> the training-curve metric logged per epoch. Named apart from the candidate
+# metric keys (`val_roc_auc`, ...) so the MLflow comparison view shows no curve as a NaN column
+# of the other families; `epoch_val_auc` is Keras' own AUC (trapezoids over 200 thresholds).
+CURVE_NAMES = {
+    "loss": "epoch_train_loss",
+    "auc": "epoch_train_auc",
+    "val_loss": "epoch_val_loss",
+    "val_auc": "epoch_val_auc",
+}
+
+
 def epoch_curves_callback():
-    """MLflow's Keras callback (loss/AUC per epoch, with steps) minus its step-less `validation_*` copies.
+    """MLflow's Keras callback with the curves renamed (CURVE_NAMES), minus its step-less `validation_*` copies.
 
     Its `on_test_end` re-logs the validation figures of each epoch at step 0 under another name; the
-    per-epoch `val_loss`/`val_auc` curves already hold them.
+    per-epoch `epoch_val_loss`/`epoch_val_auc` curves already hold them.
     """
     from mlflow.keras import MlflowCallback
 
     class EpochCurves(MlflowCallback):
+        def on_epoch_end(self, epoch, logs=None) -> None:
+            renamed = {CURVE_NAMES.get(key, f"epoch_{key}"): value for key, value in (logs or {}).items()}
+            super().on_epoch_end(epoch, renamed)
+
         def on_test_end(self, logs=None) -> None:
             return None
 

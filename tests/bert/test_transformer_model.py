@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pyfunc import transformer_model
 from pyfunc.contract import LABELS
 from pyfunc.normalize import normalize
 from pyfunc.transformer_model import (
@@ -139,8 +140,39 @@ def test_encoder_reads_the_pad_token_of_the_saved_tokenizer(tiny_pretrained):
     assert encoder.normalise(["Planes were cancelled"]) == ["plane be cancel"]
 
 
-def test_cpu_count_is_positive():
-    assert cpu_count() >= 1
+@pytest.mark.parametrize(
+    ("affinity", "cpu_max", "omp", "expected"),
+    [
+        (8, "max 100000", None, 8),  # no quota: every core the process may run on
+        (8, "200000 100000", None, 2),  # a 2-core container quota caps the 8 visible cores
+        (8, "50000 100000", None, 1),  # half a core still gets one worker
+        (8, "max 100000", "3", 3),  # a Spark task's OMP_NUM_THREADS caps it further
+        (2, "400000 100000", "16", 2),  # neither quota nor OMP_NUM_THREADS raises the affinity
+        (4, None, "not-a-number", 4),  # no cgroup v2 file, unusable OMP_NUM_THREADS: affinity alone
+    ],
+)
+def test_cpu_count_honours_affinity_cgroup_quota_and_omp_threads(
+    monkeypatch, tmp_path, affinity, cpu_max, omp, expected
+):
+    monkeypatch.setattr(transformer_model.os, "sched_getaffinity", lambda pid: set(range(affinity)))
+    cgroup = tmp_path / "cpu.max"
+    if cpu_max is not None:
+        cgroup.write_text(cpu_max + "\n")
+    monkeypatch.setattr(transformer_model, "CGROUP_CPU_MAX", cgroup)
+    if omp is None:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("OMP_NUM_THREADS", omp)
+    assert cpu_count() == expected
+
+
+def test_attaching_again_shuts_the_previous_worker_pool_down(tiny, tiny_encoder):
+    _, model = tiny
+    model_under_test = classifier(tiny_encoder, TorchBackend(model), batch_size=4)
+    first = model_under_test._pool
+    model_under_test.attach(tiny_encoder, TorchBackend(model))
+    assert first._shutdown and not model_under_test._pool._shutdown
+    assert model_under_test.raw_proba(TEXTS[:2]).shape == (2,)
 
 
 def test_int8_graph_scored_one_tweet_per_call_ignores_the_other_rows(tiny_encoder, onnx_path, tmp_path):

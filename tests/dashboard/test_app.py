@@ -98,6 +98,36 @@ def test_a_csv_is_scored_with_invalid_rows_kept(session, fake_server):
     assert csv_text.splitlines()[2] == "2,,False,,,,"
 
 
+def test_a_batch_the_server_stops_answering_keeps_its_rows_and_resumes(session, fake_server):
+    texts = [f"tweet number {i}" for i in range(6)]
+    data = ("text\n" + "\n".join(texts) + "\n").encode()
+    session.client.chunk_rows = 2
+    healthy = fake_server.reply
+    calls = []
+
+    def down_after_first_chunk(path, body):
+        calls.append(body)
+        return (503, "text/plain", b"restarting") if len(calls) > 1 else healthy(path, body)
+
+    fake_server.reply = down_after_first_chunk
+    asyncio.run(session._score_file(data, "tweets.csv"))
+    assert "Scored 2 of 6 tweets; 4 not scored yet" in session.batch_message.object
+    assert "rows 2-5 of 6 not scored" in session.batch_message.object
+    assert session.resume_button.visible and session.resume_button.label == "Score the remaining 4 tweets"
+    partial = session._scored_file().read().decode().splitlines()
+    assert partial[1].startswith("tweet number 0,True,") and partial[3] == "tweet number 2,True,,,,"
+    assert not session.download.disabled  # what was scored can be downloaded already
+
+    fake_server.reply = healthy
+    asyncio.run(session._on_resume_batch())
+    resent = [row[0] for _, path, body, _ in fake_server.requests[-2:] for row in body["dataframe_split"]["data"]]
+    assert resent == texts[2:]
+    assert "Scored 6 tweets from tweets.csv" in session.batch_message.object
+    assert not session.resume_button.visible
+    complete = session._scored_file().read().decode().splitlines()
+    assert all(",True,negative," in line or ",True,not_negative," in line for line in complete[1:])
+
+
 def test_an_unusable_csv_is_a_plain_message(session):
     asyncio.run(session._score_file(b"id,tweet\n1,hello\n", "bad.csv"))
     assert "needs a &#x27;text&#x27; column" in session.batch_message.object

@@ -148,7 +148,7 @@ def test_a_batch_that_fits_is_one_request(server):
     assert len(server.requests) == 1
 
 
-def test_a_failing_chunk_names_rows_as_numbered_in_the_whole_batch(server):
+def test_a_failing_chunk_keeps_what_was_scored_and_names_the_rows_left(server):
     def reject_second_chunk(path, body):
         if body["dataframe_split"]["data"][0][0] == "t3":
             payload = {"error_code": "INVALID_PARAMETER_VALUE", "message": "row 1: text is empty"}
@@ -156,11 +156,18 @@ def test_a_failing_chunk_names_rows_as_numbered_in_the_whole_batch(server):
         return server.contract_answer(body)
 
     server.reply = reject_second_chunk
-    with pytest.raises(ModelServerError) as caught:
-        ModelClient(server.url).predict_in_chunks([f"t{i}" for i in range(8)], chunk_rows=3)
-    assert caught.value.kind == "rejected"
-    assert "row 4: text is empty" in caught.value.message
-    assert "(rows 3-5 of 8; 3 rows were scored)" in caught.value.message
+    texts = [f"t{i}" for i in range(8)]
+    scored = ModelClient(server.url).predict_in_chunks(texts, chunk_rows=3)
+    assert len(scored.predictions) == 3  # the first chunk's predictions are kept
+    assert scored.failure.kind == "rejected"
+    assert "row 4: text is empty" in scored.failure.message
+    assert "(rows 3-7 of 8 not scored; 3 rows were scored)" in scored.failure.message
+
+    server.reply = lambda path, body: server.contract_answer(body)
+    rest = ModelClient(server.url).predict_in_chunks(texts, chunk_rows=3, start=3)
+    assert rest.failure is None and len(rest.predictions) == 5
+    sent = [[row[0] for row in body["dataframe_split"]["data"]] for _, _, body, _ in server.requests]
+    assert sent[-2:] == [texts[3:6], texts[6:8]]  # the retry re-sends none of the scored rows
 
 
 def test_ping_and_version(server):

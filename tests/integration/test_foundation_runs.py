@@ -49,7 +49,8 @@ def test_baseline_run_logs_the_candidate_contract(tracking, prepared_run_id, bas
     assert run.data.params["threshold_policy"] == "cost" and run.data.params["cost_ratio"] == "2"
     assert "missed complaint costing 2 false alarms" in run.data.params["threshold_rule"]
     assert 0.0 < run.data.metrics["val_flagged_share"] < 1.0
-    assert run.data.metrics["threshold_closed_form"] == pytest.approx(1 / 3)
+    assert run.data.metrics["threshold"] == pytest.approx(1 / 3)
+    assert 0.0 <= run.data.metrics["threshold_empirical_min_cost"] <= 1.0
     assert 0.5 < run.data.metrics["val_roc_auc"] <= 1.0
     plots = {f.path for f in client.list_artifacts(baseline_run_id, "plots")}
     assert {"plots/val_confusion_matrix.png", "plots/val_roc_curve.png", "plots/test_pr_curve.png"} <= plots

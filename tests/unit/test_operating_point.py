@@ -14,6 +14,7 @@ from steps.operating_point import (
     add_policy_arguments,
     at_threshold,
     choose_threshold,
+    empirical_min_cost_threshold,
     expected_cost,
     operating_curve,
     policy_from_args,
@@ -25,23 +26,22 @@ Y = np.array([1, 1, 0, 1, 0, 1, 0, 0, 0, 0])
 P = np.array([0.95, 0.85, 0.70, 0.60, 0.45, 0.40, 0.30, 0.20, 0.10, 0.05])
 
 
-def test_cost_policy_picks_the_threshold_of_least_expected_cost():
+def test_cost_policy_is_the_bayes_decision_for_calibrated_probabilities():
+    # A missed complaint costs 2 false alarms: flag when 2 p >= 1 - p, i.e. p >= 1/3, whatever the rows.
+    assert choose_threshold(Y, P, ThresholdPolicy("cost", cost_ratio=2)) == pytest.approx(1 / 3)
+    assert choose_threshold(Y, P, ThresholdPolicy("cost", cost_ratio=0.5)) == pytest.approx(2 / 3)
+    assert choose_threshold(Y, P, ThresholdPolicy("cost", cost_ratio=9)) == pytest.approx(0.1)
+
+
+def test_the_empirical_minimiser_logged_beside_it_finds_the_cheapest_validation_cut():
     # Flag >= 0.40: 4 complaints caught, 2 false alarms -> cost 2/10. Flag >= 0.60: 1 missed (x2) + 1 FA = 3/10.
     # Flag >= 0.85: 2 missed (x2) = 4/10. Nothing lower is cheaper (every extra flag is a false alarm).
-    assert choose_threshold(Y, P, ThresholdPolicy("cost", cost_ratio=2)) == pytest.approx(0.40)
+    assert empirical_min_cost_threshold(Y, P, cost_ratio=2) == pytest.approx(0.40)
     assert expected_cost(Y, P, np.array([0.40, 0.60, 0.85]), 2) == pytest.approx([0.2, 0.3, 0.4])
-
-
-def test_a_cheap_miss_raises_the_threshold_and_a_costly_miss_lowers_it():
-    # cost_ratio 0.5 (a false alarm costs twice a miss): >= 0.85 costs 0.5 * 2 = 1/10, better than 0.40's 2/10.
-    assert choose_threshold(Y, P, ThresholdPolicy("cost", cost_ratio=0.5)) == pytest.approx(0.85)
-    assert choose_threshold(Y, P, ThresholdPolicy("cost", cost_ratio=20)) == pytest.approx(0.40)
-
-
-def test_equal_cost_takes_the_lower_threshold_that_catches_more_complaints():
-    y, p = np.array([1, 0, 1, 0]), np.array([0.9, 0.6, 0.5, 0.1])
-    # cost_ratio 1: >= 0.9 misses one (1), >= 0.5 one false alarm (1): equal, so the lower one.
-    assert choose_threshold(y, p, ThresholdPolicy("cost", cost_ratio=1)) == pytest.approx(0.5)
+    # A false alarm costing twice a miss: >= 0.85 costs 0.5 x 2 = 1/10, better than 0.40's 2/10.
+    assert empirical_min_cost_threshold(Y, P, cost_ratio=0.5) == pytest.approx(0.85)
+    # Equal cost (ratio 1: >= 0.9 misses one, >= 0.5 one false alarm): the lower one, more complaints caught.
+    assert empirical_min_cost_threshold(np.array([1, 0, 1, 0]), np.array([0.9, 0.6, 0.5, 0.1]), 1) == pytest.approx(0.5)
 
 
 def test_f_beta_policy_maximises_f_beta():

@@ -1,0 +1,61 @@
+"""bench/serve_benchmark.py counts only successful requests in throughput and latency; errors fail the goals."""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import json
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "serve_benchmark.py"
+spec = importlib.util.spec_from_file_location("serve_benchmark", SCRIPT)
+serve_benchmark = importlib.util.module_from_spec(spec)
+sys.modules["serve_benchmark"] = serve_benchmark  # dataclasses resolve their module while it loads
+spec.loader.exec_module(serve_benchmark)
+
+
+@pytest.fixture
+def flaky_server():
+    """Answers every other request with a 500, the others with one prediction per text."""
+    calls = itertools.count()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            texts = [row[0] for row in body["dataframe_split"]["data"]]
+            failing = next(calls) % 2 == 1
+            payload = b"boom" if failing else json.dumps({"predictions": [{"label": "x"}] * len(texts)}).encode()
+            self.send_response(500 if failing else 200)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, *args):
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{httpd.server_address[1]}/invocations"
+    yield SimpleNamespace(name="champion", predict_url=url, rss_mb=lambda: 0.0)
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_failed_requests_are_errors_not_throughput_or_latency(flaky_server):
+    result = serve_benchmark.drive(flaky_server, serve_benchmark.champion_body, ["a", "b"], 1, 2, 10, 30)
+    assert (result.requests, result.errors) == (5, 5)
+    assert len(result.latencies_ms) == 5
+    assert result.tweets_per_s == pytest.approx(5 * 2 / result.seconds)
+    assert result.first_error.startswith("HTTP 500")
+
+
+def test_a_scenario_with_errors_misses_its_goal(flaky_server):
+    single = serve_benchmark.drive(flaky_server, serve_benchmark.champion_body, ["a"], 1, 1, 4, 30)
+    lines = serve_benchmark.verdict([single], [])
+    assert len(lines) == 1 and "missed, 2 failed requests" in lines[0]
