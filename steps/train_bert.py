@@ -297,7 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-length", type=_count, default=64)
     parser.add_argument("--epochs", type=float, default=1.0)
     parser.add_argument("--batch-size", type=_count, default=32)
-    parser.add_argument("--learning-rate", type=float, default=5e-5)
+    parser.add_argument("--learning-rate", type=float, default=1e-4, help="peak, after warmup")
     parser.add_argument(
         "--lr-scheduler", default="linear", help=f"learning-rate schedule after warmup: {', '.join(LR_SCHEDULERS)}"
     )
