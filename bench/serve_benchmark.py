@@ -39,6 +39,7 @@ import psutil
 import requests
 
 from steps.processes import start_server, stop_server
+from steps.provenance import provenance
 
 BENCH_DIR = Path(__file__).resolve().parent
 DEFAULT_MODEL_URI = "models:/tweet-sentiment@champion"
@@ -368,6 +369,7 @@ def main(argv: list[str] | None = None) -> None:
         (None, 0) if args.skip_naive else reference_weights(args.model_uri, args.hf_model, args.max_length)
     )
     host = machine()
+    origin = provenance(args.model_uri)  # at start: the load before the benchmark's own
     print(f"machine: {host}")
     print(f"texts: {len(texts)} tweets, median {int(np.median([len(t) for t in texts]))} characters")
     print(f"bounds: {args.requests} requests or {args.max_seconds:.0f} s per scenario", flush=True)
@@ -403,7 +405,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"\nWARNING: some requests failed, e.g. {failed.server}: {failed.first_error}")
     if args.json:
         summary = {name: [r.summary() for r in rs] for name, rs in results.items()}
-        header = {"machine": host, "model_uri": args.model_uri, "warning": warning}
+        header = {"machine": host, "provenance": origin, "warning": warning}
         Path(args.json).write_text(json.dumps(header | summary, indent=2))
 
 

@@ -63,6 +63,23 @@ def behaviour_table(runs: pd.DataFrame) -> str:
     return markdown(runs[list(columns)].rename(columns=columns).round(3))
 
 
+def operating_point_table(runs: pd.DataFrame) -> str:
+    """What each candidate's threshold means: on validation, and on the service-traffic set (reported only)."""
+    columns = {
+        "name": "run",
+        "params.threshold_policy": "policy",
+        "metrics.threshold": "threshold",
+        "metrics.val_precision": "val precision",
+        "metrics.val_recall": "val recall",
+        "metrics.val_flagged_share": "val flagged",
+        "metrics.service_traffic_accuracy": "service accuracy",
+        "metrics.service_traffic_false_alarm_rate": "service false alarms",
+        "metrics.service_traffic_miss_rate": "service missed",
+    }
+    present = {key: value for key, value in columns.items() if key in runs.columns}
+    return markdown(runs[list(present)].rename(columns=present).round(4))
+
+
 def calibration_table(runs: pd.DataFrame) -> str:
     columns = {
         "name": "run",
@@ -82,6 +99,7 @@ def main() -> None:
     runs = candidate_runs(args.experiment, args.data_run_id)
     for title, table in (
         ("Quality", quality_table),
+        ("Operating point", operating_point_table),
         ("Behaviour (failure rates)", behaviour_table),
         ("Calibration", calibration_table),
     ):

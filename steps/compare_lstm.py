@@ -14,6 +14,7 @@ figures are reported, never used to choose. The table, a chart and the decisions
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,15 +137,22 @@ class Arms:
             tags={MLFLOW_PARENT_RUN_ID: self.parent.run_id, "lstm_arm": label},
         )
         print(f"==> compare_lstm: training arm {label} (run {child.info.run_id})", flush=True)
-        return mlflow.projects.run(
-            str(PROJECT_ROOT),
-            entry_point="train_lstm",
-            parameters=parameters,
-            env_manager="local",
-            experiment_id=self.parent.experiment_id,
-            run_id=child.info.run_id,
-            synchronous=False,
-        )
+        # An asynchronous run is a `mlflow run --experiment-id ...` child process, which refuses an
+        # MLFLOW_EXPERIMENT_NAME in its environment as a second experiment option (the README sets it).
+        name = os.environ.pop("MLFLOW_EXPERIMENT_NAME", None)
+        try:
+            return mlflow.projects.run(
+                str(PROJECT_ROOT),
+                entry_point="train_lstm",
+                parameters=parameters,
+                env_manager="local",
+                experiment_id=self.parent.experiment_id,
+                run_id=child.info.run_id,
+                synchronous=False,
+            )
+        finally:
+            if name is not None:
+                os.environ["MLFLOW_EXPERIMENT_NAME"] = name
 
 
 def validation_predictions(run_id: str) -> pd.DataFrame:

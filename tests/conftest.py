@@ -63,13 +63,24 @@ def tracking(tmp_path_factory) -> Tracking:
     return tracking
 
 
-def mlflow_run(tracking: Tracking, entry_point: str, check: bool = True, **params) -> subprocess.CompletedProcess:
-    """`mlflow run . -e <entry_point>` exactly as a user runs it, on the test store."""
+def mlflow_run(
+    tracking: Tracking, entry_point: str, check: bool = True, by_name: bool = False, **params
+) -> subprocess.CompletedProcess:
+    """`mlflow run . -e <entry_point>` exactly as a user runs it, on the test store.
+
+    `by_name=True` chooses the experiment as the README does, with MLFLOW_EXPERIMENT_NAME and no
+    --experiment-id (child processes then inherit the name).
+    """
     command = ["mlflow", "run", str(REPO), "-e", entry_point, "--env-manager", "local"]
-    command += ["--experiment-id", tracking.experiment_id]
+    env = dict(tracking.env)
+    if by_name:
+        env.pop("MLFLOW_EXPERIMENT_ID")
+        env["MLFLOW_EXPERIMENT_NAME"] = MlflowClient(tracking.uri).get_experiment(tracking.experiment_id).name
+    else:
+        command += ["--experiment-id", tracking.experiment_id]
     for key, value in params.items():
         command += ["-P", f"{key}={value}"]
-    result = subprocess.run(command, env=tracking.env, capture_output=True, text=True, timeout=1200)
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1200)
     if check and result.returncode != 0:
         raise AssertionError(f"{entry_point} failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}")
     return result

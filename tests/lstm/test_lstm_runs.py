@@ -42,7 +42,11 @@ def lstm_run_id(tracking, prepared_run_id) -> str:
 
 @pytest.fixture(scope="module")
 def compare_run_id(tracking, prepared_run_id) -> str:
-    return run_id_of(mlflow_run(tracking, "compare_lstm", data_run_id=prepared_run_id, learned_control="false", **TINY))
+    # By experiment name, as the README runs it: the arms are child processes that inherit the name.
+    result = mlflow_run(
+        tracking, "compare_lstm", by_name=True, data_run_id=prepared_run_id, learned_control="false", **TINY
+    )
+    return run_id_of(result)
 
 
 def test_tiny_run_is_a_candidate_with_params_curves_and_artifacts(lstm_run_id, prepared_run_id):

@@ -1,0 +1,62 @@
+"""Where a benchmark's figures come from: code, model, machine, load and date, recorded beside them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from datetime import UTC, datetime
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def cpu_model() -> str:
+    """The CPU's model name (figures differ by a factor of 2-3 between the machines this project runs on)."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return "unknown"
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "unknown")
+
+
+def git_commit(root: Path = PROJECT_ROOT) -> str:
+    try:
+        result = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    dirty = subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True).stdout.strip()
+    return (result.stdout.strip() or "unknown") + ("+dirty" if dirty else "")
+
+
+def model_provenance(model_uri: str) -> dict[str, str]:
+    """Registered name, version and training run of a `models:/` URI (resolved once), or the URI itself."""
+    record = {"model_uri": model_uri}
+    if not model_uri.startswith("models:/"):
+        return record
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    name, _, rest = model_uri.removeprefix("models:/").partition("@")
+    client = MlflowClient()
+    try:
+        if rest:  # an alias
+            version = client.get_model_version_by_alias(name, rest)
+        else:
+            name, _, number = model_uri.removeprefix("models:/").partition("/")
+            version = client.get_model_version(name, number)
+    except MlflowException:
+        return record
+    return record | {"model_name": name, "model_version": str(version.version), "model_run_id": version.run_id or ""}
+
+
+def provenance(model_uri: str = "") -> dict[str, str]:
+    """Commit, CPU model, cores, load average at start, UTC date (and the model, when given)."""
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    record = {
+        "git_commit": git_commit(),
+        "cpu": cpu_model(),
+        "cores": str(os.cpu_count()),
+        "load_at_start": f"{load:.2f}",
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    return record | (model_provenance(model_uri) if model_uri else {})
