@@ -41,6 +41,12 @@ def markdown(frame: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def selected(runs: pd.DataFrame, columns: dict[str, str], digits: int = 4) -> str:
+    """The named columns that the runs logged, renamed and rounded, as Markdown."""
+    present = {key: value for key, value in columns.items() if key in runs.columns}
+    return markdown(runs[list(present)].rename(columns=present).round(digits))
+
+
 def quality_table(runs: pd.DataFrame) -> str:
     columns = {"name": "run", "tags.model_family": "family"}
     columns |= {f"metrics.{split}_{m}": f"{split} {m}" for split in ("val", "test") for m in QUALITY[:3]}
@@ -49,7 +55,7 @@ def quality_table(runs: pd.DataFrame) -> str:
         "metrics.train_seconds": "train s",
         "metrics.predict_ms_per_1k": "ms / 1k tweets",
     }
-    return markdown(runs[list(columns)].rename(columns=columns).round(4))
+    return selected(runs, columns)
 
 
 def behaviour_table(runs: pd.DataFrame) -> str:
@@ -60,35 +66,22 @@ def behaviour_table(runs: pd.DataFrame) -> str:
         is_rate = column.startswith("metrics.behaviour_") and column.endswith("_failure_rate")
         if is_rate and capability not in (*TEST_TYPES, "") and column not in columns:
             columns[column] = capability
-    return markdown(runs[list(columns)].rename(columns=columns).round(3))
+    return selected(runs, columns, digits=3)
 
 
 def operating_point_table(runs: pd.DataFrame) -> str:
     """What each candidate's threshold means: on validation, and on the service-traffic set (reported only)."""
-    columns = {
-        "name": "run",
-        "params.threshold_policy": "policy",
-        "metrics.threshold": "threshold",
-        "metrics.val_precision": "val precision",
-        "metrics.val_recall": "val recall",
-        "metrics.val_flagged_share": "val flagged",
-        "metrics.service_traffic_accuracy": "service accuracy",
-        "metrics.service_traffic_false_alarm_rate": "service false alarms",
-        "metrics.service_traffic_miss_rate": "service missed",
-    }
-    present = {key: value for key, value in columns.items() if key in runs.columns}
-    return markdown(runs[list(present)].rename(columns=present).round(4))
+    columns = {"name": "run", "params.threshold_policy": "policy", "metrics.threshold": "threshold"}
+    columns |= {f"metrics.val_{key}": f"val {key}" for key in ("precision", "recall", "flagged_share")}
+    columns |= {f"metrics.service_traffic_{key}": f"service {key}" for key in ("accuracy", "false_alarm_rate")}
+    columns["metrics.service_traffic_miss_rate"] = "service miss_rate"
+    return selected(runs, columns)
 
 
 def calibration_table(runs: pd.DataFrame) -> str:
-    columns = {
-        "name": "run",
-        "metrics.val_ece_raw": "val ECE raw",
-        "metrics.val_ece": "val ECE calibrated",
-        "metrics.test_ece": "test ECE",
-        "metrics.temperature": "temperature",
-    }
-    return markdown(runs[list(columns)].rename(columns=columns).round(4))
+    columns = {"name": "run", "metrics.val_ece_raw": "val ECE raw", "metrics.val_ece": "val ECE calibrated"}
+    columns |= {"metrics.test_ece": "test ECE", "metrics.temperature": "temperature"}
+    return selected(runs, columns)
 
 
 def main() -> None:

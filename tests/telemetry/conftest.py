@@ -1,6 +1,10 @@
-"""Fixtures for the telemetry tests: a local stand-in for the Application Insights ingestion endpoint."""
+"""Fixtures for the telemetry tests: a local stand-in for the Application Insights ingestion endpoint,
+and the dashboard's feedback store the alert reads."""
 
 from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
 
 import pytest
 
@@ -17,3 +21,19 @@ def capture(tmp_path):
     with CaptureServer() as server:
         server.env = {**telemetry_env(server.port), "TMPDIR": str(tmp_path)}
         yield server
+
+
+# The dashboard's table (created by the dashboard itself in production).
+FEEDBACK_TABLE = """
+CREATE TABLE feedback(id INTEGER PRIMARY KEY AUTOINCREMENT, created_at TEXT NOT NULL, text TEXT NOT NULL,
+  predicted_label TEXT NOT NULL, proba_negative REAL NOT NULL, threshold REAL NOT NULL, true_label TEXT NOT NULL,
+  is_correct INTEGER NOT NULL, model_version TEXT NOT NULL)"""
+
+
+@pytest.fixture
+def store(tmp_path) -> Path:
+    """An empty feedback store with the dashboard's table."""
+    path = tmp_path / "feedback.db"
+    with sqlite3.connect(path) as connection:
+        connection.execute(FEEDBACK_TABLE)
+    return path

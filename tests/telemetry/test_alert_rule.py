@@ -19,11 +19,6 @@ from dashboard.alerts import AlertRule, WrongPrediction, check, evaluate
 REPO = Path(__file__).resolve().parents[2]
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 RULE = AlertRule(threshold=3, window=timedelta(minutes=5), cooldown=timedelta(minutes=15))
-# The dashboard's table (created by the dashboard itself in production).
-FEEDBACK_TABLE = """
-CREATE TABLE feedback(id INTEGER PRIMARY KEY AUTOINCREMENT, created_at TEXT NOT NULL, text TEXT NOT NULL,
-  predicted_label TEXT NOT NULL, proba_negative REAL NOT NULL, threshold REAL NOT NULL, true_label TEXT NOT NULL,
-  is_correct INTEGER NOT NULL, model_version TEXT NOT NULL)"""
 
 
 def wrong_at(*minutes: float) -> list[WrongPrediction]:
@@ -67,14 +62,6 @@ def test_no_second_alert_within_the_cooldown():
 def test_invalid_rules_are_refused(rule):
     with pytest.raises(ValueError, match="invalid alert rule"):
         AlertRule(**rule)
-
-
-@pytest.fixture
-def store(tmp_path) -> Path:
-    path = tmp_path / "feedback.db"
-    with sqlite3.connect(path) as connection:
-        connection.execute(FEEDBACK_TABLE)
-    return path
 
 
 def add_feedback(store: Path, at: datetime, correct: bool, fmt: str = "iso") -> None:

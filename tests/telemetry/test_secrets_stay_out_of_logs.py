@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -15,7 +14,7 @@ import pytest
 
 from dashboard.alerts import evaluate, post_webhook
 from tests.conftest import free_port
-from tests.telemetry.test_alert_rule import FEEDBACK_TABLE, RULE, add_feedback, minute, wrong_at
+from tests.telemetry.test_alert_rule import RULE, add_feedback, minute, wrong_at
 
 REPO = Path(__file__).resolve().parents[2]
 TOKEN = "T0SECRET/B0SECRET/XoXoSeCrEtToKeN"  # as in a Slack incoming-webhook URL
@@ -51,14 +50,6 @@ def test_a_failed_webhook_post_logs_the_host_and_the_reason_never_the_token(fail
     assert "alert webhook http://127.0.0.1:" in caplog.text
     assert ("HTTP 500" if where == "answers 500" else "ConnectionError") in caplog.text
     assert "SECRET" not in caplog.text and "services" not in caplog.text
-
-
-@pytest.fixture
-def store(tmp_path) -> Path:
-    path = tmp_path / "feedback.db"
-    with sqlite3.connect(path) as connection:
-        connection.execute(FEEDBACK_TABLE)
-    return path
 
 
 def test_the_alert_cli_that_fires_never_prints_the_webhook_url(failing_webhook, store):
