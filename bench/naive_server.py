@@ -1,4 +1,4 @@
-"""The benchmark's naive reference, pinned in DESIGN.md so that it is no strawman.
+"""The benchmark's naive reference, pinned in docs/design.md ("Benchmarks") so that it is no strawman.
 
 What a typical hand-written service does with the same fine-tuned weights: plain transformers +
 torch, `torch.inference_mode`, threads = cores, the same tokenizer and max length, one tweet per
@@ -18,7 +18,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 MODEL_DIR = os.environ["NAIVE_MODEL_DIR"]
 MAX_LENGTH = int(os.environ.get("NAIVE_MAX_LENGTH", "128"))
-NEGATIVE = 1  # label id of the negative class (DESIGN.md: 1 = negative)
+NEGATIVE = 1  # label id of the negative class (1 = negative)
 
 torch.set_num_threads(os.cpu_count() or 1)
 tokenizer = AutoTokenizer.from_pretrained(MODEL_DIR)

@@ -1,11 +1,11 @@
 """Throughput and latency of the served champion against the naive reference, in one run.
 
 Starts `mlflow models serve` on a model URI (default the champion) and then the naive reference of
-DESIGN.md (`bench/naive_server.py`: the model's own `hf_model` weights in plain transformers, one
+docs/design.md (`bench/naive_server.py`: the model's own `hf_model` weights in plain transformers, one
 tweet per forward pass, FastAPI + uvicorn, 1 worker), and drives each from this process over
 127.0.0.1 with a bounded number of requests at concurrency 1, 4 and 16, with 1-tweet and
 32-tweet requests. Prints requests/s, tweets/s, p50/p95/p99 latency and the server's peak RSS
-(the whole process tree), both tables, and the ratio against the goals of issue 5.
+(the whole process tree), both tables, and the ratio against the goals.
 
     python bench/serve_benchmark.py                                  # the champion
     python bench/serve_benchmark.py --model-uri models:/tweet-sentiment/3 --requests 100
@@ -243,7 +243,7 @@ def run_all(server: Server, make_body, texts: list[str], args: argparse.Namespac
 
 
 def load_texts(path: str, limit: int, seed: int) -> list[str]:
-    """Real tweets: a `text` column of a CSV/Parquet file, or the embedded corpus (DESIGN.md)."""
+    """Real tweets: a `text` column of a CSV/Parquet file, or the embedded corpus."""
     if path:
         frame = pd.read_parquet(path) if path.endswith(".parquet") else pd.read_csv(path)
     else:

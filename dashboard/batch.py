@@ -1,7 +1,7 @@
 """CSV batches for the dashboard: read an upload, keep its valid rows, join the predictions back.
 
-The output follows `score_batch`'s convention (DESIGN.md): every input row is kept, invalid rows get
-`valid=False` and empty predictions, and only valid rows are sent to the model.
+The output follows `score_batch`'s convention (docs/design.md, "Batch scoring"): every input row is
+kept, invalid rows get `valid=False` and empty predictions, and only valid rows are sent to the model.
 """
 
 from __future__ import annotations

@@ -42,7 +42,7 @@ class ModelServerError(Exception):
 
 @dataclass(frozen=True)
 class Prediction:
-    """One response row of the serving contract (DESIGN.md)."""
+    """One response row of the serving contract (docs/design.md)."""
 
     label: str
     proba_negative: float

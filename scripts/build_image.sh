@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build the serving image from the repository's Dockerfile and smoke-test it, on a machine where
-# Docker Hub cannot be reached (DESIGN.md):
+# Docker Hub cannot be reached (docs/design.md, "Offline assets"):
 #   1. docker.io (dockerd) and debootstrap are installed with apt-get if missing; dockerd is
 #      started if none runs (and stopped again at the end if this script started it)
 #   2. a local base image: Debian bookworm (its python3 is 3.11) by debootstrap, `docker import`ed

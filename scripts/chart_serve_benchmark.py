@@ -40,7 +40,7 @@ def scenario(result: dict) -> str:
 
 
 def chart(figures: dict, out: Path) -> Path:
-    """Grouped bars per scenario: throughput, with issue 5's goal (5x the naive reference's best) as a
+    """Grouped bars per scenario: throughput, with the goal (5x the naive reference's best) as a
     line, and p50 latency with the p95 as the whisker's top (log scale: it spans three decades)."""
     servers = [name for name in SERVERS if figures.get(name)]
     scenarios = [scenario(result) for result in figures["champion"]]

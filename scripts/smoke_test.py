@@ -4,7 +4,7 @@
     python scripts/smoke_test.py https://app.azurewebsites.net --expect expected.json --wait 600
 
 Checks /ping, then POSTs two unambiguous tweets to /invocations and fails (exit 1) unless the answer
-follows the contract of DESIGN.md (labels, probabilities, threshold, model_version), labels the
+follows the serving contract of docs/design.md (labels, probabilities, threshold, model_version), labels the
 complaint `negative` and the compliment `not_negative`, and answers an empty text with a 400 naming
 the row. With `--expect` the probabilities must also equal those the image gave when it was tested
 before the push: that is how CD knows the deployed endpoint serves the image it just built, and

@@ -1,7 +1,7 @@
 """Log a trained model as a candidate: threshold, metrics, plots, predictions and the pyfunc.
 
 Every training step ends here, so every candidate run carries the same metric keys, tags,
-artifacts and served contract (DESIGN.md), and `register` can rank them blindly.
+artifacts and served contract (docs/design.md), and `register` can rank them blindly.
 """
 
 from __future__ import annotations

@@ -22,7 +22,10 @@ from sklearn.metrics import (
 
 
 def classification_metrics(y_true: np.ndarray, proba: np.ndarray, threshold: float, prefix: str) -> dict[str, float]:
-    """The six metric keys DESIGN.md fixes, threshold-dependent ones at the run's threshold."""
+    """The six metric keys every candidate logs (docs/design.md, "Candidate runs").
+
+    Threshold-dependent ones are taken at the run's threshold.
+    """
     y_pred = (np.asarray(proba) >= threshold).astype(int)
     return {
         f"{prefix}_accuracy": accuracy_score(y_true, y_pred),

@@ -239,7 +239,7 @@ def _tag_value(value) -> str:
 
 
 def record_gate(client: MlflowClient, args: argparse.Namespace, version: ModelVersion, result: dict) -> None:
-    """Gate tags on the model version (DESIGN.md names), metrics on this register run."""
+    """Gate tags on the model version (names in docs/design.md, "The gate"), metrics on this register run."""
     tags = {f"gate.{key}": _tag_value(result[key]) for key in ("metric", "candidate_value", "champion_value", "passed")}
     for key in ("diff_ci_low", "diff_ci_high", "rows", "rows_basis", "rows_note"):
         if key in result:

@@ -148,7 +148,10 @@ def position_limit(tokenizer, config) -> int:
 
 
 def log_resolution(resolution: Resolution) -> None:
-    """Print where the weights came from; param and tag `resolved_pretrained_model` (DESIGN.md)."""
+    """Print where the weights came from; log param and tag `resolved_pretrained_model`.
+
+    The name is fixed in docs/design.md ("Candidate runs"): users and scripts rely on it.
+    """
     print(f"pretrained model: {resolution.note}", flush=True)
     mlflow.log_params({"resolved_pretrained_model": resolution.resolved, "pretrained_source": resolution.source})
     tags = {

@@ -42,7 +42,7 @@ def arguments(**overrides) -> argparse.Namespace:
 def test_cli_defaults_are_the_measured_ones():
     parsed = train_bert.build_parser().parse_args([])
     assert (parsed.pretrained, parsed.max_length, parsed.epochs, parsed.batch_size) == ("", 64, 1.0, 32)
-    assert parsed.max_train_samples == 0  # all of it: DESIGN.md wants at least 15,000 tweets (embedded: 28,762)
+    assert parsed.max_train_samples == 0  # all of it (embedded: 28,762 tweets)
     assert parsed.export_onnx is True and parsed.quantize is True
     assert train_bert.build_parser().parse_args(["--max-length", "48.0", "--bf16", "true"]).max_length == 48
 

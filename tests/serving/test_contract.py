@@ -1,4 +1,4 @@
-"""The `/invocations` contract of DESIGN.md, over HTTP, on the real MLflow scoring server."""
+"""The `/invocations` contract of docs/design.md, over HTTP, on the real MLflow scoring server."""
 
 from __future__ import annotations
 
