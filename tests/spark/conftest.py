@@ -30,7 +30,7 @@ def tweets(prepared_run_id) -> pd.DataFrame:
     """300 prepared tweets (with their ground-truth `label`), odd texts and bad rows, each with an `id`."""
     train = pd.read_parquet(
         mlflow.artifacts.download_artifacts(run_id=prepared_run_id, artifact_path="data/train.parquet")
-    ).head(300)
+    ).head(300)[["text", "label", "source"]]  # the file layout the tests write (prepared data has more)
     extra = pd.DataFrame({"text": [*ODD_TEXTS, *BAD_TEXTS], "label": 0, "source": "edge_case"})
     frame = pd.concat([train, extra], ignore_index=True)
     frame.insert(0, "id", range(len(frame)))
