@@ -29,6 +29,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from steps.provenance import provenance
+
 REPO = Path(__file__).resolve().parent.parent
 SENTIMENT140_SAMPLE = REPO.parent / "shared" / "data" / "sentiment140_100k"
 FULL_SIZE = 1_600_000
@@ -335,14 +337,21 @@ def print_tables(steps: pd.DataFrame, projected: pd.DataFrame, scoring: pd.DataF
             print("\nBatch scoring, file to file:\n" + scoring.to_string(index=False))
 
 
-def report(steps: pd.DataFrame, scoring: pd.DataFrame, out: Path) -> None:
-    """Project, then write the CSVs and the chart and print the tables."""
+def report(steps: pd.DataFrame, scoring: pd.DataFrame, out: Path, origin: dict[str, str] | None = None) -> None:
+    """Project, then write the CSVs (each row with the run's provenance) and the chart, and print the tables.
+
+    `origin` (steps.provenance, taken at the start of the measurement) becomes columns of every CSV;
+    a `--replot` keeps the columns the measured run wrote.
+    """
+    if origin:
+        steps, scoring = steps.assign(**origin), scoring.assign(**origin)
     projected = projections(steps)
     if not scoring.empty:
         startup = scoring["spark_startup_seconds"].fillna(0)
         scoring["projected_seconds_1_6m"] = FULL_SIZE / scoring["tweets_per_second"] + startup
     out.mkdir(parents=True, exist_ok=True)
     steps.to_csv(out / "scaling_steps.csv", index=False, float_format="%.3f")
+    projected = projected.assign(**origin) if origin else projected
     projected.to_csv(out / "scaling_projection.csv", index=False, float_format="%.3f")
     scoring.to_csv(out / "scaling_scoring.csv", index=False, float_format="%.3f")
     chart(steps, projected, scoring, out / "scaling.png")
@@ -423,6 +432,8 @@ def main(argv: list[str] | None = None) -> None:
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="scaling-"))
     logs = workdir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(args.champion_tracking_uri)
+    origin = {f"provenance_{key}": value for key, value in provenance(args.champion_uri).items()}  # load at start
     champion = fetch_champion(args.champion_uri, args.champion_tracking_uri, workdir)
     store = f"sqlite:///{workdir / 'mlflow.db'}"
     mlflow.set_tracking_uri(store)
@@ -439,7 +450,8 @@ def main(argv: list[str] | None = None) -> None:
     models = scoring_plan(plan, steps, workdir, champion, args.slow_model_rows)
     scoring = pd.DataFrame(measure_scoring(models, workdir, not args.no_spark, args.batch_size, args.repeats))
 
-    report(steps.drop(columns=["metrics"]).join(pd.json_normalize(steps["metrics"].tolist())), scoring, Path(args.out))
+    measured = steps.drop(columns=["metrics"]).join(pd.json_normalize(steps["metrics"].tolist()))
+    report(measured, scoring, Path(args.out), origin)
 
 
 if __name__ == "__main__":

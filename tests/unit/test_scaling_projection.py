@@ -1,9 +1,12 @@
 """The scaling benchmark's projection recovers known growth laws (it extrapolates; it must not invent)."""
 
+from pathlib import Path
+
 import numpy as np
+import pandas as pd
 import pytest
 
-from bench.scaling import project
+from bench.scaling import project, report
 
 SIZES = np.array([10_000, 30_000, 50_000, 100_000])
 
@@ -22,3 +25,14 @@ def test_sublinear_noise_is_read_as_linear_growth():
     result = project(np.array([10_000, 30_000, 100_000]), np.array([14.0, 29.0, 39.0]))
     assert result["exponent"] == 1.0
     assert result["projected"] == pytest.approx(result["linear"], rel=1e-6)
+
+
+def test_every_written_csv_carries_the_runs_provenance(tmp_path, capsys):
+    docs = Path(__file__).resolve().parents[2] / "docs"
+    steps, scoring = pd.read_csv(docs / "scaling_steps.csv"), pd.read_csv(docs / "scaling_scoring.csv")
+    origin = {"provenance_git_commit": "0123abc", "provenance_cpu": "Test CPU", "provenance_load_at_start": "0.10"}
+    report(steps, scoring, tmp_path, origin)
+    for name in ("scaling_steps.csv", "scaling_projection.csv", "scaling_scoring.csv"):
+        written = pd.read_csv(tmp_path / name)
+        assert set(written["provenance_git_commit"]) == {"0123abc"}, name
+        assert set(written["provenance_cpu"]) == {"Test CPU"}, name
