@@ -23,7 +23,6 @@ import importlib.util
 import itertools
 import json
 import os
-import platform
 import socket
 import sys
 import tempfile
@@ -39,7 +38,7 @@ import psutil
 import requests
 
 from steps.processes import start_server, stop_server
-from steps.provenance import provenance
+from steps.provenance import cpu_model, provenance
 
 BENCH_DIR = Path(__file__).resolve().parent
 DEFAULT_MODEL_URI = "models:/tweet-sentiment@champion"
@@ -335,10 +334,7 @@ def busy_warning() -> str:
 
 
 def machine() -> str:
-    cpu = platform.processor() or "cpu"
-    with contextlib.suppress(OSError, StopIteration):
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-        cpu = next(line.split(":", 1)[1].strip() for line in lines if "model name" in line)
+    cpu = cpu_model()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     return f"{os.cpu_count()} logical cores ({cpu}), load average {load:.2f} at start"
 

@@ -68,8 +68,12 @@ def resolve_threshold(params: dict[str, Any] | None, stored: float) -> float:
     return value
 
 
-def at_curve(curve: dict[str, list[float]] | None, threshold: float) -> tuple[float, float]:
-    """Validation precision and recall at the grid point of the model's operating curve nearest `threshold`."""
+def at_curve(curve: dict[str, np.ndarray] | None, threshold: float) -> tuple[float, float]:
+    """Validation precision and recall at the grid point of the model's operating curve nearest `threshold`.
+
+    The model stores the curve as arrays (202 points), so `np.asarray` copies nothing and a request only
+    searches it; lists (the logged JSON) work too.
+    """
     if not curve:
         return math.nan, math.nan
     index = int(np.argmin(np.abs(np.asarray(curve["thresholds"]) - threshold)))
@@ -77,7 +81,7 @@ def at_curve(curve: dict[str, list[float]] | None, threshold: float) -> tuple[fl
 
 
 def format_predictions(
-    proba_negative: np.ndarray, threshold: float, model_version: str, curve: dict[str, list[float]] | None = None
+    proba_negative: np.ndarray, threshold: float, model_version: str, curve: dict[str, np.ndarray] | None = None
 ) -> pd.DataFrame:
     """One row per input: the response contract (docs/design.md, "Serving contract").
 
@@ -142,7 +146,7 @@ class TweetClassifier(PythonModel):
         self.model_version = model_version
         self.temperature = 1.0
         # Validation precision/recall by threshold (steps.operating_point.operating_curve), set at logging.
-        self.operating_curve: dict[str, list[float]] | None = None
+        self.operating_curve: dict[str, np.ndarray] | None = None
 
     # Attributes rebuilt by `load_context` from the model's artifacts, never pickled with the class.
     runtime_attributes: tuple[str, ...] = ()

@@ -93,18 +93,19 @@ def choose_operating_point(
     """Set the model's threshold and operating curve by the policy; log what the threshold means.
 
     Returns the metrics that describe it: `threshold`, and on validation the precision, recall and
-    flagged share at it (plus the closed-form cost threshold, for comparison, under `cost`).
+    flagged share at it (plus, under `cost`, the empirical minimiser logged beside the closed form).
     """
     threshold = choose_threshold(y_val, proba_val, policy)  # PolicyError: a floor no threshold reaches
     model.threshold = threshold
-    model.operating_curve = operating_curve(y_val, proba_val, threshold)
+    curve = operating_curve(y_val, proba_val, threshold)
+    model.operating_curve = {name: np.asarray(values) for name, values in curve.items()}  # ready for predict
     point = at_threshold(y_val, proba_val, threshold)
     metrics = {"threshold": threshold, "val_flagged_share": point["flagged_share"]}
     if policy.name == "cost":  # the diagnostic beside the closed form (docs/design.md, "Operating point")
         metrics["threshold_empirical_min_cost"] = empirical_min_cost_threshold(y_val, proba_val, policy.cost_ratio)
     mlflow.log_param("threshold_rule", policy.describe())
-    mlflow.log_dict(model.operating_curve, "operating_curve.json")
-    sweep = threshold_sweep_figure(model.operating_curve, threshold, policy.describe())
+    mlflow.log_dict(curve, "operating_curve.json")
+    sweep = threshold_sweep_figure(curve, threshold, policy.describe())
     mlflow.log_figure(sweep, "plots/val_threshold_sweep.png")
     plt.close(sweep)
     print(

@@ -101,10 +101,6 @@ class Arms:
         self.run_ids: dict[str, str] = {}
         self.parallel = max(1, args.parallel_arms or cpu_count())
 
-    def run(self, preprocessing: str, embeddings: str) -> str:
-        """The run id of this arm, training it unless an earlier comparison already did."""
-        return self.run_together([(preprocessing, embeddings)])[0]
-
     def run_together(self, arms: list[tuple[str, str]]) -> list[str]:
         """Train the arms not trained yet side by side, `parallel` at a time, and return every arm's run id.
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from pyfunc.normalize import clean
+from pyfunc.normalize import normalize_batch
 
 MIN_GATE_ROWS = 200
 
@@ -35,15 +35,14 @@ class GateRows:
         return self.basis != "no_fair_comparison"
 
 
-def _key(text: str) -> str:
-    """The text as both models see it before family-specific steps: cleaned, case-folded, spaces collapsed."""
-    return " ".join(clean(str(text)).lower().split())
-
-
 def unseen_mask(texts: pd.Series, training_texts: pd.Series) -> np.ndarray:
-    """True for each text whose normalised form is not among the training texts."""
-    seen = {_key(text) for text in training_texts}
-    return np.array([_key(text) not in seen for text in texts], dtype=bool)
+    """True for each text whose normalised form is not among the training texts.
+
+    The key is the one `prepare_data` de-duplicates on (`normalize_batch`), so "the same tweet" means
+    the same thing when splitting and when gating.
+    """
+    seen = set(normalize_batch(training_texts.astype(str)))
+    return np.array([key not in seen for key in normalize_batch(texts.astype(str))], dtype=bool)
 
 
 def gate_rows(

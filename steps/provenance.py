@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
-import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
+
+from steps.run_cache import code_version
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -17,15 +18,6 @@ def cpu_model() -> str:
     except OSError:
         return "unknown"
     return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "unknown")
-
-
-def git_commit(root: Path = PROJECT_ROOT) -> str:
-    try:
-        result = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    dirty = subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True).stdout.strip()
-    return (result.stdout.strip() or "unknown") + ("+dirty" if dirty else "")
 
 
 def model_provenance(model_uri: str) -> dict[str, str]:
@@ -53,7 +45,7 @@ def provenance(model_uri: str = "") -> dict[str, str]:
     """Commit, CPU model, cores, load average at start, UTC date (and the model, when given)."""
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     record = {
-        "git_commit": git_commit(),
+        "git_commit": code_version(PROJECT_ROOT),  # commit, plus a digest of uncommitted changes
         "cpu": cpu_model(),
         "cores": str(os.cpu_count()),
         "load_at_start": f"{load:.2f}",

@@ -247,8 +247,7 @@ def record_gate(client: MlflowClient, args: argparse.Namespace, version: ModelVe
     tags["gate.register_run_id"] = mlflow.active_run().info.run_id
     for key, value in tags.items():
         client.set_model_version_tag(args.model_name, version.version, key, value)
-    numbers = {key: value for key, value in result.items() if isinstance(value, (int, float)) and key != "passed"}
-    numbers = {key: value for key, value in numbers.items() if not isinstance(value, bool)}
+    numbers = {key: value for key, value in result.items() if type(value) in (int, float)}  # not bool: passed
     mlflow.log_metrics({f"gate_{key}": float(value) for key, value in numbers.items()})
     mlflow.log_metric("gate_passed", float(result["passed"]))
 

@@ -12,6 +12,7 @@ import argparse
 import os
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 # Before torch loads OpenMP: idle worker threads sleep instead of spinning. On the shared 2-core
@@ -258,7 +259,7 @@ def train(args: argparse.Namespace) -> None:
         raise StepError("the training split is empty: nothing to fine-tune on (check the prepare_data run)")
     set_seed(args.seed)  # before loading: the classification head is initialised at load time
     targets = training_targets(train_split, args.label_scheme)
-    load = lambda name, local_files_only: load_pretrained(name, local_files_only, args.label_scheme)  # noqa: E731
+    load = partial(load_pretrained, label_scheme=args.label_scheme)
     (tokenizer, model), resolution = resolve_and_load(args.pretrained, load)
     log_resolution(resolution)
     limit = position_limit(tokenizer, model.config)
