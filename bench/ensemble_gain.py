@@ -25,8 +25,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score, roc_auc_score
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
-from steps.provenance import provenance
-from steps.tracking import EXPERIMENT_NAME, configure_tracking, newest_prepared_run_id
+from steps.lib.provenance import provenance
+from steps.lib.tracking import EXPERIMENT_NAME, configure_tracking, newest_prepared_run_id
 
 REPO = Path(__file__).resolve().parent.parent
 FOLDS = 5

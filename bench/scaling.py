@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from steps.provenance import provenance
+from steps.lib.provenance import provenance
 
 REPO = Path(__file__).resolve().parent.parent
 SENTIMENT140_SAMPLE = REPO.parent / "shared" / "data" / "sentiment140_100k"
@@ -179,7 +179,7 @@ def measure_scoring(
     least disturbed). The Spark session's first job also starts its Python workers, so it is
     reported apart as "cold".
     """
-    from steps.score_batch import DEFAULT_MASTER, build_spark, score
+    from steps.lib.spark_scoring import DEFAULT_MASTER, build_spark, score_file
 
     rows, spark, startup, cores = [], None, 0.0, 1
     (workdir / "scored").mkdir(parents=True, exist_ok=True)
@@ -200,10 +200,10 @@ def measure_scoring(
             started = time.perf_counter()
             spark = build_spark(DEFAULT_MASTER)
             startup = time.perf_counter() - started
-            cold = score(spark, model_path, source, str(out.with_suffix(".cold")), batch_size=batch_size)
+            cold = score_file(spark, model_path, source, str(out.with_suffix(".cold")), batch_size=batch_size)
             record(label, count, f"Spark {DEFAULT_MASTER} cold", cold["seconds"])
         warm = [
-            score(spark, model_path, source, str(out.with_suffix(f".warm{i}")), batch_size=batch_size)["seconds"]
+            score_file(spark, model_path, source, str(out.with_suffix(f".warm{i}")), batch_size=batch_size)["seconds"]
             for i in range(repeats)
         ]
         record(label, count, f"Spark {DEFAULT_MASTER} warm", min(warm))
@@ -340,7 +340,7 @@ def print_tables(steps: pd.DataFrame, projected: pd.DataFrame, scoring: pd.DataF
 def report(steps: pd.DataFrame, scoring: pd.DataFrame, out: Path, origin: dict[str, str] | None = None) -> None:
     """Project, then write the CSVs (each row with the run's provenance) and the chart, and print the tables.
 
-    `origin` (steps.provenance, taken at the start of the measurement) becomes columns of every CSV;
+    `origin` (steps.lib.provenance, taken at the start of the measurement) becomes columns of every CSV;
     a `--replot` keeps the columns the measured run wrote.
     """
     if origin:

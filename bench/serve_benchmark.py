@@ -37,8 +37,8 @@ import pandas as pd
 import psutil
 import requests
 
-from steps.processes import start_server, stop_server
-from steps.provenance import cpu_model, provenance
+from steps.lib.processes import start_server, stop_server
+from steps.lib.provenance import cpu_model, provenance
 
 BENCH_DIR = Path(__file__).resolve().parent
 DEFAULT_MODEL_URI = "models:/tweet-sentiment@champion"

@@ -32,7 +32,7 @@ import ftfy
 import requests
 from playwright.sync_api import Page, expect, sync_playwright
 
-from steps.processes import start_server, stop_server
+from steps.lib.processes import start_server, stop_server
 
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM_ARGS = [

@@ -12,7 +12,7 @@ import mlflow
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
-from steps.tracking import newest_prepared_run_id
+from steps.lib.tracking import newest_prepared_run_id
 
 QUALITY = ["roc_auc", "pr_auc", "f1", "precision", "recall", "accuracy"]
 TEST_TYPES = ("mft", "inv", "dir")

@@ -13,12 +13,13 @@ figures are reported, never used to choose. The table, a chart and the decisions
 
 from __future__ import annotations
 
-import argparse
 import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
+import click
 import matplotlib.pyplot as plt
 import mlflow
 import numpy as np
@@ -29,17 +30,14 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from scipy.stats import rankdata
 
 from pyfunc.transformer_model import cpu_count
-from steps.operating_point import POLICY_ARGUMENTS
-from steps.tracking import PROJECT_ROOT, StepError, log_step_params, resolve_data_run_id, run_step
-from steps.train_lstm import CURVE_NAMES, EMBEDDINGS
-from steps.train_lstm import parse_args as train_lstm_args
-from steps.train_lstm import validate as validate_arm
+from steps.lib.cli import FLAG, WHOLE_NUMBER, data_run_option, policy_options, seed_option
+from steps.lib.lstm_arms import CURVE_NAMES, DECISION_METRIC, EMBEDDINGS, FORWARDED, arm_options, validate_arm
+from steps.lib.operating_point import POLICY_ARGUMENTS
+from steps.lib.tracking import PROJECT_ROOT, StepError, log_step_params, resolve_data_run_id, run_step
 
-DECISION_METRIC = "val_roc_auc"
 BOOTSTRAP_SAMPLES = 1000
-# Knobs forwarded unchanged to every train_lstm child (their defaults are train_lstm's).
-FORWARDED = ("seed", "epochs", "patience", "vocab_size", "max_length", "embedding_dim", "units", "batch_size")
-FORWARDED += ("learning_rate", "w2v_epochs", "min_count", *POLICY_ARGUMENTS)
+# What every train_lstm child gets unchanged from this run: the arm knobs, the seed and the policy.
+FORWARDED_TO_ARMS = ("seed", *FORWARDED, *POLICY_ARGUMENTS)
 TABLE_COLUMNS = [
     "arm",
     "preprocessing",
@@ -94,7 +92,7 @@ class Decision:
 class Arms:
     """Launches train_lstm children under the active run, once per (preprocessing, embeddings)."""
 
-    def __init__(self, args: argparse.Namespace, data_run_id: str) -> None:
+    def __init__(self, args: SimpleNamespace, data_run_id: str) -> None:
         self.args = args
         self.data_run_id = data_run_id
         self.parent = mlflow.active_run().info
@@ -125,7 +123,7 @@ class Arms:
     def _submit(self, preprocessing: str, embeddings: str):
         """Start one arm as a child run (asynchronously); returns MLflow's SubmittedRun."""
         label = f"{preprocessing}+{embeddings}"
-        parameters = {key: str(getattr(self.args, key)) for key in FORWARDED}
+        parameters = {key: str(getattr(self.args, key)) for key in FORWARDED_TO_ARMS}
         parameters |= {"data_run_id": self.data_run_id, "preprocessing": preprocessing, "embeddings": embeddings}
         child = MlflowClient().create_run(
             self.parent.experiment_id,
@@ -240,7 +238,7 @@ def markdown_table(table: pd.DataFrame) -> str:
 
 
 def decisions_markdown(
-    args: argparse.Namespace, data_run_id: str, decisions: list[Decision], table: pd.DataFrame, rows: int
+    args: SimpleNamespace, data_run_id: str, decisions: list[Decision], table: pd.DataFrame, rows: int
 ) -> str:
     """The record a reader needs: setting, the table, each decision with its figures."""
     shown = table.drop(columns=["run_id"])
@@ -259,7 +257,7 @@ def decisions_markdown(
     return "\n".join(lines)
 
 
-def compare(args: argparse.Namespace) -> None:
+def compare(args: SimpleNamespace) -> None:
     validate(args)
     data_run_id = resolve_data_run_id(args.data_run_id)
     log_step_params(vars(args))
@@ -305,40 +303,35 @@ def compare(args: argparse.Namespace) -> None:
         print(f"{decision.title}: {decision.winner} ({decision.winner_auc:.4f} vs {decision.loser_auc:.4f})")
 
 
-def validate(args: argparse.Namespace) -> None:
-    """Comparison-level checks; train_lstm validates the rest before its first arm logs anything."""
+def validate(args: SimpleNamespace) -> None:
+    """Comparison-level checks, then the arm checks on what every arm will get, before any arm starts."""
     if args.embeddings not in EMBEDDINGS:
         raise StepError(f"unknown embeddings {args.embeddings!r}; valid choices: {', '.join(EMBEDDINGS)}")
-    validate_arm(train_lstm_args([f"--{key.replace('_', '-')}={getattr(args, key)}" for key in FORWARDED]))
+    if args.parallel_arms < 0:
+        raise StepError(f"parallel_arms must be >= 0 (0 = one per core), got {args.parallel_arms}")
+    validate_arm(SimpleNamespace(**{key: getattr(args, key) for key in FORWARDED_TO_ARMS}))
 
 
-def lstm_candidates(compare_run_id: str) -> list[str]:
-    """Finished candidate runs a compare_lstm run launched, best validation ROC AUC first (for `main`)."""
-    client = MlflowClient()
-    experiment_id = client.get_run(compare_run_id).info.experiment_id
-    query = f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{compare_run_id}' and tags.candidate = 'true'"
-    query += " and attributes.status = 'FINISHED'"
-    children = client.search_runs([experiment_id], query, order_by=[f"metrics.{DECISION_METRIC} DESC"])
-    return [child.info.run_id for child in children]
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    defaults = train_lstm_args([])
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--data-run-id", default="", help="prepare_data run (empty = newest finished)")
-    parser.add_argument("--embeddings", default="word2vec", help="embeddings of comparison 1 (stem vs lemma)")
-    parser.add_argument("--learned-control", type=lambda v: v.lower() in ("1", "true", "yes"), default=True)
-    parser.add_argument(
-        "--parallel-arms", type=int, default=0, help="arms trained side by side, one thread each (0 = one per core)"
-    )
-    for key in FORWARDED:
-        default = getattr(defaults, key)
-        parser.add_argument(f"--{key.replace('_', '-')}", type=type(default), default=default)
-    return parser.parse_args(argv)
-
-
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
+@click.command(help=__doc__)
+@data_run_option
+@click.option(
+    "--embeddings", default="word2vec", show_default=True, help="embeddings of comparison 1 (stemming vs lemmatisation)"
+)
+@click.option(
+    "--learned-control", type=FLAG, default=True, show_default=True, help="add the arm with learned embeddings"
+)
+@click.option(
+    "--parallel-arms",
+    type=WHOLE_NUMBER,
+    default=0,
+    show_default=True,
+    help="arms trained side by side, one thread each (0 = one per core)",
+)
+@seed_option
+@arm_options(FORWARDED)
+@policy_options
+def main(**options: object) -> None:
+    args = SimpleNamespace(**options)
     run_step("compare_lstm", lambda run: compare(args))
 
 

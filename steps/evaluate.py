@@ -2,15 +2,16 @@
 
 The results are logged onto the EVALUATED candidate's run (where `register` and the MLflow UI look for
 them, next to its accuracy figures), and summarised on this step's own run. Calibration is fitted at
-training time (`steps/candidate.py`); here it is only reported.
+training time (`steps/lib/candidate.py`); here it is only reported.
 """
 
 from __future__ import annotations
 
-import argparse
 import re
 import time
+from types import SimpleNamespace
 
+import click
 import matplotlib.pyplot as plt
 import mlflow
 import pandas as pd
@@ -19,8 +20,8 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import get_model_info
 from mlflow.tracking import MlflowClient
 
-from steps import error_analysis
-from steps.behaviour import (
+from steps.lib import error_analysis
+from steps.lib.behaviour import (
     SUITE_PATH,
     SuiteError,
     failure_rates,
@@ -29,18 +30,19 @@ from steps.behaviour import (
     run_suite,
     summarise_tests,
 )
-from steps.service_traffic import (
+from steps.lib.cli import WHOLE_NUMBER
+from steps.lib.registry import CHAMPION_URI
+from steps.lib.service_traffic import (
     ServiceTrafficError,
     errors_by_kind,
     load_service_traffic,
     score_service_traffic,
     service_traffic_metrics,
 )
-from steps.tracking import StepError, log_step_params, run_step
+from steps.lib.tracking import StepError, log_step_params, run_step
 
-DEFAULT_MODEL_URI = "models:/tweet-sentiment@champion"
 PREDICT_BATCH = 256
-PREDICTIONS_ARTIFACT = "predictions/test.json"  # logged by steps.candidate.log_candidate
+PREDICTIONS_ARTIFACT = "predictions/test.json"  # logged by steps.lib.candidate.log_candidate
 CALIBRATION_KEYS = ("val_ece_raw", "val_ece", "test_ece", "temperature")
 FAILING_COLUMNS = ["test", "capability", "type", "expect", "text", "label", "proba_negative"]
 FAILING_COLUMNS += ["variant", "variant_label", "variant_proba_negative", "reason"]
@@ -52,7 +54,7 @@ def candidate_run_id(model_uri: str) -> str:
         info = get_model_info(model_uri)
     except (MlflowException, OSError) as error:
         message = getattr(error, "message", str(error))
-        hint = "run `mlflow run . -e register` first, or " if model_uri == DEFAULT_MODEL_URI else ""
+        hint = "run `mlflow run . -e register` first, or " if model_uri == CHAMPION_URI else ""
         raise StepError(
             f"cannot load model {model_uri}: {message}; {hint}pass -P model_uri=runs:/<run id>/model"
         ) from None
@@ -204,7 +206,7 @@ def print_rates(results: pd.DataFrame) -> None:
     print(f"overall failure rate {failed.mean():.3f} on {len(results)} cases", flush=True)
 
 
-def evaluate(args: argparse.Namespace) -> None:
+def evaluate(args: SimpleNamespace) -> None:
     if args.worst_errors < 1:
         raise StepError(f"worst_errors must be >= 1, got {args.worst_errors}")
     log_step_params(vars(args))
@@ -240,13 +242,20 @@ def evaluate(args: argparse.Namespace) -> None:
     print(f"logged onto candidate run {run_id}: behaviour_* metrics, behaviour/, error_analysis/", flush=True)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--model-uri", default=DEFAULT_MODEL_URI, help="runs:/<id>/model or models:/<name>@<alias>")
-    parser.add_argument("--suite", default="", help="behaviour suite YAML (empty = steps/behaviour_suite.yaml)")
-    parser.add_argument("--service-traffic", default="", help="service-traffic CSV (empty = steps/service_traffic.csv)")
-    parser.add_argument("--worst-errors", type=int, default=20, help="false negatives/positives listed per kind")
-    args = parser.parse_args(argv)
+@click.command(help=__doc__)
+@click.option(
+    "--model-uri",
+    default=CHAMPION_URI,
+    show_default=True,
+    help="runs:/<id>/model or models:/<name>@<alias> or /<version>",
+)
+@click.option("--suite", default="", help="behaviour suite YAML (empty = steps/behaviour_suite.yaml)")
+@click.option("--service-traffic", default="", help="service-traffic CSV (empty = steps/service_traffic.csv)")
+@click.option(
+    "--worst-errors", type=WHOLE_NUMBER, default=20, show_default=True, help="false negatives/positives listed per kind"
+)
+def main(**options: object) -> None:
+    args = SimpleNamespace(**options)
     run_step("evaluate", lambda run: evaluate(args))
 
 

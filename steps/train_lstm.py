@@ -9,7 +9,6 @@ backend are seeded, gensim trains on one worker, and MLproject sets PYTHONHASHSE
 
 from __future__ import annotations
 
-import argparse
 import os
 import random
 import sys
@@ -17,7 +16,9 @@ import tempfile
 import time
 from importlib.metadata import version
 from pathlib import Path
+from types import SimpleNamespace
 
+import click
 import mlflow
 import numpy as np
 
@@ -31,16 +32,14 @@ from pyfunc.keras_model import (
     import_keras,
     set_torch_threads,
 )
-from pyfunc.normalize import VARIANTS
-from steps.candidate import log_candidate
-from steps.operating_point import add_policy_arguments, policy_from_args
-from steps.tracking import StepError, log_step_params, pinned, prepare_training, run_step
+from steps.lib.candidate import log_candidate
+from steps.lib.cli import data_run_option, policy_options, seed_option
+from steps.lib.lstm_arms import CURVE_NAMES, arm_options, validate_arm
+from steps.lib.operating_point import policy_from_args
+from steps.lib.tracking import StepError, log_step_params, pinned, prepare_training, run_step
 
-EMBEDDINGS = ("learned", "word2vec", "fasttext")
 SERVING_PACKAGES = ("mlflow", "keras", "numpy", "pandas", "emoji", "nltk", "lemminflect", "azure-monitor-opentelemetry")
 TORCH_CPU_INDEX = "--extra-index-url https://download.pytorch.org/whl/cpu"
-POSITIVE_SIZES = ("epochs", "vocab_size", "max_length", "embedding_dim", "units", "batch_size", "threads")
-POSITIVE_GENSIM = ("window", "min_count", "w2v_epochs", "fasttext_bucket")
 
 
 def keras_backend() -> str:
@@ -49,30 +48,6 @@ def keras_backend() -> str:
     if backend not in BACKENDS:
         raise StepError(f"unsupported KERAS_BACKEND {backend!r}; valid choices: {', '.join(BACKENDS)}")
     return backend
-
-
-def validate(args: argparse.Namespace) -> None:
-    """Every parameter checked before anything is logged, so a typo never leaves a half-made candidate."""
-    policy_from_args(args)
-    if args.preprocessing not in VARIANTS:
-        raise StepError(f"unknown preprocessing {args.preprocessing!r}; valid choices: {', '.join(VARIANTS)}")
-    if args.embeddings not in EMBEDDINGS:
-        raise StepError(f"unknown embeddings {args.embeddings!r}; valid choices: {', '.join(EMBEDDINGS)}")
-    for name in POSITIVE_SIZES + POSITIVE_GENSIM:
-        if getattr(args, name) <= 0:
-            raise StepError(f"{name} must be a positive integer, got {getattr(args, name)}")
-    if args.vocab_size < 3:
-        raise StepError(f"vocab_size must be at least 3 (padding, out-of-vocabulary, a word), got {args.vocab_size}")
-    if args.patience < 0:
-        raise StepError(f"patience must be >= 0, got {args.patience}")
-    if not 0.0 <= args.dropout < 1.0:
-        raise StepError(f"dropout must be in [0, 1), got {args.dropout}")
-    if args.learning_rate <= 0:
-        raise StepError(f"learning_rate must be positive, got {args.learning_rate}")
-    if args.sg not in (0, 1):
-        raise StepError(f"sg must be 0 (CBOW) or 1 (skip-gram), got {args.sg}")
-    if args.embeddings == "learned" and not args.trainable_embeddings:
-        raise StepError("trainable_embeddings=false freezes random vectors: use it with word2vec or fasttext")
 
 
 def configure_runtime(seed: int, backend: str, threads: int) -> None:
@@ -100,7 +75,7 @@ def configure_runtime(seed: int, backend: str, threads: int) -> None:
         print(f"TensorFlow runtime already initialised: threads={threads} not applied", flush=True)
 
 
-def train_word_vectors(token_lists: list[list[str]], args: argparse.Namespace):
+def train_word_vectors(token_lists: list[list[str]], args: SimpleNamespace):
     """Word2Vec or FastText on the training tweets only: one worker and a seed, so reruns match."""
     from gensim.models import FastText, Word2Vec
 
@@ -135,7 +110,7 @@ def embedding_matrix(vocabulary: Vocabulary, vectors, dim: int, seed: int) -> tu
     return matrix, len(known) / max(len(vocabulary) - 2, 1)
 
 
-def build_model(args: argparse.Namespace, vocabulary_size: int, weights: np.ndarray | None):
+def build_model(args: SimpleNamespace, vocabulary_size: int, weights: np.ndarray | None):
     """Embedding (masked padding) -> BiLSTM -> dropout -> sigmoid, compiled for AUC."""
     keras = import_keras()
     inputs = keras.Input(shape=(args.max_length,), dtype="int32", name="token_ids")
@@ -159,17 +134,6 @@ def build_model(args: argparse.Namespace, vocabulary_size: int, weights: np.ndar
     return model
 
 
-# Keras history key -> the training-curve metric logged per epoch. Named apart from the candidate
-# metric keys (`val_roc_auc`, ...) so the MLflow comparison view shows no curve as a NaN column
-# of the other families; `epoch_val_auc` is Keras' own AUC (trapezoids over 200 thresholds).
-CURVE_NAMES = {
-    "loss": "epoch_train_loss",
-    "auc": "epoch_train_auc",
-    "val_loss": "epoch_val_loss",
-    "val_auc": "epoch_val_auc",
-}
-
-
 def epoch_curves_callback():
     """MLflow's Keras callback with the curves renamed (CURVE_NAMES), minus its step-less `validation_*` copies.
 
@@ -189,7 +153,7 @@ def epoch_curves_callback():
     return EpochCurves()
 
 
-def fit(model, x_train, y_train, x_val, y_val, args: argparse.Namespace) -> dict[str, float]:
+def fit(model, x_train, y_train, x_val, y_val, args: SimpleNamespace) -> dict[str, float]:
     """Train with early stopping on validation AUC (best weights restored); curves go to MLflow per epoch."""
     keras = import_keras()
     stopping = keras.callbacks.EarlyStopping(
@@ -227,7 +191,7 @@ def serving_requirements(backend: str) -> list[str]:
     return [*pinned(*SERVING_PACKAGES), *pinned("tensorflow-cpu")]
 
 
-def initial_weights(vocabulary: Vocabulary, train_tokens: list[list[str]], args: argparse.Namespace):
+def initial_weights(vocabulary: Vocabulary, train_tokens: list[list[str]], args: SimpleNamespace):
     """None for learned embeddings; else the gensim model and the matrix it gives the embedding layer."""
     if args.embeddings == "learned":
         return None, None, {}
@@ -256,8 +220,8 @@ def log_artifacts_and_candidate(classifier: KerasTweetClassifier, vectors_model,
         log_candidate(classifier, "lstm", splits, train_seconds, artifacts, requirements, policy_from_args(args))
 
 
-def train(args: argparse.Namespace) -> None:
-    validate(args)
+def train(args: SimpleNamespace) -> None:
+    validate_arm(args)
     backend = keras_backend()
     log_step_params(vars(args) | {"keras_backend": backend})
     mlflow.set_tag("keras_backend", backend)
@@ -288,35 +252,13 @@ def train(args: argparse.Namespace) -> None:
     log_artifacts_and_candidate(classifier, vectors_model, splits, train_seconds, args)
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    flag = lambda value: value.lower() in ("1", "true", "yes")  # noqa: E731
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--data-run-id", default="", help="prepare_data run (empty = newest finished)")
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--epochs", type=int, default=5, help="upper bound; early stopping usually ends sooner")
-    parser.add_argument("--patience", type=int, default=1, help="epochs without a better val AUC before stopping")
-    parser.add_argument("--preprocessing", default="stem", help=f"one of {', '.join(VARIANTS)}")
-    parser.add_argument("--embeddings", default="word2vec", help=f"one of {', '.join(EMBEDDINGS)}")
-    parser.add_argument("--trainable-embeddings", type=flag, default=True, help="fine-tune the initial vectors")
-    parser.add_argument("--vocab-size", type=int, default=10_000, help="ids incl. padding and out-of-vocabulary")
-    parser.add_argument("--max-length", type=int, default=32, help="tokens kept per tweet (the rest truncated)")
-    parser.add_argument("--embedding-dim", type=int, default=100)
-    parser.add_argument("--units", type=int, default=64, help="LSTM units per direction")
-    parser.add_argument("--dropout", type=float, default=0.3)
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--learning-rate", type=float, default=3e-3)
-    parser.add_argument("--threads", type=int, default=1, help="backend intra-op threads (1 is fastest here)")
-    parser.add_argument("--sg", type=int, default=0, help="gensim: 1 = skip-gram, 0 = CBOW")
-    parser.add_argument("--window", type=int, default=5, help="gensim context window")
-    parser.add_argument("--min-count", type=int, default=2, help="gensim: ignore rarer tokens")
-    parser.add_argument("--w2v-epochs", type=int, default=5, help="gensim training epochs")
-    parser.add_argument("--fasttext-bucket", type=int, default=100_000, help="FastText n-gram hash buckets")
-    add_policy_arguments(parser)
-    return parser.parse_args(argv)
-
-
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
+@click.command(help=__doc__)
+@data_run_option
+@seed_option
+@arm_options()
+@policy_options
+def main(**options: object) -> None:
+    args = SimpleNamespace(**options)
     run_step("train_lstm", lambda run: train(args))
 
 

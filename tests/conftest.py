@@ -16,7 +16,7 @@ import pytest
 import requests
 from mlflow.tracking import MlflowClient
 
-from steps.processes import start_server, stop_server
+from steps.lib.processes import start_server, stop_server
 
 REPO = Path(__file__).resolve().parent.parent
 VENV_BIN = str(Path(sys.executable).parent)
@@ -26,7 +26,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("PYTHONHASHSEED", "0")
 os.environ.pop("APPLICATIONINSIGHTS_CONNECTION_STRING", None)
 
-# What every candidate run logs (steps/candidate.py), whatever its family.
+# What every candidate run logs (steps/lib/candidate.py), whatever its family.
 CANDIDATE_METRICS = {
     f"{split}_{name}"
     for split in ("val", "test")

@@ -7,9 +7,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from steps import pretrained
-from steps.pretrained import DEFAULT_PRETRAINED, resolve_and_load
-from steps.tracking import StepError
+from steps.lib import pretrained
+from steps.lib.pretrained import DEFAULT_PRETRAINED, resolve_and_load
+from steps.lib.tracking import StepError
 
 FALLBACK = "/opt/packaged/minilm"
 

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-import argparse
+from types import SimpleNamespace
 
 import mlflow
 import pandas as pd
 import pytest
 
 from steps import train_bert
-from steps.onnx_export import AUC_TOLERANCE, keeps_auc
-from steps.tracking import StepError
+from steps.lib.cli import parse
+from steps.lib.onnx_export import AUC_TOLERANCE, keeps_auc
+from steps.lib.pretrained import LABEL_SCHEMES, position_limit
+from steps.lib.tracking import StepError
+from steps.lib.transformer_data import subsample, training_targets
 
 
-def arguments(**overrides) -> argparse.Namespace:
+def arguments(**overrides) -> SimpleNamespace:
     defaults = dict(
         data_run_id="",
         pretrained="",
@@ -36,15 +39,15 @@ def arguments(**overrides) -> argparse.Namespace:
         beta=2.0,
         min_precision=0.8,
     )
-    return argparse.Namespace(**(defaults | overrides))
+    return SimpleNamespace(**(defaults | overrides))
 
 
 def test_cli_defaults_are_the_measured_ones():
-    parsed = train_bert.build_parser().parse_args([])
+    parsed = parse(train_bert.main)
     assert (parsed.pretrained, parsed.max_length, parsed.epochs, parsed.batch_size) == ("", 64, 1.0, 32)
     assert parsed.max_train_samples == 0  # all of it (embedded: 28,762 tweets)
     assert parsed.export_onnx is True and parsed.quantize is True
-    assert train_bert.build_parser().parse_args(["--max-length", "48.0", "--bf16", "true"]).max_length == 48
+    assert parse(train_bert.main, ["--max-length", "48.0", "--bf16", "true"]).max_length == 48
 
 
 @pytest.mark.parametrize(
@@ -73,32 +76,32 @@ def test_three_class_targets_keep_negative_as_class_one():
     frame = pd.DataFrame(
         {"text": list("abcd"), "label": [1, 0, 0, 1], "sentiment": ["negative", "neutral", "positive", "negative"]}
     )
-    assert train_bert.training_targets(frame, "binary").tolist() == [1, 0, 0, 1]
-    assert train_bert.training_targets(frame, "three_class").tolist() == [1, 0, 2, 1]
-    assert train_bert.LABEL_SCHEMES["three_class"][1] == "negative" == train_bert.LABEL_SCHEMES["binary"][1]
+    assert training_targets(frame, "binary").tolist() == [1, 0, 0, 1]
+    assert training_targets(frame, "three_class").tolist() == [1, 0, 2, 1]
+    assert LABEL_SCHEMES["three_class"][1] == "negative" == LABEL_SCHEMES["binary"][1]
 
 
 def test_three_class_without_the_corpus_sentiments_is_a_one_line_error():
     binary_only = pd.DataFrame({"text": list("ab"), "label": [1, 0], "sentiment": ["negative", "positive"]})
     with pytest.raises(StepError, match="three_class needs all of neutral, negative, positive"):
-        train_bert.training_targets(binary_only, "three_class")
+        training_targets(binary_only, "three_class")
     with pytest.raises(StepError, match="no sentiment column"):
-        train_bert.training_targets(binary_only.drop(columns="sentiment"), "three_class")
+        training_targets(binary_only.drop(columns="sentiment"), "three_class")
 
 
 def test_subsample_is_stratified_and_reproducible():
     frame = pd.DataFrame({"text": [f"t{i}" for i in range(1000)], "label": [1] * 300 + [0] * 700})
-    sample = train_bert.subsample(frame, 200, seed=3)
+    sample = subsample(frame, 200, seed=3)
     assert len(sample) == 200 and sample["label"].sum() == 60
-    assert sample.index.equals(train_bert.subsample(frame, 200, seed=3).index)
-    assert train_bert.subsample(frame, 0, seed=3) is frame
-    assert train_bert.subsample(frame, 5000, seed=3) is frame
+    assert sample.index.equals(subsample(frame, 200, seed=3).index)
+    assert subsample(frame, 0, seed=3) is frame
+    assert subsample(frame, 5000, seed=3) is frame
 
 
 def test_position_limit_takes_the_smaller_real_limit():
-    config = argparse.Namespace(max_position_embeddings=512)
-    assert train_bert.position_limit(argparse.Namespace(model_max_length=int(1e30)), config) == 512
-    assert train_bert.position_limit(argparse.Namespace(model_max_length=128), config) == 128
+    config = SimpleNamespace(max_position_embeddings=512)
+    assert position_limit(SimpleNamespace(model_max_length=int(1e30)), config) == 512
+    assert position_limit(SimpleNamespace(model_max_length=128), config) == 128
 
 
 def test_serving_requirements_are_lean():

@@ -22,7 +22,7 @@ from pyfunc.transformer_model import (
     cpu_count,
     negative_proba,
 )
-from steps.train_bert import load_pretrained
+from steps.lib.pretrained import load_pretrained
 
 TEXTS = [
     "@united lost my bag AGAIN!!! worst airline ever 😡 http://t.co/x",
@@ -42,7 +42,7 @@ def tiny(tiny_pretrained):
 
 @pytest.fixture(scope="module")
 def onnx_path(tiny, tmp_path_factory):
-    from steps.onnx_export import export_onnx
+    from steps.lib.onnx_export import export_onnx
 
     _, model = tiny
     return export_onnx(model, tmp_path_factory.mktemp("onnx") / "model.onnx", pad_id=0, max_length=16)
@@ -176,7 +176,7 @@ def test_attaching_again_shuts_the_previous_worker_pool_down(tiny, tiny_encoder)
 
 
 def test_int8_graph_scored_one_tweet_per_call_ignores_the_other_rows(tiny_encoder, onnx_path, tmp_path):
-    from steps.onnx_export import quantize_int8
+    from steps.lib.onnx_export import quantize_int8
 
     int8 = quantize_int8(onnx_path, tmp_path / "int8.onnx")
     per_row = classifier(tiny_encoder, OnnxBackend(str(int8), 1), batch_size=1)

@@ -8,7 +8,7 @@ import re
 import pandas as pd
 import pytest
 
-from steps.behaviour import (
+from steps.lib.behaviour import (
     SuiteError,
     elongate,
     failure_rates,

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from steps.error_analysis import (
+from steps.lib.error_analysis import (
     LENGTH_LABELS,
     RATE_COLUMNS,
     WORST_COLUMNS,

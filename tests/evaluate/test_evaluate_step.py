@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from steps.error_analysis import LENGTH_LABELS, RATE_COLUMNS, WORST_COLUMNS
 from steps.evaluate import FAILING_COLUMNS, candidate_run_id, main, replace_table
-from steps.service_traffic import load_service_traffic
-from steps.tracking import StepError
+from steps.lib.error_analysis import LENGTH_LABELS, RATE_COLUMNS, WORST_COLUMNS
+from steps.lib.service_traffic import load_service_traffic
+from steps.lib.tracking import StepError
 from tests.conftest import mlflow_run, run_id_of
 from tests.evaluate.test_behaviour_suite import CAPABILITIES
 

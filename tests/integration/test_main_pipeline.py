@@ -19,8 +19,8 @@ def test_main_runs_every_step_nested_and_registers_a_champion(tmp_path_factory):
         max_rows=600,
         lstm_epochs=1,
         lstm_learned_control="false",
-        bert_pretrained=str(tiny_bert),
-        bert_max_train_samples=200,
+        transformer_pretrained=str(tiny_bert),
+        transformer_max_train_samples=200,
     )
     parent = run_id_of(result)
     assert "==> [1/" in result.stdout and "register" in result.stdout

@@ -7,7 +7,7 @@ import json
 import pytest
 from mlflow.tracking import MlflowClient
 
-from steps.compare_lstm import lstm_candidates
+from steps.lib.lstm_arms import lstm_candidates
 from tests.conftest import CANDIDATE_METRICS, mlflow_run, run_id_of
 
 pytestmark = pytest.mark.integration

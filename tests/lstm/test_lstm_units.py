@@ -22,15 +22,11 @@ from pyfunc.keras_model import (
     import_keras,
 )
 from steps.compare_lstm import Decision, markdown_table, paired_auc_interval, resampled_auc
-from steps.tracking import StepError
-from steps.train_lstm import (
-    build_model,
-    embedding_matrix,
-    inference_copy,
-    parse_args,
-    serving_requirements,
-    validate,
-)
+from steps.lib.cli import parse
+from steps.lib.lstm_arms import validate_arm
+from steps.lib.tracking import StepError
+from steps.train_lstm import build_model, embedding_matrix, inference_copy, serving_requirements
+from steps.train_lstm import main as train_lstm
 
 TWEET = "Cancelled flights again, waiting!! @united 😡 http://t.co/x"
 
@@ -146,11 +142,11 @@ def test_fasttext_builds_vectors_for_words_it_never_saw():
 )
 def test_bad_parameters_are_refused_naming_the_problem(argv, message):
     with pytest.raises(StepError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
-        validate(parse_args(argv))
+        validate_arm(parse(train_lstm, argv))
 
 
 def test_defaults_are_valid():
-    validate(parse_args([]))
+    validate_arm(parse(train_lstm))
 
 
 def test_served_requirements_pin_the_cpu_build_of_torch():
@@ -166,7 +162,7 @@ def test_served_requirements_pin_the_cpu_build_of_torch():
 def tiny_pyfunc(tmp_path_factory):
     """A tiny untrained BiLSTM saved as the pyfunc's artifacts, and the classifier loaded from them."""
     folder = tmp_path_factory.mktemp("keras_pyfunc")
-    args = parse_args(["--max-length", "6", "--embedding-dim", "4", "--units", "3"])
+    args = parse(train_lstm, ["--max-length", "6", "--embedding-dim", "4", "--units", "3"])
     vocab = vocabulary(Vocabulary.tokenize(["lost my bag", "great crew thanks"], "stem"), preprocessing="stem")
     model = build_model(args, len(vocab), weights=None)
     model.save(folder / "model.keras")
@@ -242,7 +238,7 @@ def test_resampled_auc_matches_scikit_learn_with_ties():
 
 
 def test_inference_copy_drops_the_optimizer_state_and_predicts_the_same(tmp_path):
-    args = parse_args(["--max-length", "6", "--embedding-dim", "4", "--units", "3"])
+    args = parse(train_lstm, ["--max-length", "6", "--embedding-dim", "4", "--units", "3"])
     model = build_model(args, 50, weights=None)
     model.fit(np.ones((4, 6), dtype="int32"), np.zeros(4), verbose=0)  # builds the optimizer's slots
     inference_copy(model).save(tmp_path / "model.keras")

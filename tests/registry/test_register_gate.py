@@ -21,7 +21,7 @@ from mlflow import MlflowClient
 
 from steps import register as register_step
 from steps import train_baseline
-from steps.register import model_version_for
+from steps.lib.registry import model_version_for
 from tests.conftest import mlflow_run, run_id_of
 from tests.registry.conftest import copy_data_run
 
@@ -47,7 +47,7 @@ def in_process(tracking, step_main, params: dict) -> SimpleNamespace:
     out = io.StringIO()
     with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(out):
         patch.setenv("MLFLOW_EXPERIMENT_ID", tracking.experiment_id)
-        step_main(as_argv(params))
+        step_main.main(as_argv(params), standalone_mode=False)
     run = mlflow.last_active_run()
     assert run.info.status == "FINISHED", out.getvalue()[-2000:]
     return SimpleNamespace(run=run, stdout=out.getvalue())

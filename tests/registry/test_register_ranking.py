@@ -8,17 +8,11 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 
-from steps.metrics import classification_metrics
-from steps.register import (
-    RANKABLE,
-    Scored,
-    bootstrap_difference,
-    main,
-    metric_value,
-    parse_ceiling,
-    rank_candidates,
-)
-from steps.tracking import StepError
+from steps.lib.gate import Scored, bootstrap_difference, metric_value
+from steps.lib.metrics import classification_metrics
+from steps.lib.ranking import RANKABLE, rank_candidates
+from steps.lib.tracking import StepError
+from steps.register import main, parse_ceiling
 
 
 def fake_run(experiment_id: str, data_run_id: str, metrics: dict, status: str = "FINISHED", candidate: bool = True):

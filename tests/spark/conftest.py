@@ -18,7 +18,7 @@ ODD_TEXTS = ["😡😡😡", "フライトが遅れた。最悪", 'delayed, agai
 def spark():
     if shutil.which("java") is None:
         pytest.fail("pyspark needs a Java 17+ runtime: `bash scripts/install.sh test` installs default-jre-headless")
-    from steps.score_batch import build_spark
+    from steps.lib.spark_scoring import build_spark
 
     session = build_spark("local[2]")
     yield session

@@ -8,8 +8,15 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from steps.score_batch import PREDICTION_COLUMNS, check_paths, check_runtime, fetch_model, read_input, score
-from steps.tracking import StepError
+from steps.lib.spark_scoring import (
+    PREDICTION_COLUMNS,
+    check_paths,
+    check_runtime,
+    fetch_model,
+    read_input,
+    score_file,
+)
+from steps.lib.tracking import StepError
 from tests.conftest import mlflow_run, run_id_of
 from tests.spark.conftest import BAD_TEXTS, ODD_TEXTS
 
@@ -35,7 +42,7 @@ def model_uri(baseline_run_id) -> str:
 def scored(spark, tweets, model_uri, tmp_path_factory) -> tuple[dict, pd.DataFrame]:
     folder = tmp_path_factory.mktemp("score_parquet")
     tweets.to_parquet(folder / "tweets.parquet", index=False)
-    summary = score(spark, model_uri, str(folder / "tweets.parquet"), str(folder / "scored"), batch_size=64)
+    summary = score_file(spark, model_uri, str(folder / "tweets.parquet"), str(folder / "scored"), batch_size=64)
     output = pd.read_parquet(folder / "scored").sort_values("id").reset_index(drop=True)
     return summary, output
 
@@ -81,7 +88,7 @@ def test_csv_input_keeps_quotes_commas_newlines_and_takes_a_threshold(spark, twe
     tweets.to_csv(tmp_path / "tweets.csv", index=False)
     with open(tmp_path / "tweets.csv", "a") as csv_file:
         csv_file.write('9999,"one field too many",0,edge_case,surplus\n')  # malformed: kept and marked
-    summary = score(spark, model_uri, str(tmp_path / "tweets.csv"), str(tmp_path / "scored"), threshold=0.0)
+    summary = score_file(spark, model_uri, str(tmp_path / "tweets.csv"), str(tmp_path / "scored"), threshold=0.0)
     output = pd.read_parquet(tmp_path / "scored")
     output = output.assign(id=output["id"].astype(int)).set_index("id").sort_index()
     valid = output[output["valid"]]

@@ -9,8 +9,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from pyfunc.contract import TweetClassifier
-from steps import candidate
-from steps.operating_point import ThresholdPolicy
+from steps.lib import candidate
+from steps.lib.operating_point import ThresholdPolicy
 from tests.conftest import CANDIDATE_METRICS
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from steps.fair_comparison import gate_rows, unseen_mask
+from steps.lib.fair_comparison import gate_rows, unseen_mask
 
 VAL = pd.DataFrame(
     {

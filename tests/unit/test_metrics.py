@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from steps.metrics import (
+from steps.lib.metrics import (
     classification_metrics,
     expected_calibration_error,
     fit_temperature,

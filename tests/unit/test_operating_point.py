@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import argparse
-
+import click
 import numpy as np
 import pytest
 
 from pyfunc.contract import at_curve, format_predictions
-from steps.operating_point import (
+from steps.lib.cli import parse, policy_options
+from steps.lib.operating_point import (
     PolicyError,
     ThresholdPolicy,
-    add_policy_arguments,
     at_threshold,
     choose_threshold,
     empirical_min_cost_threshold,
@@ -19,7 +18,7 @@ from steps.operating_point import (
     operating_curve,
     policy_from_args,
 )
-from steps.tracking import StepError
+from steps.lib.tracking import StepError
 
 # Ten validation tweets, sorted by score; four complaints (label 1).
 Y = np.array([1, 1, 0, 1, 0, 1, 0, 0, 0, 0])
@@ -81,14 +80,18 @@ def test_bad_policy_parameters_name_the_parameter_and_value(policy, message):
         policy.validate()
 
 
+@click.command()
+@policy_options
+def policy_command(**options: object) -> None:
+    """A command with only the policy options, as every training step has them."""
+
+
 def test_policy_arguments_parse_to_a_validated_policy():
-    parser = argparse.ArgumentParser()
-    add_policy_arguments(parser)
-    default = policy_from_args(parser.parse_args([]))
+    default = policy_from_args(parse(policy_command))
     assert default == ThresholdPolicy("cost", 2.0, 2.0, 0.8)
     assert default.params() == {"threshold_policy": "cost", "cost_ratio": 2.0, "beta": 2.0, "min_precision": 0.8}
     with pytest.raises(PolicyError, match="cost_ratio must be > 0"):
-        policy_from_args(parser.parse_args(["--cost-ratio", "0"]))
+        policy_from_args(parse(policy_command, ["--cost-ratio", "0"]))
 
 
 def test_what_a_threshold_means_on_validation():

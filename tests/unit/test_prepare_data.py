@@ -4,6 +4,7 @@ import pandas as pd
 import pytest
 
 from pyfunc.normalize import normalize_batch
+from steps.lib.tracking import StepError
 from steps.prepare_data import (
     check_classes,
     clean_dataset,
@@ -15,7 +16,6 @@ from steps.prepare_data import (
     sample_rows,
     split_dataset,
 )
-from steps.tracking import StepError
 
 
 def test_embedded_corpus_loads_with_binary_labels_and_topics():

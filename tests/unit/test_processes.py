@@ -11,7 +11,7 @@ import psutil
 import pytest
 import requests
 
-from steps.processes import port_accepts, start_server, stop_server, wait_port_closed
+from steps.lib.processes import port_accepts, start_server, stop_server, wait_port_closed
 from tests.conftest import free_port
 
 # A parent that starts a child HTTP server and waits for it, as the mlflow CLI does with uvicorn.

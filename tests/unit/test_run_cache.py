@@ -8,8 +8,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PROJECT_ENTRY_POINT
 
+from steps.lib.run_cache import CODE_VERSION_TAG, INPUT_DIGEST_TAG, code_version, input_digest
 from steps.main import find_finished
-from steps.run_cache import CODE_VERSION_TAG, INPUT_DIGEST_TAG, code_version, input_digest
 from tests.conftest import new_tracking
 
 

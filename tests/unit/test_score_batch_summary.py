@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from steps.score_batch import summary_from_counts
+from steps.lib.spark_scoring import summary_from_counts
 
 
 def test_invalid_rows_are_counted_apart_and_not_in_the_throughput():

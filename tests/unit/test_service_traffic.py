@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from pyfunc.normalize import normalize
-from steps.service_traffic import (
+from steps.lib.service_traffic import (
     ServiceTrafficError,
     errors_by_kind,
     load_service_traffic,

@@ -16,7 +16,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from pyfunc.contract import INPUT_EXAMPLE, TweetClassifier, apply_temperature, signature
-from steps.metrics import (
+from steps.lib.metrics import (
     ECE_LIMIT,
     classification_metrics,
     evaluation_figures,
@@ -25,7 +25,7 @@ from steps.metrics import (
     reliability_figure,
     threshold_sweep_figure,
 )
-from steps.operating_point import (
+from steps.lib.operating_point import (
     ThresholdPolicy,
     at_threshold,
     choose_threshold,
@@ -33,12 +33,12 @@ from steps.operating_point import (
     operating_curve,
 )
 
-PYFUNC_CODE = str(Path(__file__).resolve().parent.parent / "pyfunc")
+PYFUNC_CODE = str(Path(__file__).resolve().parents[2] / "pyfunc")
 SCORING_BATCH = 256
 TIMING_SAMPLE = 1000
 
 
-def score(model: TweetClassifier, texts: list[str], desc: str) -> np.ndarray:
+def predict_in_batches(model: TweetClassifier, texts: list[str], desc: str) -> np.ndarray:
     """Uncalibrated P(negative) for many texts, in batches, with a progress bar."""
     batches = [texts[start : start + SCORING_BATCH] for start in range(0, len(texts), SCORING_BATCH)]
     parts = [model.raw_proba(batch) for batch in tqdm(batches, desc=desc, unit="batch", mininterval=2)]
@@ -132,7 +132,10 @@ def log_candidate(
     """
     run_id = mlflow.active_run().info.run_id
     mlflow.set_tags({"candidate": "true", "model_family": family})
-    raw = {split: score(model, splits[split]["text"].tolist(), f"scoring {split}") for split in ("val", "test")}
+    raw = {
+        split: predict_in_batches(model, splits[split]["text"].tolist(), f"scoring {split}")
+        for split in ("val", "test")
+    }
     y_val = splits["val"]["label"].to_numpy()
     calibration = calibrate(model, y_val, raw["val"])
     proba = {split: apply_temperature(values, model.temperature) for split, values in raw.items()}

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from sklearn.metrics import precision_recall_curve
 
-from steps.tracking import StepError
+from steps.lib.tracking import StepError
 
 POLICIES = ("cost", "f_beta", "precision_floor")
 CURVE_STEP = 0.005  # the operating curve shipped with the model: precision and recall every 0.005
@@ -184,19 +184,6 @@ def operating_curve(y_true: np.ndarray, proba: np.ndarray, threshold: float) -> 
         "recall": recall.tolist(),
         "flagged_share": (flagged / max(1, len(proba))).tolist(),
     }
-
-
-def add_policy_arguments(parser) -> None:
-    """The four policy options, the same on every training step and on `main`."""
-    defaults = ThresholdPolicy()
-    parser.add_argument("--threshold-policy", default=defaults.name, help=f"one of {', '.join(POLICIES)}")
-    parser.add_argument(
-        "--cost-ratio", type=float, default=defaults.cost_ratio, help="cost policy: a missed complaint in false alarms"
-    )
-    parser.add_argument("--beta", type=float, default=defaults.beta, help="f_beta policy: weight of recall")
-    parser.add_argument(
-        "--min-precision", type=float, default=defaults.min_precision, help="precision_floor policy: in (0, 1]"
-    )
 
 
 def policy_from_args(args) -> ThresholdPolicy:

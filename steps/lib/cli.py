@@ -1,0 +1,105 @@
+"""The one command-line convention of every entry point: click commands whose options read MLproject's values.
+
+MLproject passes every parameter as text: `float`-typed ones as the user wrote them (`5` or `5.0`),
+booleans as words. Every step parses them with the types here, so `5.0` means 5 and `true`, `yes`,
+`1` and `on` mean the same everywhere, and every option carries help text (`python -m steps.<step> --help`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from types import SimpleNamespace
+
+import click
+
+from steps.lib.operating_point import POLICIES, ThresholdPolicy
+
+FLAG = click.BOOL  # true/false, yes/no, 1/0, on/off, any case
+Decorator = Callable[[Callable], Callable]
+
+
+class WholeNumber(click.ParamType):
+    """An integer option that also takes MLproject's float spelling of it (`64.0`), never a fraction (`64.5`)."""
+
+    name = "integer"
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a whole number", param, ctx)
+        if not number.is_integer():
+            self.fail(f"{value!r} is not a whole number", param, ctx)
+        return int(number)
+
+
+WHOLE_NUMBER = WholeNumber()
+
+
+def stack(*decorators: Decorator) -> Decorator:
+    """Several click options as one decorator, applied in the order written (so `--help` lists them so)."""
+
+    def apply(function: Callable) -> Callable:
+        for decorator in reversed(decorators):
+            function = decorator(function)
+        return function
+
+    return apply
+
+
+def data_run_option(function: Callable) -> Callable:
+    """`--data-run-id`: the prepare_data run a step reads its splits from."""
+    return click.option(
+        "--data-run-id", default="", show_default=True, help="prepare_data run id (empty = the newest finished one)"
+    )(function)
+
+
+def seed_option(function: Callable) -> Callable:
+    """`--seed`: one seed for sampling, initialisation and resampling, so a rerun gives the same figures."""
+    return click.option("--seed", type=WHOLE_NUMBER, default=42, show_default=True, help="random seed")(function)
+
+
+def policy_options(function: Callable) -> Callable:
+    """The four operating-point options, the same on every training step and on `main` (steps.lib.operating_point)."""
+    defaults = ThresholdPolicy()
+    return stack(
+        click.option(
+            "--threshold-policy",
+            default=defaults.name,
+            show_default=True,
+            help=f"how the threshold is chosen on validation: {', '.join(POLICIES)}",
+        ),
+        click.option(
+            "--cost-ratio",
+            type=float,
+            default=defaults.cost_ratio,
+            show_default=True,
+            help="cost policy: a missed complaint costs this many false alarms (> 0)",
+        ),
+        click.option(
+            "--beta", type=float, default=defaults.beta, show_default=True, help="f_beta policy: weight of recall (> 0)"
+        ),
+        click.option(
+            "--min-precision",
+            type=float,
+            default=defaults.min_precision,
+            show_default=True,
+            help="precision_floor policy: the validation precision to reach, in (0, 1]",
+        ),
+    )(function)
+
+
+def parse(command: click.Command, argv: Sequence[str] = ()) -> SimpleNamespace:
+    """The options a command would run with, parsed and typed but not run.
+
+    Args:
+        command: a step's click command.
+        argv: its command-line arguments (none = every default).
+
+    Returns:
+        The options by name, as the command's body receives them.
+    """
+    with command.make_context(command.name, list(argv)) as context:
+        return SimpleNamespace(**context.params)

@@ -1,0 +1,71 @@
+"""The model registry as the steps use it: the model's name, the champion alias, versions and gate tags."""
+
+from __future__ import annotations
+
+import mlflow
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from steps.lib.tracking import StepError
+
+MODEL_NAME = "tweet-sentiment"
+CHAMPION_ALIAS = "champion"
+CHAMPION_URI = f"models:/{MODEL_NAME}@{CHAMPION_ALIAS}"
+GATE_TAGS = ("metric", "candidate_value", "champion_value", "passed")  # always set on a decided version
+OPTIONAL_GATE_TAGS = ("diff_ci_low", "diff_ci_high", "rows", "rows_basis", "rows_note")
+
+
+def model_version_for(client: MlflowClient, model_name: str, run_id: str) -> tuple[ModelVersion, bool]:
+    """The registered version of a run's model, created only if none exists yet, so a rerun never duplicates it.
+
+    Args:
+        client: the tracking client.
+        model_name: the registered model.
+        run_id: the candidate run whose `model` artifact is registered.
+
+    Returns:
+        The version (the oldest, if several) and whether it was created now.
+    """
+    existing = client.search_model_versions(f"name = '{model_name}' and run_id = '{run_id}'")
+    if existing:
+        return min(existing, key=lambda version: int(version.version)), False
+    try:
+        return mlflow.register_model(f"runs:/{run_id}/model", model_name), True
+    except MlflowException as error:
+        raise StepError(f"cannot register the model of run {run_id}: {error.message}") from None
+
+
+def current_champion(client: MlflowClient, model_name: str) -> ModelVersion | None:
+    """The version `@champion` points at, or None before the first champion (no model or no alias yet)."""
+    try:
+        return client.get_model_version_by_alias(model_name, CHAMPION_ALIAS)
+    except MlflowException:
+        return None
+
+
+def _tag_value(value: object) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return f"{value:.6f}" if isinstance(value, float) else str(value)
+
+
+def record_gate(client: MlflowClient, model_name: str, version: ModelVersion, result: dict) -> None:
+    """The gate's outcome as tags on the version (docs/design.md, "The gate") and metrics on the active run.
+
+    Args:
+        client: the tracking client.
+        model_name: the registered model.
+        version: the version the gate decided on.
+        result: `steps.lib.gate.compare_with_champion`'s outcome.
+    """
+    tags = {f"gate.{key}": _tag_value(result[key]) for key in GATE_TAGS}
+    tags |= {f"gate.{key}": _tag_value(result[key]) for key in OPTIONAL_GATE_TAGS if key in result}
+    tags["gate.register_run_id"] = mlflow.active_run().info.run_id
+    for key, value in tags.items():
+        client.set_model_version_tag(model_name, version.version, key, value)
+    numbers = {key: value for key, value in result.items() if type(value) in (int, float)}  # not bool: passed
+    mlflow.log_metrics({f"gate_{key}": float(value) for key, value in numbers.items()})
+    mlflow.log_metric("gate_passed", float(result["passed"]))
