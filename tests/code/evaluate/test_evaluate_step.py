@@ -15,7 +15,7 @@ from steps.lib.error_analysis import LENGTH_LABELS, RATE_COLUMNS, WORST_COLUMNS
 from steps.lib.service_traffic import load_service_traffic
 from steps.lib.tracking import StepError
 from tests.conftest import mlflow_run, run_id_of
-from tests.evaluate.test_behaviour_suite import CAPABILITIES
+from tests.data.test_evaluation_sets import CAPABILITIES
 
 ERROR_TABLES = ("error_rate_by_length", "error_rate_by_topic", "worst_false_negatives", "worst_false_positives")
 

@@ -16,7 +16,7 @@ import pytest
 
 from dashboard.alerts import AlertRule, WrongPrediction, check, evaluate
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 RULE = AlertRule(threshold=3, window=timedelta(minutes=5), cooldown=timedelta(minutes=15))
 

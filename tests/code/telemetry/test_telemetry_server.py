@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from tests.telemetry.appinsights_capture import INVOCATIONS_REQUEST, HangingServer, base_data, telemetry_env
+from tests.code.telemetry.appinsights_capture import INVOCATIONS_REQUEST, HangingServer, base_data, telemetry_env
 
 pytestmark = pytest.mark.integration
 

@@ -4,26 +4,17 @@ import pandas as pd
 import pytest
 
 from pyfunc.normalize import normalize_batch
-from steps.lib.tracking import StepError
-from steps.prepare_data import (
+from steps.lib.datasets import (
     check_classes,
     clean_dataset,
     load_airline,
-    load_embedded,
     load_sentiment140,
     load_txt_dir,
     repair_text,
     sample_rows,
     split_dataset,
 )
-
-
-def test_embedded_corpus_loads_with_binary_labels_and_topics():
-    frame = load_embedded()
-    assert len(frame) == 38_158
-    assert set(frame["label"]) == {0, 1}
-    assert frame["label"].sum() == 16_186  # the corpus's "negative" rows; neutral and positive are 0
-    assert (frame["source"] == "crowdflower_airline").sum() == 14_638
+from steps.lib.tracking import StepError
 
 
 def test_sentiment140_polarity_zero_is_negative(tmp_path):

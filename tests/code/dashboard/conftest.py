@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import ModelServer, ServerProcess, free_port
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--no-sandbox",

@@ -19,8 +19,8 @@ from mlflow import MlflowClient
 from sklearn.metrics import roc_auc_score
 
 from steps import register as register_step
-from tests.registry.conftest import copy_data_run
-from tests.registry.test_register_gate import GATE, STRONG, champion, in_process, train_here, version_of
+from tests.code.registry.conftest import copy_data_run
+from tests.code.registry.test_register_gate import GATE, STRONG, champion, in_process, train_here, version_of
 
 pytestmark = pytest.mark.integration
 

@@ -17,8 +17,8 @@ from steps.lib.spark_scoring import (
     score_file,
 )
 from steps.lib.tracking import StepError
+from tests.code.spark.conftest import BAD_TEXTS, ODD_TEXTS
 from tests.conftest import mlflow_run, run_id_of
-from tests.spark.conftest import BAD_TEXTS, ODD_TEXTS
 
 pytestmark = pytest.mark.integration
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.telemetry.appinsights_capture import base_data
+from tests.code.telemetry.appinsights_capture import base_data
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 EMIT = """
 from pyfunc.telemetry import emit_wrong_prediction
 emit_wrong_prediction(text="@united two hours on the tarmac, thanks a lot", predicted_label="not_negative",

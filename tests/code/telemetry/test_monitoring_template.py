@@ -15,9 +15,9 @@ import jsonschema
 import pytest
 
 from pyfunc.telemetry import DASHBOARD_SERVICE, MODEL_SERVICE
-from tests.telemetry.appinsights_capture import INVOCATIONS_REQUEST, CaptureServer, base_data, telemetry_env
+from tests.code.telemetry.appinsights_capture import INVOCATIONS_REQUEST, CaptureServer, base_data, telemetry_env
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 TEMPLATE = REPO / "deploy" / "monitoring" / "wrong_prediction_alert.json"
 DEPLOY_SCRIPT = REPO / "deploy" / "monitoring" / "deploy_alert.sh"
 DOCS = REPO / "docs" / "monitoring.md"

@@ -4,7 +4,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
-from tests.bert.conftest import build_tiny_distilbert
+from tests.code.transformer.conftest import build_tiny_distilbert
 from tests.conftest import mlflow_run, new_tracking, run_id_of
 
 pytestmark = pytest.mark.integration

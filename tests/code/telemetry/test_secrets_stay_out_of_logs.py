@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from dashboard.alerts import evaluate, post_webhook
+from tests.code.telemetry.test_alert_rule import RULE, add_feedback, minute, wrong_at
 from tests.conftest import free_port
-from tests.telemetry.test_alert_rule import RULE, add_feedback, minute, wrong_at
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 TOKEN = "T0SECRET/B0SECRET/XoXoSeCrEtToKeN"  # as in a Slack incoming-webhook URL
 
 

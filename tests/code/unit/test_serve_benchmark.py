@@ -13,7 +13,7 @@ from types import SimpleNamespace
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "serve_benchmark.py"
+SCRIPT = Path(__file__).resolve().parents[3] / "bench" / "serve_benchmark.py"
 spec = importlib.util.spec_from_file_location("serve_benchmark", SCRIPT)
 serve_benchmark = importlib.util.module_from_spec(spec)
 sys.modules["serve_benchmark"] = serve_benchmark  # dataclasses resolve their module while it loads

@@ -11,7 +11,7 @@ from steps.main import Pipeline
 
 @pytest.mark.integration
 def test_pipeline_reuses_prepare_data_until_its_input_file_changes(tracking, tmp_path, monkeypatch):
-    """The real step through `mlflow.projects.run` (the commit part of the key: tests/unit/test_run_cache.py)."""
+    """The real step through `mlflow.projects.run` (the commit part of the key: tests/code/unit/test_run_cache.py)."""
 
     def tweets(opening: str) -> str:  # distinct after normalisation (numbers would all become xxnum)
         return "\n".join(f"{opening} {chr(97 + i % 26)}{chr(97 + i * 7 % 26)}x" for i in range(30)) + "\n"
