@@ -28,7 +28,7 @@ import requests
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # the ingestion stand-ins the tests use
 from steps.lib.processes import start_server, stop_server  # noqa: E402
-from tests.telemetry.appinsights_capture import (  # noqa: E402
+from tests.code.telemetry.appinsights_capture import (  # noqa: E402
     OFFLINE_ENV,
     CaptureServer,
     HangingServer,
