@@ -35,7 +35,18 @@ class InvalidInput(MlflowException):
 
 
 def validate_texts(model_input: Any) -> list[str]:
-    """Return the texts to score, or raise naming the first offending row."""
+    """Return the texts to score, or raise naming the first offending row.
+
+    Args:
+        model_input: the request as MLflow passes it: a DataFrame, or a dict of columns.
+
+    Returns:
+        The `text` column as a list of non-blank strings.
+
+    Raises:
+        InvalidInput: not a table, no `text` column, no rows, or a row whose text is null, not a
+            string, or blank.
+    """
     if isinstance(model_input, dict):
         model_input = pd.DataFrame(model_input)
     if not isinstance(model_input, pd.DataFrame):
@@ -57,7 +68,18 @@ def validate_texts(model_input: Any) -> list[str]:
 
 
 def resolve_threshold(params: dict[str, Any] | None, stored: float) -> float:
-    """The request's `params.threshold` if given (MLflow fills in the default otherwise)."""
+    """The request's `params.threshold` if given (MLflow fills in the default otherwise).
+
+    Args:
+        params: the request's params (None when it sends none).
+        stored: the model's own threshold.
+
+    Returns:
+        The threshold to decide with, in [0, 1].
+
+    Raises:
+        InvalidInput: a threshold that is not a number, or lies outside [0, 1].
+    """
     value = (params or {}).get("threshold", stored)
     try:
         value = float(value)
@@ -71,8 +93,15 @@ def resolve_threshold(params: dict[str, Any] | None, stored: float) -> float:
 def at_curve(curve: dict[str, np.ndarray] | None, threshold: float) -> tuple[float, float]:
     """Validation precision and recall at the grid point of the model's operating curve nearest `threshold`.
 
-    The model stores the curve as arrays (202 points), so `np.asarray` copies nothing and a request only
-    searches it; lists (the logged JSON) work too.
+    The model stores the curve as arrays, so `np.asarray` copies nothing and a request only searches
+    it; lists (the logged JSON) work too.
+
+    Args:
+        curve: the model's operating curve (`thresholds`, `precision`, `recall`), or None.
+        threshold: the threshold in use.
+
+    Returns:
+        Validation precision and recall there; both NaN without a curve.
     """
     if not curve:
         return math.nan, math.nan
@@ -88,6 +117,16 @@ def format_predictions(
     With an operating curve (every model logged with a threshold policy ships one), each row also
     says what the threshold in use means on the model's validation split: `val_precision` (of the
     flagged tweets, the share that are complaints) and `val_recall` (of the complaints, the share flagged).
+
+    Args:
+        proba_negative: calibrated P(negative) per input.
+        threshold: the threshold in use; `label` is `negative` at or above it.
+        model_version: the model's version string (`family:run_id` once logged).
+        curve: the model's operating curve, or None.
+
+    Returns:
+        `label`, `proba_negative`, `threshold` and `model_version` per row, plus `val_precision` and
+        `val_recall` with a curve.
     """
     proba = np.asarray(proba_negative, dtype=np.float64)
     frame = pd.DataFrame(
@@ -106,7 +145,15 @@ def format_predictions(
 
 
 def apply_temperature(proba: np.ndarray, temperature: float) -> np.ndarray:
-    """Temperature scaling on the logit: monotonic, so rankings (and AUC) are unchanged."""
+    """Temperature scaling on the logit: monotonic, so rankings (and AUC) are unchanged.
+
+    Args:
+        proba: uncalibrated P(negative).
+        temperature: the fitted temperature (1.0 = unchanged).
+
+    Returns:
+        The calibrated probabilities, as float64.
+    """
     if temperature == 1.0:
         return np.asarray(proba, dtype=np.float64)
     clipped = np.clip(np.asarray(proba, dtype=np.float64), 1e-7, 1 - 1e-7)
@@ -120,6 +167,12 @@ def signature(threshold: float) -> ModelSignature:
     `text` stays a `string` column (CSV and Spark UDFs need a concrete type). Note that MLflow's
     parser casts the column-oriented `inputs`/`instances` JSON forms to that type before the model
     runs (JSON null arrives as "None"); the `dataframe_*` forms and CSV reach `validate_texts` as sent.
+
+    Args:
+        threshold: the model's stored threshold.
+
+    Returns:
+        The signature: a `text` input, the response columns, and `threshold` as an optional param.
     """
     return ModelSignature(
         inputs=Schema([ColSpec("string", TEXT_COLUMN)]),
@@ -145,7 +198,7 @@ class TweetClassifier(PythonModel):
         self.threshold = threshold
         self.model_version = model_version
         self.temperature = 1.0
-        # Validation precision/recall by threshold (steps.operating_point.operating_curve), set at logging.
+        # Validation precision/recall by threshold (steps.lib.operating_point.operating_curve), set at logging.
         self.operating_curve: dict[str, np.ndarray] | None = None
 
     # Attributes rebuilt by `load_context` from the model's artifacts, never pickled with the class.
@@ -159,23 +212,58 @@ class TweetClassifier(PythonModel):
 
         Telemetry first: MLflow's scoring server builds its FastAPI app only after loading the model,
         so configuring it here instruments the app's HTTP requests too.
+
+        Args:
+            context: MLflow's model context; `context.artifacts` maps artifact names to local paths.
         """
         configure_telemetry(MODEL_SERVICE)
         self.load_artifacts(context.artifacts)
 
     def load_artifacts(self, artifacts: dict[str, str]) -> None:
-        """Rebuild the runtime attributes from the logged artifacts; implemented by each family."""
+        """Rebuild the runtime attributes from the logged artifacts; implemented by each family.
+
+        Args:
+            artifacts: local path of each logged artifact, by name.
+        """
         raise NotImplementedError
 
     def raw_proba(self, texts: list[str]) -> np.ndarray:
-        """Uncalibrated P(negative) for raw texts; implemented by each model family."""
+        """Uncalibrated P(negative) for raw texts; implemented by each model family.
+
+        Args:
+            texts: raw tweets; each family normalises them with the model's variant.
+
+        Returns:
+            One probability per text, in order.
+        """
         raise NotImplementedError
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:
-        """Calibrated P(negative): the family's probability through the fitted temperature."""
+        """Calibrated P(negative): the family's probability through the fitted temperature.
+
+        Args:
+            texts: raw tweets.
+
+        Returns:
+            One probability per text, in order: what the served `proba_negative` holds.
+        """
         return apply_temperature(self.raw_proba(texts), getattr(self, "temperature", 1.0))
 
     def predict(self, context, model_input, params: dict[str, Any] | None = None) -> pd.DataFrame:
+        """Answer a request in the response contract; telemetry counts it, failed or not.
+
+        Args:
+            context: unused (MLflow's pyfunc signature).
+            model_input: the request's table, with a `text` column.
+            params: the request's params; `threshold` overrides the stored one.
+
+        Returns:
+            As `format_predictions` returns it.
+
+        Raises:
+            InvalidInput: a malformed request or threshold (MLflow's server answers 400). Any error is
+                recorded by telemetry, then raised again.
+        """
         try:
             texts = validate_texts(model_input)
             threshold = resolve_threshold(params, self.threshold)

@@ -29,7 +29,14 @@ PREDICT_BATCH = 512
 
 
 def import_keras(backend: str = DEFAULT_BACKEND):
-    """Import Keras on `backend` unless KERAS_BACKEND already names one (Keras reads it once, at import)."""
+    """Import Keras on `backend` unless KERAS_BACKEND already names one (Keras reads it once, at import).
+
+    Args:
+        backend: `torch` or `tensorflow`.
+
+    Returns:
+        The `keras` module.
+    """
     os.environ.setdefault("KERAS_BACKEND", backend)
     import keras
 
@@ -39,8 +46,11 @@ def import_keras(backend: str = DEFAULT_BACKEND):
 def set_torch_threads(threads: int) -> None:
     """Intra-op threads for torch (an operator's OMP_NUM_THREADS is respected by callers).
 
-    This model's per-step matrices are small: on a shared 2-core machine one thread measured ~10x
-    faster than two, whose OpenMP barriers stall whenever a sibling thread is descheduled.
+    This model's per-step matrices are small, so one thread is faster than two: their OpenMP barriers
+    stall whenever a sibling thread is descheduled, as happens on a shared machine.
+
+    Args:
+        threads: torch's intra-op thread count.
     """
     import torch
 
@@ -66,12 +76,30 @@ class Vocabulary:
 
     @staticmethod
     def tokenize(texts: Iterable[str], preprocessing: str) -> list[list[str]]:
-        """Word tokens of normalised tweets: what the vocabulary, gensim and the model all see."""
+        """Word tokens of normalised tweets: what the vocabulary, gensim and the model all see.
+
+        Args:
+            texts: raw tweets.
+            preprocessing: the normalisation variant.
+
+        Returns:
+            The tokens of each tweet.
+        """
         return [tokenize(text) for text in normalize_batch(texts, preprocessing)]
 
     @classmethod
     def fit(cls, token_lists: list[list[str]], max_size: int, max_length: int, preprocessing: str) -> Vocabulary:
-        """The `max_size - 2` most frequent tokens; ties broken alphabetically so ids never depend on order."""
+        """The `max_size - 2` most frequent tokens; ties broken alphabetically so ids never depend on order.
+
+        Args:
+            token_lists: the training split's tokens, as `tokenize` returns them.
+            max_size: ids in all, padding and out-of-vocabulary included.
+            max_length: tokens kept per tweet.
+            preprocessing: the variant the tokens were normalised with.
+
+        Returns:
+            The vocabulary.
+        """
         counts = Counter(token for tokens in token_lists for token in tokens)
         ranked = sorted(counts, key=lambda token: (-counts[token], token))
         return cls([PAD_TOKEN, OOV_TOKEN, *ranked[: max(max_size - 2, 0)]], max_length, preprocessing)
@@ -81,6 +109,12 @@ class Vocabulary:
 
         A tweet with no word token (only punctuation, say) becomes one OOV id rather than an all-padding
         row, so every sequence has at least one unmasked step.
+
+        Args:
+            token_lists: tokens per tweet, as `tokenize` returns them.
+
+        Returns:
+            An int32 matrix (tweets, max_length).
         """
         ids = np.full((len(token_lists), self.max_length), PAD_ID, dtype=np.int32)
         for row, tokens in enumerate(token_lists):
@@ -89,20 +123,50 @@ class Vocabulary:
         return ids
 
     def encode(self, texts: Iterable[str]) -> np.ndarray:
-        """Raw tweets -> padded id matrix (batch, max_length), with this vocabulary's normalisation."""
+        """Raw tweets -> padded id matrix (batch, max_length), with this vocabulary's normalisation.
+
+        Args:
+            texts: raw tweets.
+
+        Returns:
+            As `encode_tokens` returns it.
+        """
         return self.encode_tokens(self.tokenize(texts, self.preprocessing))
 
     def oov_rate(self, token_lists: list[list[str]]) -> float:
-        """Share of tokens (within max_length) that fall outside the vocabulary."""
+        """Share of tokens (within max_length) that fall outside the vocabulary.
+
+        Args:
+            token_lists: tokens per tweet, as `tokenize` returns them.
+
+        Returns:
+            The share, 0 when there are no tokens.
+        """
         kept = [token for tokens in token_lists for token in tokens[: self.max_length]]
         return sum(token not in self.index for token in kept) / max(len(kept), 1)
 
     def save(self, path: str | Path) -> None:
+        """Write the vocabulary artifact: tokens, max_length and preprocessing as JSON.
+
+        Args:
+            path: the JSON file to write.
+        """
         document = {"preprocessing": self.preprocessing, "max_length": self.max_length, "tokens": self.tokens}
         Path(path).write_text(json.dumps(document, ensure_ascii=False), encoding="utf-8")
 
     @classmethod
     def load(cls, path: str | Path) -> Vocabulary:
+        """Read a vocabulary that `save` wrote.
+
+        Args:
+            path: the JSON file.
+
+        Returns:
+            The vocabulary, with the max_length and preprocessing it was fitted with.
+
+        Raises:
+            ValueError: the tokens do not start with the padding and out-of-vocabulary tokens.
+        """
         document = json.loads(Path(path).read_text(encoding="utf-8"))
         return cls(document["tokens"], int(document["max_length"]), document["preprocessing"])
 
@@ -120,6 +184,14 @@ class KerasTweetClassifier(TweetClassifier):
         self.threads = threads
 
     def load_artifacts(self, artifacts: dict[str, str]) -> None:
+        """Load the vocabulary and the `.keras` model; on torch, set the thread count unless OMP_NUM_THREADS is set.
+
+        Args:
+            artifacts: local paths of `keras_model` and `vocabulary`.
+
+        Raises:
+            ValueError: the vocabulary was fitted with another preprocessing variant than the model's.
+        """
         keras = import_keras(self.keras_backend)
         if keras.backend.backend() == "torch" and "OMP_NUM_THREADS" not in os.environ:
             set_torch_threads(self.threads)
@@ -131,6 +203,14 @@ class KerasTweetClassifier(TweetClassifier):
         self.model = keras.saving.load_model(artifacts[MODEL_ARTIFACT], compile=False)
 
     def raw_proba(self, texts: list[str]) -> np.ndarray:
+        """Uncalibrated P(negative): the model's single output, predicted in batches of `PREDICT_BATCH`.
+
+        Args:
+            texts: raw tweets.
+
+        Returns:
+            One probability per text, in order.
+        """
         ids = self.vocabulary.encode(texts)
         parts = [
             np.asarray(self.model.predict_on_batch(ids[start : start + PREDICT_BATCH]), dtype=np.float64)[:, 0]

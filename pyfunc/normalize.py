@@ -67,7 +67,15 @@ def _emoji_to_token(chars: str, data: dict) -> str:
 
 
 def clean(text: str) -> str:
-    """Variant-independent cleaning: the `none` variant, and the first stage of the others."""
+    """Variant-independent cleaning: the `none` variant, and the first stage of the others.
+
+    Args:
+        text: a raw tweet.
+
+    Returns:
+        Lower-cased text with URLs, users and numbers as placeholder tokens, hashtags split into words,
+        emoticons and emoji as tokens, elongations and repeated punctuation shortened.
+    """
     text = html.unescape(text)
     text = _URL.sub(f" {URL_TOKEN} ", text)
     text = _USER.sub(f" {USER_TOKEN} ", text)
@@ -85,7 +93,14 @@ _TOKEN = re.compile(r"\w+(?:'\w+)?|[!?]")
 
 
 def tokenize(text: str) -> list[str]:
-    """Word tokens of cleaned text; contractions ("don't") stay whole so negation stays visible."""
+    """Word tokens of cleaned text; contractions ("don't") stay whole so negation stays visible.
+
+    Args:
+        text: cleaned (or normalised) text.
+
+    Returns:
+        Its words, `!` and `?` as tokens of their own.
+    """
     return _TOKEN.findall(text)
 
 
@@ -123,7 +138,18 @@ def _lemma(token: str) -> str:
 
 
 def normalize(text: str, variant: str = "none") -> str:
-    """Normalise one tweet with the named variant (`none`, `stem` or `lemma`)."""
+    """Normalise one tweet with the named variant (`none`, `stem` or `lemma`).
+
+    Args:
+        text: a raw tweet.
+        variant: one of `VARIANTS`.
+
+    Returns:
+        The normalised text; `stem` and `lemma` leave negations and placeholder tokens as they are.
+
+    Raises:
+        ValueError: an unknown variant.
+    """
     if variant not in VARIANTS:
         raise ValueError(f"unknown preprocessing {variant!r}; valid choices: {', '.join(VARIANTS)}")
     cleaned = clean(text)
@@ -134,7 +160,18 @@ def normalize(text: str, variant: str = "none") -> str:
 
 
 def normalize_batch(texts: Iterable[str], variant: str = "none") -> list[str]:
-    """Normalise many tweets; one entry point so callers never loop with a different variant."""
+    """Normalise many tweets; one entry point so callers never loop with a different variant.
+
+    Args:
+        texts: raw tweets.
+        variant: one of `VARIANTS`, checked once before any text.
+
+    Returns:
+        The normalised texts, in order.
+
+    Raises:
+        ValueError: an unknown variant.
+    """
     if variant not in VARIANTS:
         raise ValueError(f"unknown preprocessing {variant!r}; valid choices: {', '.join(VARIANTS)}")
     return [normalize(text, variant) for text in texts]

@@ -18,8 +18,21 @@ class SklearnTweetClassifier(TweetClassifier):
     pipeline = None
 
     def load_artifacts(self, artifacts: dict[str, str]) -> None:
+        """Load the fitted pipeline.
+
+        Args:
+            artifacts: local path of the `pipeline` artifact (a joblib file).
+        """
         self.pipeline = joblib.load(artifacts[PIPELINE_ARTIFACT])
 
     def raw_proba(self, texts: list[str]) -> np.ndarray:
+        """Uncalibrated P(negative): the pipeline's class-1 probability on the normalised texts.
+
+        Args:
+            texts: raw tweets.
+
+        Returns:
+            One probability per text, in order.
+        """
         normalised = normalize_batch(texts, self.preprocessing)
         return self.pipeline.predict_proba(normalised)[:, 1]

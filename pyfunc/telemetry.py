@@ -63,6 +63,12 @@ def configure_telemetry(service_name: str) -> bool:
     Idempotent (the distro must be configured once per process). Call it before the web framework builds
     its app, so the app's HTTP requests are instrumented too. `OTEL_SERVICE_NAME` overrides `service_name`
     (the cloud role name in Application Insights).
+
+    Args:
+        service_name: this process's role, e.g. `MODEL_SERVICE` or `DASHBOARD_SERVICE`.
+
+    Returns:
+        Whether telemetry is on; the first call decides, later ones return the same answer.
     """
     global _enabled
     with _lock:
@@ -72,6 +78,11 @@ def configure_telemetry(service_name: str) -> bool:
 
 
 def telemetry_enabled() -> bool:
+    """Whether telemetry is on in this process, without configuring it.
+
+    Returns:
+        True only after `configure_telemetry` has turned it on.
+    """
     return bool(_enabled)
 
 
@@ -150,12 +161,26 @@ def _create_instruments() -> None:
 
 
 def model_dimensions(model_version: str) -> dict[str, str]:
-    """Metric dimensions: model family (e.g. `baseline`) and the full version string (`baseline:<run_id>`)."""
+    """Metric dimensions: model family (e.g. `baseline`) and the full version string (`baseline:<run_id>`).
+
+    Args:
+        model_version: the model's `family:run_id`.
+
+    Returns:
+        `model_name` (the family) and `model_version`.
+    """
     return {"model_name": model_version.split(":", 1)[0], "model_version": model_version}
 
 
 def proba_bin(proba: float) -> str:
-    """The decile a probability falls in, as a dimension value: `0.0-0.1` ... `0.9-1.0`."""
+    """The decile a probability falls in, as a dimension value: `0.0-0.1` ... `0.9-1.0`.
+
+    Args:
+        proba: a probability; values outside [0, 1] fall in the first or last decile.
+
+    Returns:
+        The decile's label.
+    """
     index = min(max(int(proba * PROBA_BINS), 0), PROBA_BINS - 1)
     return f"{index / PROBA_BINS:.1f}-{(index + 1) / PROBA_BINS:.1f}"
 
@@ -165,7 +190,13 @@ def record_predictions(model_version: str, labels: Sequence[str], proba_negative
 
     The per-decile counter counts every tweet. The `proba_negative` histogram records every value of
     batches up to `HISTOGRAM_SAMPLE` tweets and, beyond, that many values at evenly spaced ranks (min and
-    max included), so a 10,000-tweet batch costs no more than a 256-tweet one.
+    max included), so a large batch costs no more to record than one of `HISTOGRAM_SAMPLE` tweets.
+    A no-op when telemetry is off; never raises.
+
+    Args:
+        model_version: the model's `family:run_id`.
+        labels: the predicted label per tweet.
+        proba_negative: the calibrated P(negative) per tweet.
     """
     instruments = _instruments
     if instruments is None:
@@ -198,7 +229,14 @@ def _histogram_sample(values: np.ndarray) -> np.ndarray:
 
 
 def record_failure(model_version: str, error: BaseException) -> None:
-    """Count a predict call that raised (e.g. `InvalidInput`, answered with a 400) by error type."""
+    """Count a predict call that raised (e.g. `InvalidInput`, answered with a 400) by error type.
+
+    A no-op when telemetry is off; never raises.
+
+    Args:
+        model_version: the model's `family:run_id`.
+        error: what the call raised.
+    """
     instruments = _instruments
     if instruments is None:
         return
@@ -221,7 +259,11 @@ def _annotate_request(dimensions: dict[str, str], batch_size: int | None) -> Non
 
 
 def send_text() -> bool:
-    """Whether `wrong_prediction` events carry the tweet text (privacy switch `TELEMETRY_SEND_TEXT`)."""
+    """Whether `wrong_prediction` events carry the tweet text (privacy switch `TELEMETRY_SEND_TEXT`).
+
+    Returns:
+        False when the variable is `0`, `false`, `no` or `off` (any case); True otherwise, unset included.
+    """
     return os.environ.get(SEND_TEXT_ENV, "true").strip().lower() not in {"0", "false", "no", "off"}
 
 
@@ -233,6 +275,13 @@ def emit_wrong_prediction(
     Properties: predicted_label, true_label, proba_negative, model_name, model_version and, unless
     `TELEMETRY_SEND_TEXT=false`, text; proba_negative is also a customMeasurement. Configures telemetry
     for the dashboard on first use if nobody did; a no-op when telemetry is off. Exported in the background.
+
+    Args:
+        text: the tweet (None leaves it out whatever the switch says).
+        predicted_label: the label the model served.
+        proba_negative: the probability it served.
+        true_label: the label the user gave.
+        model_version: the model's `family:run_id`.
     """
     if _enabled is None:
         configure_telemetry(DASHBOARD_SERVICE)

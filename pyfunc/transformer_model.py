@@ -8,8 +8,9 @@ activation scales are computed per call, so batching would make a tweet's score 
 
 ONNX Runtime runs each call on one thread, and the batches of a request (and of concurrent requests:
 MLflow's server calls `predict` from a thread per request) go to a pool with one worker per core.
-On 2 cores a one-tweet call measured 2.6 ms on one thread against 3.5 ms on two (the threads
-synchronise at every node), and two callers on one-thread sessions 1.6 ms per tweet.
+Intra-op threads would synchronise at every node of this small graph, so one-thread calls side by
+side use the cores better than one call spread over them (docs/serving.md, "What made it fast, and
+what did not").
 """
 
 from __future__ import annotations
@@ -39,7 +40,11 @@ CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")  # cgroup v2: "<quota> <period>"
 
 
 def cpu_count() -> int:
-    """Cores this process may use: CPU affinity, capped by a cgroup v2 quota (containers, Web Apps)."""
+    """Cores this process may use: CPU affinity, capped by a cgroup v2 quota (containers, Web Apps).
+
+    Returns:
+        At least 1; no more than OMP_NUM_THREADS when that is set (a Spark task's share).
+    """
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     try:
         quota, period = CGROUP_CPU_MAX.read_text().split()[:2]
@@ -67,7 +72,16 @@ class TextEncoder:
 
     @classmethod
     def from_pretrained_dir(cls, path: str | Path, max_length: int, preprocessing: str) -> TextEncoder:
-        """Load the fast tokenizer that `save_pretrained` wrote (tokenizer.json), without transformers."""
+        """Load the fast tokenizer that `save_pretrained` wrote (tokenizer.json), without transformers.
+
+        Args:
+            path: the `hf_model` folder.
+            max_length: tokens kept per text, special tokens included.
+            preprocessing: the normalisation variant the model was trained with.
+
+        Returns:
+            The encoder, padding with the pad token's id (0 when the tokenizer does not know it).
+        """
         path = Path(path)
         tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
         config = json.loads((path / "tokenizer_config.json").read_text())
@@ -76,11 +90,29 @@ class TextEncoder:
         return cls(tokenizer, max_length, preprocessing, 0 if pad_id is None else pad_id)
 
     def normalise(self, texts: list[str]) -> list[str]:
+        """Cut each text to `max_length * CHARS_PER_TOKEN` characters, then normalise it.
+
+        The cut bounds what a huge input costs yet keeps every token the model can see in any real
+        text; training goes through it too.
+
+        Args:
+            texts: raw tweets.
+
+        Returns:
+            The normalised texts, in order.
+        """
         limit = self.max_length * CHARS_PER_TOKEN
         return normalize_batch((text[:limit] for text in texts), self.preprocessing)
 
     def encode(self, texts: list[str]) -> list[list[int]]:
-        """Token ids per text (with special tokens), truncated to `max_length`, not padded."""
+        """Token ids per text (with special tokens), truncated to `max_length`, not padded.
+
+        Args:
+            texts: raw tweets, normalised here.
+
+        Returns:
+            The ids of each text.
+        """
         return [encoding.ids for encoding in self.tokenizer.encode_batch(self.normalise(texts))]
 
 
@@ -95,7 +127,8 @@ class OnnxBackend:
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # Spinning workers halve throughput as soon as another process wants the core (measured on 2 cores).
+        # Spinning workers keep their core busy while they wait, which costs throughput as soon as another
+        # process wants the core (docs/serving.md, "Speed").
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
 
@@ -134,6 +167,12 @@ def negative_proba(logits: np.ndarray) -> np.ndarray:
 
     A three-class head (neutral, negative, positive) serves P(negative) against both other classes,
     so the served contract is the same whichever scheme the model was trained with.
+
+    Args:
+        logits: (rows, classes) from either backend.
+
+    Returns:
+        P(negative) per row, as float64.
     """
     logits = np.asarray(logits, dtype=np.float64)
     shifted = logits - logits.max(axis=1, keepdims=True)
@@ -161,6 +200,11 @@ class TransformerTweetClassifier(TweetClassifier):
         self.batch_size = batch_size
 
     def load_artifacts(self, artifacts: dict[str, str]) -> None:
+        """Encoder from `hf_model`; ONNX Runtime when an `onnx_model` artifact exists, else torch on every core.
+
+        Args:
+            artifacts: local paths of `hf_model` and, when exported, `onnx_model`.
+        """
         encoder = TextEncoder.from_pretrained_dir(artifacts[HF_MODEL_ARTIFACT], self.max_length, self.preprocessing)
         if artifacts.get(ONNX_ARTIFACT):
             backend = OnnxBackend(artifacts[ONNX_ARTIFACT], threads=1)
@@ -170,7 +214,14 @@ class TransformerTweetClassifier(TweetClassifier):
 
     def attach(self, encoder: TextEncoder, backend: OnnxBackend | TorchBackend) -> None:
         """Install the runtime pieces: a worker per core for one-thread ONNX sessions (torch already
-        spreads one call over every core, so it gets a single worker), and per-worker batch buffers."""
+        spreads one call over every core, so it gets a single worker), and per-worker batch buffers.
+
+        A pool from an earlier call is shut down first, so only one is ever live.
+
+        Args:
+            encoder: the served text encoder.
+            backend: where the logits come from.
+        """
         previous = getattr(self, "_pool", None)
         if previous is not None:  # training attaches torch, then each export: one live pool at a time
             previous.shutdown(wait=True)
@@ -202,7 +253,14 @@ class TransformerTweetClassifier(TweetClassifier):
         return negative_proba(self.backend.logits(ids, mask))
 
     def raw_proba(self, texts: list[str]) -> np.ndarray:
-        """Score in batches of similar length (little padding) on the workers, then restore the order."""
+        """Score in batches of similar length (little padding) on the workers, then restore the order.
+
+        Args:
+            texts: raw tweets.
+
+        Returns:
+            Uncalibrated P(negative) per text, in the input order.
+        """
         encoded = self.encoder.encode(texts)
         order = np.argsort([len(ids) for ids in encoded], kind="stable")
         chunks = [order[start : start + self.batch_size] for start in range(0, len(order), self.batch_size)]

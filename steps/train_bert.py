@@ -1,9 +1,9 @@
 """`train_bert`: fine-tune a pretrained transformer and log it as the custom pyfunc.
 
-Defaults are sized for the embedded dataset on 2 CPU cores (bench/transformer_step_time.py measures them):
-one epoch over the whole training split (28,762 tweets) in batches of 32, 64 tokens (longer than
-99.9% of the normalised tweets), bfloat16 autocast where the CPU has AMX/AVX512-BF16, then an int8
-ONNX graph if it keeps validation ROC AUC within 0.005 of torch.
+Defaults are sized for the embedded dataset on 2 CPU cores (docs/design.md, "Main job budget";
+bench/transformer_step_time.py measures a step): one epoch over the whole training split in batches
+of 32, at most 64 tokens (longer than nearly every normalised tweet), bfloat16 autocast where the
+CPU has AMX/AVX512-BF16, then an int8 ONNX graph if it keeps validation ROC AUC close to torch's.
 """
 
 from __future__ import annotations
@@ -122,7 +122,7 @@ def choose_backend(
 
     Dynamic int8 quantises activations with one scale per call, so in a batch a tweet's score would
     depend on its neighbours (and their padding). The int8 graph is therefore served one tweet per
-    call: still about 3x less CPU than fp32 in batches, and a tweet always gets the same probability.
+    call: still cheaper than fp32 in batches (docs/serving.md), and a tweet always gets the same probability.
     """
     from steps.lib.onnx_export import export_onnx, keeps_auc, parity, quantize_int8
 

@@ -36,7 +36,21 @@ class SuiteError(ValueError):
 
 
 def load_suite(path: str | Path = SUITE_PATH) -> dict:
-    """Read and check the suite file; a mistake names the test it is in."""
+    """Read and check the suite file; a mistake names the test it is in.
+
+    Every test is checked before any case is generated, so a broken entry fails at once, not halfway
+    through scoring.
+
+    Args:
+        path: the suite's YAML file (default: `steps/behaviour_suite.yaml`).
+
+    Returns:
+        The suite, `fillers` and `defaults` defaulted to empty, with `digest` (12 hex digits of the
+        file's SHA-256) added so results can name the suite they came from.
+
+    Raises:
+        SuiteError: the file is missing, holds no non-empty `tests` list, or a test is malformed.
+    """
     path = Path(path)
     if not path.is_file():
         raise SuiteError(f"behaviour suite not found: {path}")
@@ -93,7 +107,15 @@ def _assignments(templates: list[str], fillers: dict, rng: random.Random) -> lis
 
 
 def typo(text: str, rng: random.Random) -> str:
-    """Swap two different adjacent inner letters of one word (handles and URLs untouched)."""
+    """Swap two different adjacent inner letters of one word (handles and URLs untouched).
+
+    Args:
+        text: the text to perturb.
+        rng: the test's seeded generator, so a suite always makes the same typos.
+
+    Returns:
+        The text with one swap, or the text itself when no word has such a pair.
+    """
     spots = [
         (match, at)
         for match in _WORD.finditer(text)
@@ -109,7 +131,15 @@ def typo(text: str, rng: random.Random) -> str:
 
 
 def elongate(text: str, rng: random.Random) -> str:
-    """Stretch the first vowel of one word, as in "soooo laaate" (handles and URLs untouched)."""
+    """Stretch the first vowel of one word, as in "soooo laaate" (handles and URLs untouched).
+
+    Args:
+        text: the text to perturb.
+        rng: the test's seeded generator (which word, how long the stretch).
+
+    Returns:
+        The stretched text, or the text itself when no word has a vowel.
+    """
     words = [m for m in _WORD.finditer(text) if _VOWEL.search(m.group(0))]
     if not words:
         return text
@@ -158,7 +188,19 @@ def _round_robin(groups: list[list], limit: int) -> list:
 
 
 def generate_cases(suite: dict) -> pd.DataFrame:
-    """Expand every test of the suite into cases (deterministic for a given suite and seed)."""
+    """Expand every test of the suite into cases (deterministic for a given suite and seed).
+
+    Each test draws from a generator seeded with the suite's `seed` and its own name, so adding or
+    editing one test never changes the cases of another.
+
+    Args:
+        suite: as `load_suite` returns it.
+
+    Returns:
+        One row per case, columns `CASE_COLUMNS`, at most `max_cases` per test (taken from its
+        templates in turn), duplicates dropped; `variant` is None for an MFT, and `expect` is
+        `same_label` for a test that sets none (INV).
+    """
     rows = []
     for raw in suite["tests"]:
         test = {**suite["defaults"], **raw}
@@ -200,7 +242,17 @@ def _verdict(case: pd.Series) -> str:
 
 
 def run_suite(cases: pd.DataFrame, predict: Predict) -> pd.DataFrame:
-    """Predict every text and variant, then judge each case; adds `passed` and `reason`."""
+    """Predict every text and variant, then judge each case; adds `passed` and `reason`.
+
+    Args:
+        cases: as `generate_cases` returns them.
+        predict: texts -> the pyfunc's output (`label` and `proba_negative` per text); each distinct
+            text is sent once.
+
+    Returns:
+        The cases with `label`, `proba_negative`, `variant_label`, `variant_proba_negative` (None
+        without a variant), `reason` (empty when the case passed) and `passed`.
+    """
     texts = cases["text"].tolist() + cases["variant"].dropna().tolist()
     scores = _predict_unique(texts, predict)
     results = cases.copy()
@@ -214,7 +266,15 @@ def run_suite(cases: pd.DataFrame, predict: Predict) -> pd.DataFrame:
 
 
 def failure_rates(results: pd.DataFrame) -> dict[str, float]:
-    """`behaviour_{capability}_failure_rate`, `behaviour_{type}_failure_rate`, overall rate and case count."""
+    """`behaviour_{capability}_failure_rate`, `behaviour_{type}_failure_rate`, overall rate and case count.
+
+    Args:
+        results: as `run_suite` returns them.
+
+    Returns:
+        The rates per capability and per test type (lower-cased), `behaviour_failure_rate` and
+        `behaviour_cases`, as floats ready for `mlflow.log_metrics`.
+    """
     failed = ~results["passed"]
     rates = {
         f"behaviour_{cap}_failure_rate": float(rate)
@@ -230,7 +290,14 @@ def failure_rates(results: pd.DataFrame) -> dict[str, float]:
 
 
 def summarise_tests(results: pd.DataFrame) -> pd.DataFrame:
-    """One row per test: capability, type, cases, failures, failure rate (the table a reader scans first)."""
+    """One row per test: capability, type, cases, failures, failure rate (the table a reader scans first).
+
+    Args:
+        results: as `run_suite` returns them.
+
+    Returns:
+        Columns `test`, `capability`, `type`, `cases`, `failures`, `failure_rate`, tests in suite order.
+    """
     grouped = results.groupby(["test", "capability", "type"], sort=False)["passed"]
     summary = grouped.agg(cases="size", failures=lambda passed: int((~passed).sum())).reset_index()
     summary["failure_rate"] = summary["failures"] / summary["cases"]

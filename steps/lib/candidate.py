@@ -39,7 +39,16 @@ TIMING_SAMPLE = 1000
 
 
 def predict_in_batches(model: TweetClassifier, texts: list[str], desc: str) -> np.ndarray:
-    """Uncalibrated P(negative) for many texts, in batches, with a progress bar."""
+    """Uncalibrated P(negative) for many texts, in batches, with a progress bar.
+
+    Args:
+        model: a candidate with its runtime attributes in place.
+        texts: raw tweets.
+        desc: the progress bar's label.
+
+    Returns:
+        `model.raw_proba` of every text, in order (empty for no texts).
+    """
     batches = [texts[start : start + SCORING_BATCH] for start in range(0, len(texts), SCORING_BATCH)]
     parts = [model.raw_proba(batch) for batch in tqdm(batches, desc=desc, unit="batch", mininterval=2)]
     return np.concatenate(parts) if parts else np.empty(0)
@@ -128,7 +137,22 @@ def log_candidate(
     """Choose the threshold on validation, log metrics, plots and the servable pyfunc; return its URI.
 
     Metrics are logged as soon as they exist, before the model is logged and reloaded, so a run whose
-    model logging fails still shows what it measured.
+    model logging fails still shows what it measured. Call it inside the candidate's active run.
+
+    Args:
+        model: the trained pyfunc; its temperature, threshold, operating curve and version are set here.
+        family: the `model_family` tag (`baseline`, `lstm`, `transformer`).
+        splits: the prepared splits; `val` chooses the threshold and calibration, `test` is reported.
+        train_seconds: training wall time, logged as `train_seconds`.
+        artifacts: local paths of the pyfunc's artifacts, by name.
+        pip_requirements: the served model's exact requirements.
+        policy: how the threshold is chosen on validation.
+
+    Returns:
+        The logged model's URI.
+
+    Raises:
+        PolicyError: a `precision_floor` policy whose floor no validation threshold reaches.
     """
     run_id = mlflow.active_run().info.run_id
     mlflow.set_tags({"candidate": "true", "model_family": family})

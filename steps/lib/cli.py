@@ -39,7 +39,14 @@ WHOLE_NUMBER = WholeNumber()
 
 
 def stack(*decorators: Decorator) -> Decorator:
-    """Several click options as one decorator, applied in the order written (so `--help` lists them so)."""
+    """Several click options as one decorator, applied in the order written (so `--help` lists them so).
+
+    Args:
+        *decorators: click options (or any decorators), first written first in `--help`.
+
+    Returns:
+        One decorator that applies them all.
+    """
 
     def apply(function: Callable) -> Callable:
         for decorator in reversed(decorators):
@@ -50,19 +57,43 @@ def stack(*decorators: Decorator) -> Decorator:
 
 
 def data_run_option(function: Callable) -> Callable:
-    """`--data-run-id`: the prepare_data run a step reads its splits from."""
+    """`--data-run-id`: the prepare_data run a step reads its splits from.
+
+    Args:
+        function: the step's command function.
+
+    Returns:
+        The function with the option (default empty = the newest finished prepare_data run).
+    """
     return click.option(
         "--data-run-id", default="", show_default=True, help="prepare_data run id (empty = the newest finished one)"
     )(function)
 
 
 def seed_option(function: Callable) -> Callable:
-    """`--seed`: one seed for sampling, initialisation and resampling, so a rerun gives the same figures."""
+    """`--seed`: one seed for sampling, initialisation and resampling, so a rerun gives the same figures.
+
+    Args:
+        function: the step's command function.
+
+    Returns:
+        The function with the option (a whole number).
+    """
     return click.option("--seed", type=WHOLE_NUMBER, default=42, show_default=True, help="random seed")(function)
 
 
 def policy_options(function: Callable) -> Callable:
-    """The four operating-point options, the same on every training step and on `main` (steps.lib.operating_point)."""
+    """The four operating-point options, the same on every training step and on `main` (steps.lib.operating_point).
+
+    Defaults come from `ThresholdPolicy`, so the command line and the library never disagree; the values
+    are checked by `policy_from_args`, not here.
+
+    Args:
+        function: the step's command function.
+
+    Returns:
+        The function with `--threshold-policy`, `--cost-ratio`, `--beta` and `--min-precision`.
+    """
     defaults = ThresholdPolicy()
     return stack(
         click.option(

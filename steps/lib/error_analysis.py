@@ -32,7 +32,17 @@ WORST_COLUMNS = ["text", "source", "words", "label", "predicted", "proba_negativ
 
 
 def check_predictions(frame: pd.DataFrame) -> pd.DataFrame:
-    """The predictions table with a `words` column; names the missing columns of a foreign table."""
+    """The predictions table with a `words` column; names the missing columns of a foreign table.
+
+    Args:
+        frame: a candidate run's `predictions/test.json` table.
+
+    Returns:
+        A copy with `words`, the count of whitespace-separated words per text.
+
+    Raises:
+        ValueError: a column of `PREDICTION_COLUMNS` is missing.
+    """
     missing = [column for column in PREDICTION_COLUMNS if column not in frame.columns]
     if missing:
         raise ValueError(f"predictions table lacks column(s) {', '.join(missing)}")
@@ -64,7 +74,15 @@ def error_rates(frame: pd.DataFrame, by: pd.Series) -> pd.DataFrame:
 
 
 def by_length(frame: pd.DataFrame) -> pd.DataFrame:
-    """Error rates per tweet-length bin; every bin is listed, empty ones with zero rows."""
+    """Error rates per tweet-length bin; every bin is listed, empty ones with zero rows.
+
+    Args:
+        frame: as `check_predictions` returns it.
+
+    Returns:
+        `length_words` (the bin's label) and `RATE_COLUMNS`, bins in `LENGTH_LABELS` order; a rate
+        with no rows to divide by is NaN.
+    """
     bins = pd.cut(frame["words"], bins=list(LENGTH_EDGES), labels=list(LENGTH_LABELS), right=True)
     table = error_rates(frame, bins.rename("length_words"))
     table["length_words"] = table["length_words"].astype(str)
@@ -73,19 +91,42 @@ def by_length(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def by_topic(frame: pd.DataFrame) -> pd.DataFrame:
-    """Error rates per topic: the prepared `source` (airline vs other brands in the embedded corpus)."""
+    """Error rates per topic: the prepared `source` (airline vs other brands in the embedded corpus).
+
+    Args:
+        frame: as `check_predictions` returns it.
+
+    Returns:
+        `topic` and `RATE_COLUMNS`, one row per source, sorted by topic.
+    """
     return error_rates(frame, frame["source"].astype(str).rename("topic")).sort_values("topic").reset_index(drop=True)
 
 
 def worst_errors(frame: pd.DataFrame, n: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The most confident mistakes: missed complaints (lowest proba) and false alarms (highest proba)."""
+    """The most confident mistakes: missed complaints (lowest proba) and false alarms (highest proba).
+
+    Args:
+        frame: as `check_predictions` returns it.
+        n: the most rows of each kind.
+
+    Returns:
+        False negatives and false positives, each with `WORST_COLUMNS`, most confident first.
+    """
     false_negatives = frame[(frame["label"] == 1) & (frame["predicted"] == 0)].nsmallest(n, "proba_negative")
     false_positives = frame[(frame["label"] == 0) & (frame["predicted"] == 1)].nlargest(n, "proba_negative")
     return false_negatives[WORST_COLUMNS].reset_index(drop=True), false_positives[WORST_COLUMNS].reset_index(drop=True)
 
 
 def error_rate_figure(length_table: pd.DataFrame, topic_table: pd.DataFrame) -> plt.Figure:
-    """Two bar charts, error rate by length bin and by topic, with row counts on the bars."""
+    """Two bar charts, error rate by length bin and by topic, with row counts on the bars.
+
+    Args:
+        length_table: as `by_length` returns it.
+        topic_table: as `by_topic` returns it.
+
+    Returns:
+        The figure; the caller logs and closes it.
+    """
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), gridspec_kw={"width_ratios": [3, 2]})
     for ax, table, column, title in (
         (axes[0], length_table, "length_words", "by tweet length (words)"),

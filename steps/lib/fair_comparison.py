@@ -32,6 +32,7 @@ class GateRows:
 
     @property
     def fair(self) -> bool:
+        """Whether a fair comparison exists on these rows; when not, the gate fails and the champion stays."""
         return self.basis != "no_fair_comparison"
 
 
@@ -40,6 +41,13 @@ def unseen_mask(texts: pd.Series, training_texts: pd.Series) -> np.ndarray:
 
     The key is the one `prepare_data` de-duplicates on (`normalize_batch`), so "the same tweet" means
     the same thing when splitting and when gating.
+
+    Args:
+        texts: the rows to check (the candidate's split).
+        training_texts: the champion's training texts.
+
+    Returns:
+        A boolean mask over `texts`, True = the champion never trained on it.
     """
     seen = set(normalize_batch(training_texts.astype(str)))
     return np.array([key not in seen for key in normalize_batch(texts.astype(str))], dtype=bool)
@@ -60,6 +68,11 @@ def gate_rows(
         champion_data_run: the champion's prepare_data run id, None when unknown.
         champion_training: the champion's training split (None when its data run is the same or unknown).
         min_rows: the fewest rows a comparison on rows neither saw may use.
+
+    Returns:
+        The mask over `split`, its basis and a note for the gate's tags; the basis is
+        `no_fair_comparison` when the champion's data run is unknown, or too few rows neither saw
+        (or one class among them) are left.
     """
     everything = np.ones(len(split), dtype=bool)
     if champion_data_run == candidate_data_run:

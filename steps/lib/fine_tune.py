@@ -20,7 +20,7 @@ from transformers import (
     TrainingArguments,
 )
 
-FLUSH_EVERY = 50  # per-step metrics are sent in batches: one SQLite write per step would cost seconds
+FLUSH_EVERY = 50  # per-step metrics are sent in batches: one store write per step would slow training
 BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
 
 
@@ -34,7 +34,14 @@ def cpu_has_bf16() -> bool:
 
 
 def resolve_bf16(setting: str) -> bool:
-    """`auto` = bfloat16 autocast exactly where the CPU computes it natively."""
+    """`auto` = bfloat16 autocast exactly where the CPU computes it natively.
+
+    Args:
+        setting: `auto`, `true`, or anything else for fp32.
+
+    Returns:
+        Whether to train under bfloat16 autocast.
+    """
     return cpu_has_bf16() if setting == "auto" else setting == "true"
 
 
@@ -76,7 +83,16 @@ class LossInProgressBar(ProgressCallback):
 
 
 def training_arguments(args, output_dir: str) -> TrainingArguments:
-    """Warmup then the chosen decay, batches of similar length, no checkpoints, no third-party reporters."""
+    """Warmup then the chosen decay, batches of similar length, no checkpoints, no third-party reporters.
+
+    Args:
+        args: the step's options: epochs, batch_size, learning_rate, lr_scheduler, warmup_ratio,
+            weight_decay, bf16 and seed.
+        output_dir: the Trainer's working folder (no checkpoints are saved).
+
+    Returns:
+        CPU training arguments that log the loss at every optimiser step.
+    """
     return TrainingArguments(
         output_dir=output_dir,
         num_train_epochs=args.epochs,
@@ -103,7 +119,21 @@ def training_arguments(args, output_dir: str) -> TrainingArguments:
 def fine_tune(
     model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, dataset: list[dict], args, output_dir: str
 ) -> tuple[PreTrainedModel, dict[str, float]]:
-    """Train; return the plain fine-tuned model and the figures worth logging (time, steps, mean loss)."""
+    """Train; return the plain fine-tuned model and the figures worth logging (time, steps, mean loss).
+
+    Call it inside the run: loss and learning rate are logged per step, the loss curve at the end.
+
+    Args:
+        model: the pretrained model with its classification head.
+        tokenizer: its tokenizer, which pads each batch.
+        dataset: as `steps.lib.transformer_data.encode_dataset` returns it.
+        args: the step's options (see `training_arguments`).
+        output_dir: the Trainer's working folder.
+
+    Returns:
+        The fp32 model without its mixed-precision wrapper, and `train_seconds`, `train_steps`,
+        `train_seconds_per_step`, `train_loss_mean` and `train_samples`.
+    """
     logger = MlflowStepLogger()
     trainer = Trainer(
         model=model,
@@ -148,7 +178,16 @@ def log_loss_curve(losses: list[tuple[int, float]]) -> None:
 
 
 def save_hf_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, directory: Path) -> Path:
-    """`save_pretrained` weights and tokenizer: the `hf_model` artifact (also the naive benchmark's input)."""
+    """`save_pretrained` weights and tokenizer: the `hf_model` artifact (also the naive benchmark's input).
+
+    Args:
+        model: the fine-tuned model.
+        tokenizer: its tokenizer.
+        directory: where to write both.
+
+    Returns:
+        The directory.
+    """
     model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory

@@ -48,7 +48,16 @@ class Scored:
 
 
 def metric_value(metric: str, labels: np.ndarray, scored: Scored) -> float:
-    """The named metric (split prefix ignored, `val_roc_auc` = `roc_auc`) for one model on the given rows."""
+    """The named metric (split prefix ignored, `val_roc_auc` = `roc_auc`) for one model on the given rows.
+
+    Args:
+        metric: a logged metric key, such as `val_roc_auc`.
+        labels: the rows' labels (1 = negative).
+        scored: the model's scores on the same rows, and its threshold.
+
+    Returns:
+        The metric's value.
+    """
     return float(METRIC_FUNCTIONS[metric.split("_", 1)[1]](labels, scored.proba, scored.threshold))
 
 
@@ -77,6 +86,14 @@ def bootstrap_difference(
     """95% percentile interval of metric(candidate) - metric(champion), resampling the same rows for both.
 
     Stratified by class, so every resample keeps the split's class balance and AUC stays defined.
+
+    Args:
+        metric: a logged metric key, such as `val_roc_auc`.
+        labels: the compared rows' labels.
+        candidate: the candidate's scores on those rows.
+        champion: the champion's scores on the same rows.
+        samples: how many resamples.
+        seed: the resampling seed.
 
     Returns:
         The interval's low and high ends.

@@ -59,7 +59,14 @@ FORWARDED += ("learning_rate", "w2v_epochs", "min_count")
 
 
 def arm_options(names: Iterable[str] = tuple(ARM_OPTIONS)) -> Callable[[Callable], Callable]:
-    """The named arm options as click options, with their defaults and help."""
+    """The named arm options as click options, with their defaults and help.
+
+    Args:
+        names: keys of `ARM_OPTIONS`, in the order `--help` lists them (default: all).
+
+    Returns:
+        One decorator adding them.
+    """
     return stack(
         *(
             click.option(

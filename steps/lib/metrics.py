@@ -51,7 +51,18 @@ def classification_metrics(y_true: np.ndarray, proba: np.ndarray, threshold: flo
 
 
 def evaluation_figures(y_true: np.ndarray, proba: np.ndarray, threshold: float, split: str) -> dict[str, plt.Figure]:
-    """Confusion matrix, ROC and PR curves, keyed by artifact file name."""
+    """Confusion matrix, ROC and PR curves, keyed by artifact file name.
+
+    Args:
+        y_true: labels, 1 = negative.
+        proba: P(negative) per row.
+        threshold: the run's threshold, for the confusion matrix.
+        split: `val` or `test`, in the names and titles.
+
+    Returns:
+        `plots/{split}_confusion_matrix.png`, `plots/{split}_roc_curve.png` and `plots/{split}_pr_curve.png`;
+        the caller logs and closes them.
+    """
     y_pred = (np.asarray(proba) >= threshold).astype(int)
     figures = {}
     fig, ax = plt.subplots(figsize=(4.5, 4))
@@ -70,7 +81,16 @@ def evaluation_figures(y_true: np.ndarray, proba: np.ndarray, threshold: float, 
 
 
 def threshold_sweep_figure(curve: dict[str, list[float]], chosen: float, rule: str) -> plt.Figure:
-    """Validation precision, recall and flagged share against the threshold, the chosen cut-off marked."""
+    """Validation precision, recall and flagged share against the threshold, the chosen cut-off marked.
+
+    Args:
+        curve: as `steps.lib.operating_point.operating_curve` returns it.
+        chosen: the run's threshold.
+        rule: the policy in words, in the title.
+
+    Returns:
+        The figure; the caller logs and closes it.
+    """
     fig, ax = plt.subplots(figsize=(5.5, 4))
     ax.plot(curve["thresholds"], curve["precision"], label="precision (flagged that are complaints)")
     ax.plot(curve["thresholds"], curve["recall"], label="recall (complaints flagged)")
@@ -87,7 +107,16 @@ ECE_BINS = 15
 
 
 def expected_calibration_error(y_true: np.ndarray, proba: np.ndarray, bins: int = ECE_BINS) -> float:
-    """Weighted gap between predicted P(negative) and the observed negative rate, over equal-width bins."""
+    """Weighted gap between predicted P(negative) and the observed negative rate, over equal-width bins.
+
+    Args:
+        y_true: labels, 1 = negative.
+        proba: P(negative) per row.
+        bins: equal-width bins over [0, 1].
+
+    Returns:
+        The ECE: each bin's gap weighted by its share of rows (0 = perfectly calibrated).
+    """
     y_true, proba = np.asarray(y_true), np.asarray(proba)
     which = np.minimum((proba * bins).astype(int), bins - 1)
     error = 0.0
@@ -99,7 +128,15 @@ def expected_calibration_error(y_true: np.ndarray, proba: np.ndarray, bins: int 
 
 
 def fit_temperature(y_true: np.ndarray, proba: np.ndarray) -> float:
-    """Temperature minimising validation log-loss (Guo et al., 2017), searched on a log scale."""
+    """Temperature minimising validation log-loss (Guo et al., 2017), searched on a log scale.
+
+    Args:
+        y_true: validation labels, 1 = negative.
+        proba: uncalibrated validation P(negative).
+
+    Returns:
+        The temperature, for `pyfunc.contract.apply_temperature`.
+    """
     from scipy.optimize import minimize_scalar
 
     from pyfunc.contract import apply_temperature
@@ -112,7 +149,16 @@ def fit_temperature(y_true: np.ndarray, proba: np.ndarray) -> float:
 
 
 def reliability_figure(y_true: np.ndarray, curves: dict[str, np.ndarray], bins: int = ECE_BINS) -> plt.Figure:
-    """Reliability diagram: observed negative rate against mean predicted probability per bin."""
+    """Reliability diagram: observed negative rate against mean predicted probability per bin.
+
+    Args:
+        y_true: labels, 1 = negative.
+        curves: P(negative) per curve name (`raw`, `calibrated`), each labelled with its ECE.
+        bins: equal-width bins over [0, 1]; empty bins are left out.
+
+    Returns:
+        The figure; the caller logs and closes it.
+    """
     fig, ax = plt.subplots(figsize=(4.5, 4.5))
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="perfect")
     for name, proba in curves.items():

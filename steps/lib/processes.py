@@ -44,7 +44,15 @@ def _signal_group(process: subprocess.Popen, signum: int) -> None:
 
 
 def port_accepts(port: int, host: str = "127.0.0.1") -> bool:
-    """Whether something still accepts TCP connections on the port."""
+    """Whether something still accepts TCP connections on the port.
+
+    Args:
+        port: the TCP port.
+        host: the address to connect to.
+
+    Returns:
+        True when a connection is accepted.
+    """
     with socket.socket() as sock:
         sock.settimeout(0.5)
         return sock.connect_ex((host, port)) == 0
@@ -52,6 +60,11 @@ def port_accepts(port: int, host: str = "127.0.0.1") -> bool:
 
 def wait_port_closed(port: int, timeout: float = PORT_CLOSE_TIMEOUT_S, host: str = "127.0.0.1") -> None:
     """Block until the port refuses connections.
+
+    Args:
+        port: the TCP port the stopped server listened on.
+        timeout: seconds to wait.
+        host: the address to connect to.
 
     Raises:
         TimeoutError: something still listens after `timeout` seconds.

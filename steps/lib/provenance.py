@@ -11,7 +11,11 @@ from steps.lib.tracking import PROJECT_ROOT
 
 
 def cpu_model() -> str:
-    """The CPU's model name (figures differ by a factor of 2-3 between the machines this project runs on)."""
+    """The CPU's model name: benchmark figures depend on the machine (docs/design.md, "Main job budget").
+
+    Returns:
+        The first `model name` of /proc/cpuinfo, or `unknown`.
+    """
     try:
         lines = Path("/proc/cpuinfo").read_text().splitlines()
     except OSError:
@@ -41,7 +45,15 @@ def model_provenance(model_uri: str) -> dict[str, str]:
 
 
 def provenance(model_uri: str = "") -> dict[str, str]:
-    """Commit, CPU model, cores, load average at start, UTC date (and the model, when given)."""
+    """Commit, CPU model, cores, load average at start, UTC date (and the model, when given).
+
+    Args:
+        model_uri: the benchmarked model's URI (empty = none).
+
+    Returns:
+        `git_commit`, `cpu`, `cores`, `load_at_start` and `date`, all strings; with a URI also
+        `model_uri`, plus `model_name`, `model_version` and `model_run_id` for a registered `models:/` one.
+    """
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     record = {
         "git_commit": code_version(PROJECT_ROOT),  # commit, plus a digest of uncommitted changes

@@ -15,7 +15,14 @@ RANKABLE = tuple(f"val_{name}" for name in METRIC_FUNCTIONS)
 
 
 def reported_test_metric(metric: str) -> str:
-    """`val_roc_auc` -> `test_roc_auc`: the figure reported beside the one that ranks."""
+    """`val_roc_auc` -> `test_roc_auc`: the figure reported beside the one that ranks.
+
+    Args:
+        metric: a validation metric key (`val_<name>`).
+
+    Returns:
+        The test key of the same metric.
+    """
     return "test_" + metric.split("_", 1)[1]
 
 

@@ -37,7 +37,15 @@ def model_version_for(client: MlflowClient, model_name: str, run_id: str) -> tup
 
 
 def current_champion(client: MlflowClient, model_name: str) -> ModelVersion | None:
-    """The version `@champion` points at, or None before the first champion (no model or no alias yet)."""
+    """The version `@champion` points at, or None before the first champion (no model or no alias yet).
+
+    Args:
+        client: the tracking client.
+        model_name: the registered model.
+
+    Returns:
+        The champion's version, or None.
+    """
     try:
         return client.get_model_version_by_alias(model_name, CHAMPION_ALIAS)
     except MlflowException:

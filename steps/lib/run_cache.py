@@ -38,6 +38,12 @@ def code_version(root: Path) -> str:
 
     The dirty digest covers `git diff HEAD` (staged and unstaged edits) and the bytes of every
     untracked, not ignored file, so two different sets of edits never share a version.
+
+    Args:
+        root: the repository's root.
+
+    Returns:
+        The code version.
     """
     commit = _git(root, "rev-parse", "HEAD")
     if commit is None:
@@ -55,7 +61,14 @@ def code_version(root: Path) -> str:
 
 
 def input_digest(path: str) -> str:
-    """SHA-256 (12 hex digits) of a file, of a folder's files (names and bytes), or the URL itself; "" for none."""
+    """SHA-256 (12 hex digits) of a file, of a folder's files (names and bytes), or the URL itself; "" for none.
+
+    Args:
+        path: a file, a folder, a `file://` URI or a URL; empty when the step reads no file.
+
+    Returns:
+        The digest, `url:<path>` for a URL, `missing:<path>` for a path that does not exist, or "".
+    """
     if not path:
         return ""
     if "://" in path and not path.startswith("file://"):

@@ -26,7 +26,18 @@ class ServiceTrafficError(ValueError):
 
 
 def load_service_traffic(path: str | Path = SERVICE_TRAFFIC_PATH) -> tuple[pd.DataFrame, str]:
-    """The set and the first 12 hex digits of its file's SHA-256 (recorded beside every figure)."""
+    """The set and the first 12 hex digits of its file's SHA-256 (recorded beside every figure).
+
+    Args:
+        path: the set's CSV (default: `steps/service_traffic.csv`).
+
+    Returns:
+        The rows (columns `COLUMNS`) and the digest.
+
+    Raises:
+        ServiceTrafficError: the file is missing, lacks a column, has a row without text or with a
+            label other than 0/1, or lacks one of the two classes.
+    """
     path = Path(path)
     if not path.is_file():
         raise ServiceTrafficError(f"service-traffic set not found: {path}")
@@ -42,7 +53,15 @@ def load_service_traffic(path: str | Path = SERVICE_TRAFFIC_PATH) -> tuple[pd.Da
 
 
 def score_service_traffic(frame: pd.DataFrame, predict: Predict) -> pd.DataFrame:
-    """The set with the served model's `proba_negative`, `predicted` label (0/1) and `correct`."""
+    """The set with the served model's `proba_negative`, `predicted` label (0/1) and `correct`.
+
+    Args:
+        frame: as `load_service_traffic` returns it.
+        predict: texts -> the pyfunc's output (`label` and `proba_negative` per text).
+
+    Returns:
+        A copy of the set with the three columns; `predicted` is 1 for the label `negative`.
+    """
     output = predict(frame["text"].tolist())
     scored = frame.copy()
     scored["proba_negative"] = output["proba_negative"].to_numpy(dtype=float)
@@ -52,7 +71,15 @@ def score_service_traffic(frame: pd.DataFrame, predict: Predict) -> pd.DataFrame
 
 
 def service_traffic_metrics(scored: pd.DataFrame) -> dict[str, float]:
-    """Accuracy, false-alarm rate (non-complaints flagged) and miss rate (complaints not flagged)."""
+    """Accuracy, false-alarm rate (non-complaints flagged) and miss rate (complaints not flagged).
+
+    Args:
+        scored: as `score_service_traffic` returns it.
+
+    Returns:
+        `service_traffic_accuracy`, `service_traffic_false_alarm_rate`, `service_traffic_miss_rate`
+        and `service_traffic_rows`, as floats.
+    """
     complaints = scored["label"] == 1
     return {
         "service_traffic_accuracy": float(scored["correct"].mean()),
@@ -63,7 +90,14 @@ def service_traffic_metrics(scored: pd.DataFrame) -> dict[str, float]:
 
 
 def errors_by_kind(scored: pd.DataFrame) -> pd.DataFrame:
-    """Error rate per kind of tweet (neutral question, thanks, polite complaint...): where the queue goes wrong."""
+    """Error rate per kind of tweet (neutral question, thanks, polite complaint...): where the queue goes wrong.
+
+    Args:
+        scored: as `score_service_traffic` returns it.
+
+    Returns:
+        `kind`, `label`, `rows`, `errors` and `error_rate`, one row per kind and label, sorted.
+    """
     grouped = scored.groupby(["kind", "label"], sort=True)["correct"]
     table = grouped.agg(rows="size", errors=lambda correct: int(np.sum(~correct))).reset_index()
     table["error_rate"] = table["errors"] / table["rows"]

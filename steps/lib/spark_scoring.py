@@ -65,7 +65,23 @@ def input_format(path: str) -> str:
 
 
 def check_paths(input_path: str, output_path: str, overwrite: bool) -> tuple[str, str]:
-    """Fail before the JVM starts: missing input, unknown format, output in the way. Returns Spark paths."""
+    """Fail before the JVM starts: missing input, unknown format, output in the way. Returns Spark paths.
+
+    Only local paths are checked (a local input's header or schema too); hdfs://, s3a:// and the like
+    are left to Spark.
+
+    Args:
+        input_path: the CSV or Parquet input.
+        output_path: where the scored Parquet goes.
+        overwrite: whether an existing local output may be replaced.
+
+    Returns:
+        The input and output paths, local ones made absolute.
+
+    Raises:
+        StepError: a path is missing; a local input does not exist, cannot be read or has no `text`
+            column of strings; the format is unknown; or a local output exists without `overwrite`.
+    """
     if not input_path or not output_path:
         raise StepError("score_batch needs -P input=<.csv or .parquet with a 'text' column> and -P output=<path>")
     if is_local(input_path):
@@ -91,7 +107,15 @@ def _not_strings(path: str, kind: str) -> StepError:
 
 
 def check_text_column(path: str) -> None:
-    """Read only the CSV header or the Parquet schema of a local input: a wrong file fails in a second."""
+    """Read only the CSV header or the Parquet schema of a local input: a wrong file fails at once.
+
+    Args:
+        path: a local CSV file, Parquet file or Parquet folder.
+
+    Raises:
+        StepError: an unknown format, an unreadable Parquet input, no `text` column, or (Parquet) a
+            `text` column that does not hold strings.
+    """
     import pyarrow as pa
     import pyarrow.dataset
 
@@ -113,7 +137,18 @@ def check_text_column(path: str) -> None:
 
 
 def fetch_model(model_uri: str, destination: str) -> str:
-    """Download the model once on the driver and check it serves the tweet contract."""
+    """Download the model once on the driver and check it serves the tweet contract.
+
+    Args:
+        model_uri: any MLflow model URI (`models:/`, `runs:/`, a path).
+        destination: the local folder to download into.
+
+    Returns:
+        The model's local path, for `spark_udf`.
+
+    Raises:
+        StepError: the model cannot be loaded, or is not a pyfunc with `proba_negative` in its output.
+    """
     try:
         path = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=destination)
         model = Model.load(path)
@@ -127,7 +162,11 @@ def fetch_model(model_uri: str, destination: str) -> str:
 
 
 def check_runtime() -> None:
-    """pyspark is an optional extra and needs a Java 17+ runtime: say so instead of a JVM traceback."""
+    """pyspark is an optional extra and needs a Java 17+ runtime: say so instead of a JVM traceback.
+
+    Raises:
+        StepError: pyspark is not installed, or neither `java` on PATH nor JAVA_HOME is found.
+    """
     import importlib.util
 
     if importlib.util.find_spec("pyspark") is None:
@@ -141,6 +180,12 @@ def build_spark(master: str):
 
     Python workers use this interpreter (same environment as the driver, as `env_manager="local"`
     assumes); our own progress lines replace Spark's console bar, which garbles piped logs.
+
+    Args:
+        master: the Spark master URL (`local[*]`, `spark://...`).
+
+    Returns:
+        The session.
     """
     local = master.startswith("local")
     warnings.filterwarnings("ignore", message=_PANDAS_WARNING, category=FutureWarning)
@@ -210,7 +255,18 @@ def read_csv(spark, path: str):
 
 
 def read_input(spark, path: str):
-    """The input as a DataFrame with a string `text` column (CSV: plus CORRUPT_COLUMN)."""
+    """The input as a DataFrame with a string `text` column (CSV: plus CORRUPT_COLUMN).
+
+    Args:
+        spark: the session.
+        path: a CSV file, or a Parquet file or folder, by suffix (see `input_format`).
+
+    Returns:
+        The DataFrame, not yet validated row by row.
+
+    Raises:
+        StepError: an unknown format, an unreadable input, or no string `text` column.
+    """
     from pyspark.errors import AnalysisException
     from pyspark.sql.types import StringType
 
@@ -292,6 +348,15 @@ def summary_from_counts(counts: list[tuple[bool, str | None, int]], versions: li
 
     `tweets_per_second` counts the tweets the model scored: invalid rows are only marked, never
     scored, and counting them would overstate the model's throughput on dirty input.
+
+    Args:
+        counts: (valid, label, rows) per group of the written output.
+        versions: the model versions found among the valid rows.
+        seconds: the run's wall time.
+
+    Returns:
+        `rows`, `valid_rows`, `invalid_rows`, `negative_rows`, `negative_share` (of the valid rows),
+        `seconds`, `tweets_per_second` and `model_versions`.
     """
     rows = sum(count for _, _, count in counts)
     valid = sum(count for is_valid, _, count in counts if is_valid)
@@ -318,7 +383,24 @@ def score_file(
     threshold: float | None = None,
     overwrite: bool = False,
 ) -> dict[str, Any]:
-    """Read, validate, score and write; return the summary. `model_path` is a local model folder or URI."""
+    """Read, validate, score and write; return the summary. `model_path` is a local model folder or URI.
+
+    Args:
+        spark: the session.
+        model_path: a local model folder (as `fetch_model` returns it) or a model URI.
+        input_path: the CSV or Parquet input, as Spark reads it.
+        output_path: where the Parquet output is written.
+        batch_size: rows per Arrow batch sent to the model.
+        partitions: partitions to score in (0 = Spark's default parallelism).
+        threshold: overrides the model's stored threshold (None = keep it).
+        overwrite: replace an existing output.
+
+    Returns:
+        As `summary_from_counts` returns it, read back from the written output.
+
+    Raises:
+        StepError: the input cannot be read or has no string `text` column.
+    """
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(batch_size))
     started = time.perf_counter()
     frame = mark_validity(keep_input_names_apart(read_input(spark, input_path)))

@@ -38,7 +38,15 @@ def configure_tracking() -> None:
 
 
 def run_step(step: str, body: Callable[[Run], None]) -> None:
-    """Run `body` inside the step's MLflow run; a StepError fails the run with a one-line message."""
+    """Run `body` inside the step's MLflow run; a StepError fails the run with a one-line message.
+
+    Args:
+        step: the step's name, tagged `step` on the run.
+        body: the step's work, given the active run.
+
+    Raises:
+        SystemExit: status 2 after a StepError, its message printed to stderr.
+    """
     configure_tracking()
     try:
         with mlflow.start_run() as run:
@@ -51,7 +59,17 @@ def run_step(step: str, body: Callable[[Run], None]) -> None:
 
 
 def resolve_data_run_id(data_run_id: str) -> str:
-    """The given prepare_data run, or the newest finished one of the active experiment."""
+    """The given prepare_data run, or the newest finished one of the active experiment.
+
+    Args:
+        data_run_id: a run id, or empty for the newest.
+
+    Returns:
+        The run id.
+
+    Raises:
+        StepError: the run does not exist or is not a finished prepare_data run, or there is none.
+    """
     client = MlflowClient()
     if data_run_id:
         try:
@@ -73,7 +91,14 @@ def resolve_data_run_id(data_run_id: str) -> str:
 
 
 def newest_prepared_run_id(experiment_ids: list[str]) -> str | None:
-    """The newest finished prepare_data run of these experiments: what "the current data" means."""
+    """The newest finished prepare_data run of these experiments: what "the current data" means.
+
+    Args:
+        experiment_ids: where to look.
+
+    Returns:
+        Its run id, or None when there is none.
+    """
     runs = MlflowClient().search_runs(
         experiment_ids,
         "tags.step = 'prepare_data' and attributes.status = 'FINISHED'",
@@ -84,7 +109,17 @@ def newest_prepared_run_id(experiment_ids: list[str]) -> str | None:
 
 
 def load_splits(data_run_id: str) -> dict[str, pd.DataFrame]:
-    """Download the prepared splits of a prepare_data run."""
+    """Download the prepared splits of a prepare_data run.
+
+    Args:
+        data_run_id: the prepare_data run.
+
+    Returns:
+        The `train`, `val` and `test` frames.
+
+    Raises:
+        StepError: the run's `data` artifacts cannot be downloaded.
+    """
     with tempfile.TemporaryDirectory() as tmp:
         try:
             local = mlflow.artifacts.download_artifacts(run_id=data_run_id, artifact_path="data", dst_path=tmp)
@@ -94,7 +129,12 @@ def load_splits(data_run_id: str) -> dict[str, pd.DataFrame]:
 
 
 def log_dataset_inputs(splits: dict[str, pd.DataFrame], data_run_id: str) -> None:
-    """Record which prepared rows this run used, with MLflow's dataset digest."""
+    """Record which prepared rows this run used, with MLflow's dataset digest.
+
+    Args:
+        splits: the frames, by split name.
+        data_run_id: the prepare_data run they came from (their logged source).
+    """
     artifact_uri = MlflowClient().get_run(data_run_id).info.artifact_uri
     for split, frame in splits.items():
         source = f"{artifact_uri}/data/{split}.parquet"
@@ -103,7 +143,17 @@ def log_dataset_inputs(splits: dict[str, pd.DataFrame], data_run_id: str) -> Non
 
 
 def prepare_training(data_run_id: str) -> tuple[str, dict[str, pd.DataFrame]]:
-    """Common start of every training step: resolve, load and record the prepared data."""
+    """Common start of every training step: resolve, load and record the prepared data.
+
+    Args:
+        data_run_id: a prepare_data run id, or empty for the newest.
+
+    Returns:
+        The resolved run id (tagged `data_run_id` on the active run) and its splits.
+
+    Raises:
+        StepError: no such prepare_data run, or its data cannot be read.
+    """
     resolved = resolve_data_run_id(data_run_id)
     splits = load_splits(resolved)
     print(f"prepared data: run {resolved} ({', '.join(f'{k}={len(v)}' for k, v in splits.items())})", flush=True)
@@ -116,7 +166,14 @@ def prepare_training(data_run_id: str) -> tuple[str, dict[str, pd.DataFrame]]:
 
 
 def pinned(*packages: str) -> list[str]:
-    """Exact requirements for a logged model, taken from what this environment runs."""
+    """Exact requirements for a logged model, taken from what this environment runs.
+
+    Args:
+        *packages: distribution names.
+
+    Returns:
+        `name==version` for each, as installed here.
+    """
     return [f"{package}=={version(package)}" for package in packages]
 
 
@@ -124,6 +181,9 @@ def log_step_params(params: dict) -> None:
     """Log the step's parameters, skipping those `mlflow run` already logged from MLproject.
 
     `data_run_id` is only logged once resolved (by `prepare_training`), never as an empty string.
+
+    Args:
+        params: the step's options, by name.
     """
     logged = mlflow.get_run(mlflow.active_run().info.run_id).data.params
     mlflow.log_params({key: value for key, value in params.items() if key not in logged and key != "data_run_id"})

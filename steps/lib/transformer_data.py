@@ -12,7 +12,16 @@ from steps.lib.tracking import StepError
 
 
 def encode_dataset(encoder: TextEncoder, texts: list[str], labels: np.ndarray) -> list[dict]:
-    """Token ids (through the served encoder) and labels, one dict per tweet, unpadded."""
+    """Token ids (through the served encoder) and labels, one dict per tweet, unpadded.
+
+    Args:
+        encoder: as `served_encoder` returns it.
+        texts: raw tweets.
+        labels: the class id of each.
+
+    Returns:
+        `input_ids`, `attention_mask` (all ones) and `labels` per tweet; the collator pads each batch.
+    """
     return [
         {"input_ids": ids, "attention_mask": [1] * len(ids), "labels": int(label)}
         for ids, label in zip(encoder.encode(texts), labels, strict=True)
@@ -20,7 +29,16 @@ def encode_dataset(encoder: TextEncoder, texts: list[str], labels: np.ndarray) -
 
 
 def subsample(frame: pd.DataFrame, size: int, seed: int) -> pd.DataFrame:
-    """A stratified sample of `size` rows (0 or more than available = all): same class balance, fewer steps."""
+    """A stratified sample of `size` rows (0 or more than available = all): same class balance, fewer steps.
+
+    Args:
+        frame: the rows to sample.
+        size: rows to keep.
+        seed: the sampling seed.
+
+    Returns:
+        The sample; a plain random one when a class is too rare to stratify at this size.
+    """
     if size <= 0 or size >= len(frame):
         return frame
     try:
@@ -35,6 +53,16 @@ def training_targets(frame: pd.DataFrame, label_scheme: str) -> np.ndarray:
 
     Three-class training teaches the encoder that a neutral question and praise differ from a
     complaint in different ways; the model still serves P(negative).
+
+    Args:
+        frame: the training rows.
+        label_scheme: `binary` or `three_class`.
+
+    Returns:
+        One class id per row (`negative` is 1 in both schemes).
+
+    Raises:
+        StepError: `three_class` without a known sentiment on every row, or with a class absent.
     """
     if label_scheme == "binary":
         return frame["label"].to_numpy()
@@ -54,6 +82,14 @@ def served_encoder(tokenizer, max_length: int, preprocessing: str) -> TextEncode
     """The encoder the pyfunc will use, built from a copy of the training tokenizer's Rust backend.
 
     Training encodes through it too, so the ids the model learns from are the ids it is served.
+
+    Args:
+        tokenizer: the training (fast) tokenizer.
+        max_length: tokens kept per tweet, special tokens included.
+        preprocessing: the normalisation variant.
+
+    Returns:
+        The encoder.
     """
     from tokenizers import Tokenizer
 
