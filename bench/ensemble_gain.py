@@ -1,5 +1,6 @@
 """Would a weighted ensemble of the candidates beat the best one? Measured from their logged predictions.
 
+\b
     python bench/ensemble_gain.py [--data-run-id ID] [--base RUN_ID]
 
 Every candidate logs its calibrated validation and test predictions (`predictions/{val,test}.json`).
@@ -12,11 +13,12 @@ of its own (tag `trial=ensemble_stacking`) on the same data run, with its proven
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
+import click
 import mlflow
 import numpy as np
 import pandas as pd
@@ -25,6 +27,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score, roc_auc_score
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
+from steps.lib.cli import data_run_option, seed_option
 from steps.lib.provenance import provenance
 from steps.lib.tracking import EXPERIMENT_NAME, configure_tracking, newest_prepared_run_id
 
@@ -56,12 +59,14 @@ def stacked(features: dict[str, np.ndarray], labels: dict[str, np.ndarray], seed
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-run-id", default="")
-    parser.add_argument("--base", default="", help="candidate run every ensemble contains (default: best by val AUC)")
-    parser.add_argument("--seed", type=int, default=42)
-    args = parser.parse_args()
+@click.command(help=__doc__)
+@data_run_option
+@click.option(
+    "--base", default="", show_default=True, help="candidate run every ensemble contains (empty = best by val AUC)"
+)
+@seed_option
+def main(**options: object) -> None:
+    args = SimpleNamespace(**options)
     configure_tracking()
     experiment_id = (
         os.environ.get("MLFLOW_EXPERIMENT_ID")

@@ -7,6 +7,7 @@ Runs the real steps (`python -m steps.<step>`, the command of each MLproject ent
 1.6M-tweet Sentiment140 file from the measured growth (a projection, labelled as such: rows
 are never replicated to fake size).
 
+\b
     python -m bench.scaling                       # baseline steps, embedded + Sentiment140 sample
     python -m bench.scaling --extra-step train_lstm --extra-step "train_bert:--max-train-samples 5000"
     python -m bench.scaling --sizes 2000 --no-spark   # a quick smoke run
@@ -14,7 +15,6 @@ are never replicated to fake size).
 
 from __future__ import annotations
 
-import argparse
 import os
 import random
 import re
@@ -25,13 +25,18 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
+import click
 import numpy as np
 import pandas as pd
 
+from steps.lib.cli import WHOLE_NUMBER, WHOLE_NUMBERS, seed_option
 from steps.lib.provenance import provenance
+from steps.lib.registry import CHAMPION_URI
 
 REPO = Path(__file__).resolve().parent.parent
+
 SENTIMENT140_SAMPLE = REPO.parent / "shared" / "data" / "sentiment140_100k"
 FULL_SIZE = 1_600_000
 EMBEDDED_ROWS = 38_158  # before cleaning; prepare_data keeps about 35k of them
@@ -404,23 +409,46 @@ def fetch_champion(model_uri: str, tracking_uri: str, workdir: Path) -> str:
     return path
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 30_000, 50_000, 100_000])
-    parser.add_argument("--extra-step", action="append", default=[], help="STEP[:ARGS], e.g. 'train_lstm:--epochs 2'")
-    parser.add_argument("--champion-uri", default="models:/tweet-sentiment@champion")
-    parser.add_argument(
-        "--champion-tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI", f"sqlite:///{REPO / 'mlflow.db'}")
-    )
-    parser.add_argument("--slow-model-rows", type=int, default=10_000, help="rows scored with non-baseline models")
-    parser.add_argument("--batch-size", type=int, default=1024)
-    parser.add_argument("--repeats", type=int, default=2, help="scoring runs per engine (the best is kept)")
-    parser.add_argument("--no-spark", action="store_true", help="score with the direct pyfunc only")
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--workdir", default="", help="scratch folder (default: a temporary one)")
-    parser.add_argument("--out", default=str(REPO / "docs"), help="where the CSVs and chart go")
-    parser.add_argument("--replot", action="store_true", help="re-project and redraw from the CSVs in --out")
-    args = parser.parse_args(argv)
+@click.command(help=__doc__)
+@click.option(
+    "--sizes",
+    type=WHOLE_NUMBERS,
+    default=(10_000, 30_000, 50_000, 100_000),
+    show_default=True,
+    help="tweets per measured configuration (comma-separated)",
+)
+@click.option(
+    "--extra-step",
+    multiple=True,
+    help="STEP[:ARGS] measured after train_baseline, e.g. 'train_lstm:--epochs 2' (repeatable)",
+)
+@click.option("--champion-uri", default=CHAMPION_URI, show_default=True, help="registered model scored as well")
+@click.option(
+    "--champion-tracking-uri",
+    default=os.environ.get("MLFLOW_TRACKING_URI", f"sqlite:///{REPO / 'mlflow.db'}"),
+    show_default=True,
+    help="tracking store that holds the champion",
+)
+@click.option(
+    "--slow-model-rows",
+    type=WHOLE_NUMBER,
+    default=10_000,
+    show_default=True,
+    help="rows scored with non-baseline models",
+)
+@click.option("--batch-size", type=WHOLE_NUMBER, default=1024, show_default=True, help="tweets per scoring batch")
+@click.option(
+    "--repeats", type=WHOLE_NUMBER, default=2, show_default=True, help="scoring runs per engine (the best is kept)"
+)
+@click.option("--no-spark/--spark", default=False, show_default=True, help="score with the direct pyfunc only")
+@seed_option
+@click.option("--workdir", default="", show_default=True, help="scratch folder (empty = a temporary one)")
+@click.option("--out", default=str(REPO / "docs"), show_default=True, help="where the CSVs and chart go")
+@click.option(
+    "--replot/--no-replot", default=False, show_default=True, help="re-project and redraw from the CSVs in --out"
+)
+def main(**options: object) -> None:
+    args = SimpleNamespace(**options)
     if args.replot:
         out = Path(args.out)
         report(pd.read_csv(out / "scaling_steps.csv"), pd.read_csv(out / "scaling_scoring.csv"), out)

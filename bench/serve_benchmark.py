@@ -7,6 +7,7 @@ tweet per forward pass, FastAPI + uvicorn, 1 worker), and drives each from this 
 32-tweet requests. Prints requests/s, tweets/s, p50/p95/p99 latency and the server's peak RSS
 (the whole process tree), both tables, and the ratio against the goals.
 
+\b
     python bench/serve_benchmark.py                                  # the champion
     python bench/serve_benchmark.py --model-uri models:/tweet-sentiment/3 --requests 100
     python bench/serve_benchmark.py --model-uri runs:/<id>/model --hf-model DIR --max-length 64
@@ -17,7 +18,6 @@ MLFLOW_TRACKING_URI pointing at the store that holds the model.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import importlib.util
 import itertools
@@ -31,17 +31,21 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
+import click
 import numpy as np
 import pandas as pd
 import psutil
 import requests
 
+from steps.lib.cli import WHOLE_NUMBER, WHOLE_NUMBERS
 from steps.lib.processes import start_server, stop_server
 from steps.lib.provenance import cpu_model, provenance
+from steps.lib.registry import CHAMPION_URI
 
 BENCH_DIR = Path(__file__).resolve().parent
-DEFAULT_MODEL_URI = "models:/tweet-sentiment@champion"
+
 HF_ARTIFACT = "hf_model"
 GOAL_RATIO = 5.0
 GOAL_SINGLE_P50_MS = 25.0
@@ -224,7 +228,7 @@ def drive(
     )
 
 
-def run_all(server: Server, make_body, texts: list[str], args: argparse.Namespace) -> list[Result]:
+def run_all(server: Server, make_body, texts: list[str], args: SimpleNamespace) -> list[Result]:
     """Warm up once per batch size, then every (batch, concurrency) scenario."""
     results = []
     for batch in args.batch_sizes:
@@ -339,27 +343,43 @@ def machine() -> str:
     return f"{os.cpu_count()} logical cores ({cpu}), load average {load:.2f} at start"
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model-uri", default=DEFAULT_MODEL_URI, help="model served by `mlflow models serve`")
-    parser.add_argument(
-        "--hf-model", default="", help="weights for the naive reference (default: the model's hf_model)"
-    )
-    parser.add_argument("--max-length", type=int, default=0, help="tokenizer max length (default: the model's)")
-    parser.add_argument("--requests", type=int, default=200, help="requests per scenario (upper bound)")
-    parser.add_argument("--max-seconds", type=float, default=40, help="stop sending new requests after this long")
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32], help="tweets per request")
-    parser.add_argument("--workers", type=int, default=1, help="uvicorn workers of `mlflow models serve`")
-    parser.add_argument("--texts", default="", help="CSV/Parquet with a text column (default: embedded tweets)")
-    parser.add_argument("--skip-naive", action="store_true", help="measure the served model only")
-    parser.add_argument("--json", default="", help="also write every figure to this JSON file")
-    parser.add_argument("--seed", type=int, default=7)
-    return parser.parse_args(argv)
-
-
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
+@click.command(help=__doc__)
+@click.option("--model-uri", default=CHAMPION_URI, show_default=True, help="model served by `mlflow models serve`")
+@click.option(
+    "--hf-model", default="", show_default=True, help="weights for the naive reference (empty = the model's hf_model)"
+)
+@click.option(
+    "--max-length", type=WHOLE_NUMBER, default=0, show_default=True, help="tokenizer max length (0 = the model's)"
+)
+@click.option(
+    "--requests", type=WHOLE_NUMBER, default=200, show_default=True, help="requests per scenario (upper bound)"
+)
+@click.option(
+    "--max-seconds", type=float, default=40, show_default=True, help="stop sending new requests after this long"
+)
+@click.option(
+    "--concurrency",
+    type=WHOLE_NUMBERS,
+    default=(1, 4, 16),
+    show_default=True,
+    help="client threads, one scenario per value (comma-separated)",
+)
+@click.option(
+    "--batch-sizes",
+    type=WHOLE_NUMBERS,
+    default=(1, 32),
+    show_default=True,
+    help="tweets per request, one scenario per value (comma-separated)",
+)
+@click.option(
+    "--workers", type=WHOLE_NUMBER, default=1, show_default=True, help="uvicorn workers of `mlflow models serve`"
+)
+@click.option("--texts", default="", show_default=True, help="CSV/Parquet with a text column (empty = embedded tweets)")
+@click.option("--skip-naive/--no-skip-naive", default=False, show_default=True, help="measure the served model only")
+@click.option("--json", default="", show_default=True, help="also write every figure to this JSON file")
+@click.option("--seed", type=WHOLE_NUMBER, default=7, show_default=True, help="seed of the tweets' sample")
+def main(**options: object) -> None:
+    args = SimpleNamespace(**options)
     texts = load_texts(args.texts, 4000, args.seed)
     hf_dir, max_length = (
         (None, 0) if args.skip_naive else reference_weights(args.model_uri, args.hf_model, args.max_length)

@@ -5,6 +5,7 @@ Starts one `mlflow models serve` per case, all at once, and sends one-tweet requ
 them at concurrency 1, so drift in a shared machine's load hits every case alike. Exports run at the
 production defaults (spans and logs every 5 s, metrics every 60 s) unless `--fast-export` shortens them.
 
+\b
     python bench/telemetry_overhead.py --model-uri runs:/<run_id>/model --requests 300
 
 Run from the repository root with the venv active and MLFLOW_TRACKING_URI pointing at the model's store.
@@ -12,7 +13,6 @@ Run from the repository root with the venv active and MLFLOW_TRACKING_URI pointi
 
 from __future__ import annotations
 
-import argparse
 import os
 import subprocess
 import sys
@@ -21,13 +21,17 @@ import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
+import click
 import numpy as np
 import requests
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # the ingestion stand-ins the tests use
+from steps.lib.cli import WHOLE_NUMBER  # noqa: E402
 from steps.lib.processes import start_server, stop_server  # noqa: E402
+from steps.lib.registry import CHAMPION_URI  # noqa: E402
 from tests.code.telemetry.appinsights_capture import (  # noqa: E402
     OFFLINE_ENV,
     CaptureServer,
@@ -111,7 +115,7 @@ def run(cases: list[Case], total: int, warmup: int) -> None:
                 case.errors = 0
 
 
-def report(cases: list[Case], capture: CaptureServer, args: argparse.Namespace) -> None:
+def report(cases: list[Case], capture: CaptureServer, args: SimpleNamespace) -> None:
     off = np.asarray(cases[0].latencies_ms)
     print(f"\nserved model: {args.model_uri}; {args.requests} one-tweet requests per case, round-robin, concurrency 1")
     print("paired: median over rounds of (this case - telemetry off), the same moment's load for both")
@@ -136,17 +140,18 @@ def report(cases: list[Case], capture: CaptureServer, args: argparse.Namespace) 
             print(f"  {data['baseType']}: {text[:160]}")
 
 
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model-uri", default="models:/tweet-sentiment@champion")
-    parser.add_argument("--requests", type=int, default=300, help="timed requests per case")
-    parser.add_argument("--warmup", type=int, default=20, help="untimed requests per case first")
-    parser.add_argument("--fast-export", action="store_true", help="export every 0.2 s/1 s as the tests do")
-    return parser.parse_args()
-
-
-def main() -> None:
-    args = parse_args()
+@click.command(help=__doc__)
+@click.option("--model-uri", default=CHAMPION_URI, show_default=True, help="model served, once per case")
+@click.option("--requests", type=WHOLE_NUMBER, default=300, show_default=True, help="timed requests per case")
+@click.option("--warmup", type=WHOLE_NUMBER, default=20, show_default=True, help="untimed requests per case first")
+@click.option(
+    "--fast-export/--no-fast-export",
+    default=False,
+    show_default=True,
+    help="export every 0.2 s/1 s as the tests do",
+)
+def main(**options: object) -> None:
+    args = SimpleNamespace(**options)
     export = OFFLINE_ENV if args.fast_export else PRODUCTION_EXPORT
     with ExitStack() as stack:
         capture = stack.enter_context(CaptureServer())

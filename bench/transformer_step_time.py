@@ -1,6 +1,7 @@
 """Measure `train_bert`'s cost on this machine and project the full step: seconds per training step and
 tweets/s of each scoring backend, from a few dozen real batches of the prepared training split.
 
+\b
     python bench/transformer_step_time.py --steps 40 --batch-size 32 --max-length 64 [--data-run-id ID]
 
 Wall time on a shared machine includes the other tenants' load, so process CPU time is reported too
@@ -11,25 +12,27 @@ Nothing is logged to MLflow; the prepared data is read from the tracking store.
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as train_bert sets it, before torch loads OpenMP
 
+import click
 import numpy as np
 import torch
 from mlflow.tracking import MlflowClient
 from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, set_seed
 
 from pyfunc.transformer_model import OnnxBackend, TorchBackend, TransformerTweetClassifier, cpu_count
+from steps.lib.cli import WHOLE_NUMBER, data_run_option, seed_option
 from steps.lib.fine_tune import training_arguments
-from steps.lib.pretrained import load_pretrained, resolve_and_load
+from steps.lib.pretrained import DEFAULT_PRETRAINED, load_pretrained, resolve_and_load
 from steps.lib.tracking import configure_tracking, load_splits, newest_prepared_run_id
 from steps.lib.transformer_data import encode_dataset, served_encoder, subsample
 
@@ -88,18 +91,31 @@ def measure_scoring(classifier: TransformerTweetClassifier, texts: list[str]) ->
     return (time.perf_counter() - wall) / len(texts), (time.process_time() - cpu) / len(texts)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-run-id", default="")
-    parser.add_argument("--pretrained", default="")
-    parser.add_argument("--steps", type=int, default=40)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--max-length", type=int, default=64)
-    parser.add_argument("--bf16", default="auto", choices=("auto", "true", "false"))
-    parser.add_argument("--threads", type=int, default=0, help="0 = cpu_count()")
-    parser.add_argument("--score-sample", type=int, default=512)
-    parser.add_argument("--seed", type=int, default=42)
-    args = parser.parse_args()
+@click.command(help=__doc__)
+@data_run_option
+@click.option(
+    "--pretrained",
+    default="",
+    show_default=True,
+    help=f"hub id or local folder, as train_bert takes it (empty = {DEFAULT_PRETRAINED})",
+)
+@click.option("--steps", type=WHOLE_NUMBER, default=40, show_default=True, help="timed optimiser steps")
+@click.option("--batch-size", type=WHOLE_NUMBER, default=32, show_default=True, help="tweets per training step")
+@click.option("--max-length", type=WHOLE_NUMBER, default=64, show_default=True, help="tokenizer max length")
+@click.option(
+    "--bf16",
+    type=click.Choice(("auto", "true", "false")),
+    default="auto",
+    show_default=True,
+    help="bfloat16 autocast, as train_bert: auto (where the CPU has it), true, false",
+)
+@click.option("--threads", type=WHOLE_NUMBER, default=0, show_default=True, help="torch threads (0 = cpu_count())")
+@click.option(
+    "--score-sample", type=WHOLE_NUMBER, default=512, show_default=True, help="validation tweets scored per backend"
+)
+@seed_option
+def main(**options: object) -> None:
+    args = SimpleNamespace(**options)
     args.epochs, args.learning_rate, args.warmup_ratio, args.weight_decay = 1.0, 5e-5, 0.06, 0.01
     args.lr_scheduler = "linear"
     threads = args.threads or cpu_count()

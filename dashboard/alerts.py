@@ -12,7 +12,6 @@ optionally, a JSON POST to a webhook.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import sqlite3
@@ -23,7 +22,9 @@ from collections.abc import Iterable
 from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
+import click
 import requests
 
 from dashboard.feedback import DEFAULT_PATH, FEEDBACK_DB_ENV
@@ -217,20 +218,31 @@ def render(evaluation: Evaluation) -> str:
     return "\n".join(lines)
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="Evaluate the wrong-prediction alert on the feedback store.")
-    parser.add_argument("--db", default=os.environ.get(FEEDBACK_DB_ENV, DEFAULT_PATH), help="feedback SQLite file")
-    parser.add_argument("--threshold", type=int, default=3, help="wrong predictions that fire the alert")
-    parser.add_argument("--window-minutes", type=float, default=5.0)
-    parser.add_argument("--cooldown-minutes", type=float, default=15.0, help="no second alert within this time")
-    parser.add_argument("--webhook-url", default=os.environ.get(WEBHOOK_ENV), help="POST the alert here (JSON)")
-    parser.add_argument("--watch", type=float, default=0, help="re-evaluate every N seconds (0: once)")
-    parser.add_argument("--now", type=parse_time, default=None, help="evaluate at this ISO time (replays)")
-    return parser.parse_args(argv)
+class IsoTime(click.ParamType):
+    """An ISO 8601 time for `--now` (replays): naive times are UTC, as the feedback store's are."""
+
+    name = "iso-time"
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> datetime:
+        try:
+            return value if isinstance(value, datetime) else parse_time(str(value))
+        except ValueError as error:
+            self.fail(str(error), param, ctx)
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
+@click.command(help="Evaluate the wrong-prediction alert on the feedback store.")
+@click.option("--db", envvar=FEEDBACK_DB_ENV, default=DEFAULT_PATH, show_default=True, help="feedback SQLite file")
+@click.option("--threshold", type=int, default=3, show_default=True, help="wrong predictions that fire the alert")
+@click.option("--window-minutes", type=float, default=5.0, show_default=True, help="the window they are counted in")
+@click.option(
+    "--cooldown-minutes", type=float, default=15.0, show_default=True, help="no second alert within this time"
+)
+# The webhook URL carries its token: it is read from the environment and never shown in --help or logs.
+@click.option("--webhook-url", envvar=WEBHOOK_ENV, default=None, help=f"POST the alert here (JSON); or ${WEBHOOK_ENV}")
+@click.option("--watch", type=float, default=0, show_default=True, help="re-evaluate every N seconds (0: once)")
+@click.option("--now", type=IsoTime(), default=None, help="evaluate at this ISO time (replays)")
+def main(**options: object) -> None:
+    args = SimpleNamespace(**options)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not os.path.exists(args.db):
         raise SystemExit(f"feedback store {args.db} not found (set --db or {FEEDBACK_DB_ENV})")

@@ -1,5 +1,6 @@
 """Screenshots of the dashboard's main states for the docs, taken in Chromium with Playwright.
 
+\b
     python scripts/capture_dashboard.py                                  # serves models:/tweet-sentiment@champion
     python scripts/capture_dashboard.py --model-uri runs:/<run_id>/model
     python scripts/capture_dashboard.py --model-server-url http://127.0.0.1:5001 --dashboard-url http://127.0.0.1:5006/app
@@ -12,7 +13,6 @@ A Panel page is blank until its websocket connects: every shot waits for a widge
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import csv
 import importlib.util
@@ -27,12 +27,15 @@ import time
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
+import click
 import ftfy
 import requests
 from playwright.sync_api import Page, expect, sync_playwright
 
 from steps.lib.processes import start_server, stop_server
+from steps.lib.registry import CHAMPION_URI
 
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM_ARGS = [
@@ -232,14 +235,26 @@ def capture(app_url: str, out: Path, csv_path: Path, stop_model_server=None) -> 
     return shots
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model-uri", default="models:/tweet-sentiment@champion")
-    parser.add_argument("--model-server-url", help="use this model server instead of starting one")
-    parser.add_argument("--dashboard-url", help="use this dashboard page (…/app) instead of starting one")
-    parser.add_argument("--out", type=Path, default=REPO / "docs" / "captures")
-    parser.add_argument("--csv", type=Path, help="CSV for the batch shot (default: 300 embedded tweets)")
-    args = parser.parse_args()
+@click.command(help=__doc__)
+@click.option(
+    "--model-uri", default=CHAMPION_URI, show_default=True, help="model to serve when no --model-server-url is given"
+)
+@click.option("--model-server-url", help="use this model server instead of starting one")
+@click.option("--dashboard-url", help="use this dashboard page (…/app) instead of starting one")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=REPO / "docs" / "captures",
+    show_default=True,
+    help="folder the PNGs are written to",
+)
+@click.option(
+    "--csv",
+    type=click.Path(path_type=Path),
+    help="CSV for the batch shot (default: 300 embedded tweets)",
+)
+def main(**options: object) -> None:
+    args = SimpleNamespace(**options)
     args.out.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     if tracking_uri := os.environ.get("MLFLOW_TRACKING_URI"):

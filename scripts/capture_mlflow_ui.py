@@ -1,5 +1,6 @@
 """Screenshots of the MLflow UI for the docs: the candidates' comparison and the registered model.
 
+\b
     python scripts/capture_mlflow_ui.py                       # newest candidates of MLFLOW_TRACKING_URI's store
     python scripts/capture_mlflow_ui.py --data-run-id ID --model-name tweet-sentiment
     python scripts/capture_mlflow_ui.py --ui-url http://127.0.0.1:5000
@@ -15,7 +16,6 @@ the tables show the same runs. Every shot waits for the text it is about, never 
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
@@ -24,7 +24,9 @@ import sys
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
+import click
 import mlflow
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
@@ -33,6 +35,8 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from capture_dashboard import CHROMIUM_ARGS, WAIT_MS, absolute_store_uri, free_port, started
 from results_table import candidate_runs
+from steps.lib.registry import CHAMPION_ALIAS, MODEL_NAME
+from steps.lib.tracking import EXPERIMENT_NAME
 
 REPO = Path(__file__).resolve().parent.parent
 CANDIDATES = "tags.candidate = 'true'"
@@ -160,15 +164,33 @@ def capture(ui_url: str, out: Path, experiment_id: str, runs: list[tuple[str, st
     return shots
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--experiment", default=os.environ.get("MLFLOW_EXPERIMENT_NAME", "tweet-reaction-prediction"))
-    parser.add_argument("--data-run-id", default="", help="whose candidates to compare (default: newest data run)")
-    parser.add_argument("--model-name", default="tweet-sentiment")
-    parser.add_argument("--alias", default="champion")
-    parser.add_argument("--ui-url", help="use this MLflow UI instead of starting one on the tracking store")
-    parser.add_argument("--out", type=Path, default=REPO / "docs" / "captures")
-    args = parser.parse_args()
+@click.command(help=__doc__)
+@click.option(
+    "--experiment",
+    default=os.environ.get("MLFLOW_EXPERIMENT_NAME", EXPERIMENT_NAME),
+    show_default=True,
+    help="experiment whose runs are shot",
+)
+@click.option(
+    "--data-run-id", default="", show_default=True, help="whose candidates to compare (empty = newest data run)"
+)
+@click.option("--model-name", default=MODEL_NAME, show_default=True, help="registered model whose pages are shot")
+@click.option(
+    "--alias",
+    default=CHAMPION_ALIAS,
+    show_default=True,
+    help="alias of the version shot (the newest version if none has it)",
+)
+@click.option("--ui-url", help="use this MLflow UI instead of starting one on the tracking store")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=REPO / "docs" / "captures",
+    show_default=True,
+    help="folder the PNGs are written to",
+)
+def main(**options: object) -> None:
+    args = SimpleNamespace(**options)
     tracking_uri = absolute_store_uri(os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db"))
     mlflow.set_tracking_uri(tracking_uri)
     client = MlflowClient(tracking_uri)

@@ -1,5 +1,6 @@
 """Chart the figures of `bench/serve_benchmark.py --json` for the docs: tweets/s and latency, both servers.
 
+\b
     python scripts/chart_serve_benchmark.py                                   # docs/serve_benchmark.json
     python scripts/chart_serve_benchmark.py --json bench.json --out chart.png
 
@@ -9,11 +10,12 @@ figures recorded next to it in docs/serving.md (and can be redrawn without a qui
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
+import click
 import matplotlib
 
 matplotlib.use("Agg")
@@ -80,11 +82,23 @@ def chart(figures: dict, out: Path) -> Path:
     return out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--json", type=Path, default=REPO / "docs" / "serve_benchmark.json")
-    parser.add_argument("--out", type=Path, default=REPO / "docs" / "captures" / "serve_benchmark.png")
-    args = parser.parse_args()
+@click.command(help=__doc__)
+@click.option(
+    "--json",
+    type=click.Path(path_type=Path),
+    default=REPO / "docs" / "serve_benchmark.json",
+    show_default=True,
+    help="figures written by `bench/serve_benchmark.py --json`",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=REPO / "docs" / "captures" / "serve_benchmark.png",
+    show_default=True,
+    help="PNG to write",
+)
+def main(**options: object) -> None:
+    args = SimpleNamespace(**options)
     print(f"{chart(load(args.json), args.out)}: throughput and latency of both servers from {args.json}")
 
 

@@ -1,18 +1,21 @@
 """Print the candidates of the newest prepared data as Markdown tables (the article's tables come from here).
 
+\b
 python scripts/results_table.py [--experiment tweet-reaction-prediction] [--data-run-id ID]
 """
 
 from __future__ import annotations
 
-import argparse
 import os
+from types import SimpleNamespace
 
+import click
 import mlflow
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
-from steps.lib.tracking import newest_prepared_run_id
+from steps.lib.cli import data_run_option
+from steps.lib.tracking import EXPERIMENT_NAME, newest_prepared_run_id
 
 QUALITY = ["roc_auc", "pr_auc", "f1", "precision", "recall", "accuracy"]
 TEST_TYPES = ("mft", "inv", "dir")
@@ -84,11 +87,16 @@ def calibration_table(runs: pd.DataFrame) -> str:
     return selected(runs, columns)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--experiment", default=os.environ.get("MLFLOW_EXPERIMENT_NAME", "tweet-reaction-prediction"))
-    parser.add_argument("--data-run-id", default="")
-    args = parser.parse_args()
+@click.command(help=__doc__)
+@click.option(
+    "--experiment",
+    default=os.environ.get("MLFLOW_EXPERIMENT_NAME", EXPERIMENT_NAME),
+    show_default=True,
+    help="experiment whose candidates are tabulated",
+)
+@data_run_option
+def main(**options: object) -> None:
+    args = SimpleNamespace(**options)
     runs = candidate_runs(args.experiment, args.data_run_id)
     for title, table in (
         ("Quality", quality_table),

@@ -7,6 +7,7 @@ booleans as words. Every step parses them with the types here, so `5.0` means 5 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from types import SimpleNamespace
 
@@ -36,6 +37,23 @@ class WholeNumber(click.ParamType):
 
 
 WHOLE_NUMBER = WholeNumber()
+
+
+class WholeNumbers(click.ParamType):
+    """Several whole numbers in one value, `1,4,16` (or quoted, `"1 4 16"`): one scenario per number."""
+
+    name = "integers"
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> tuple[int, ...]:
+        if isinstance(value, tuple):
+            return value
+        parts = [part for part in re.split(r"[,\s]+", str(value)) if part]
+        if not parts:
+            self.fail("give at least one whole number, e.g. 1,4,16", param, ctx)
+        return tuple(WHOLE_NUMBER.convert(part, param, ctx) for part in parts)
+
+
+WHOLE_NUMBERS = WholeNumbers()
 
 
 def stack(*decorators: Decorator) -> Decorator:

@@ -11,7 +11,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import SimpleNamespace
 
+import click
 import pytest
+
+from steps.lib.cli import parse
+from steps.lib.registry import CHAMPION_URI
 
 SCRIPT = Path(__file__).resolve().parents[3] / "bench" / "serve_benchmark.py"
 spec = importlib.util.spec_from_file_location("serve_benchmark", SCRIPT)
@@ -59,3 +63,16 @@ def test_a_scenario_with_errors_misses_its_goal(flaky_server):
     single = serve_benchmark.drive(flaky_server, serve_benchmark.champion_body, ["a"], 1, 1, 4, 30)
     lines = serve_benchmark.verdict([single], [])
     assert len(lines) == 1 and "missed, 2 failed requests" in lines[0]
+
+
+def test_the_command_line_takes_several_scenarios_in_one_value():
+    """`--concurrency 1,4,16`: one scenario per number; a fraction or an empty list is refused by name."""
+    defaults = parse(serve_benchmark.main)
+    assert (defaults.model_uri, defaults.concurrency, defaults.batch_sizes) == (CHAMPION_URI, (1, 4, 16), (1, 32))
+    assert defaults.skip_naive is False
+    args = parse(serve_benchmark.main, ["--concurrency", "1,4", "--batch-sizes", "32", "--skip-naive"])
+    assert (args.concurrency, args.batch_sizes, args.skip_naive) == ((1, 4), (32,), True)
+    assert parse(serve_benchmark.main, ["--concurrency", "2 8.0"]).concurrency == (2, 8)
+    for bad in ("1,4.5", ","):
+        with pytest.raises(click.BadParameter, match="whole number"):
+            parse(serve_benchmark.main, ["--concurrency", bad])
