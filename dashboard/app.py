@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import html
 import io
+import logging
 import os
 import sys
 from datetime import datetime
@@ -19,6 +20,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import panel as pn
+from tornado.iostream import StreamClosedError
+from tornado.websocket import WebSocketClosedError
 
 # `panel serve dashboard/app.py` puts dashboard/ on sys.path, not the project root: add the root so
 # `dashboard` and `pyfunc` resolve to this checkout even where the project is not pip-installed.
@@ -480,8 +483,26 @@ class Dashboard:
         return io.BytesIO(self.scored_csv or b"")
 
 
+def quiet_closed_sessions(loop: asyncio.AbstractEventLoop, context: dict) -> None:
+    """A tab closed while an update was on its way to it: one log line, not a traceback.
+
+    Tornado reports such a write as an unretrieved task exception; it is no failure of the page, and
+    a log where every traceback is a real error stays worth reading. Anything else keeps asyncio's
+    default handling.
+
+    Args:
+        loop: the server's event loop.
+        context: asyncio's description of the unhandled exception.
+    """
+    if isinstance(context.get("exception"), (WebSocketClosedError, StreamClosedError)):
+        logging.getLogger(__name__).info("a browser session closed while an update was being sent to it")
+        return
+    loop.default_exception_handler(context)
+
+
 def create_app() -> pn.template.BootstrapTemplate:
     """The page for one browser session."""
+    asyncio.get_event_loop().set_exception_handler(quiet_closed_sessions)
     # The optional registry lookup must fail fast when a tracking server is down, not retry for minutes.
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")

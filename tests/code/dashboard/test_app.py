@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sqlite3
 from types import SimpleNamespace
 
 import pytest
+from tornado.iostream import StreamClosedError
+from tornado.websocket import WebSocketClosedError
 
-from dashboard.app import Dashboard
+from dashboard.app import Dashboard, quiet_closed_sessions
 from dashboard.client import ModelClient
 from dashboard.feedback import FeedbackStore
 
@@ -157,3 +160,28 @@ def test_a_model_without_validation_figures_says_so_beside_the_slider(session, f
     session.tweet.value = "x" * 60  # the scripted contract answer carries no val_precision / val_recall
     asyncio.run(session._on_predict())
     assert "ships no validation figures" in session.threshold_meaning.object
+
+
+@pytest.mark.parametrize("closed", [WebSocketClosedError(), StreamClosedError()])
+def test_a_tab_closed_mid_update_is_one_log_line_not_a_traceback(closed, caplog):
+    loop = asyncio.new_event_loop()
+    try:
+        with caplog.at_level(logging.INFO):
+            quiet_closed_sessions(loop, {"message": "Task exception was never retrieved", "exception": closed})
+    finally:
+        loop.close()
+    assert [record.getMessage() for record in caplog.records] == [
+        "a browser session closed while an update was being sent to it"
+    ]
+    assert not any(record.exc_info for record in caplog.records)
+
+
+def test_any_other_unhandled_error_keeps_its_traceback(caplog):
+    loop = asyncio.new_event_loop()
+    try:
+        with caplog.at_level(logging.INFO):
+            quiet_closed_sessions(loop, {"message": "boom", "exception": ValueError("a real bug")})
+    finally:
+        loop.close()
+    errors = [record for record in caplog.records if record.levelno >= logging.ERROR]
+    assert len(errors) == 1 and errors[0].exc_info[1].args == ("a real bug",)
