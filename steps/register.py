@@ -22,8 +22,16 @@ from steps.lib.cli import WHOLE_NUMBER, data_run_option, seed_option
 from steps.lib.fair_comparison import MIN_GATE_ROWS
 from steps.lib.gate import GateSettings, compare_with_champion
 from steps.lib.ranking import BEHAVIOUR_METRIC, RANKABLE, rank_candidates
+from steps.lib.registry import (
+    CHALLENGER_ALIAS,
+    MODEL_NAME,
+    current_champion,
+    model_version_for,
+    move_champion,
+    record_gate,
+    set_challenger,
+)
 from steps.lib.registry import CHAMPION_ALIAS as ALIAS
-from steps.lib.registry import MODEL_NAME, current_champion, model_version_for, record_gate
 from steps.lib.tracking import StepError, log_step_params, resolve_data_run_id, run_step
 
 
@@ -94,11 +102,19 @@ def promote_through_gate(client: MlflowClient, args: SimpleNamespace, version: M
     result = compare_with_champion(client, args.model_name, version, champion, data_run_id, settings)
     record_gate(client, args.model_name, version, result)
     report_gate(args, version, champion, result)
-    if result["passed"]:
-        client.set_registered_model_alias(args.model_name, ALIAS, version.version)
     outcome = ("first_champion" if champion is None else "promoted") if result["passed"] else "kept_champion"
     if result.get("rows_basis") == "no_fair_comparison":
         outcome = "no_fair_comparison"
+    if result["passed"]:
+        move_champion(client, args.model_name, version, f"{outcome}: gate on {result['metric']} passed")
+        set_challenger(client, args.model_name, None)  # no standing challenger to a new champion
+    else:
+        set_challenger(client, args.model_name, version)
+        print(
+            f"  v{version.version} is @{CHALLENGER_ALIAS}: `mlflow run . -e evaluate -P model_uri=models:/"
+            f"{args.model_name}@{CHALLENGER_ALIAS}` evaluates it as the champion is",
+            flush=True,
+        )
     mlflow.set_tag("outcome", outcome)
 
 

@@ -1,6 +1,14 @@
-"""The model registry as the steps use it: the model's name, the champion alias, versions and gate tags."""
+"""The model registry as the steps use it: the model's name, its aliases, versions, gate and handover tags.
+
+Every move of `@champion` goes through `move_champion`, which writes on both versions who replaced
+whom, when, why and from which run, so `rollback` reads the previous champion instead of guessing
+(docs/design.md, "Champion, challenger and rollback").
+"""
 
 from __future__ import annotations
+
+import contextlib
+from datetime import UTC, datetime
 
 import mlflow
 from mlflow.entities.model_registry import ModelVersion
@@ -12,6 +20,8 @@ from steps.lib.tracking import StepError
 MODEL_NAME = "tweet-sentiment"
 CHAMPION_ALIAS = "champion"
 CHAMPION_URI = f"models:/{MODEL_NAME}@{CHAMPION_ALIAS}"
+CHALLENGER_ALIAS = "challenger"
+PREVIOUS_CHAMPION_TAG = "champion.previous_version"  # on the version that took the alias: whom it replaced
 GATE_TAGS = ("metric", "candidate_value", "champion_value", "passed")  # always set on a decided version
 OPTIONAL_GATE_TAGS = ("diff_ci_low", "diff_ci_high", "rows", "rows_basis", "rows_note")
 
@@ -77,3 +87,61 @@ def record_gate(client: MlflowClient, model_name: str, version: ModelVersion, re
     numbers = {key: value for key, value in result.items() if type(value) in (int, float)}  # not bool: passed
     mlflow.log_metrics({f"gate_{key}": float(value) for key, value in numbers.items()})
     mlflow.log_metric("gate_passed", float(result["passed"]))
+
+
+def version_or_none(client: MlflowClient, model_name: str, version: str) -> ModelVersion | None:
+    """The registered version, or None when the model or that version does not exist."""
+    try:
+        return client.get_model_version(model_name, version)
+    except MlflowException:
+        return None
+
+
+def move_champion(client: MlflowClient, model_name: str, version: ModelVersion, reason: str) -> ModelVersion | None:
+    """Point `@champion` at `version`, recording the handover on both versions.
+
+    The new champion gets `champion.previous_version` (the one it replaced, or `none`), `champion.since`,
+    `champion.reason` and `champion.by_run`; the replaced one gets `champion.replaced_by` and
+    `champion.replaced_at`. The tags are written before the alias moves, so an interrupted move never
+    leaves a champion whose predecessor is unknown.
+
+    Args:
+        client: the tracking client.
+        model_name: the registered model.
+        version: the version that becomes champion.
+        reason: why, in words (the gate's verdict, or the operator's reason for a rollback).
+
+    Returns:
+        The version that was champion before, or None when there was none.
+    """
+    previous = current_champion(client, model_name)
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    run = mlflow.active_run()
+    handover = {
+        PREVIOUS_CHAMPION_TAG: previous.version if previous else "none",
+        "champion.since": now,
+        "champion.reason": reason,
+        "champion.by_run": run.info.run_id if run else "none",
+    }
+    for key, value in handover.items():
+        client.set_model_version_tag(model_name, version.version, key, value)
+    if previous is not None:
+        client.set_model_version_tag(model_name, previous.version, "champion.replaced_by", version.version)
+        client.set_model_version_tag(model_name, previous.version, "champion.replaced_at", now)
+    client.set_registered_model_alias(model_name, CHAMPION_ALIAS, version.version)
+    return previous
+
+
+def set_challenger(client: MlflowClient, model_name: str, version: ModelVersion | None) -> None:
+    """`@challenger` on the best candidate the gate did not promote; None clears it (the champion changed).
+
+    Args:
+        client: the tracking client.
+        model_name: the registered model.
+        version: the new challenger, or None to remove the alias.
+    """
+    if version is not None:
+        client.set_registered_model_alias(model_name, CHALLENGER_ALIAS, version.version)
+        return
+    with contextlib.suppress(MlflowException):  # there was none
+        client.delete_registered_model_alias(model_name, CHALLENGER_ALIAS)

@@ -18,10 +18,11 @@ import mlflow
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 
 from steps import register as register_step
 from steps import train_baseline
-from steps.lib.registry import model_version_for
+from steps.lib.registry import CHALLENGER_ALIAS, PREVIOUS_CHAMPION_TAG, model_version_for
 from tests.code.registry.conftest import copy_data_run
 from tests.conftest import mlflow_run, run_id_of
 
@@ -132,7 +133,8 @@ def weaker_round(first_round, registry_tracking, prepared_run_id, model_name):
     """A later data run whose only candidate is weak: it is registered but must not become champion."""
     data = copy_data_run(registry_tracking, prepared_run_id, "data-2")
     weak = train_here(registry_tracking, data, WEAK)
-    return SimpleNamespace(weak=weak, **vars(register_here(registry_tracking, data, model_name)))
+    outcome = register_here(registry_tracking, data, model_name)
+    return SimpleNamespace(weak=weak, first_champion_run=first_round.strong, **vars(outcome))
 
 
 def test_weaker_later_candidate_does_not_displace_the_champion(first_round, weaker_round, model_name):
@@ -145,6 +147,10 @@ def test_weaker_later_candidate_does_not_displace_the_champion(first_round, weak
     assert weaker_round.run.data.tags["outcome"] == "kept_champion"
     assert weaker_round.run.data.metrics["gate_passed"] == 0.0
     assert "gate failed" in weaker_round.stdout
+    # The best candidate the gate did not promote is the challenger, for evaluate and shadow runs.
+    challenger = MlflowClient().get_model_version_by_alias(model_name, CHALLENGER_ALIAS)
+    assert challenger.run_id == weaker_round.weak
+    assert f"models:/{model_name}@{CHALLENGER_ALIAS}" in weaker_round.stdout
 
 
 def test_an_equally_good_candidate_passes_the_gate_and_takes_the_alias(
@@ -158,3 +164,10 @@ def test_an_equally_good_candidate_passes_the_gate_and_takes_the_alias(
     assert current.tags["gate.passed"] == "true"
     assert float(current.tags["gate.candidate_value"]) == pytest.approx(float(current.tags["gate.champion_value"]))
     assert outcome.run.data.tags["outcome"] == "promoted"
+    # register records whom the new champion replaced (what rollback reads), and clears the challenger.
+    replaced = version_of(model_name, weaker_round.first_champion_run)
+    assert current.tags[PREVIOUS_CHAMPION_TAG] == str(replaced.version)
+    assert current.tags["champion.reason"] == "promoted: gate on val_roc_auc passed"
+    assert replaced.tags["champion.replaced_by"] == str(current.version)
+    with pytest.raises(MlflowException):
+        MlflowClient().get_model_version_by_alias(model_name, CHALLENGER_ALIAS)
