@@ -31,6 +31,7 @@ TRANSFORMER_LEARNING_RATE = 1e-4
 # main's `transformer_<name>` options, passed to train_bert as `<name>`.
 TRANSFORMER_FORWARDED = ("epochs", "max_train_samples", "max_length", "pretrained", "label_scheme")
 TRANSFORMER_FORWARDED += ("learning_rate", "lr_scheduler")
+FILE_PARAMETERS = ("path", "feedback_db")  # parameters naming files whose bytes a reused run must share
 
 
 def find_finished(
@@ -60,10 +61,11 @@ class Pipeline:
         self.code_version = code_version(PROJECT_ROOT)
 
     def dependency_key(self, entry_point: str, parameters: dict[str, str]) -> dict[str, str]:
-        """What a reusable run must share besides its parameters: the code, and the bytes of a file input."""
+        """What a reusable run must share besides its parameters: the code, and the bytes of its file inputs."""
         key = {CODE_VERSION_TAG: self.code_version}
-        if "path" in parameters:
-            key[INPUT_DIGEST_TAG] = input_digest(parameters["path"])
+        files = [parameters[name] for name in FILE_PARAMETERS if name in parameters]
+        if files:
+            key[INPUT_DIGEST_TAG] = ",".join(input_digest(path) for path in files)
         return key
 
     def step(self, entry_point: str, parameters: dict[str, object], reusable: bool = True) -> str:
@@ -111,7 +113,14 @@ def run_pipeline(args: SimpleNamespace) -> None:
     expected_candidates = 1 + (3 + args.lstm_learned_control) + 1
     steps = Pipeline(total_steps=4 + expected_candidates + 1, use_cache=args.use_cache)
     data_run_id = steps.step(
-        "prepare_data", {"source": args.source, "path": args.path, "max_rows": args.max_rows, "seed": args.seed}
+        "prepare_data",
+        {
+            "source": args.source,
+            "path": args.path,
+            "max_rows": args.max_rows,
+            "seed": args.seed,
+            "feedback_db": args.feedback_db,
+        },
     )
     common = {"data_run_id": data_run_id, "seed": args.seed}
     candidates = [steps.step("train_baseline", common | policy)]
@@ -152,6 +161,9 @@ def print_summary(candidate_run_ids: list[str], experiment_id: str) -> None:
 @click.command(help=__doc__)
 @click.option("--source", default="embedded", show_default=True, help="prepare_data's source (see its --help)")
 @click.option("--path", default="", help="file, folder or URL for the non-embedded sources")
+@click.option(
+    "--feedback-db", default="", help="the dashboard's feedback SQLite file: verdicts join training (empty = none)"
+)
 @click.option("--max-rows", type=WHOLE_NUMBER, default=0, show_default=True, help="stratified sample size (0 = all)")
 @seed_option
 @click.option("--use-cache", type=FLAG, default=True, show_default=True, help="reuse finished runs of the same step")

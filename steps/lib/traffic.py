@@ -31,13 +31,24 @@ class Traffic:
     source: str
 
 
-def _read_feedback(path: Path) -> pd.DataFrame:
+def read_feedback_store(path: Path) -> pd.DataFrame:
+    """The dashboard's feedback rows, oldest first, read-only.
+
+    Args:
+        path: the SQLite file the dashboard writes (`FEEDBACK_DB`).
+
+    Returns:
+        `text`, `label` (the tester's `true_label`: `negative` or `not_negative`) and `created_at`.
+
+    Raises:
+        StepError: the file is not SQLite or has no `feedback` table with those columns.
+    """
+    query = f"SELECT text, true_label AS label, created_at FROM {FEEDBACK_TABLE} ORDER BY created_at, id"
     try:
         with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as connection:
-            frame = pd.read_sql_query(f"SELECT text, true_label FROM {FEEDBACK_TABLE} ORDER BY id", connection)
+            return pd.read_sql_query(query, connection)
     except (sqlite3.DatabaseError, pd.errors.DatabaseError) as error:
         raise StepError(f"{path} is not a feedback store with a `{FEEDBACK_TABLE}` table ({error})") from None
-    return frame.rename(columns={"true_label": "label"})
 
 
 def _read_table(path: Path) -> pd.DataFrame:
@@ -75,7 +86,7 @@ def read_traffic(path: str) -> Traffic:
     file = Path(path).expanduser()
     if not path or not file.is_file():
         raise StepError(f"input must be a CSV, Parquet or feedback-store file, got {path!r} (not found)")
-    frame = _read_feedback(file) if file.suffix.lower() in (".db", ".sqlite") else _read_table(file)
+    frame = read_feedback_store(file) if file.suffix.lower() in (".db", ".sqlite") else _read_table(file)
     if TEXT_COLUMN not in frame.columns:
         raise StepError(f"{file} has no `{TEXT_COLUMN}` column (columns: {', '.join(map(str, frame.columns))})")
     valid = frame[TEXT_COLUMN].map(lambda value: isinstance(value, str) and bool(value.strip()))
