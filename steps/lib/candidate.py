@@ -16,6 +16,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from pyfunc.contract import INPUT_EXAMPLE, TweetClassifier, apply_temperature, signature
+from steps.lib.drift import PROFILE_ARTIFACT, reference_profile
 from steps.lib.metrics import (
     ECE_LIMIT,
     classification_metrics,
@@ -177,6 +178,8 @@ def log_candidate(
             plt.close(figure)
         mlflow.log_table(_predictions_table(splits[split], proba[split], threshold), f"predictions/{split}.json")
     mlflow.log_metrics(metrics)
+    profile = reference_profile(splits["train"]["text"].tolist(), splits["val"]["text"].tolist(), proba["val"])
+    mlflow.log_dict(profile, PROFILE_ARTIFACT)  # what `monitor` measures drift against
     summary = ", ".join(f"{key}={metrics[key]:.4f}" for key in ("val_roc_auc", "val_f1", "test_roc_auc", "test_f1"))
     print(f"{family}: {summary}, threshold={threshold:.3f}", flush=True)
 

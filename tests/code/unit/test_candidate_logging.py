@@ -33,7 +33,7 @@ def test_metrics_are_logged_before_the_model_so_a_failed_model_log_keeps_them(tr
         raise OSError("artifact store unreachable")
 
     monkeypatch.setattr(candidate.mlflow.pyfunc, "log_model", failing_log_model)
-    splits = {"val": split(1), "test": split(2)}
+    splits = {"train": split(3), "val": split(1), "test": split(2)}
     with mlflow.start_run(experiment_id=tracking.experiment_id) as run, pytest.raises(OSError):
         candidate.log_candidate(LengthScorer("none"), "baseline", splits, 1.5, {}, [], ThresholdPolicy())
     logged = MlflowClient().get_run(run.info.run_id).data.metrics
