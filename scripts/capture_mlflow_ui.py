@@ -35,8 +35,8 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from capture_dashboard import CHROMIUM_ARGS, WAIT_MS, absolute_store_uri, free_port, started
 from results_table import candidate_runs
+from steps.lib.cli import experiment_option
 from steps.lib.registry import CHAMPION_ALIAS, MODEL_NAME
-from steps.lib.tracking import EXPERIMENT_NAME
 
 REPO = Path(__file__).resolve().parent.parent
 CANDIDATES = "tags.candidate = 'true'"
@@ -165,12 +165,7 @@ def capture(ui_url: str, out: Path, experiment_id: str, runs: list[tuple[str, st
 
 
 @click.command(help=__doc__)
-@click.option(
-    "--experiment",
-    default=os.environ.get("MLFLOW_EXPERIMENT_NAME", EXPERIMENT_NAME),
-    show_default=True,
-    help="experiment whose runs are shot",
-)
+@experiment_option("shot")
 @click.option(
     "--data-run-id", default="", show_default=True, help="whose candidates to compare (empty = newest data run)"
 )

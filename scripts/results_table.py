@@ -6,7 +6,6 @@ python scripts/results_table.py [--experiment tweet-reaction-prediction] [--data
 
 from __future__ import annotations
 
-import os
 from types import SimpleNamespace
 
 import click
@@ -14,8 +13,8 @@ import mlflow
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
-from steps.lib.cli import data_run_option
-from steps.lib.tracking import EXPERIMENT_NAME, newest_prepared_run_id
+from steps.lib.cli import data_run_option, experiment_option
+from steps.lib.tracking import newest_prepared_run_id
 
 QUALITY = ["roc_auc", "pr_auc", "f1", "precision", "recall", "accuracy"]
 TEST_TYPES = ("mft", "inv", "dir")
@@ -88,12 +87,7 @@ def calibration_table(runs: pd.DataFrame) -> str:
 
 
 @click.command(help=__doc__)
-@click.option(
-    "--experiment",
-    default=os.environ.get("MLFLOW_EXPERIMENT_NAME", EXPERIMENT_NAME),
-    show_default=True,
-    help="experiment whose candidates are tabulated",
-)
+@experiment_option("tabulated")
 @data_run_option
 def main(**options: object) -> None:
     args = SimpleNamespace(**options)

@@ -14,6 +14,7 @@ from types import SimpleNamespace
 import click
 
 from steps.lib.operating_point import POLICIES, ThresholdPolicy
+from steps.lib.tracking import EXPERIMENT_NAME
 
 FLAG = click.BOOL  # true/false, yes/no, 1/0, on/off, any case
 Decorator = Callable[[Callable], Callable]
@@ -86,6 +87,24 @@ def data_run_option(function: Callable) -> Callable:
     return click.option(
         "--data-run-id", default="", show_default=True, help="prepare_data run id (empty = the newest finished one)"
     )(function)
+
+
+def experiment_option(purpose: str) -> Callable[[Callable], Callable]:
+    """`--experiment`: the MLflow experiment a script reads, `MLFLOW_EXPERIMENT_NAME` or the project's by default.
+
+    Args:
+        purpose: what the script does with its runs, for the help text.
+
+    Returns:
+        The click option.
+    """
+    return click.option(
+        "--experiment",
+        envvar="MLFLOW_EXPERIMENT_NAME",
+        default=EXPERIMENT_NAME,
+        show_default=True,
+        help=f"experiment whose runs are {purpose} (or $MLFLOW_EXPERIMENT_NAME)",
+    )
 
 
 def seed_option(function: Callable) -> Callable:
