@@ -175,3 +175,18 @@ def page(browser):
     page.on("dialog", lambda dialog: (page.dialogs.append(dialog.message), dialog.dismiss()))
     yield page
     context.close()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """A failed browser test carries the logs of the servers it started (dashboard, model server).
+
+    A failure that does not reproduce is then still diagnosable from the CI output alone.
+    """
+    outcome = yield
+    report = outcome.get_result()
+    tmp_path = item.funcargs.get("tmp_path") if hasattr(item, "funcargs") else None
+    if report.when != "call" or not report.failed or tmp_path is None:
+        return
+    for log in sorted(Path(tmp_path).glob("*.log")):
+        report.sections.append((f"server log {log.name}", log.read_text(errors="replace")[-6000:]))
