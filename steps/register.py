@@ -21,6 +21,7 @@ from mlflow.tracking import MlflowClient
 from steps.lib.cli import WHOLE_NUMBER, data_run_option, seed_option
 from steps.lib.fair_comparison import MIN_GATE_ROWS
 from steps.lib.gate import GateSettings, compare_with_champion
+from steps.lib.model_card import CARD_ARTIFACT, publish_model_card
 from steps.lib.ranking import BEHAVIOUR_METRIC, RANKABLE, rank_candidates
 from steps.lib.registry import (
     CHALLENGER_ALIAS,
@@ -133,6 +134,8 @@ def register(args: SimpleNamespace) -> None:
         client.set_model_version_tag(args.model_name, version.version, key, value)
     mlflow.set_tag("registered_version", version.version)
     promote_through_gate(client, args, version, data_run_id)
+    publish_model_card(client, version)
+    print(f"model card: {CARD_ARTIFACT} on run {version.run_id}, and the description of v{version.version}", flush=True)
 
     final = current_champion(client, args.model_name)
     mlflow.set_tag("champion_version", final.version)

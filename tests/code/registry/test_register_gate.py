@@ -22,6 +22,8 @@ from mlflow.exceptions import MlflowException
 
 from steps import register as register_step
 from steps import train_baseline
+from steps.lib import model_card as model_card_module
+from steps.lib.model_card import CARD_ARTIFACT
 from steps.lib.registry import CHALLENGER_ALIAS, PREVIOUS_CHAMPION_TAG, model_version_for
 from tests.code.registry.conftest import copy_data_run
 from tests.conftest import mlflow_run, run_id_of
@@ -171,3 +173,33 @@ def test_an_equally_good_candidate_passes_the_gate_and_takes_the_alias(
     assert replaced.tags["champion.replaced_by"] == str(current.version)
     with pytest.raises(MlflowException):
         MlflowClient().get_model_version_by_alias(model_name, CHALLENGER_ALIAS)
+
+
+def test_every_decided_version_gets_a_model_card_whose_figures_are_the_runs(first_round, model_name, prepared_run_id):
+    client = MlflowClient()
+    version = version_of(model_name, first_round.strong)
+    run = client.get_run(first_round.strong)
+    card = mlflow.artifacts.load_text(f"runs:/{first_round.strong}/{CARD_ARTIFACT}")
+    assert version.description == card
+    for section in (
+        "## Intended use",
+        "## Data and licences",
+        "## Quality",
+        "## Calibration",
+        "## Operating point",
+        "## Behaviour (generated suite)",
+        "## Service traffic",
+        "## Registry decision",
+        "## Known limits",
+    ):
+        assert section in card
+    metrics = run.data.metrics
+    for name in ("roc_auc", "pr_auc", "f1"):
+        assert f"| {name} | {metrics[f'val_{name}']:.4f} | {metrics[f'test_{name}']:.4f} |" in card
+    assert f"Threshold {metrics['threshold']:.3f}: {run.data.params['threshold_rule']}" in card
+    assert f"of 100 flagged tweets, about {round(100 * metrics['val_precision'])} are complaints" in card
+    assert "licence: see the source" in card and "sarcasm" in card  # this module's data runs are bare copies
+    real_data = "\n".join(model_card_module._data_section(client.get_run(prepared_run_id), run))
+    assert "Source: `embedded`" in real_data and "licence: CrowdFlower" in real_data
+    assert "Not evaluated yet" in card  # no evaluate run in this module: said, not invented
+    assert f"passed: {version.tags['gate.passed']}" in card
