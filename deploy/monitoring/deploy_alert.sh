@@ -1,19 +1,22 @@
 #!/usr/bin/env bash
-# Deploy the wrong-prediction alert (e-mail action group + scheduled query rule) next to an existing
-# Application Insights component, from wrong_prediction_alert.json.
+# Deploy the alerts next to an existing Application Insights component: the wrong-prediction alert
+# (e-mail action group + scheduled query rule, wrong_prediction_alert.json), then the service-health
+# alerts on the same action group (p95 latency and 5xx rate of /invocations, service_health_alerts.json).
 #
 #   RESOURCE_GROUP=rg-tweets APP_INSIGHTS_NAME=appi-tweets ALERT_EMAIL=oncall@example.com \
 #     deploy/monitoring/deploy_alert.sh            # add --what-if to preview the changes only
 #
 # Optional: ALERT_THRESHOLD (3), ALERT_WINDOW_MINUTES (5), ALERT_COOLDOWN_MINUTES (15),
-# ALERT_EVALUATION_MINUTES (1), ALERT_SEVERITY (2). Needs `az login` and the Azure CLI only (no extension).
+# ALERT_EVALUATION_MINUTES (1), ALERT_SEVERITY (2), ALERT_P95_MS (500), ALERT_ERROR_RATE_PCT (1).
+# Needs `az login` and the Azure CLI only (no extension).
 set -euo pipefail
 
 : "${RESOURCE_GROUP:?set RESOURCE_GROUP to the resource group of the Application Insights component}"
 : "${APP_INSIGHTS_NAME:?set APP_INSIGHTS_NAME to the Application Insights component name}"
 : "${ALERT_EMAIL:?set ALERT_EMAIL to the address that receives the alert}"
 
-template="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/wrong_prediction_alert.json"
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+template="$here/wrong_prediction_alert.json"
 action=create
 if [[ "${1:-}" == "--what-if" ]]; then
   action=what-if
@@ -32,5 +35,17 @@ az deployment group "$action" \
     threshold="${ALERT_THRESHOLD:-3}" \
     windowMinutes="${ALERT_WINDOW_MINUTES:-5}" \
     cooldownMinutes="${ALERT_COOLDOWN_MINUTES:-15}" \
+    evaluationFrequencyMinutes="${ALERT_EVALUATION_MINUTES:-1}" \
+    severity="${ALERT_SEVERITY:-2}"
+
+az deployment group "$action" \
+  --resource-group "$RESOURCE_GROUP" \
+  --name tweet-sentiment-service-health-alerts \
+  --template-file "$here/service_health_alerts.json" \
+  --parameters \
+    appInsightsResourceId="$app_insights_id" \
+    p95LimitMs="${ALERT_P95_MS:-500}" \
+    errorRatePct="${ALERT_ERROR_RATE_PCT:-1}" \
+    windowMinutes="${ALERT_WINDOW_MINUTES:-5}" \
     evaluationFrequencyMinutes="${ALERT_EVALUATION_MINUTES:-1}" \
     severity="${ALERT_SEVERITY:-2}"

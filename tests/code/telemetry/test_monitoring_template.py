@@ -19,6 +19,7 @@ from tests.code.telemetry.appinsights_capture import INVOCATIONS_REQUEST, Captur
 
 REPO = Path(__file__).resolve().parents[3]
 TEMPLATE = REPO / "deploy" / "monitoring" / "wrong_prediction_alert.json"
+SERVICE_TEMPLATE = REPO / "deploy" / "monitoring" / "service_health_alerts.json"
 DEPLOY_SCRIPT = REPO / "deploy" / "monitoring" / "deploy_alert.sh"
 DOCS = REPO / "docs" / "monitoring.md"
 # Envelope type behind each Application Insights table the queries read.
@@ -95,8 +96,19 @@ def template_query() -> str:
     return template()["variables"]["query"]
 
 
+def service_rules() -> dict[str, dict]:
+    """The service-health rules by the column they measure, with their query text."""
+    document = json.loads(SERVICE_TEMPLATE.read_text())
+    rules = {}
+    for resource in document["resources"]:
+        [criterion] = resource["properties"]["criteria"]["allOf"]
+        variable = re.fullmatch(r"\[variables\('(\w+)'\)\]", criterion["query"]).group(1)
+        rules[criterion["metricMeasureColumn"]] = resource | {"query": document["variables"][variable]}
+    return rules
+
+
 def all_queries() -> list[str]:
-    return [template_query(), *doc_queries()]
+    return [template_query(), *(rule["query"] for rule in service_rules().values()), *doc_queries()]
 
 
 def test_docs_hold_the_workbook_queries():
@@ -165,10 +177,11 @@ ARM_SCHEMA = {
 }
 
 
-def test_template_is_a_valid_arm_template():
-    document = template()
+@pytest.mark.parametrize("path", [TEMPLATE, SERVICE_TEMPLATE], ids=lambda path: path.name)
+def test_template_is_a_valid_arm_template(path):
+    document = json.loads(path.read_text())
     jsonschema.validate(document, ARM_SCHEMA)
-    text = TEMPLATE.read_text()
+    text = path.read_text()
     declared = set(document["parameters"])
     used = set(re.findall(r"parameters\('(\w+)'\)", text))
     assert used == declared, f"undeclared: {used - declared}, unused: {declared - used}"
@@ -179,7 +192,29 @@ def test_template_is_a_valid_arm_template():
         default = spec.get("defaultValue")
         if default is not None and "allowedValues" in spec:
             assert default in spec["allowedValues"], name
-    assert len(document["parameters"]["actionGroupShortName"]["defaultValue"]) <= 12
+    if "actionGroupShortName" in document["parameters"]:
+        assert len(document["parameters"]["actionGroupShortName"]["defaultValue"]) <= 12
+
+
+def test_service_health_rules_alert_on_p95_latency_and_the_5xx_share_over_five_minutes():
+    document = json.loads(SERVICE_TEMPLATE.read_text())
+    parameters = document["parameters"]
+    assert parameters["p95LimitMs"]["defaultValue"] == 500 and parameters["errorRatePct"]["defaultValue"] == 1
+    assert parameters["windowMinutes"]["defaultValue"] == 5
+    assert set(parameters["windowMinutes"]["allowedValues"]) <= AZURE_WINDOWS
+    rules = service_rules()
+    assert set(rules) == {"p95_ms", "error_rate_pct"}
+    for column, threshold in (("p95_ms", "p95LimitMs"), ("error_rate_pct", "errorRatePct")):
+        rule = rules[column]
+        [criterion] = rule["properties"]["criteria"]["allOf"]
+        assert (criterion["operator"], criterion["threshold"]) == ("GreaterThan", f"[parameters('{threshold}')]")
+        assert rule["properties"]["windowSize"] == "[format('PT{0}M', parameters('windowMinutes'))]"
+        group = "[resourceId('Microsoft.Insights/actionGroups', parameters('actionGroupName'))]"
+        assert rule["properties"]["actions"]["actionGroups"] == [group]
+        assert f"{column} = " in rule["query"] and "sum(itemCount)" in rule["query"]  # sampled items count
+        assert "where requests >= 10" in rule["query"]  # a handful of requests is no rate
+    assert "percentile(duration, 95)" in rules["p95_ms"]["query"]
+    assert "toint(resultCode) >= 500" in rules["error_rate_pct"]["query"]
 
 
 def test_template_encodes_the_rule_three_in_five_minutes_with_email():
@@ -226,7 +261,7 @@ def test_deploy_script_passes_the_rule_parameters(fake_az):
     env |= {"RESOURCE_GROUP": "rg", "APP_INSIGHTS_NAME": "appi", "ALERT_EMAIL": "ops@example.com"}
     subprocess.run(["bash", str(DEPLOY_SCRIPT)], env={**env, "ALERT_WINDOW_MINUTES": "10"}, check=True)
     subprocess.run(["bash", str(DEPLOY_SCRIPT), "--what-if"], env=env, check=True)
-    show, create, _, what_if = calls.read_text().splitlines()
+    show, create, service, _, what_if, service_what_if = calls.read_text().splitlines()
     assert show == "resource show --resource-group rg --name appi --resource-type Microsoft.Insights/components " + (
         "--query id --output tsv"
     )
@@ -241,6 +276,9 @@ def test_deploy_script_passes_the_rule_parameters(fake_az):
     ):
         assert argument in create.split()
     assert what_if.startswith("deployment group what-if") and "windowMinutes=5" in what_if.split()
+    assert f"--template-file {SERVICE_TEMPLATE}" in service and "p95LimitMs=500" in service.split()
+    assert "errorRatePct=1" in service.split() and "windowMinutes=10" in service.split()
+    assert service_what_if.startswith("deployment group what-if") and str(SERVICE_TEMPLATE) in service_what_if
 
 
 def test_deploy_script_names_what_is_missing(fake_az):
