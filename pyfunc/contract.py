@@ -272,5 +272,5 @@ class TweetClassifier(PythonModel):
         except Exception as error:
             record_failure(self.model_version, error)
             raise
-        record_predictions(self.model_version, predictions["label"], predictions["proba_negative"])
+        record_predictions(self.model_version, predictions["label"], predictions["proba_negative"], texts)
         return predictions

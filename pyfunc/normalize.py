@@ -175,3 +175,28 @@ def normalize_batch(texts: Iterable[str], variant: str = "none") -> list[str]:
     if variant not in VARIANTS:
         raise ValueError(f"unknown preprocessing {variant!r}; valid choices: {', '.join(VARIANTS)}")
     return [normalize(text, variant) for text in texts]
+
+
+SURFACE_FEATURES = ("url", "mention", "emoji")
+
+
+def surface_features(texts: Iterable[str]) -> dict[str, list[float]]:
+    """Per tweet, what drift monitoring watches without a vocabulary: its length and whether it has a URL,
+    a mention or an emoji.
+
+    The patterns are the ones normalisation replaces by `xxurl`, `xxuser` and `emoji_*`, so the served
+    model's telemetry and the training profile mean the same by each (docs/design.md, "Drift").
+
+    Args:
+        texts: raw tweets.
+
+    Returns:
+        `length` (characters) and `has_url`, `has_mention`, `has_emoji` (0 or 1), one value per tweet.
+    """
+    texts = list(texts)
+    return {
+        "length": [float(len(text)) for text in texts],
+        "has_url": [float(_URL.search(text) is not None) for text in texts],
+        "has_mention": [float(_USER.search(text) is not None) for text in texts],
+        "has_emoji": [float(emoji.emoji_count(text) > 0) for text in texts],
+    }

@@ -25,6 +25,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pyfunc.normalize import SURFACE_FEATURES, surface_features
+
 CONNECTION_STRING_ENV = "APPLICATIONINSIGHTS_CONNECTION_STRING"
 SEND_TEXT_ENV = "TELEMETRY_SEND_TEXT"
 MODEL_SERVICE = "tweet-sentiment-model"
@@ -52,6 +54,8 @@ class _Instruments:
     batch_size: Any
     predictions: Any
     proba_negative: Any
+    tweet_length: Any
+    tweets_with: Any
 
 
 _instruments: _Instruments | None = None
@@ -157,6 +161,12 @@ def _create_instruments() -> None:
         proba_negative=meter.create_histogram(
             "proba_negative", unit="1", description="Calibrated P(negative) of each prediction"
         ),
+        tweet_length=meter.create_histogram(
+            "tweet_length", unit="{character}", description="Length of each scored tweet (drift of the inputs)"
+        ),
+        tweets_with=meter.create_counter(
+            "tweets_with", unit="{tweet}", description="Scored tweets with a url, a mention or an emoji (feature)"
+        ),
     )
 
 
@@ -185,8 +195,11 @@ def proba_bin(proba: float) -> str:
     return f"{index / PROBA_BINS:.1f}-{(index + 1) / PROBA_BINS:.1f}"
 
 
-def record_predictions(model_version: str, labels: Sequence[str], proba_negative: Sequence[float]) -> None:
-    """Count a successful predict call: batch size, predictions per label and decile, the probabilities.
+def record_predictions(
+    model_version: str, labels: Sequence[str], proba_negative: Sequence[float], texts: Sequence[str] = ()
+) -> None:
+    """Count a successful predict call: batch size, predictions per label and decile, the probabilities,
+    and the input features drift monitoring watches (length; tweets with a URL, a mention, an emoji).
 
     The per-decile counter counts every tweet. The `proba_negative` histogram records every value of
     batches up to `HISTOGRAM_SAMPLE` tweets and, beyond, that many values at evenly spaced ranks (min and
@@ -197,6 +210,7 @@ def record_predictions(model_version: str, labels: Sequence[str], proba_negative
         model_version: the model's `family:run_id`.
         labels: the predicted label per tweet.
         proba_negative: the calibrated P(negative) per tweet.
+        texts: the scored tweets (their surface features are recorded; none = no feature metrics).
     """
     instruments = _instruments
     if instruments is None:
@@ -215,6 +229,14 @@ def record_predictions(model_version: str, labels: Sequence[str], proba_negative
             instruments.predictions.add(int(counts[key]), point)
         for value in _histogram_sample(probas).tolist():
             instruments.proba_negative.record(value, dimensions)
+        if len(texts):
+            features = surface_features(texts)
+            for value in _histogram_sample(np.asarray(features["length"])).tolist():
+                instruments.tweet_length.record(value, dimensions)
+            for name in SURFACE_FEATURES:
+                count = int(sum(features[f"has_{name}"]))
+                if count:
+                    instruments.tweets_with.add(count, {**dimensions, "feature": name})
         _annotate_request(dimensions, len(probas))
     except Exception:
         _log.debug("telemetry: recording predictions failed", exc_info=True)

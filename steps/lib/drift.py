@@ -4,15 +4,15 @@ At training, `reference_profile` describes the validation split as the model saw
 histogram, the text length, the share of words the training split never had, and how many tweets
 carry a URL, a mention or an emoji. `monitor` describes recent traffic in the same bins and compares
 with the population stability index, PSI = sum((a - e) * ln(a / e)) over the bins (docs/design.md,
-"Drift"). The features are the normalised text's own placeholders, so train, serve and monitor
-agree on what a URL or an emoji is.
+"Drift"). The surface features come from `pyfunc.normalize.surface_features`, which the served
+model's telemetry emits too, so train, serve and monitor agree on what a URL or an emoji is.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from pyfunc.normalize import normalize_batch
+from pyfunc.normalize import normalize_batch, surface_features
 
 PROFILE_ARTIFACT = "monitoring/reference_profile.json"
 PSI_ALERT = 0.2  # the usual reading: < 0.1 stable, 0.1-0.2 moderate, > 0.2 a shift worth acting on
@@ -23,11 +23,10 @@ SCORE_BINS = 10
 QUANTILE_BINS = 10
 VOCABULARY_LIMIT = 50_000
 EPSILON = 1e-4  # an empty bin on either side would make ln(a / e) infinite
-PLACEHOLDERS = {"url": "xxurl", "mention": "xxuser", "emoji": "emoji_"}
 
 
 def text_features(texts: list[str], vocabulary: set[str]) -> dict[str, np.ndarray]:
-    """Per tweet: length in characters, share of out-of-vocabulary words, and 0/1 for URL, mention, emoji.
+    """Per tweet: the served model's surface features (length, URL, mention, emoji) and the out-of-vocabulary share.
 
     Args:
         texts: raw tweets.
@@ -36,16 +35,11 @@ def text_features(texts: list[str], vocabulary: set[str]) -> dict[str, np.ndarra
     Returns:
         One array per feature, aligned with `texts`.
     """
-    normalised = normalize_batch(texts)
-    words = [text.split() for text in normalised]
-    features = {
-        "length": np.array([len(text) for text in texts], dtype=float),
-        "oov_share": np.array(
-            [sum(word not in vocabulary for word in tweet) / len(tweet) if tweet else 0.0 for tweet in words]
-        ),
-    }
-    for name, marker in PLACEHOLDERS.items():
-        features[f"has_{name}"] = np.array([float(marker in text) for text in normalised])
+    words = [text.split() for text in normalize_batch(texts)]
+    features = {name: np.asarray(values) for name, values in surface_features(texts).items()}
+    features["oov_share"] = np.array(
+        [sum(word not in vocabulary for word in tweet) / len(tweet) if tweet else 0.0 for tweet in words]
+    )
     return features
 
 

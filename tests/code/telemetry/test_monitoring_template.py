@@ -36,7 +36,8 @@ from pyfunc.telemetry import MODEL_SERVICE, configure_telemetry, record_failure,
 assert configure_telemetry(MODEL_SERVICE)
 tracer = trace.get_tracer("test")
 with tracer.start_as_current_span("{INVOCATIONS_REQUEST}", kind=trace.SpanKind.SERVER):
-    record_predictions("baseline:r1", ["negative", "not_negative"], [0.93, 0.12])
+    texts = ["@united late http://t.co/x 😡", "thanks"]
+    record_predictions("baseline:r1", ["negative", "not_negative"], [0.93, 0.12], texts)
 with tracer.start_as_current_span("{INVOCATIONS_REQUEST}", kind=trace.SpanKind.SERVER):
     record_failure("baseline:r1", InvalidInput("row 0: text is empty"))
 """
@@ -203,7 +204,7 @@ def test_service_health_rules_alert_on_p95_latency_and_the_5xx_share_over_five_m
     assert parameters["windowMinutes"]["defaultValue"] == 5
     assert set(parameters["windowMinutes"]["allowedValues"]) <= AZURE_WINDOWS
     rules = service_rules()
-    assert set(rules) == {"p95_ms", "error_rate_pct"}
+    assert set(rules) == {"p95_ms", "error_rate_pct", "psi_proba"}
     for column, threshold in (("p95_ms", "p95LimitMs"), ("error_rate_pct", "errorRatePct")):
         rule = rules[column]
         [criterion] = rule["properties"]["criteria"]["allOf"]
@@ -215,6 +216,19 @@ def test_service_health_rules_alert_on_p95_latency_and_the_5xx_share_over_five_m
         assert "where requests >= 10" in rule["query"]  # a handful of requests is no rate
     assert "percentile(duration, 95)" in rules["p95_ms"]["query"]
     assert "toint(resultCode) >= 500" in rules["error_rate_pct"]["query"]
+
+
+def test_score_drift_rule_compares_the_last_hour_with_the_rest_of_the_day():
+    rule = service_rules()["psi_proba"]
+    properties = rule["properties"]
+    assert (properties["windowSize"], properties["evaluationFrequency"]) == ("P1D", "PT1H")
+    [criterion] = properties["criteria"]["allOf"]
+    assert (criterion["operator"], criterion["threshold"]) == ("GreaterThan", "[json(parameters('psiAlert'))]")
+    assert json.loads(SERVICE_TEMPLATE.read_text())["parameters"]["psiAlert"]["defaultValue"] == "0.2"
+    query = rule["query"]
+    assert "recent = timestamp > ago(1h)" in query and "sum((a - e) * log(a / e))" in query
+    assert "where recent >= 200 and earlier >= 200" in query  # the monitor step's minimum, on both sides
+    assert "customDimensions.proba_bin" in query
 
 
 def test_template_encodes_the_rule_three_in_five_minutes_with_email():

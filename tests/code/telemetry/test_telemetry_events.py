@@ -103,3 +103,26 @@ def test_big_batch_counts_every_tweet_and_samples_the_histogram(capture):
     assert histogram["value"] / histogram["count"] == pytest.approx(0.5, abs=0.01)
     [(batch, _)] = points["prediction_batch_size"]
     assert batch["value"] == 1001
+
+
+WITH_FEATURES = """
+from pyfunc.telemetry import configure_telemetry, record_predictions
+assert configure_telemetry("features")
+texts = ["@united lost my bag http://t.co/x", "thanks 😀", "@delta ok", "plain words"]
+record_predictions("baseline:r3", ["negative", "not_negative", "not_negative", "not_negative"],
+                   [0.9, 0.1, 0.2, 0.3], texts)
+"""
+
+
+def test_scored_tweets_feed_the_input_drift_metrics(capture):
+    run_python(WITH_FEATURES, capture.env)
+    capture.wait_for(lambda: capture.of_type("MetricData"))
+    points = {}
+    for envelope in capture.of_type("MetricData"):
+        for point in base_data(envelope)["metrics"]:
+            points.setdefault(point["name"], []).append((point, base_data(envelope)["properties"]))
+    with_feature = {dims["feature"]: point["value"] for point, dims in points["tweets_with"]}
+    assert with_feature == {"url": 1, "mention": 2, "emoji": 1}  # same patterns as pyfunc.normalize
+    [(lengths, dims)] = points["tweet_length"]
+    assert (lengths["count"], lengths["min"], lengths["max"]) == (4, 8.0, 33.0)
+    assert dims["model_version"] == "baseline:r3"
