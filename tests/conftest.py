@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,6 +62,14 @@ def tracking(tmp_path_factory) -> Tracking:
     os.environ["MLFLOW_TRACKING_URI"] = tracking.uri
     mlflow.set_tracking_uri(tracking.uri)
     return tracking
+
+
+@pytest.fixture(scope="module")
+def module_tracking(tracking: Tracking) -> Tracking:
+    """Same store, an experiment of the module's own: the runs it makes never become another module's
+    "newest prepared data" or candidates."""
+    experiment_id = MlflowClient().create_experiment(f"module-{uuid.uuid4().hex[:8]}")
+    return Tracking(tracking.uri, experiment_id, tracking.root)
 
 
 def mlflow_run(

@@ -17,10 +17,10 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def monitored(tracking):
+def monitored(module_tracking):
     """A baseline on 4,000 tweets: its validation profile and test split are large enough for PSI to be read."""
-    data = run_id_of(mlflow_run(tracking, "prepare_data", max_rows=4000, seed=11))
-    model = run_id_of(mlflow_run(tracking, "train_baseline", data_run_id=data, min_df=1))
+    data = run_id_of(mlflow_run(module_tracking, "prepare_data", max_rows=4000, seed=11))
+    model = run_id_of(mlflow_run(module_tracking, "train_baseline", data_run_id=data, min_df=1))
     return SimpleNamespace(data=data, model_uri=f"runs:/{model}/model", test=split_texts(data, "test"))
 
 
@@ -42,27 +42,27 @@ def test_every_candidate_logs_its_reference_profile(baseline_run_id):
     assert profile["vocabulary"] and profile["psi_alert"] == 0.2
 
 
-def run_monitor(tracking, model_uri: str, texts: list[str], folder) -> mlflow.entities.Run:
+def run_monitor(module_tracking, model_uri: str, texts: list[str], folder) -> mlflow.entities.Run:
     traffic = folder / "traffic.csv"
     pd.DataFrame({"text": texts}).to_csv(traffic, index=False)
-    result = mlflow_run(tracking, "monitor", model_uri=model_uri, input=traffic)
+    result = mlflow_run(module_tracking, "monitor", model_uri=model_uri, input=traffic)
     return MlflowClient().get_run(run_id_of(result)), result.stdout
 
 
-def test_traffic_like_validation_is_stable(tracking, monitored, tmp_path):
-    run, printed = run_monitor(tracking, monitored.model_uri, monitored.test, tmp_path)
+def test_traffic_like_validation_is_stable(module_tracking, monitored, tmp_path):
+    run, printed = run_monitor(module_tracking, monitored.model_uri, monitored.test, tmp_path)
     psis = {key: value for key, value in run.data.metrics.items() if key.startswith("psi_")}
     assert set(psis) == {"psi_proba", "psi_length", "psi_oov_share", "psi_has_url", "psi_has_mention", "psi_has_emoji"}
     assert max(psis.values()) < 0.2, psis
     assert run.data.tags["drift.alert"] == "false" and printed.strip().splitlines()[-1].startswith("no drift")
 
 
-def test_long_new_vocabulary_complaints_raise_the_alert(tracking, monitored, tmp_path):
+def test_long_new_vocabulary_complaints_raise_the_alert(module_tracking, monitored, tmp_path):
     shifted = [
         f"{text} zorblax quuxification flimbering snarfle {text} worst awful terrible delayed cancelled lost"
         for text in monitored.test
     ]
-    run, printed = run_monitor(tracking, monitored.model_uri, shifted, tmp_path)
+    run, printed = run_monitor(module_tracking, monitored.model_uri, shifted, tmp_path)
     metrics = run.data.metrics
     assert metrics["psi_length"] > 0.2 and metrics["psi_oov_share"] > 0.2 and metrics["psi_proba"] > 0.2
     assert run.data.tags["drift.alert"] == "true"
@@ -70,21 +70,21 @@ def test_long_new_vocabulary_complaints_raise_the_alert(tracking, monitored, tmp
     assert "DRIFT in" in printed
 
 
-def test_too_few_tweets_never_alert(tracking, monitored, tmp_path):
+def test_too_few_tweets_never_alert(module_tracking, monitored, tmp_path):
     shifted = [f"{text} zorblax quuxification {text}" for text in monitored.test[:50]]
-    run, printed = run_monitor(tracking, monitored.model_uri, shifted, tmp_path)
+    run, printed = run_monitor(module_tracking, monitored.model_uri, shifted, tmp_path)
     assert run.data.metrics["psi_length"] > 0.2  # measured and logged
     assert run.data.tags["drift.alert"] == "false" and "too few tweets to tell (50 < 200)" in printed
 
 
-def test_a_model_without_a_profile_or_a_file_without_text_is_one_line(tracking, tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("MLFLOW_EXPERIMENT_ID", tracking.experiment_id)
+def test_a_model_without_a_profile_or_a_file_without_text_is_one_line(module_tracking, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_ID", module_tracking.experiment_id)
 
     class Constant(mlflow.pyfunc.PythonModel):
         def predict(self, context, model_input, params=None):
             return pd.DataFrame({"proba_negative": [0.5] * len(model_input), "threshold": 0.5})
 
-    with mlflow.start_run(experiment_id=tracking.experiment_id):
+    with mlflow.start_run(experiment_id=module_tracking.experiment_id):
         old = mlflow.pyfunc.log_model(name="model", python_model=Constant()).model_uri
     traffic = tmp_path / "traffic.csv"
     traffic.write_text("text\nhello\n")

@@ -33,8 +33,8 @@ def splits_of(run_id: str) -> dict[str, pd.DataFrame]:
     return {name: pd.read_parquet(f"{local}/{name}.parquet") for name in ("train", "val", "test")}
 
 
-def test_prepare_data_adds_verdicts_to_training_and_records_the_feedback_input(tracking, source, tmp_path):
-    plain = splits_of(run_id_of(mlflow_run(tracking, "prepare_data", source="txt_dir", path=source, seed=3)))
+def test_prepare_data_adds_verdicts_to_training_and_records_the_feedback_input(module_tracking, source, tmp_path):
+    plain = splits_of(run_id_of(mlflow_run(module_tracking, "prepare_data", source="txt_dir", path=source, seed=3)))
     store = FeedbackStore(tmp_path / "feedback.db")
     held_out = plain["val"]["text"].iloc[0]
     for text, truth in (
@@ -42,7 +42,7 @@ def test_prepare_data_adds_verdicts_to_training_and_records_the_feedback_input(t
         (held_out, "negative" if plain["val"]["label"].iloc[0] == 0 else "not_negative"),
     ):
         store.add(Feedback(text, "not_negative", 0.3, 0.33, truth, "transformer:abc"))
-    result = mlflow_run(tracking, "prepare_data", source="txt_dir", path=source, seed=3, feedback_db=store.path)
+    result = mlflow_run(module_tracking, "prepare_data", source="txt_dir", path=source, seed=3, feedback_db=store.path)
     run_id = run_id_of(result)
     fed = splits_of(run_id)
     pd.testing.assert_frame_equal(fed["val"], plain["val"])  # comparisons stay on the same rows
@@ -57,16 +57,16 @@ def test_prepare_data_adds_verdicts_to_training_and_records_the_feedback_input(t
     assert "1 tweets added to training" in result.stdout
 
 
-def test_a_bad_feedback_db_fails_the_run_with_one_line(tracking, source, tmp_path):
+def test_a_bad_feedback_db_fails_the_run_with_one_line(module_tracking, source, tmp_path):
     broken = tmp_path / "feedback.db"
     broken.write_text("not sqlite")
-    result = mlflow_run(tracking, "prepare_data", check=False, source="txt_dir", path=source, feedback_db=broken)
+    result = mlflow_run(module_tracking, "prepare_data", check=False, source="txt_dir", path=source, feedback_db=broken)
     assert result.returncode != 0
     errors = [line for line in result.stderr.splitlines() if line.startswith("prepare_data: error:")]
     assert len(errors) == 1 and "is not a feedback store with a `feedback` table" in errors[0]
 
 
-def test_main_recomputes_prepare_data_when_the_feedback_file_changes(tracking, source, tmp_path, monkeypatch):
+def test_main_recomputes_prepare_data_when_the_feedback_file_changes(module_tracking, source, tmp_path, monkeypatch):
     store = FeedbackStore(tmp_path / "feedback.db")
     store.add(Feedback("@delta lost my bag", "not_negative", 0.3, 0.33, "negative", "transformer:abc"))
     experiment_id = MlflowClient().create_experiment(f"feedback-reuse-{tmp_path.name}")

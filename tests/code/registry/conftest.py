@@ -30,10 +30,9 @@ def copy_data_run(tracking: Tracking, source_run_id: str, name: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def registry_tracking(tracking: Tracking) -> Tracking:
-    """Same store, a fresh experiment: `mlflow run` children land here and search only here."""
-    experiment_id = MlflowClient().create_experiment(f"registry-{uuid.uuid4().hex[:8]}")
-    return Tracking(tracking.uri, experiment_id, tracking.root)
+def registry_tracking(module_tracking: Tracking) -> Tracking:
+    """A fresh experiment of the module's: `mlflow run` children land here and search only here."""
+    return module_tracking
 
 
 @pytest.fixture(scope="module")
