@@ -84,13 +84,19 @@ record_predictions("lstm:r2", np.where(proba >= 0.5, "negative", "not_negative")
 """
 
 
-def test_big_batch_counts_every_tweet_and_samples_the_histogram(capture):
-    run_python(BIG_BATCH, capture.env)
+def metric_points(capture) -> dict[str, list[tuple[dict, dict]]]:
+    """Every metric point the capture server received, by metric name, with its dimensions."""
     capture.wait_for(lambda: capture.of_type("MetricData"))
-    points = {}
+    points: dict[str, list[tuple[dict, dict]]] = {}
     for envelope in capture.of_type("MetricData"):
         for point in base_data(envelope)["metrics"]:
             points.setdefault(point["name"], []).append((point, base_data(envelope)["properties"]))
+    return points
+
+
+def test_big_batch_counts_every_tweet_and_samples_the_histogram(capture):
+    run_python(BIG_BATCH, capture.env)
+    points = metric_points(capture)
     per_label = {}
     for point, dims in points["predictions"]:
         assert dims["model_name"] == "lstm" and dims["model_version"] == "lstm:r2"
@@ -116,11 +122,7 @@ record_predictions("baseline:r3", ["negative", "not_negative", "not_negative", "
 
 def test_scored_tweets_feed_the_input_drift_metrics(capture):
     run_python(WITH_FEATURES, capture.env)
-    capture.wait_for(lambda: capture.of_type("MetricData"))
-    points = {}
-    for envelope in capture.of_type("MetricData"):
-        for point in base_data(envelope)["metrics"]:
-            points.setdefault(point["name"], []).append((point, base_data(envelope)["properties"]))
+    points = metric_points(capture)
     with_feature = {dims["feature"]: point["value"] for point, dims in points["tweets_with"]}
     assert with_feature == {"url": 1, "mention": 2, "emoji": 1}  # same patterns as pyfunc.normalize
     [(lengths, dims)] = points["tweet_length"]
