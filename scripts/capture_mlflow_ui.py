@@ -153,11 +153,12 @@ def capture(ui_url: str, out: Path, experiment_id: str, runs: list[tuple[str, st
         page.goto(f"{ui_url}/#/models/{urllib.parse.quote(model)}/versions/{version}")
         expect(page.get_by_text(f"Version {version}", exact=True).first).to_be_visible(timeout=WAIT_MS)
         expect(page.get_by_text("Source Run", exact=False).first).to_be_visible(timeout=WAIT_MS)
+        expect(page.get_by_text("Intended use", exact=False).first).to_be_visible(timeout=WAIT_MS)
         shoot(
             page,
             out,
             "mlflow_model_version.png",
-            f"{model} version {version}: the source run, aliases and the registration gate's tags",
+            f"{model} version {version}: the source run, aliases, the registration gate's tags and the model card",
             shots,
         )
         browser.close()

@@ -16,6 +16,7 @@ import pytest
 from matplotlib import image
 from mlflow import MlflowClient
 
+from steps.lib.model_card import publish_model_card
 from tests.conftest import REPO, Tracking, mlflow_run, run_id_of
 
 MODEL_NAME = "capture-test-model"  # registered by this module only: the session store is shared
@@ -43,6 +44,7 @@ def registered_model(tracking: Tracking, prepared_run_id: str, baseline_run_id: 
     version = mlflow.register_model(f"runs:/{baseline_run_id}/model", MODEL_NAME).version
     client.set_registered_model_alias(MODEL_NAME, "champion", version)
     client.set_model_version_tag(MODEL_NAME, version, "gate.passed", "true")
+    publish_model_card(client, client.get_model_version(MODEL_NAME, version))  # as register writes it
     yield {"candidates": {baseline_run_id, second}, "version": version}
     client.delete_registered_model(MODEL_NAME)
 
@@ -63,6 +65,7 @@ def test_mlflow_ui_capture_shoots_the_comparison_and_the_registered_model(
         assert f"{tmp_path / name}:" in result.stdout  # each shot is listed with what it shows
     assert "candidates of one data run compared side by side" in result.stdout
     assert f"{MODEL_NAME} version {registered_model['version']}" in result.stdout
+    assert "the registration gate's tags and the model card" in result.stdout  # the card is on the page
 
 
 @pytest.mark.parametrize(
