@@ -20,6 +20,7 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
+from steps import evaluate as evaluate_step
 from steps import register as register_step
 from steps import train_baseline
 from steps.lib import model_card as model_card_module
@@ -153,6 +154,12 @@ def test_weaker_later_candidate_does_not_displace_the_champion(first_round, weak
     challenger = MlflowClient().get_model_version_by_alias(model_name, CHALLENGER_ALIAS)
     assert challenger.run_id == weaker_round.weak
     assert f"models:/{model_name}@{CHALLENGER_ALIAS}" in weaker_round.stdout
+
+
+def test_evaluate_takes_the_challenger_alias_as_it_takes_the_champion(weaker_round, registry_tracking, model_name):
+    in_process(registry_tracking, evaluate_step.main, {"model_uri": f"models:/{model_name}@{CHALLENGER_ALIAS}"})
+    metrics = MlflowClient().get_run(weaker_round.weak).data.metrics  # logged on the challenger's own run
+    assert "behaviour_failure_rate" in metrics and "service_traffic_accuracy" in metrics
 
 
 def test_an_equally_good_candidate_passes_the_gate_and_takes_the_alias(
