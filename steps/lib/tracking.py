@@ -8,9 +8,11 @@ import tempfile
 from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import pandas as pd
+from mlflow.data.dataset_source import DatasetSource
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
@@ -19,6 +21,7 @@ EXPERIMENT_NAME = "tweet-reaction-prediction"
 SPLITS = ("train", "val", "test")
 DATASET_CONTEXTS = {"train": "training", "val": "validation", "test": "testing"}
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+TRACKING_PROBE_TIMEOUT = 10.0  # seconds: a server on the same network answers in milliseconds
 
 
 class StepError(Exception):
@@ -33,8 +36,49 @@ def configure_tracking() -> None:
     """
     if not os.environ.get("MLFLOW_TRACKING_URI"):
         mlflow.set_tracking_uri(DEFAULT_TRACKING_URI)
+    check_tracking_server(mlflow.get_tracking_uri())
     if not os.environ.get("MLFLOW_RUN_ID") and not os.environ.get("MLFLOW_EXPERIMENT_ID"):
         mlflow.set_experiment(os.environ.get("MLFLOW_EXPERIMENT_NAME", EXPERIMENT_NAME))
+
+
+def check_tracking_server(uri: str, timeout: float = TRACKING_PROBE_TIMEOUT) -> None:
+    """One quick authenticated call before any work, so a wrong URI, a server that is down or refused
+    credentials stop the step in one line instead of after minutes of the client's retries.
+
+    Args:
+        uri: the tracking URI; only http(s) servers are probed.
+        timeout: seconds to wait for the server's answer.
+
+    Raises:
+        StepError: the server cannot be reached, refuses the credentials, or is not an MLflow server.
+    """
+    if not uri.startswith(("http://", "https://")):
+        return
+    import requests
+
+    url = f"{uri.rstrip('/')}/api/2.0/mlflow/experiments/search"
+    user, password = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
+    token = os.environ.get("MLFLOW_TRACKING_TOKEN")
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        response = requests.get(
+            url,
+            params={"max_results": 1},
+            auth=(user, password or "") if user else None,
+            headers=headers,
+            timeout=timeout,
+        )
+    except requests.RequestException as error:
+        raise StepError(
+            f"the tracking server {uri} cannot be reached ({type(error).__name__}): is it running, is the URI right?"
+        ) from None
+    if response.status_code in (401, 403):
+        raise StepError(
+            f"the tracking server {uri} refused the credentials (HTTP {response.status_code}): "
+            "check MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
+        )
+    if not response.ok or not response.headers.get("content-type", "").startswith("application/json"):
+        raise StepError(f"{uri} does not answer as an MLflow tracking server (HTTP {response.status_code} from {url})")
 
 
 def run_step(step: str, body: Callable[[Run], None]) -> None:
@@ -47,8 +91,8 @@ def run_step(step: str, body: Callable[[Run], None]) -> None:
     Raises:
         SystemExit: status 2 after a StepError, its message printed to stderr.
     """
-    configure_tracking()
     try:
+        configure_tracking()
         with mlflow.start_run() as run:
             mlflow.set_tag("step", step)
             print(f"==> {step}: run {run.info.run_id} in experiment {run.info.experiment_id}", flush=True)
@@ -128,6 +172,40 @@ def load_splits(data_run_id: str) -> dict[str, pd.DataFrame]:
         return {split: pd.read_parquet(Path(local) / f"{split}.parquet") for split in SPLITS}
 
 
+class RunArtifactDatasetSource(DatasetSource):
+    """A dataset that is a logged artifact of a run, wherever the store keeps it.
+
+    MLflow resolves a local or cloud artifact path to a dataset source, but not the
+    `mlflow-artifacts:/` URI of a tracking server that proxies its artifact store, so the split
+    files are named by the run's own artifact URI and loaded through the tracking client.
+    """
+
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+
+    @staticmethod
+    def _get_source_type() -> str:
+        return "mlflow_run_artifact"
+
+    def load(self, dst_path: str | None = None) -> str:
+        return mlflow.artifacts.download_artifacts(artifact_uri=self.uri, dst_path=dst_path)
+
+    @staticmethod
+    def _can_resolve(raw_source: Any) -> bool:
+        return False  # built explicitly by log_dataset_inputs, never guessed from a string
+
+    @classmethod
+    def _resolve(cls, raw_source: Any) -> RunArtifactDatasetSource:
+        return cls(str(raw_source))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"uri": self.uri}
+
+    @classmethod
+    def from_dict(cls, source_dict: dict[Any, Any]) -> RunArtifactDatasetSource:
+        return cls(source_dict["uri"])
+
+
 def log_dataset_inputs(splits: dict[str, pd.DataFrame], data_run_id: str) -> None:
     """Record which prepared rows this run used, with MLflow's dataset digest.
 
@@ -137,7 +215,7 @@ def log_dataset_inputs(splits: dict[str, pd.DataFrame], data_run_id: str) -> Non
     """
     artifact_uri = MlflowClient().get_run(data_run_id).info.artifact_uri
     for split, frame in splits.items():
-        source = f"{artifact_uri}/data/{split}.parquet"
+        source = RunArtifactDatasetSource(f"{artifact_uri}/data/{split}.parquet")
         dataset = mlflow.data.from_pandas(frame, source=source, name=split, targets="label")
         mlflow.log_input(dataset, context=DATASET_CONTEXTS[split])
 

@@ -1,0 +1,235 @@
+"""The shared tracking server as users and CD meet it: `scripts/tracking_server.sh`, then the pipeline on it.
+
+Real parts: a private PostgreSQL cluster, Azurite's blob endpoint, `mlflow server` with the basic-auth
+app, `mlflow run` steps, `mlflow models serve` of a registry version and CD's model step
+(`scripts/pin_model.py`), all on 127.0.0.1 ports of the test's own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+from azure.storage.blob import BlobServiceClient
+
+from tests.conftest import REPO, ModelServer, free_port, run_id_of
+
+pytestmark = pytest.mark.integration
+
+SCRIPT = REPO / "scripts" / "tracking_server.sh"
+MODEL_NAME = "tweet-sentiment"
+
+
+def server_env(home: Path, **ports: int) -> dict[str, str]:
+    """The script's settings for a server of the test's own; nothing of the session's SQLite store."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("MLFLOW_")}
+    env |= {"TRACKING_SERVER_HOME": str(home), "PYTHON": sys.executable}
+    env |= {
+        name: str(ports.get(name.lower()) or free_port()) for name in ("TRACKING_PORT", "POSTGRES_PORT", "AZURITE_PORT")
+    }
+    return env
+
+
+def script(command: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(SCRIPT), command], env=env, capture_output=True, text=True, timeout=300)
+
+
+def exports(output: str) -> dict[str, str]:
+    """The `export NAME=value` lines `up` prints, as a user would paste them."""
+    pairs = (line.removeprefix("export ").split("=", 1) for line in output.splitlines() if line.startswith("export "))
+    return dict(pairs)
+
+
+@pytest.fixture(scope="module")
+def server():
+    """One server with authentication on, up for the module, down after it."""
+    # Run as root, the cluster belongs to the postgres user, who must be able to enter the folder.
+    home = Path(tempfile.mkdtemp(prefix="tracking-server-"))
+    home.chmod(0o755)
+    env = server_env(home) | {"TRACKING_AUTH": "basic"}
+    started = script("up", env)
+    assert started.returncode == 0, started.stdout + started.stderr
+    client_env = {key: value for key, value in env.items() if key != "PYTHON"} | exports(started.stdout)
+    client_env["MLFLOW_EXPERIMENT_NAME"] = "tracking-server-test"
+    yield {"home": home, "env": env, "client": client_env, "up": started.stdout}
+    stopped = script("down", env)
+    assert stopped.returncode == 0, stopped.stderr
+    assert script("status", env).returncode == 3
+    shutil.rmtree(home, ignore_errors=True)
+
+
+def pipeline_step(env: dict[str, str], entry_point: str, **params) -> subprocess.CompletedProcess:
+    command = ["mlflow", "run", str(REPO), "-e", entry_point, "--env-manager", "local"]
+    for key, value in params.items():
+        command += ["-P", f"{key}={value}"]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, f"{entry_point}:\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}"
+    return result
+
+
+def psql(server, query: str) -> list[str]:
+    home, env = server["home"], server["env"]
+    command = [
+        "psql",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        env["POSTGRES_PORT"],
+        "-U",
+        "mlflow",
+        "-d",
+        "mlflow",
+        "-tA",
+        "-c",
+        query,
+    ]
+    result = subprocess.run(
+        command, env={**os.environ, "PGPASSFILE": str(home / "secrets" / "pgpass")}, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.split()
+
+
+def blob_names(server) -> list[str]:
+    key = (server["home"] / "secrets" / "azurite_key").read_text().strip()
+    endpoint = f"http://127.0.0.1:{server['env']['AZURITE_PORT']}/mlflowlocal"
+    connection = f"DefaultEndpointsProtocol=http;AccountName=mlflowlocal;AccountKey={key};BlobEndpoint={endpoint};"
+    container = BlobServiceClient.from_connection_string(connection).get_container_client("mlflow")
+    return [blob.name for blob in container.list_blobs()]
+
+
+@pytest.fixture(scope="module")
+def registered(server):
+    """prepare_data, train_baseline and register, each `mlflow run` against the server, unchanged."""
+    env = server["client"]
+    data = run_id_of(pipeline_step(env, "prepare_data", max_rows=900, seed=7))
+    trained = run_id_of(pipeline_step(env, "train_baseline", data_run_id=data, min_df=1))
+    pipeline_step(env, "register", data_run_id=data, bootstrap_samples=50)
+    return {"data": data, "trained": trained}
+
+
+def test_up_prints_the_uri_and_credentials_and_says_so_when_already_up(server):
+    printed = exports(server["up"])
+    assert printed["MLFLOW_TRACKING_URI"] == f"http://127.0.0.1:{server['env']['TRACKING_PORT']}"
+    assert printed["MLFLOW_TRACKING_USERNAME"] == "admin" and len(printed["MLFLOW_TRACKING_PASSWORD"]) >= 24
+    again = script("up", server["env"])
+    assert again.returncode == 0 and "already up" in again.stdout
+    assert exports(again.stdout) == printed
+    status = script("status", server["env"])
+    assert status.returncode == 0
+    assert [line.split(":")[0] for line in status.stdout.splitlines()[:3]] == ["postgres", "azurite", "mlflow"]
+
+
+def test_no_secret_is_on_a_command_line(server):
+    """`ps` shows every process's arguments to every user: passwords and keys live in files and env only."""
+    secrets = [path.read_text().strip() for path in (server["home"] / "secrets").iterdir() if path.is_file()]
+    command_lines = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert secrets and not [secret for secret in secrets if secret.split(":")[-1] in command_lines]
+
+
+def test_runs_and_the_registry_land_in_postgres_and_artifacts_in_the_blob_container(server, registered):
+    run_ids = set(psql(server, "SELECT run_uuid FROM runs"))
+    assert {registered["data"], registered["trained"]} <= run_ids
+    versions = psql(server, f"SELECT version || ':' || run_id FROM model_versions WHERE name = '{MODEL_NAME}'")
+    assert versions == [f"1:{registered['trained']}"]
+    assert psql(server, f"SELECT version FROM registered_model_aliases WHERE name = '{MODEL_NAME}'") == ["1"]
+    names = blob_names(server)
+    assert any(name.endswith("data/train.parquet") for name in names)
+    assert any(name.endswith("/MLmodel") for name in names)
+    assert not list((server["home"]).glob("**/mlartifacts")), "artifacts must not fall back to a local folder"
+
+
+def test_a_registry_version_is_served_from_the_server(server, registered, tmp_path):
+    model = ModelServer(f"models:/{MODEL_NAME}/1", server["client"], tmp_path / "serve.log")
+    try:
+        model.wait_ready(timeout=180)
+        response = model.invocations({"inputs": ["@united lost my bag again, worst service ever"]})
+        assert response.status_code == 200, response.text
+        [row] = response.json()["predictions"]
+        assert row["model_version"].endswith(registered["trained"])
+    finally:
+        model.stop()
+
+
+def test_cd_pins_the_champion_to_its_version_and_downloads_exactly_that(server, registered, tmp_path):
+    outputs = tmp_path / "github_output"
+    env = server["client"] | {"GITHUB_OUTPUT": str(outputs)}
+    command = [
+        sys.executable,
+        str(REPO / "scripts" / "pin_model.py"),
+        "--dest",
+        str(tmp_path / "model"),
+        "--git-sha",
+        "abc1234",
+    ]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    pin = json.loads((tmp_path / "model_pin.json").read_text())
+    assert pin | {"source": ""} == {
+        "model_name": MODEL_NAME,
+        "model_version": "1",
+        "run_id": registered["trained"],
+        "source": "",
+        "model_uri": f"models:/{MODEL_NAME}/1",
+        "image_tag": "abc1234-m1",
+    }
+    assert (tmp_path / "model" / "MLmodel").is_file()
+    assert "model_version=1" in outputs.read_text().splitlines()
+    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 2 and "is not empty" in again.stderr
+
+
+def one_error_line(result: subprocess.CompletedProcess, step: str) -> str:
+    """The step failed with status 2 and one error line, no traceback (library warnings may precede it)."""
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    [line] = [line for line in result.stderr.splitlines() if line.startswith(f"{step}: error:")]
+    return line
+
+
+def test_wrong_credentials_stop_a_step_in_one_line(server):
+    env = server["client"] | {"MLFLOW_TRACKING_PASSWORD": "not-the-password"}
+    result = subprocess.run(
+        [sys.executable, "-m", "steps.train_baseline"], env=env, cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    line = one_error_line(result, "train_baseline")
+    assert "refused the credentials (HTTP 401)" in line and env["MLFLOW_TRACKING_URI"] in line
+
+
+def test_a_server_that_is_down_stops_a_step_in_one_line_naming_the_uri(server):
+    uri = f"http://127.0.0.1:{free_port()}"
+    env = server["client"] | {"MLFLOW_TRACKING_URI": uri}
+    result = subprocess.run(
+        [sys.executable, "-m", "steps.prepare_data"], env=env, cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    line = one_error_line(result, "prepare_data")
+    assert f"the tracking server {uri} cannot be reached" in line
+
+
+def test_down_when_nothing_runs_says_so(tmp_path):
+    result = script("down", server_env(tmp_path))
+    assert result.returncode == 0 and "not running" in result.stdout
+
+
+def test_a_port_in_use_is_named_and_nothing_is_started(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = server_env(tmp_path, postgres_port=port)
+        result = script("up", env)
+    assert result.returncode == 1
+    assert f"port {port} (for postgres) is in use by another process: set POSTGRES_PORT" in result.stderr
+    assert not (tmp_path / "pgdata").exists()
+
+
+def test_a_host_beyond_this_machine_demands_authentication(tmp_path):
+    result = script("up", server_env(tmp_path) | {"TRACKING_HOST": "0.0.0.0", "TRACKING_AUTH": "none"})
+    assert result.returncode == 1 and "needs TRACKING_AUTH=basic" in result.stderr
