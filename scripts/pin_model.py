@@ -1,23 +1,24 @@
 """CD's model step: resolve a registry URI to one version, once, and download exactly that version.
 
+
     python scripts/pin_model.py --model-uri models:/tweet-sentiment@champion --dest build/model --git-sha <sha>
 
 An alias moves (`register` and `rollback` move it); everything CD does after this step names the
 version number it printed, so the image, its tag and the smoke test all describe one model even if
 the alias moves during the run. Writes `<dest>/../model_pin.json` (model name, version, run id, source,
-image tag `<git sha>-m<version>`) and, under GitHub Actions, the same as step outputs. Reads
+image tag `<git sha>-m<version>`) and, under GitHub Actions, the same as step outputs. Exits 1 with one
+line when the URI names nothing in the registry or the folder is not empty. Reads
 MLFLOW_TRACKING_URI (and MLFLOW_TRACKING_USERNAME/PASSWORD) like every MLflow client; no other secret.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
-import sys
 from pathlib import Path
 
+import click
 from mlflow import MlflowClient
 from mlflow.artifacts import download_artifacts
 from mlflow.exceptions import MlflowException
@@ -75,35 +76,28 @@ def write_outputs(pin: dict[str, str]) -> None:
             outputs.writelines(f"{key}={value}\n" for key, value in pin.items())
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model-uri", default="models:/tweet-sentiment@champion")
-    parser.add_argument("--dest", type=Path, default=Path("build/model"), help="folder the model is written to")
-    parser.add_argument("--git-sha", default=os.environ.get("GITHUB_SHA", "local"), help="the image's code commit")
-    args = parser.parse_args(argv)
-    client = MlflowClient()
+@click.command(help=__doc__)
+@click.option("--model-uri", default="models:/tweet-sentiment@champion", show_default=True, help="alias or version URI")
+@click.option(
+    "--dest", type=click.Path(path_type=Path), default=Path("build/model"), show_default=True, help="empty folder"
+)
+@click.option("--git-sha", envvar="GITHUB_SHA", default="local", show_default=True, help="the image's code commit")
+def main(model_uri: str, dest: Path, git_sha: str) -> None:
     try:
-        pin = resolve(args.model_uri, client)
+        pin = resolve(model_uri, MlflowClient())
     except PinError as error:
-        print(f"pin_model: {error}", file=sys.stderr)
-        return 2
-    pin["image_tag"] = image_tag(args.git_sha, pin["model_version"])
-    if args.dest.exists() and any(args.dest.iterdir()):
-        print(
-            f"pin_model: {args.dest} is not empty: remove it first, a model is never mixed with another",
-            file=sys.stderr,
-        )
-        return 2
-    args.dest.mkdir(parents=True, exist_ok=True)
-    download_artifacts(artifact_uri=pin["model_uri"], dst_path=str(args.dest))
-    if not (args.dest / "MLmodel").is_file():
-        print(f"pin_model: {pin['model_uri']} downloaded without an MLmodel file into {args.dest}", file=sys.stderr)
-        return 1
-    (args.dest.parent / "model_pin.json").write_text(json.dumps(pin, indent=2) + "\n")
+        raise SystemExit(f"pin_model: {error}") from None
+    pin["image_tag"] = image_tag(git_sha, pin["model_version"])
+    if dest.exists() and any(dest.iterdir()):
+        raise SystemExit(f"pin_model: {dest} is not empty: remove it first (a model is never mixed with another)")
+    dest.mkdir(parents=True, exist_ok=True)
+    download_artifacts(artifact_uri=pin["model_uri"], dst_path=str(dest))
+    if not (dest / "MLmodel").is_file():
+        raise SystemExit(f"pin_model: {pin['model_uri']} downloaded without an MLmodel file into {dest}")
+    (dest.parent / "model_pin.json").write_text(json.dumps(pin, indent=2) + "\n")
     write_outputs(pin)
-    print(f"pinned {args.model_uri} -> {pin['model_uri']} (run {pin['run_id']}); image tag {pin['image_tag']}")
-    return 0
+    click.echo(f"pinned {model_uri} -> {pin['model_uri']} (run {pin['run_id']}); image tag {pin['image_tag']}")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -46,3 +46,25 @@ def test_smoke_test_fails_when_nothing_answers(tmp_path):
     result = smoke("http://127.0.0.1:9", "--wait", "0")
     assert result.returncode == 1
     assert "smoke test FAILED" in result.stderr
+
+
+def test_the_pinned_run_must_be_the_one_served(server, baseline_run_id):
+    """CD passes the pinned version's run id: an old container still answering the same tweets fails."""
+    assert smoke(server.url, "--expect-run-id", baseline_run_id).returncode == 0
+    stale = smoke(server.url, "--expect-run-id", "0" * 32)
+    assert stale.returncode == 1
+    assert f"serves run {baseline_run_id}, not the pinned version's run {'0' * 32}" in stale.stderr
+
+
+@pytest.mark.parametrize(("shift", "passes"), [(5e-4, True), (5e-3, False)])
+def test_another_cpu_may_round_the_probabilities_within_1e_3(server, tmp_path, shift, passes):
+    saved = tmp_path / "expected.json"
+    assert smoke(server.url, "--save", str(saved)).returncode == 0
+    rows = json.loads(saved.read_text())
+    for row in rows:
+        row["proba_negative"] = min(
+            1.0, max(0.0, row["proba_negative"] + (shift if row["proba_negative"] < 0.5 else -shift))
+        )
+    shifted = tmp_path / "shifted.json"
+    shifted.write_text(json.dumps(rows))
+    assert (smoke(server.url, "--expect", str(shifted)).returncode == 0) is passes

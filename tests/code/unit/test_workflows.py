@@ -54,35 +54,86 @@ def test_ci_runs_the_readme_test_command_on_push_and_pull_request():
     assert "bash .ci/run" in run_commands(ci)
 
 
-def test_cd_runs_only_after_ci_passed_on_main():
+def job_steps(workflow: dict, job: str) -> list[dict]:
+    return workflow["jobs"][job]["steps"]
+
+
+def index_of(steps: list[dict], fragment: str) -> int:
+    """The first step whose name or command holds `fragment`."""
+    matches = [i for i, step in enumerate(steps) if fragment in step.get("name", "") + step.get("run", "")]
+    assert matches, f"no step runs {fragment!r}"
+    return matches[0]
+
+
+def test_cd_builds_only_after_ci_passed_on_main_and_by_hand_only_redeploys():
     ci, cd = load("ci.yml"), load("cd.yml")
-    assert set(cd["on"]) == {"workflow_run"}, "any other trigger would deploy without CI"
+    assert set(cd["on"]) == {"workflow_run", "workflow_dispatch"}, "any other trigger would deploy without CI"
     trigger = cd["on"]["workflow_run"]
     assert trigger["workflows"] == [ci["name"]]
     assert trigger["types"] == ["completed"]
     assert trigger["branches"] == ["main"]
-    for name, job in cd["jobs"].items():
-        gated = "github.event.workflow_run.conclusion == 'success'" in job.get("if", "")
-        assert gated or job.get("needs"), f"CD job {name} runs even when CI failed"
-    checkouts = [step for step in all_steps(cd) if "actions/checkout" in step.get("uses", "")]
-    assert checkouts, "CD checks out no code"
-    for checkout in checkouts:
-        assert checkout.get("with", {}).get("ref") == "${{ github.event.workflow_run.head_sha }}", (
-            "CD must deploy the commit CI tested, not whatever main points to now"
-        )
+    assert set(cd["on"]["workflow_dispatch"]["inputs"]) == {"image_tag"}, "by hand: an image CD already built"
+    build = cd["jobs"]["build"]
+    assert "github.event.workflow_run.conclusion == 'success'" in build["if"]
+    assert "github.event_name == 'workflow_run'" in build["if"], "a dispatch must never build from a branch"
+    deploy = cd["jobs"]["deploy"]
+    assert deploy["needs"] == "build" and "needs.build.result == 'success'" in deploy["if"]
+    assert not [step for step in deploy["steps"] if re.search(r"docker build\s", step.get("run", ""))]
+    [checkout] = [step for step in build["steps"] if "actions/checkout" in step.get("uses", "")]
+    assert checkout["with"]["ref"] == "${{ github.event.workflow_run.head_sha }}", (
+        "CD must build the commit CI tested, not whatever main points to now"
+    )
 
 
-def test_cd_builds_pushes_deploys_then_smoke_tests_the_deployed_url():
+def test_cd_pins_builds_pushes_then_stages_smokes_swaps_checks_and_swaps_back():
     cd = load("cd.yml")
-    build = step_index(cd, "docker build")
-    local_smoke = step_index(cd, "scripts/smoke_test.py http://127.0.0.1")
-    push = step_index(cd, "docker push")
-    deploy = step_index(cd, "--linux-fx-version")
-    remote_smoke = step_index(cd, 'scripts/smoke_test.py "https://')
-    assert build < local_smoke < push < deploy < remote_smoke
-    assert "--expect" in run_commands(cd)[remote_smoke], "the deployed answer must equal the tested image's"
-    closing = [step for step in all_steps(cd) if "access-restriction remove" in step.get("run", "")]
+    build = job_steps(cd, "build")
+    fragments = ("scripts/pin_model.py", "docker build", "smoke_test.py http://127.0.0.1", "docker push")
+    order = [index_of(build, fragment) for fragment in fragments]
+    assert order == sorted(order), dict(zip(fragments, order, strict=True))
+    deploy = job_steps(cd, "deploy")
+    fragments = ("Deploy to the staging slot", "Smoke-test the staging slot", "--action preview", "Check production")
+    order = [index_of(deploy, fragment) for fragment in (*fragments, "Swap back")]
+    assert order == sorted(order), order
+    swap_back = deploy[index_of(deploy, "Swap back")]
+    assert swap_back["if"] == "failure() && steps.check.outcome == 'failure'"
+    assert "slot swap" in swap_back["run"]
+    closing = [step for step in deploy if "access-restriction remove" in step.get("run", "")]
     assert closing and all(step.get("if") == "always()" for step in closing), "the runner's access must be removed"
+
+
+def test_cd_tags_by_code_and_model_never_overwrites_and_deploys_by_digest():
+    cd = load("cd.yml")
+    build = job_steps(cd, "build")
+    docker_build = build[index_of(build, "docker build")]["run"]
+    assert '-t "$REGISTRY/$REPOSITORY:${{ steps.pin.outputs.image_tag }}"' in docker_build
+    labels = set(re.findall(r"--label ([\w.-]+)=", docker_build))
+    assert labels >= {
+        "org.opencontainers.image.revision",
+        "tweet-reaction-prediction.model.name",
+        "tweet-reaction-prediction.model.version",
+        "tweet-reaction-prediction.model.run-id",
+    }
+    push = build[index_of(build, "docker push")]["run"]
+    assert push.index("already exists") < push.index("docker push"), "an existing tag is never overwritten"
+    assert "RepoDigests" in push
+    deploy = job_steps(cd, "deploy")
+    staged = deploy[index_of(deploy, "Deploy to the staging slot")]["run"]
+    assert "--slot staging" in staged and "DOCKER|${{ steps.image.outputs.image }}" in staged
+    smokes = [step["run"] for step in [*build, *deploy] if "smoke_test.py" in step.get("run", "")]
+    assert len(smokes) == 3 and all("--expect-run-id" in command for command in smokes), "each check names the model"
+
+
+def test_cd_gives_the_registry_credentials_to_the_pin_step_only():
+    cd = load("cd.yml")
+    holders = [
+        step.get("name", job_name)
+        for job_name, job in cd["jobs"].items()
+        for step in [job, *job["steps"]]
+        if any("MLFLOW_TRACKING" in key for key in step.get("env", {}))
+    ]
+    assert holders == ["Pin the model to one registry version and download it"]
+    assert not any("MLFLOW" in key for key in cd.get("env", {}))
 
 
 def test_cd_takes_names_and_credentials_from_the_repository_as_docs_deploy_explains():
