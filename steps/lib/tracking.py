@@ -55,17 +55,18 @@ def check_tracking_server(uri: str, timeout: float = TRACKING_PROBE_TIMEOUT) -> 
     if not uri.startswith(("http://", "https://")):
         return
     import requests
+    from mlflow.utils.credentials import get_default_host_creds
 
+    # MLflow's own reading of the credentials: environment variables, ~/.mlflow/credentials, TLS options.
+    creds = get_default_host_creds(uri)
     url = f"{uri.rstrip('/')}/api/2.0/mlflow/experiments/search"
-    user, password = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
-    token = os.environ.get("MLFLOW_TRACKING_TOKEN")
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
         response = requests.get(
             url,
             params={"max_results": 1},
-            auth=(user, password or "") if user else None,
-            headers=headers,
+            auth=(creds.username, creds.password or "") if creds.username else None,
+            headers={"Authorization": f"Bearer {creds.token}"} if creds.token else {},
+            verify=creds.verify,
             timeout=timeout,
         )
     except requests.RequestException as error:
