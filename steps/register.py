@@ -10,12 +10,14 @@ to choose.
 
 from __future__ import annotations
 
+import sys
 from types import SimpleNamespace
 
 import click
 import mlflow
 import pandas as pd
 from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from steps.lib.cli import WHOLE_NUMBER, data_run_option, seed_option
@@ -72,11 +74,21 @@ def resolve_data_run(data_run_id: str) -> str:
     return resolved
 
 
+def first_line(text: str) -> str:
+    """An MLflow error's first line, bounded: the one-line error must stay one line."""
+    return (text.strip().splitlines() or ["?"])[0][:300]
+
+
 def pick_best(client: MlflowClient, data_run_id: str, metric: str, ceiling: float | None) -> pd.Series:
     """Rank, log and print the candidates; the best eligible one, or a one-line error saying why none."""
     experiments = {mlflow.active_run().info.experiment_id, client.get_run(data_run_id).info.experiment_id}
     ranking = rank_candidates(client, sorted(experiments), data_run_id, metric, ceiling)
-    mlflow.log_table(ranking, "ranking.json")
+    try:
+        mlflow.log_table(ranking, "ranking.json")  # the step's first artifact write
+    except MlflowException as error:
+        raise StepError(
+            f"cannot log the ranking to the artifact store: {first_line(error.message)}; nothing was registered"
+        ) from None
     print(f"candidates on data run {data_run_id}, ranked by {metric}:", flush=True)
     print(ranking.to_string(index=False) if len(ranking) else "  (none)", flush=True)
     eligible = ranking[ranking["eligible"]]
@@ -92,18 +104,33 @@ def pick_best(client: MlflowClient, data_run_id: str, metric: str, ceiling: floa
     return best
 
 
-def promote_through_gate(client: MlflowClient, args: SimpleNamespace, version: ModelVersion, data_run_id: str) -> None:
-    """Run the gate against the current champion and move the alias only if it passes."""
+def decide_gate(client: MlflowClient, args: SimpleNamespace, version: ModelVersion, data_run_id: str) -> dict | None:
+    """Score the candidate against the current champion and record the verdict on the version.
+
+    Returns:
+        The gate's result, or None when the version already is the champion (nothing to decide).
+    """
     champion = current_champion(client, args.model_name)
     if champion is not None and str(champion.version) == str(version.version):
-        mlflow.set_tag("outcome", "already_champion")
         print(f"version {version.version} is already @{ALIAS}: nothing to move", flush=True)
-        return
+        return None
     settings = GateSettings(args.metric, args.min_gate_rows, args.bootstrap_samples, args.seed)
     result = compare_with_champion(client, args.model_name, version, champion, data_run_id, settings)
     record_gate(client, args.model_name, version, result)
     report_gate(args, version, champion, result)
-    outcome = ("first_champion" if champion is None else "promoted") if result["passed"] else "kept_champion"
+    result["first_champion"] = champion is None
+    return result
+
+
+def apply_gate(client: MlflowClient, args: SimpleNamespace, version: ModelVersion, result: dict | None) -> str:
+    """Move the aliases as the gate decided: registry writes only, so nothing here needs the artifact store.
+
+    Returns:
+        The outcome tag: already_champion, first_champion, promoted, kept_champion or no_fair_comparison.
+    """
+    if result is None:
+        return "already_champion"
+    outcome = ("first_champion" if result["first_champion"] else "promoted") if result["passed"] else "kept_champion"
     if result.get("rows_basis") == "no_fair_comparison":
         outcome = "no_fair_comparison"
     if result["passed"]:
@@ -116,7 +143,34 @@ def promote_through_gate(client: MlflowClient, args: SimpleNamespace, version: M
             f"{args.model_name}@{CHALLENGER_ALIAS}` evaluates it as the champion is",
             flush=True,
         )
-    mlflow.set_tag("outcome", outcome)
+    return outcome
+
+
+def prepare_version(client: MlflowClient, args: SimpleNamespace, version: ModelVersion, data_run_id: str, family: str):
+    """Everything a version needs before any alias may point at it: tags, the gate's verdict, its model card.
+
+    These steps read and write the artifact store (both models are scored, the card is logged on the run);
+    the aliases move only after all of them succeeded (docs/design.md, "Champion, challenger and rollback").
+    """
+    for key, value in {"model_family": family, "data_run_id": data_run_id}.items():
+        client.set_model_version_tag(args.model_name, version.version, key, value)
+    result = decide_gate(client, args, version, data_run_id)
+    publish_model_card(client, version)
+    print(f"model card: {CARD_ARTIFACT} on run {version.run_id}, and the description of v{version.version}", flush=True)
+    return result
+
+
+def withdraw_version(client: MlflowClient, version: ModelVersion) -> str:
+    """Delete a version this run created and could not finish, so no half-registered version stays behind.
+
+    Returns:
+        What became of it, in words for the error line.
+    """
+    try:
+        client.delete_model_version(version.name, version.version)
+    except MlflowException as error:  # the registry itself is gone: say so, the operator deletes it
+        return f"v{version.version} could not be withdrawn ({first_line(error.message)}): delete it by hand"
+    return f"v{version.version}, registered by this run, was withdrawn"
 
 
 def register(args: SimpleNamespace) -> None:
@@ -130,12 +184,17 @@ def register(args: SimpleNamespace) -> None:
     version, created = model_version_for(client, args.model_name, best["run_id"])
     action = "registered" if created else "reusing"
     print(f"{action} {args.model_name} version {version.version} (run {best['run_id']})", flush=True)
-    for key, value in {"model_family": best["model_family"], "data_run_id": data_run_id}.items():
-        client.set_model_version_tag(args.model_name, version.version, key, value)
+    try:
+        result = prepare_version(client, args, version, data_run_id, best["model_family"])
+    except BaseException as error:
+        fate = withdraw_version(client, version) if created else f"v{version.version} existed before and is kept"
+        if isinstance(error, MlflowException):
+            reason = first_line(error.message)
+            raise StepError(f"registering stopped before any alias moved: {reason}; {fate}") from None
+        print(f"register: {fate}", file=sys.stderr, flush=True)
+        raise
     mlflow.set_tag("registered_version", version.version)
-    promote_through_gate(client, args, version, data_run_id)
-    publish_model_card(client, version)
-    print(f"model card: {CARD_ARTIFACT} on run {version.run_id}, and the description of v{version.version}", flush=True)
+    mlflow.set_tag("outcome", apply_gate(client, args, version, result))
 
     final = current_champion(client, args.model_name)
     mlflow.set_tag("champion_version", final.version)

@@ -7,17 +7,22 @@ app, `mlflow run` steps, `mlflow models serve` of a registry version and CD's mo
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from azure.storage.blob import BlobServiceClient
+from mlflow import MlflowClient
 
 from tests.conftest import REPO, ModelServer, free_port, run_id_of
 
@@ -63,6 +68,22 @@ def server():
     assert stopped.returncode == 0, stopped.stderr
     assert script("status", env).returncode == 3
     shutil.rmtree(home, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def mlflow_env(env: dict[str, str]) -> Iterator[None]:
+    """The server's credentials in this process's environment, where MLflow's client reads them."""
+    names = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
+    saved = {name: os.environ.get(name) for name in names}
+    os.environ.update({name: env[name] for name in names})
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name)
+            else:
+                os.environ[name] = value
 
 
 def pipeline_step(env: dict[str, str], entry_point: str, **params) -> subprocess.CompletedProcess:
@@ -184,6 +205,57 @@ def test_cd_pins_the_champion_to_its_version_and_downloads_exactly_that(server, 
     assert "model_version=1" in outputs.read_text().splitlines()
     again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert again.returncode == 1 and "is not empty" in again.stderr
+
+
+def stop_azurite(server) -> None:
+    """Kill the blob store alone, as an outage would; PostgreSQL and mlflow server stay up."""
+    pid = int((server["home"] / "run" / "azurite.pid").read_text())
+    os.killpg(pid, signal.SIGKILL)
+    for _ in range(40):
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", int(server["env"]["AZURITE_PORT"]))) != 0:
+                return
+        time.sleep(0.25)
+    raise AssertionError("Azurite still listens after SIGKILL")
+
+
+def test_a_blob_store_outage_during_register_leaves_no_version_behind(server, registered):
+    """With the blob store down, register stops at its first artifact write, before any version exists.
+
+    A failure after the version exists withdraws it (tests/code/registry/test_register_gate.py).
+    """
+    env = server["client"]
+    data = run_id_of(pipeline_step(env, "prepare_data", max_rows=900, seed=11))
+    trained = run_id_of(pipeline_step(env, "train_baseline", data_run_id=data, min_df=1))
+    client = MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"])
+    champion_before = psql(server, f"SELECT version FROM registered_model_aliases WHERE name = '{MODEL_NAME}'")
+    stop_azurite(server)
+    try:
+        outage_env = env | {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}
+        result = subprocess.run(
+            [sys.executable, "-m", "steps.register", "--data-run-id", data, "--bootstrap-samples", "50"],
+            env=outage_env,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        line = one_error_line(result, "register")
+        assert "cannot log the ranking to the artifact store" in line and "nothing was registered" in line, line
+        # MLflow's SQL registry keeps a deleted version's row, redacted: no row names the run any more.
+        assert psql(server, f"SELECT version FROM model_versions WHERE run_id = '{trained}'") == []
+        with mlflow_env(env):
+            assert client.search_model_versions(f"name = '{MODEL_NAME}' and run_id = '{trained}'") == []
+        aliases = f"SELECT version FROM registered_model_aliases WHERE name = '{MODEL_NAME}'"
+        assert psql(server, aliases) == champion_before
+    finally:
+        restarted = script("up", server["env"])
+        assert restarted.returncode == 0, restarted.stderr
+    # Once the store is back, the same register completes: nothing of the failed attempt is in its way.
+    pipeline_step(env, "register", data_run_id=data, bootstrap_samples=50)
+    with mlflow_env(env):
+        [version] = client.search_model_versions(f"name = '{MODEL_NAME}' and run_id = '{trained}'")
+    assert version.tags["gate.passed"] in {"true", "false"}
 
 
 def one_error_line(result: subprocess.CompletedProcess, step: str) -> str:

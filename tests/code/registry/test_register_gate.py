@@ -210,3 +210,29 @@ def test_every_decided_version_gets_a_model_card_whose_figures_are_the_runs(firs
     assert "Source: `embedded`" in real_data and "licence: CrowdFlower" in real_data
     assert "Not evaluated yet" in card  # no evaluate run in this module: said, not invented
     assert f"passed: {version.tags['gate.passed']}" in card
+
+
+def test_an_artifact_store_failure_after_registering_withdraws_the_version(
+    first_round, registry_tracking, prepared_run_id, model_name, capsys
+):
+    """The card is the last artifact write before the aliases move: failing there leaves no version behind."""
+    data = copy_data_run(registry_tracking, prepared_run_id, "data-outage")
+    candidate = train_here(registry_tracking, data, STRONG)
+    champion_before = champion(model_name).version
+
+    def store_down(*_args, **_kwargs):
+        raise MlflowException("API request to .../mlflow-artifacts/artifacts failed: too many 500 error responses")
+
+    with pytest.MonkeyPatch.context() as patch, pytest.raises(SystemExit) as stopped:
+        patch.setenv("MLFLOW_EXPERIMENT_ID", registry_tracking.experiment_id)
+        patch.setattr(register_step, "publish_model_card", store_down)
+        register_step.main(as_argv({"data_run_id": data, "model_name": model_name, **GATE}), standalone_mode=False)
+    assert stopped.value.code == 2
+    [line] = [line for line in capsys.readouterr().err.splitlines() if line.startswith("register: error:")]
+    assert "registering stopped before any alias moved: API request" in line and "was withdrawn" in line
+    assert mlflow.last_active_run().info.status == "FAILED"
+    assert MlflowClient().search_model_versions(f"name = '{model_name}' and run_id = '{candidate}'") == []
+    assert champion(model_name).version == champion_before
+    # The store back, the same register completes and decides: nothing of the failed attempt is in its way.
+    register_here(registry_tracking, data, model_name)
+    assert version_of(model_name, candidate).tags["gate.passed"] in {"true", "false"}
