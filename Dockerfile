@@ -45,7 +45,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     MODEL_URI=""
 
 # The baked model's own requirements.txt (what it was logged with), else every model family's
-# serving packages; versions pinned by requirements.lock either way. Copied before the model itself,
+# serving packages; versions pinned by requirements.lock either way. azure-monitor-opentelemetry is
+# installed whatever the model lists: a model logged without it would otherwise serve with telemetry
+# silently off (docs/monitoring.md). Copied before the model itself,
 # so a new model with the same requirements reuses this layer.
 COPY requirements.lock docker/serving-requirements.txt ${MODEL_DIR}/requirements.tx[t] /tmp/build/
 COPY ${CA_BUNDLE} /tmp/build/extra-ca.pem
@@ -63,7 +65,8 @@ RUN set -eu; \
             pip install --index-url "$TORCH_INDEX_URL" "torch==$TORCH_VERSION"; \
         fi; \
     fi; \
-    pip install -c /tmp/build/requirements.lock -r "$requirements" "dumb-init==$DUMB_INIT_VERSION"; \
+    pip install -c /tmp/build/requirements.lock -r "$requirements" "dumb-init==$DUMB_INIT_VERSION" \
+        azure-monitor-opentelemetry; \
     rm -rf /tmp/build /root/.cache
 
 RUN useradd --uid "$UID" --create-home --home-dir /home/app --shell /usr/sbin/nologin app

@@ -8,6 +8,9 @@
 #   3. the model staged into build/model (`mlflow artifacts download`, or copied from a local directory)
 #   4. `docker build` with the host's CA bundle as build argument, `docker run`, the smoke test of
 #      /invocations (scripts/smoke_test.py), the image size, `docker stop`
+#   5. telemetry: the container's connection string points at the repository's local capture server
+#      (tests/code/telemetry/appinsights_capture.py, on the Docker bridge's host address), and the
+#      script fails unless request items for POST /invocations and metric items arrive there
 #
 #   bash scripts/build_image.sh [MODEL_URI_OR_DIR]          (default models:/tweet-sentiment@champion)
 #
@@ -26,6 +29,8 @@ ca_bundle="${CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}"
 mirror="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 port="${PORT:-8080}"
 container="tweet-sentiment-smoke-$$"
+capture_pid=""
+capture_record="$(mktemp /tmp/appinsights-capture.XXXXXX.jsonl)"
 export MLFLOW_TRACKING_URI="${MLFLOW_TRACKING_URI:-sqlite:///mlflow.db}"
 python="$(command -v python3)"
 [ -x .venv/bin/python ] && python=.venv/bin/python
@@ -36,6 +41,7 @@ started_dockerd=""
 step() { printf '\n==> %s\n' "$*"; }
 
 cleanup() {
+  [ -n "$capture_pid" ] && kill "$capture_pid" 2>/dev/null || true
   if docker inspect "$container" >/dev/null 2>&1 && [ -z "${KEEP_RUNNING:-}" ]; then
     docker rm -f "$container" >/dev/null 2>&1 || true
   fi
@@ -96,6 +102,11 @@ stage_model() {
   else
     step "downloading $model from $MLFLOW_TRACKING_URI"
     "$python" -m mlflow artifacts download -u "$model" -d build/model >/dev/null
+    # A runs:/<id>/<path> URI lands one folder down (build/model/<path>/MLmodel): lift it up.
+    local nested; nested="$(find build/model -mindepth 2 -maxdepth 2 -name MLmodel -printf '%h\n' | head -1)"
+    if [ ! -f build/model/MLmodel ] && [ -n "$nested" ]; then
+      mv "$nested" build/model-staged && rm -rf build/model && mv build/model-staged build/model
+    fi
   fi
   [ -f build/model/MLmodel ] || { echo "no MLmodel in build/model: is $model an MLflow model?" >&2; exit 1; }
   echo "model requirements: $(tr '\n' ' ' < build/model/requirements.txt)"
@@ -123,9 +134,50 @@ build() {
   echo "built in $((SECONDS - started)) s"
 }
 
+start_capture() {
+  # The container reaches the host at the bridge's gateway address; nothing listens beyond that network.
+  local gateway capture_port
+  gateway="$(docker network inspect bridge -f '{{(index .IPAM.Config 0).Gateway}}')"
+  capture_port="$("$python" -c 'import socket; s = socket.socket(); s.bind(("", 0)); print(s.getsockname()[1])')"
+  step "local Application Insights capture on $gateway:$capture_port"
+  "$python" -m tests.code.telemetry.appinsights_capture --host "$gateway" --port "$capture_port" \
+    --record "$capture_record" &
+  capture_pid=$!
+  # A connection string is no secret here (a dummy key, a local endpoint), but it goes in by environment
+  # as it would in App Service, never as a command-line value.
+  export APPLICATIONINSIGHTS_CONNECTION_STRING="InstrumentationKey=00000000-0000-0000-0000-000000000000;IngestionEndpoint=http://$gateway:$capture_port/;LiveEndpoint=http://$gateway:$capture_port/"
+}
+
+check_telemetry() {
+  step "telemetry from the container"
+  "$python" - "$capture_record" <<'PY'
+import json, sys, time
+from collections import Counter
+
+deadline = time.monotonic() + 60
+while True:
+    with open(sys.argv[1]) as record:
+        envelopes = [json.loads(line) for line in record if line.strip()]
+    types = Counter(e.get("data", {}).get("baseType") for e in envelopes)
+    requests = [e for e in envelopes if e.get("data", {}).get("baseType") == "RequestData"
+                and e["data"]["baseData"].get("name") == "POST /invocations"]
+    if (requests and types["MetricData"]) or time.monotonic() > deadline:
+        break
+    time.sleep(1)
+print("items received: " + ", ".join(f"{name} {count}" for name, count in sorted(types.items(), key=str)))
+if not requests or not types["MetricData"]:
+    sys.exit("no request items for POST /invocations or no metric items within 60 s: telemetry is off in the image")
+roles = {e.get("tags", {}).get("ai.cloud.role") for e in requests}
+print(f"POST /invocations request items: {len(requests)}, cloud role: {', '.join(map(str, roles))}")
+PY
+}
+
 smoke() {
+  start_capture
   step "docker run $image on 127.0.0.1:$port"
-  docker run -d --name "$container" -p "127.0.0.1:$port:8080" "$image" >/dev/null
+  docker run -d --name "$container" -p "127.0.0.1:$port:8080" -e APPLICATIONINSIGHTS_CONNECTION_STRING \
+    -e APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL=true -e APPLICATIONINSIGHTS_CONTROLPLANE_DISABLED=true \
+    -e OTEL_METRIC_EXPORT_INTERVAL=2000 -e OTEL_BSP_SCHEDULE_DELAY=200 "$image" >/dev/null
   for _ in $(seq 180); do
     curl -fs "http://127.0.0.1:$port/ping" >/dev/null 2>&1 && break
     if [ "$(docker inspect -f '{{.State.Running}}' "$container")" != true ]; then
@@ -147,6 +199,7 @@ smoke() {
   done
   echo "$health"
   [ "$health" = healthy ] || { echo "HEALTHCHECK says $health" >&2; exit 1; }
+  check_telemetry
 }
 
 report() {

@@ -2,7 +2,10 @@
 
 The Azure Monitor exporter POSTs JSON arrays of envelopes (gzip-compressed or not) to `/v2.1/track`;
 this server records them and answers the way the service does, so the exporter counts them as delivered.
-Also used by `bench/telemetry_overhead.py` (endpoint up), beside a port that refuses and one that hangs.
+Also used by `bench/telemetry_overhead.py` (endpoint up), beside a port that refuses and one that hangs,
+and run as a process by `scripts/build_image.sh`, whose container posts to it:
+
+    python -m tests.code.telemetry.appinsights_capture --host 172.17.0.1 --port 8765 --record envelopes.jsonl
 """
 
 from __future__ import annotations
@@ -14,6 +17,9 @@ import threading
 import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import click
 
 INSTRUMENTATION_KEY = "00000000-0000-0000-0000-000000000000"
 # The request name the FastAPI instrumentation gives MLflow's scoring endpoint (checked by the server test).
@@ -76,9 +82,10 @@ class CaptureServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, record: Path | None = None) -> None:
+        super().__init__((host, port), _Handler)
         self.port = self.server_address[1]
+        self.record = record
         self.envelopes: list[dict] = []
         self._envelopes_lock = threading.Lock()
         self._thread = threading.Thread(target=self.serve_forever, daemon=True)
@@ -94,6 +101,9 @@ class CaptureServer(ThreadingHTTPServer):
     def add(self, envelopes: list[dict]) -> None:
         with self._envelopes_lock:
             self.envelopes.extend(envelopes)
+            if self.record is not None:
+                with self.record.open("a") as out:
+                    out.writelines(json.dumps(envelope) + "\n" for envelope in envelopes)
 
     def of_type(self, base_type: str) -> list[dict]:
         """Envelopes whose `data.baseType` is e.g. `RequestData`, `MetricData`, `EventData`, `MessageData`."""
@@ -151,3 +161,22 @@ def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+@click.command(help="Serve the capture endpoint until stopped, appending each envelope to --record (JSON lines).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="address to listen on")
+@click.option("--port", type=int, default=0, show_default=True, help="port (0: any free one, printed)")
+@click.option("--record", type=click.Path(dir_okay=False, path_type=Path), required=True, help="JSON lines file")
+def main(host: str, port: int, record: Path) -> None:
+    server = CaptureServer(host, port, record)
+    print(f"capturing Application Insights envelopes on {host}:{server.port} into {record}", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+if __name__ == "__main__":
+    main()
