@@ -102,6 +102,21 @@ def test_cd_pins_builds_pushes_then_stages_smokes_swaps_checks_and_swaps_back():
     assert closing and all(step.get("if") == "always()" for step in closing), "the runner's access must be removed"
 
 
+def test_cd_opens_the_tracking_server_to_the_runner_for_the_pin_step_only():
+    """The tracking server admits an allow list; the hosted runner is let in around the pin and out again."""
+    build = job_steps(load("cd.yml"), "build")
+    opened, pinned = (
+        index_of(build, "Let this runner reach the tracking server"),
+        index_of(build, "scripts/pin_model.py"),
+    )
+    closed, built = index_of(build, "Close the tracking server"), index_of(build, "docker build")
+    assert index_of(build, "Azure login") < opened < pinned < closed < built
+    assert "access-restriction add" in build[opened]["run"] and "access-restriction remove" in build[closed]["run"]
+    rule = re.search(r"--rule-name \"([^\"]+)\"", build[opened]["run"]).group(1)
+    assert f'--rule-name "{rule}"' in build[closed]["run"], "the rule that was added is the one removed"
+    assert build[closed]["if"].startswith("always()"), "the runner's access must be removed whatever happened"
+
+
 def test_cd_tags_by_code_and_model_never_overwrites_and_deploys_by_digest():
     cd = load("cd.yml")
     build = job_steps(cd, "build")
