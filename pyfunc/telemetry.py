@@ -6,7 +6,8 @@ background threads (a dead or hanging ingestion endpoint only delays those threa
 swallows its own errors, so telemetry can neither fail nor slow a prediction.
 
 Environment (besides the distro's own `OTEL_*` / `APPLICATIONINSIGHTS_*` variables):
-- `TELEMETRY_SEND_TEXT=false` keeps the tweet text out of `wrong_prediction` events (privacy switch).
+- `TELEMETRY_SEND_TEXT=true` puts the tweet text into `wrong_prediction` events (privacy switch, off by default:
+  unset, the events carry labels, probability and model version only).
 - `OTEL_TRACES_SAMPLER` / `OTEL_TRACES_SAMPLER_ARG` lower the trace sampling; unset, every request is kept
   (the distro's default would rate-limit to 5 traces per second and drop errors with the rest).
 - `OTEL_SDK_DISABLED=true` turns telemetry off even with a connection string (e.g. while training).
@@ -281,12 +282,14 @@ def _annotate_request(dimensions: dict[str, str], batch_size: int | None) -> Non
 
 
 def send_text() -> bool:
-    """Whether `wrong_prediction` events carry the tweet text (privacy switch `TELEMETRY_SEND_TEXT`).
+    """Whether `wrong_prediction` events carry the tweet text (privacy switch `TELEMETRY_SEND_TEXT`, opt-in).
+
+    Tweets can hold personal data: they leave the dashboard's own store only when someone asks for it.
 
     Returns:
-        False when the variable is `0`, `false`, `no` or `off` (any case); True otherwise, unset included.
+        True when the variable is `1`, `true`, `yes` or `on` (any case); False otherwise, unset included.
     """
-    return os.environ.get(SEND_TEXT_ENV, "true").strip().lower() not in {"0", "false", "no", "off"}
+    return os.environ.get(SEND_TEXT_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
 
 
 def emit_wrong_prediction(
@@ -294,12 +297,12 @@ def emit_wrong_prediction(
 ) -> None:
     """Send a `wrong_prediction` custom event (customEvents in Application Insights) for a flagged prediction.
 
-    Properties: predicted_label, true_label, proba_negative, model_name, model_version and, unless
-    `TELEMETRY_SEND_TEXT=false`, text; proba_negative is also a customMeasurement. Configures telemetry
+    Properties: predicted_label, true_label, proba_negative, model_name, model_version and, only when
+    `TELEMETRY_SEND_TEXT=true`, text; proba_negative is also a customMeasurement. Configures telemetry
     for the dashboard on first use if nobody did; a no-op when telemetry is off. Exported in the background.
 
     Args:
-        text: the tweet (None leaves it out whatever the switch says).
+        text: the tweet, sent only when the switch is on (None leaves it out whatever the switch says).
         predicted_label: the label the model served.
         proba_negative: the probability it served.
         true_label: the label the user gave.

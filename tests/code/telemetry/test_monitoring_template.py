@@ -8,13 +8,17 @@ import os
 import re
 import subprocess
 import sys
+import uuid
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
-import jsonschema
 import pytest
 
+from dashboard.alerts import KQL_MEASURE, KQL_TEMPLATE, AlertRule, kql_query
 from pyfunc.telemetry import DASHBOARD_SERVICE, MODEL_SERVICE
+from tests.code.arm_templates import check_arm_template
 from tests.code.telemetry.appinsights_capture import INVOCATIONS_REQUEST, CaptureServer, base_data, telemetry_env
 
 REPO = Path(__file__).resolve().parents[3]
@@ -24,8 +28,10 @@ DEPLOY_SCRIPT = REPO / "deploy" / "monitoring" / "deploy_alert.sh"
 DOCS = REPO / "docs" / "monitoring.md"
 # Envelope type behind each Application Insights table the queries read.
 TABLES = {"requests": "RequestData", "customMetrics": "MetricData", "customEvents": "EventData"}
-# Window sizes Azure Monitor log alerts accept, in minutes.
+# Window sizes Azure Monitor log alerts accept, in minutes, and evaluation frequencies.
 AZURE_WINDOWS = {1, 5, 10, 15, 30, 45, 60, 120, 180, 240, 300, 360, 1440}
+AZURE_FREQUENCIES = {1, 5, 10, 15, 30, 45, 60}
+LOG_ANALYTICS_READER = "73c42c96-874c-492b-b04d-ab87d138a893"  # Azure built-in role "Log Analytics Reader"
 
 # What the served model does per request, without a server: a SERVER span (a `requests` item) in which
 # predict records its metrics; then a failed call. The real server is covered by test_telemetry_server.
@@ -67,7 +73,9 @@ class Emitted:
 @pytest.fixture(scope="module")
 def emitted(tmp_path_factory) -> Emitted:
     with CaptureServer() as capture:
+        # The text is opt-in: switched on here, so the docs' query that shows it is checked too.
         env = {**os.environ, **telemetry_env(capture.port), "TMPDIR": str(tmp_path_factory.mktemp("telemetry"))}
+        env["TELEMETRY_SEND_TEXT"] = "true"
         for code in (MODEL_PROCESS, DASHBOARD_PROCESS):
             result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True)
             assert result.returncode == 0, result.stderr[-3000:]
@@ -93,8 +101,89 @@ def template() -> dict:
     return json.loads(TEMPLATE.read_text())
 
 
-def template_query() -> str:
-    return template()["variables"]["query"]
+class Arm:
+    """Evaluates the subset of ARM template expressions these templates use, so tests can check what the
+    template computes (the query it builds, the lookback it picks) rather than how it is spelled.
+
+    `Arm(document, windowMinutes=10)("[format('PT{0}M', parameters('windowMinutes'))]")` -> "PT10M".
+    """
+
+    TOKEN = re.compile(r"\s*(?:('(?:[^']|'')*')|(-?\d+)|([A-Za-z_]\w*)|([(),.\[\]]))")
+
+    def __init__(self, document: dict, **parameters: Any) -> None:
+        self.parameters = {k: v.get("defaultValue") for k, v in document["parameters"].items()} | parameters
+        self.functions = {
+            "parameters": lambda name: self(self.parameters[name]),
+            "variables": lambda name: self(document["variables"][name]),
+            "format": lambda text, *args: text.format(*args),  # .NET's {0} placeholders read as Python's
+            "add": lambda a, b: a + b,
+            "max": lambda *values: max(values),
+            "lessOrEquals": lambda a, b: a <= b,
+            "greater": lambda a, b: a > b,
+            "if": lambda condition, yes, no: yes if condition else no,
+            "null": lambda: None,
+            "resourceGroup": lambda: {"id": "/subscriptions/s/resourceGroups/rg", "location": "westeurope"},
+            "resourceId": lambda kind, *names: "/".join(["/subscriptions/s/resourceGroups/rg/providers", kind, *names]),
+            "subscriptionResourceId": lambda kind, *names: "/".join(["/subscriptions/s/providers", kind, *names]),
+            "guid": lambda *parts: str(uuid.uuid5(uuid.NAMESPACE_URL, "|".join(parts))),
+            "reference": lambda resource, *_: {"identity": {"principalId": "principal-of-" + resource.split("/")[-1]}},
+        }
+
+    def __call__(self, value: Any) -> Any:
+        if not (isinstance(value, str) and value.startswith("[") and value.endswith("]")):
+            return value
+        outer = getattr(self, "tokens", None), getattr(self, "at", 0)  # variables() evaluates within an expression
+        self.tokens = [match.groups() for match in self.TOKEN.finditer(value[1:-1])]
+        self.at = 0
+        result = self.expression()
+        assert self.at == len(self.tokens), f"trailing tokens in {value}"
+        self.tokens, self.at = outer
+        return result
+
+    def take(self, punctuation: str | None = None) -> tuple:
+        token = self.tokens[self.at]
+        assert punctuation is None or token[3] == punctuation, f"expected {punctuation!r}, got {token}"
+        self.at += 1
+        return token
+
+    def peek(self) -> str | None:
+        return self.tokens[self.at][3] if self.at < len(self.tokens) else None
+
+    def expression(self) -> Any:
+        string, number, name, _ = self.take()
+        if string is not None:
+            value = string[1:-1].replace("''", "'")
+        elif number is not None:
+            value = int(number)
+        else:
+            self.take("(")
+            args = []
+            while self.peek() != ")":
+                args.append(self.expression())
+                if self.peek() == ",":
+                    self.take(",")
+            self.take(")")
+            value = self.functions[name](*args)
+        while self.peek() in (".", "["):
+            if self.take()[3] == ".":
+                value = value[self.take()[2]]
+            else:
+                value = value[self.expression()]
+                self.take("]")
+        return value
+
+
+def wrong_prediction_rule(document: dict | None = None) -> dict:
+    document = document or template()
+    [rule] = [r for r in document["resources"] if r["type"] == "Microsoft.Insights/scheduledQueryRules"]
+    return rule
+
+
+def template_query(**parameters: Any) -> str:
+    """The wrong-prediction rule's query as Azure receives it (default parameters unless given)."""
+    document = template()
+    [criterion] = wrong_prediction_rule(document)["properties"]["criteria"]["allOf"]
+    return Arm(document, **parameters)(criterion["query"])
 
 
 def service_rules() -> dict[str, dict]:
@@ -145,54 +234,32 @@ def test_roles_are_the_documented_ones(emitted):
     assert emitted.roles["customEvents"] == {DASHBOARD_SERVICE}
 
 
-def test_alert_query_counts_wrong_prediction_events():
+def test_alert_query_is_the_python_rule():
+    """One source of truth: the template holds dashboard.alerts.KQL_TEMPLATE and fills it with format()."""
+    assert template()["variables"]["queryTemplate"] == KQL_TEMPLATE
+    assert template_query() == AlertRule().kql() == kql_query(timedelta(minutes=5), DASHBOARD_SERVICE)
+    staging = "tweet-sentiment-dashboard-staging"
+    assert template_query(cloudRoleName=staging, windowMinutes=10) == kql_query(timedelta(minutes=10), staging)
     query = template_query()
-    assert query.startswith('customEvents\n| where name == "wrong_prediction"')
-    assert "summarize" not in query  # the rule counts rows (timeAggregation Count)
+    assert query.startswith(
+        'customEvents\n| where name == "wrong_prediction" and cloud_RoleName == "tweet-sentiment-dashboard"\n'
+    )
+    assert "tolong(itemCount)" in query and "row_cumsum(items)" in query  # a sampled row counts its itemCount
+    assert query.endswith(f"| project {KQL_MEASURE}")
 
 
-# The parts of the ARM deployment-template schema this template relies on (the full schema is online only).
-ARM_SCHEMA = {
-    "type": "object",
-    "required": ["$schema", "contentVersion", "parameters", "resources"],
-    "properties": {
-        "$schema": {"const": "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#"},
-        "contentVersion": {"pattern": r"^\d+(\.\d+){3}$"},
-        "parameters": {
-            "type": "object",
-            "additionalProperties": {
-                "type": "object",
-                "required": ["type"],
-                "properties": {"type": {"enum": ["string", "securestring", "int", "bool", "object", "array"]}},
-            },
-        },
-        "resources": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "required": ["type", "apiVersion", "name", "location", "properties"],
-                "properties": {"apiVersion": {"pattern": r"^\d{4}-\d{2}-\d{2}(-preview)?$"}},
-            },
-        },
-    },
-}
+def test_docs_show_the_alert_query_azure_runs():
+    assert AlertRule().kql() + "\n" in doc_queries()
 
 
 @pytest.mark.parametrize("path", [TEMPLATE, SERVICE_TEMPLATE], ids=lambda path: path.name)
 def test_template_is_a_valid_arm_template(path):
-    document = json.loads(path.read_text())
-    jsonschema.validate(document, ARM_SCHEMA)
-    text = path.read_text()
-    declared = set(document["parameters"])
-    used = set(re.findall(r"parameters\('(\w+)'\)", text))
-    assert used == declared, f"undeclared: {used - declared}, unused: {declared - used}"
-    assert set(re.findall(r"variables\('(\w+)'\)", text)) <= set(document["variables"])
-    for expression in re.findall(r'"(\[[^"]*\])"', text):  # ARM expressions: balanced parentheses
-        assert expression.count("(") == expression.count(")"), expression
-    for name, spec in document["parameters"].items():
-        default = spec.get("defaultValue")
-        if default is not None and "allowedValues" in spec:
-            assert default in spec["allowedValues"], name
+    # The wrong-prediction template also holds a role assignment: an extension resource, with a scope
+    # instead of a location (test_the_rule_runs_as_its_own_identity... checks it); the others need one.
+    document = check_arm_template(path, ("type", "apiVersion", "name", "properties"))
+    for resource in document["resources"]:
+        extension = resource["type"] == "Microsoft.Authorization/roleAssignments"
+        assert ("scope" if extension else "location") in resource, resource["type"]
     if "actionGroupShortName" in document["parameters"]:
         assert len(document["parameters"]["actionGroupShortName"]["defaultValue"]) <= 12
 
@@ -231,26 +298,93 @@ def test_score_drift_rule_compares_the_last_hour_with_the_rest_of_the_day():
     assert "customDimensions.proba_bin" in query
 
 
-def test_template_encodes_the_rule_three_in_five_minutes_with_email():
+def test_template_encodes_the_rule_three_in_any_five_minutes_with_email():
     document = template()
     parameters = document["parameters"]
     assert parameters["threshold"]["defaultValue"] == 3 and parameters["windowMinutes"]["defaultValue"] == 5
-    assert set(parameters["windowMinutes"]["allowedValues"]) <= AZURE_WINDOWS
+    assert parameters["cloudRoleName"]["defaultValue"] == DASHBOARD_SERVICE  # the role that emits the events
+    assert set(parameters["evaluationFrequencyMinutes"]["allowedValues"]) <= AZURE_FREQUENCIES
     resources = {r["type"]: r for r in document["resources"]}
     group = resources["Microsoft.Insights/actionGroups"]
     assert group["properties"]["emailReceivers"][0]["emailAddress"] == "[parameters('alertEmail')]"
     rule = resources["Microsoft.Insights/scheduledQueryRules"]
-    assert rule["kind"] == "LogAlert"
+    assert rule["kind"] == "LogAlert" and rule["apiVersion"] == "2023-12-01"
     properties = rule["properties"]
-    assert properties["windowSize"] == "[format('PT{0}M', parameters('windowMinutes'))]"
     assert properties["scopes"] == ["[parameters('appInsightsResourceId')]"]
     [criterion] = properties["criteria"]["allOf"]
     assert criterion["query"] == "[variables('query')]"
-    assert (criterion["timeAggregation"], criterion["operator"]) == ("Count", "GreaterThanOrEqual")
-    assert criterion["threshold"] == "[parameters('threshold')]"
+    # The query returns the busiest window's count; the rule takes its maximum and compares it.
+    assert (criterion["timeAggregation"], criterion["metricMeasureColumn"]) == ("Maximum", KQL_MEASURE)
+    assert (criterion["operator"], criterion["threshold"]) == ("GreaterThanOrEqual", "[parameters('threshold')]")
+    assert criterion["failingPeriods"] == {"numberOfEvaluationPeriods": 1, "minFailingPeriodsToAlert": 1}
+    assert "dimensions" not in criterion and "overrideQueryTimeRange" not in properties  # the range is windowSize
     assert properties["autoMitigate"] is False and "cooldownMinutes" in properties["muteActionsDuration"]
     group_id = "[resourceId('Microsoft.Insights/actionGroups', parameters('actionGroupName'))]"
     assert properties["actions"]["actionGroups"] == [group_id] and group_id in rule["dependsOn"]
+    arm = Arm(document)
+    assert (arm(properties["windowSize"]), arm(properties["evaluationFrequency"])) == ("PT15M", "PT1M")
+    assert arm(properties["muteActionsDuration"]) == "PT15M"
+
+
+def test_the_rule_runs_as_its_own_identity_with_read_access_to_the_component():
+    document = template()
+    resources = {r["type"]: r for r in document["resources"]}
+    rule = resources["Microsoft.Insights/scheduledQueryRules"]
+    assert rule["identity"] == {"type": "SystemAssigned"}
+    assignment = resources["Microsoft.Authorization/roleAssignments"]
+    assert assignment["scope"] == "[parameters('appInsightsResourceId')]" and "location" not in assignment
+    rule_id = "[resourceId('Microsoft.Insights/scheduledQueryRules', parameters('ruleName'))]"
+    assert assignment["dependsOn"] == [rule_id]  # it needs the identity that creating the rule makes
+    component = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Insights/components/appi"
+    arm = Arm(document, appInsightsResourceId=component)
+    properties = {key: arm(value) for key, value in assignment["properties"].items()}
+    roles = "/subscriptions/s/providers/Microsoft.Authorization/roleDefinitions"
+    assert properties["roleDefinitionId"] == f"{roles}/{LOG_ANALYTICS_READER}"
+    assert properties["principalId"] == "principal-of-tweet-sentiment-wrong-predictions"
+    assert properties["principalType"] == "ServicePrincipal"
+    name = arm(assignment["name"])
+    assert str(uuid.UUID(name)) == name == arm(assignment["name"])  # deterministic: a redeployment updates it
+    assert name != Arm(document, appInsightsResourceId=component, ruleName="staging")(assignment["name"])
+    assert "alertRulePrincipalId" in document["outputs"]
+
+
+GRID = [
+    (window, frequency, latency)
+    for window in (1, 2, 5, 7, 10, 30, 59, 120, 360)
+    for frequency in sorted(AZURE_FREQUENCIES)
+    for latency in (0, 1, 9, 10, 30, 60)
+]
+
+
+@pytest.mark.parametrize(("window", "frequency", "latency"), GRID)
+def test_the_lookback_covers_window_frequency_and_latency(window, frequency, latency):
+    """No burst can be missed: a burst within [a, a + window] is queryable by b + latency (b its last event),
+    the first run after that comes within `frequency`, and that run's range [e - lookback, e] reaches a."""
+    document = template()
+    settings = dict(windowMinutes=window, evaluationFrequencyMinutes=frequency, ingestionLatencyMinutes=latency)
+    arm = Arm(document, **settings)
+    lookback = arm("[variables('lookbackMinutes')]")
+    needed = window + frequency + latency
+    assert lookback in AZURE_WINDOWS and lookback >= needed
+    assert lookback == min(size for size in AZURE_WINDOWS if size >= needed)  # and no longer than it must be
+    properties = wrong_prediction_rule(document)["properties"]
+    assert arm(properties["windowSize"]) == f"PT{lookback}M"
+    assert arm(properties["evaluationFrequency"]) == f"PT{frequency}M"
+    assert f"timestamp + {window}m" in arm(properties["criteria"]["allOf"][0]["query"])
+    for cooldown in (0, 5, 15, 90):  # a burst mutes notifications for at least the lookback: one e-mail
+        mute = Arm(document, **settings, cooldownMinutes=cooldown)(properties["muteActionsDuration"])
+        assert mute == (None if cooldown == 0 else f"PT{max(cooldown, lookback)}M")
+
+
+def test_window_and_latency_parameters_stay_within_what_the_lookback_can_cover():
+    parameters = template()["parameters"]
+    most = (
+        parameters["windowMinutes"]["maxValue"]
+        + max(parameters["evaluationFrequencyMinutes"]["allowedValues"])
+        + parameters["ingestionLatencyMinutes"]["maxValue"]
+    )
+    assert most <= max(AZURE_WINDOWS)
+    assert parameters["ingestionLatencyMinutes"]["defaultValue"] == 9  # 5 + 1 + 9: a 15-minute lookback
 
 
 @pytest.fixture
@@ -274,7 +408,9 @@ def test_deploy_script_passes_the_rule_parameters(fake_az):
     env, calls = fake_az
     env |= {"RESOURCE_GROUP": "rg", "APP_INSIGHTS_NAME": "appi", "ALERT_EMAIL": "ops@example.com"}
     subprocess.run(["bash", str(DEPLOY_SCRIPT)], env={**env, "ALERT_WINDOW_MINUTES": "10"}, check=True)
-    subprocess.run(["bash", str(DEPLOY_SCRIPT), "--what-if"], env=env, check=True)
+    staging = {"ALERT_CLOUD_ROLE": "tweet-sentiment-dashboard-staging"}
+    staging["ALERT_RULE_NAME"] = "tweet-sentiment-wrong-predictions-staging"
+    subprocess.run(["bash", str(DEPLOY_SCRIPT), "--what-if"], env={**env, **staging}, check=True)
     show, create, service, _, what_if, service_what_if = calls.read_text().splitlines()
     assert show == "resource show --resource-group rg --name appi --resource-type Microsoft.Insights/components " + (
         "--query id --output tsv"
@@ -287,9 +423,14 @@ def test_deploy_script_passes_the_rule_parameters(fake_az):
         "threshold=3",
         "windowMinutes=10",
         "cooldownMinutes=15",
+        "ingestionLatencyMinutes=9",
+        "cloudRoleName=tweet-sentiment-dashboard",
+        "ruleName=tweet-sentiment-wrong-predictions",
     ):
         assert argument in create.split()
     assert what_if.startswith("deployment group what-if") and "windowMinutes=5" in what_if.split()
+    assert "cloudRoleName=tweet-sentiment-dashboard-staging" in what_if.split()
+    assert "ruleName=tweet-sentiment-wrong-predictions-staging" in what_if.split()
     assert f"--template-file {SERVICE_TEMPLATE}" in service and "p95LimitMs=500" in service.split()
     assert "errorRatePct=1" in service.split() and "windowMinutes=10" in service.split()
     assert service_what_if.startswith("deployment group what-if") and str(SERVICE_TEMPLATE) in service_what_if

@@ -23,7 +23,8 @@ emit_wrong_prediction(text="@united two hours on the tarmac, thanks a lot", pred
 
 
 def run_python(code: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    base = {k: v for k, v in os.environ.items() if k != "APPLICATIONINSIGHTS_CONNECTION_STRING"}
+    unset = {"APPLICATIONINSIGHTS_CONNECTION_STRING", "TELEMETRY_SEND_TEXT"}  # each test says what it sets
+    base = {k: v for k, v in os.environ.items() if k not in unset}
     result = subprocess.run(
         [sys.executable, "-c", code], cwd=REPO, env={**base, **env}, capture_output=True, text=True, timeout=120
     )
@@ -36,7 +37,7 @@ def wrong_predictions(capture) -> list[dict]:
 
 
 def test_wrong_prediction_event_carries_the_feedback(capture):
-    run_python(EMIT, capture.env)
+    run_python(EMIT, {**capture.env, "TELEMETRY_SEND_TEXT": "true"})
     [event] = capture.wait_for(lambda: wrong_predictions(capture))
     properties = event["properties"]
     assert properties["predicted_label"] == "not_negative"
@@ -51,11 +52,15 @@ def test_wrong_prediction_event_carries_the_feedback(capture):
     assert envelope["tags"]["ai.cloud.role"] == "tweet-sentiment-dashboard"
 
 
-def test_privacy_switch_keeps_the_text_out(capture):
-    run_python(EMIT, {**capture.env, "TELEMETRY_SEND_TEXT": "false"})
+@pytest.mark.parametrize("switch", [None, "false"], ids=["unset", "false"])
+def test_the_text_stays_out_unless_opted_in(capture, switch):
+    env = capture.env if switch is None else {**capture.env, "TELEMETRY_SEND_TEXT": switch}
+    run_python(EMIT, env)
     [event] = capture.wait_for(lambda: wrong_predictions(capture))
     assert "text" not in event["properties"]
+    assert "tarmac" not in str(event)
     assert event["properties"]["true_label"] == "negative"
+    assert event["properties"]["model_version"] == "baseline:0123abcd"
 
 
 def test_without_connection_string_telemetry_is_off_and_says_so_once():

@@ -31,7 +31,20 @@ def test_histogram_sample_keeps_small_batches_and_the_extremes_of_big_ones():
     assert np.median(sample) == pytest.approx(np.median(big), abs=0.01)
 
 
-SWITCH = [(None, True), ("true", True), ("false", False), ("0", False), ("OFF", False)]
+# Opt-in: the text is sent only when asked for; unset, empty, "false" or anything unknown keeps it out.
+SWITCH = [
+    (None, False),
+    ("", False),
+    ("false", False),
+    ("0", False),
+    ("OFF", False),
+    ("maybe", False),
+    ("true", True),
+    (" TRUE ", True),
+    ("1", True),
+    ("yes", True),
+    ("on", True),
+]
 
 
 @pytest.mark.parametrize(("value", "sends"), SWITCH)
