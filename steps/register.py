@@ -146,7 +146,9 @@ def apply_gate(client: MlflowClient, args: SimpleNamespace, version: ModelVersio
     return outcome
 
 
-def prepare_version(client: MlflowClient, args: SimpleNamespace, version: ModelVersion, data_run_id: str, family: str):
+def prepare_version(
+    client: MlflowClient, args: SimpleNamespace, version: ModelVersion, data_run_id: str, family: str
+) -> dict | None:
     """Everything a version needs before any alias may point at it: tags, the gate's verdict, its model card.
 
     These steps read and write the artifact store (both models are scored, the card is logged on the run);
