@@ -46,3 +46,12 @@ def test_the_baked_model_carries_its_code_and_pins_the_telemetry_distro(generate
     assert {"mlflow", "scikit-learn", "azure-monitor-opentelemetry"} <= requirements.keys()
     assert requirements["azure-monitor-opentelemetry"] == locked["azure-monitor-opentelemetry"]
     assert requirements["mlflow"] == mlflow.__version__
+
+
+def test_the_repository_image_installs_the_telemetry_distro_whatever_the_model_lists():
+    """The CD image: a baked model logged without the distro must not serve with telemetry silently off."""
+    dockerfile = (REPO / "Dockerfile").read_text().replace("\\\n", " ")
+    [install] = [line for line in dockerfile.splitlines() if '-r "$requirements"' in line]
+    command = install[install.index('-r "$requirements"') :].split(";")[0]
+    assert "azure-monitor-opentelemetry" in command.split(), command
+    assert "-c /tmp/build/requirements.lock" in install, "its version comes from the lock"
