@@ -42,6 +42,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     HF_HUB_OFFLINE=1 \
     PORT=8080 \
     WORKERS=1 \
+    MAX_ROWS_PER_REQUEST=5000 \
+    MAX_REQUEST_BYTES=10485760 \
     MODEL_URI=""
 
 # The baked model's own requirements.txt (what it was logged with), else every model family's

@@ -18,6 +18,8 @@ from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.pyfunc import PythonModel
 from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 
+from pyfunc.limits import ServingLimits, in_scoring_server
+from pyfunc.request_guard import install_request_guard
 from pyfunc.telemetry import MODEL_SERVICE, configure_telemetry, record_failure, record_predictions
 
 TEXT_COLUMN = "text"
@@ -34,11 +36,12 @@ class InvalidInput(MlflowException):
         super().__init__(message, error_code=INVALID_PARAMETER_VALUE)
 
 
-def validate_texts(model_input: Any) -> list[str]:
+def validate_texts(model_input: Any, limits: ServingLimits | None = None) -> list[str]:
     """Return the texts to score, or raise naming the first offending row.
 
     Args:
         model_input: the request as MLflow passes it: a DataFrame, or a dict of columns.
+        limits: the scoring server's limits; a batch over its row limit is refused before any row is read.
 
     Returns:
         The `text` column as a list of non-blank strings.
@@ -46,6 +49,7 @@ def validate_texts(model_input: Any) -> list[str]:
     Raises:
         InvalidInput: not a table, no `text` column, no rows, or a row whose text is null, not a
             string, or blank.
+        LimitExceeded: more rows than `limits` allows.
     """
     if isinstance(model_input, dict):
         model_input = pd.DataFrame(model_input)
@@ -56,6 +60,8 @@ def validate_texts(model_input: Any) -> list[str]:
         raise InvalidInput(f"missing required column '{TEXT_COLUMN}' (columns found: {found})")
     if len(model_input) == 0:
         raise InvalidInput("empty batch: send at least one row with a 'text' value")
+    if limits is not None:
+        limits.check_rows(len(model_input))
     texts = model_input[TEXT_COLUMN].tolist()
     for row, text in enumerate(texts):
         if text is None or (isinstance(text, float) and math.isnan(text)):
@@ -203,20 +209,30 @@ class TweetClassifier(PythonModel):
 
     # Attributes rebuilt by `load_context` from the model's artifacts, never pickled with the class.
     runtime_attributes: tuple[str, ...] = ()
+    # Set by `load_context` inside the scoring server only (docs/design.md, "Serving limits").
+    serving_limits: ServingLimits | None = None
 
     def __getstate__(self) -> dict[str, Any]:
-        return {key: value for key, value in self.__dict__.items() if key not in self.runtime_attributes}
+        skipped = (*self.runtime_attributes, "serving_limits")
+        return {key: value for key, value in self.__dict__.items() if key not in skipped}
 
     def load_context(self, context) -> None:
         """MLflow calls this once when the model is loaded (server start, spark_udf, load_model).
 
-        Telemetry first: MLflow's scoring server builds its FastAPI app only after loading the model,
-        so configuring it here instruments the app's HTTP requests too.
+        Telemetry and the request guard first: MLflow's scoring server builds its FastAPI app only
+        after loading the model, so both reach the app's HTTP requests from here. The serving limits
+        are read once, so a wrong value stops the server at start rather than failing requests.
 
         Args:
             context: MLflow's model context; `context.artifacts` maps artifact names to local paths.
+
+        Raises:
+            ValueError: a serving limit in the environment that is not a whole number >= 1.
         """
         configure_telemetry(MODEL_SERVICE)
+        if in_scoring_server():
+            self.serving_limits = ServingLimits.from_env()
+            install_request_guard(self.serving_limits)
         self.load_artifacts(context.artifacts)
 
     def load_artifacts(self, artifacts: dict[str, str]) -> None:
@@ -263,12 +279,19 @@ class TweetClassifier(PythonModel):
         Raises:
             InvalidInput: a malformed request or threshold (MLflow's server answers 400). Any error is
                 recorded by telemetry, then raised again.
+            LimitExceeded: in the scoring server, more rows than its limit (a 400 naming it).
+            RequestAbandoned: in the scoring server, the request outlived its timeout (the client has a 504).
         """
         try:
-            texts = validate_texts(model_input)
+            limits = self.serving_limits
+            texts = validate_texts(model_input, limits)
             threshold = resolve_threshold(params, self.threshold)
             curve = getattr(self, "operating_curve", None)  # models logged before the curve existed have none
-            predictions = format_predictions(self.predict_proba(texts), threshold, self.model_version, curve)
+            if limits is None:
+                proba = self.predict_proba(texts)
+            else:
+                proba = limits.score_before_deadline(self.predict_proba, texts)
+            predictions = format_predictions(proba, threshold, self.model_version, curve)
         except Exception as error:
             record_failure(self.model_version, error)
             raise

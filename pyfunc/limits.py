@@ -1,0 +1,167 @@
+"""What one request may ask of the served model, and how long its work may run (docs/design.md, "Serving limits").
+
+MLflow's scoring server answers a request that outlives `MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT` with a
+504 but leaves the worker thread scoring on, so one oversized batch slows every client behind it. Two
+bounds keep a request's cost known before any work starts (rows per request, bytes per body), and a
+deadline stops work whose answer nobody waits for any more. A JSON body nested deeper than any
+request form needs is refused as well: Python's parser raises RecursionError on it, which MLflow's
+server answers with a 500.
+
+The limits hold only inside `mlflow models serve` (the image runs the same server): Spark and
+`mlflow.pyfunc.load_model` callers size their own batches.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from mlflow.environment_variables import MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, RESOURCE_EXHAUSTED
+from mlflow.pyfunc.scoring_server import _SERVER_MODEL_PATH
+
+MAX_ROWS_ENV = "MAX_ROWS_PER_REQUEST"
+MAX_BYTES_ENV = "MAX_REQUEST_BYTES"
+DEFAULT_MAX_ROWS = 5_000
+DEFAULT_MAX_BYTES = 10 * 1024 * 1024
+# The deepest request form is `{"dataframe_split": {"data": [["text"]]}}` (4 levels); 32 leaves room.
+MAX_JSON_DEPTH = 32
+# Rows scored between two deadline checks: small enough that abandoned work stops within a second or so.
+DEADLINE_CHUNK_ROWS = 256
+
+_log = logging.getLogger(__name__)
+
+
+class LimitExceeded(MlflowException):
+    """A request over a serving limit; the scoring server answers with `status` and this message."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message, error_code=INVALID_PARAMETER_VALUE)
+        self.status = status
+
+    def get_http_status_code(self) -> int:
+        return self.status
+
+
+class RequestAbandoned(MlflowException):
+    """The request's time ran out: the client already has MLflow's 504, so the work stops here."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, error_code=RESOURCE_EXHAUSTED)
+
+
+def in_scoring_server() -> bool:
+    """True inside `mlflow models serve` (or the image): MLflow's app module loads the model from this variable."""
+    return bool(os.environ.get(_SERVER_MODEL_PATH))
+
+
+def positive_int_from_env(name: str, default: int) -> int:
+    """A whole number >= 1 from the environment; a wrong value stops the server at start, by name."""
+    raw = os.environ.get(name, "").strip().replace("_", "")
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(f"{name} must be a whole number >= 1, got {os.environ[name]!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class ServingLimits:
+    """The bounds one request is held to, read from the environment once when the server loads the model."""
+
+    max_rows: int = DEFAULT_MAX_ROWS
+    max_bytes: int = DEFAULT_MAX_BYTES
+    timeout_s: float = 60.0
+
+    @classmethod
+    def from_env(cls) -> ServingLimits:
+        """The limits `MAX_ROWS_PER_REQUEST`, `MAX_REQUEST_BYTES` and MLflow's request timeout set.
+
+        Raises:
+            ValueError: a limit that is not a whole number >= 1 (the server then refuses to start).
+        """
+        return cls(
+            max_rows=positive_int_from_env(MAX_ROWS_ENV, DEFAULT_MAX_ROWS),
+            max_bytes=positive_int_from_env(MAX_BYTES_ENV, DEFAULT_MAX_BYTES),
+            timeout_s=float(MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT.get()),
+        )
+
+    def check_rows(self, rows: int) -> None:
+        """Refuse a batch over the row limit before any of it is scored.
+
+        Raises:
+            LimitExceeded: more rows than `max_rows` (a 400 naming the limit and how to change it).
+        """
+        if rows > self.max_rows:
+            raise LimitExceeded(
+                f"{rows:,} rows in one request; this server takes at most {self.max_rows:,} "
+                f"({MAX_ROWS_ENV}). Send the batch in smaller requests."
+            )
+
+    def check_body_size(self, size: int) -> None:
+        """Refuse a body over the byte limit (a 413), from its Content-Length or as it arrives."""
+        if size > self.max_bytes:
+            raise LimitExceeded(
+                f"request body of {size:,} bytes or more; this server takes at most {self.max_bytes:,} "
+                f"({MAX_BYTES_ENV}). Send the batch in smaller requests.",
+                status=413,
+            )
+
+    def score_before_deadline(self, score: Callable[[list[str]], np.ndarray], texts: list[str]) -> np.ndarray:
+        """Score in chunks and stop once the request has outlived the server's timeout.
+
+        The chunks are a multiple of every family's own batch, and each family's score for a tweet is
+        independent of the tweets beside it, so chunking changes no score.
+
+        Raises:
+            RequestAbandoned: the timeout passed with rows left; MLflow has answered the client with a 504.
+        """
+        if len(texts) <= DEADLINE_CHUNK_ROWS:
+            return score(texts)
+        deadline = time.monotonic() + self.timeout_s
+        parts = []
+        for start in range(0, len(texts), DEADLINE_CHUNK_ROWS):
+            if time.monotonic() > deadline:
+                message = (
+                    f"stopped after {start:,} of {len(texts):,} rows: the request outlived the "
+                    f"{self.timeout_s:g} s timeout (MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT), its client has a 504"
+                )
+                _log.warning(message)
+                raise RequestAbandoned(message)
+            parts.append(score(texts[start : start + DEADLINE_CHUNK_ROWS]))
+        return np.concatenate(parts)
+
+
+# A JSON string, escapes included, written as an unrolled loop (five times faster than an alternation).
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+_OPENING = np.frombuffer(b"[{", dtype=np.uint8)
+_CLOSING = np.frombuffer(b"]}", dtype=np.uint8)
+
+
+def nests_too_deep(body: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether a JSON body nests deeper than `limit`, judged without parsing it (no recursion, C speed).
+
+    Brackets inside strings do not count. A body that is not JSON at all is judged by its brackets
+    too; what passes is left to MLflow's own parser and its 400.
+    """
+    if body.count(b"[") + body.count(b"{") <= limit:
+        return False  # too few brackets to nest that deep: the common case, decided without a scan
+    codes = np.frombuffer(_JSON_STRING.sub(b"", body), dtype=np.uint8)
+    steps = np.isin(codes, _OPENING).astype(np.int32) - np.isin(codes, _CLOSING)
+    return int(np.cumsum(steps).max(initial=0)) > limit
+
+
+def refusal_body(error: MlflowException) -> bytes:
+    """MLflow's own JSON error shape, so clients read `message` the same way for every refusal."""
+    return json.dumps({"error_code": error.error_code, "message": error.message}).encode()

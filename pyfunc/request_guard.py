@@ -1,0 +1,144 @@
+"""The scoring server's front door: size, nesting and content type, judged before MLflow parses a byte.
+
+MLflow's scoring server (`mlflow models serve`, and the image, which runs it) has no hook for
+middleware, and it builds its FastAPI app only after loading the model. So the served model, while it
+loads, has FastAPI's app class add this middleware to every app built afterwards: the same way
+OpenTelemetry's FastAPI instrumentation reaches that app (docs/design.md, "Serving limits").
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from mlflow.pyfunc.scoring_server import CONTENT_TYPES
+
+from pyfunc.limits import MAX_JSON_DEPTH, LimitExceeded, ServingLimits, nests_too_deep, refusal_body
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+GUARDED_PATH = "/invocations"
+_log = logging.getLogger(__name__)
+
+
+class RequestGuard:
+    """ASGI middleware: a 413 for a body over the byte limit, a 400 for JSON nested too deep, a 415 for
+    no content type (MLflow's handler fails on it with a 500); else the app."""
+
+    def __init__(self, app: ASGIApp, limits: ServingLimits) -> None:
+        self.app = app
+        self.limits = limits
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("path") != GUARDED_PATH or scope.get("method") != "POST":
+            await self.app(scope, receive, send)
+            return
+        content_type = header(scope, b"content-type")
+        if not content_type:
+            message = f"send a Content-Type header, one of {', '.join(CONTENT_TYPES)}"
+            await respond(send, 415, refusal_body(LimitExceeded(message)))
+            return
+        try:
+            self.limits.check_body_size(declared_length(scope))
+            body = await self.read_body(receive)
+        except LimitExceeded as refusal:
+            await respond(send, refusal.status, refusal_body(refusal))
+            return
+        except ClientGone:
+            return
+        if "json" in content_type and nests_too_deep(body):
+            too_deep = f"the JSON body nests deeper than {MAX_JSON_DEPTH} levels; no request form needs that"
+            refusal = LimitExceeded(too_deep)
+            await respond(send, refusal.status, refusal_body(refusal))
+            return
+        await self.app(scope, replay(body, receive), send)
+
+    async def read_body(self, receive: Receive) -> bytes:
+        """The whole body, refused as soon as it passes the limit (a chunked body declares no length)."""
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ClientGone
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            self.limits.check_body_size(size)
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+
+class ClientGone(Exception):
+    """The client hung up before its body arrived: nothing to answer, nothing to score."""
+
+
+def header(scope: Scope, name: bytes) -> str:
+    """One request header, lower-cased, or '' when absent."""
+    for key, value in scope.get("headers", []):
+        if key.lower() == name:
+            return value.decode("latin-1").lower()
+    return ""
+
+
+def declared_length(scope: Scope) -> int:
+    """The Content-Length the client declared, 0 when absent or unreadable (the body is counted as it arrives)."""
+    try:
+        return int(header(scope, b"content-length") or 0)
+    except ValueError:
+        return 0
+
+
+def replay(body: bytes, receive: Receive) -> Receive:
+    """A `receive` that hands the app the body already read, then passes on what the client sends next."""
+    delivered = False
+
+    async def receive_again() -> Message:
+        nonlocal delivered
+        if delivered:
+            return await receive()
+        delivered = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return receive_again
+
+
+async def respond(send: Send, status: int, body: bytes) -> None:
+    """A complete JSON response; the connection stays usable for the client's next request."""
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def install_request_guard(limits: ServingLimits) -> None:
+    """Make every FastAPI app built from now on start with `RequestGuard` (once per process).
+
+    Args:
+        limits: the bounds the guard holds requests to.
+    """
+    import fastapi
+
+    if getattr(fastapi.FastAPI, "guarded_by", None) is RequestGuard:
+        return
+    base = fastapi.FastAPI
+
+    class GuardedFastAPI(base):  # type: ignore[misc, valid-type]
+        guarded_by = RequestGuard
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.add_middleware(RequestGuard, limits=limits)
+
+    fastapi.FastAPI = GuardedFastAPI
+    _log.warning(
+        "serving limits: %s rows per request, %s bytes per body, JSON %s levels deep, %g s per request",
+        f"{limits.max_rows:,}",
+        f"{limits.max_bytes:,}",
+        MAX_JSON_DEPTH,
+        limits.timeout_s,
+    )

@@ -1,0 +1,115 @@
+"""The serving limits over HTTP (docs/design.md, "Serving limits"): rows, bytes, nesting and the deadline.
+
+Each refusal is a 4xx whose message names the limit, sent before any row is scored, and the same
+server answers a good request correctly afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import requests
+
+from pyfunc.limits import DEFAULT_MAX_BYTES, DEFAULT_MAX_ROWS, MAX_JSON_DEPTH
+from tests.conftest import ModelServer
+
+pytestmark = pytest.mark.integration
+
+
+def records(texts: list[str]) -> dict:
+    return {"dataframe_split": {"columns": ["text"], "data": [[text] for text in texts]}}
+
+
+def message_of(response: requests.Response) -> str:
+    return response.json()["message"]
+
+
+def test_a_batch_over_the_row_limit_is_refused_naming_the_limit(server, still_serving):
+    response = server.invocations(records([f"late flight number {i}" for i in range(DEFAULT_MAX_ROWS + 1)]))
+    assert response.status_code == 400
+    message = message_of(response)
+    assert f"{DEFAULT_MAX_ROWS + 1:,} rows in one request" in message
+    assert f"at most {DEFAULT_MAX_ROWS:,} (MAX_ROWS_PER_REQUEST)" in message
+    still_serving()
+
+
+def test_a_body_over_the_byte_limit_gets_a_413_before_it_is_read(server, still_serving):
+    body = json.dumps(records(["x" * (DEFAULT_MAX_BYTES + 1)]))
+    response = server.invocations(body)
+    assert response.status_code == 413
+    assert f"at most {DEFAULT_MAX_BYTES:,} (MAX_REQUEST_BYTES)" in message_of(response)
+    still_serving()
+
+
+def test_a_chunked_body_that_declares_no_length_is_cut_off_at_the_limit(server, still_serving):
+    piece = b'{"dataframe_split": {"columns": ["text"], "data": [["' + b"y" * (1024 * 1024)
+
+    def chunks():
+        yield piece
+        for _ in range(DEFAULT_MAX_BYTES // len(piece) + 1):
+            yield b"y" * len(piece)
+        yield b'"]]}}'
+
+    response = requests.post(
+        f"{server.url}/invocations", data=chunks(), headers={"Content-Type": "application/json"}, timeout=60
+    )
+    assert response.status_code == 413
+    assert "(MAX_REQUEST_BYTES)" in message_of(response)
+    still_serving()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "[" * 100_000 + "]" * 100_000,
+        '{"dataframe_split": {"columns": ["text"], "data": ' + "[" * 100_000 + "]" * 100_000 + "}}",
+        "{" * 100_000,  # deep and unterminated
+    ],
+    ids=["bare-list", "inside-a-request", "unterminated"],
+)
+def test_json_nested_100000_levels_deep_gets_a_400_not_a_500(server, still_serving, body):
+    response = server.invocations(body)
+    assert response.status_code == 400
+    assert f"nests deeper than {MAX_JSON_DEPTH} levels" in message_of(response)
+    still_serving()
+
+
+def test_brackets_inside_a_tweet_are_text_not_nesting(server, reference):
+    text = "[[[[{{{{ " * 200 + "lost my bag"
+    response = server.invocations(records([text]))
+    assert response.status_code == 200, response.text[:500]
+    served = response.json()["predictions"][0]["proba_negative"]
+    assert served == pytest.approx(reference([text])["proba_negative"].iloc[0], abs=1e-9)
+
+
+def test_a_request_that_outlives_the_timeout_stops_scoring(serve, tracking, baseline_run_id):
+    """MLflow answers 504 at the timeout; without the deadline its worker thread would score on."""
+    env = {
+        **tracking.env,
+        "MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT": "1",
+        "MAX_ROWS_PER_REQUEST": "2000000",
+        "MAX_REQUEST_BYTES": str(200 * 1024 * 1024),
+    }
+    server = serve(f"runs:/{baseline_run_id}/model", env=env)
+    rows = 150_000
+    response = server.invocations(records([f"my bag was lost on flight {i}, please help" for i in range(rows)]))
+    assert response.status_code == 504
+    deadline = time.monotonic() + 60
+    while "stopped after" not in server.log() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    line = next(line for line in server.log().splitlines() if "stopped after" in line)
+    scored = int(line.split("stopped after ")[1].split(" of ")[0].replace(",", ""))
+    assert 0 < scored < rows and f"of {rows:,} rows" in line
+    assert server.invocations(records(["thanks, all sorted"])).status_code == 200
+
+
+def test_a_wrong_limit_in_the_environment_stops_the_server_at_start(tracking, baseline_run_id, tmp_path):
+    env = {**tracking.env, "MAX_ROWS_PER_REQUEST": "lots"}
+    server = ModelServer(f"runs:/{baseline_run_id}/model", env, tmp_path / "server.log")
+    try:
+        assert server.process.wait(timeout=120) != 0
+    finally:
+        server.stop()
+    assert "MAX_ROWS_PER_REQUEST must be a whole number >= 1, got 'lots'" in server.log()

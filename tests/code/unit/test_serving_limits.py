@@ -1,0 +1,80 @@
+"""The serving limits' own logic: nesting without recursion, limits from the environment, the deadline."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from pyfunc import limits
+from pyfunc.limits import LimitExceeded, RequestAbandoned, ServingLimits, nests_too_deep
+
+
+@pytest.mark.parametrize(
+    ("body", "too_deep"),
+    [
+        (b'{"dataframe_split": {"columns": ["text"], "data": [["late"]]}}', False),
+        (b"[" * 32 + b"]" * 32, False),
+        (b"[" * 33 + b"]" * 33, True),
+        (b"{" * 100_000, True),
+        (json.dumps({"inputs": {"text": ["[[[[{{{{" * 100]}}).encode(), False),
+        (json.dumps({"inputs": {"text": ['say \\"[[[[' * 100]}}).encode(), False),  # escaped quotes stay inside
+        (b'[{"a": [' * 11 + b"]}]" * 11, True),  # 33 levels of mixed brackets
+        (b"not json at all", False),
+    ],
+)
+def test_nesting_is_judged_outside_strings_only(body, too_deep):
+    assert nests_too_deep(body) is too_deep
+
+
+def test_limits_come_from_the_environment_with_thousands_separators(monkeypatch):
+    monkeypatch.setenv("MAX_ROWS_PER_REQUEST", "20_000")
+    monkeypatch.setenv("MAX_REQUEST_BYTES", "1048576")
+    monkeypatch.setenv("MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT", "15")
+    assert ServingLimits.from_env() == ServingLimits(max_rows=20_000, max_bytes=1_048_576, timeout_s=15.0)
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "lots", "1.5"])
+def test_a_limit_that_is_not_a_positive_whole_number_is_refused_by_name(monkeypatch, value):
+    monkeypatch.setenv("MAX_REQUEST_BYTES", value)
+    with pytest.raises(ValueError, match=f"MAX_REQUEST_BYTES must be a whole number >= 1, got '{value}'"):
+        ServingLimits.from_env()
+
+
+def test_rows_and_bytes_at_the_limit_pass_and_one_more_is_refused():
+    bounds = ServingLimits(max_rows=10, max_bytes=100)
+    bounds.check_rows(10)
+    bounds.check_body_size(100)
+    with pytest.raises(LimitExceeded, match="11 rows in one request; this server takes at most 10"):
+        bounds.check_rows(11)
+    with pytest.raises(LimitExceeded) as refused:
+        bounds.check_body_size(101)
+    assert refused.value.get_http_status_code() == 413
+
+
+def test_scoring_in_chunks_keeps_every_score_in_order():
+    texts = [str(i) for i in range(1000)]
+    calls = []
+
+    def score(chunk: list[str]) -> np.ndarray:
+        calls.append(len(chunk))
+        return np.array([float(text) for text in chunk])
+
+    proba = ServingLimits(timeout_s=60).score_before_deadline(score, texts)
+    assert proba.tolist() == [float(i) for i in range(1000)]
+    assert calls == [256, 256, 256, 232]
+
+
+def test_scoring_stops_at_the_first_chunk_after_the_deadline(monkeypatch):
+    clock = iter([0.0, 0.5, 1.5, 99.0])  # start, before chunk 1, before chunk 2 (past 1 s), never reached
+    monkeypatch.setattr(limits.time, "monotonic", lambda: next(clock))
+    scored = []
+
+    def score(chunk: list[str]) -> np.ndarray:
+        scored.append(len(chunk))
+        return np.zeros(len(chunk))
+
+    with pytest.raises(RequestAbandoned, match="stopped after 256 of 1,000 rows: the request outlived the 1 s timeout"):
+        ServingLimits(timeout_s=1).score_before_deadline(score, [str(i) for i in range(1000)])
+    assert scored == [256]
