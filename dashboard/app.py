@@ -474,6 +474,8 @@ class Dashboard:
             self.histogram[:] = [pn.pane.Bokeh(plot)]
         self.preview.param.update(
             value=result.head(PREVIEW_ROWS),
+            # Tabulator writes column titles as HTML: an uploaded file's column names are shown escaped.
+            titles={name: html.escape(str(name)) for name in result.columns},
             formatters={column: {"type": "textarea"}},
             widths={column: "40%", "model_version": "18%"},
             visible=True,

