@@ -31,7 +31,7 @@ if ROOT not in sys.path:
 
 from dashboard import batch, charts, registry  # noqa: E402
 from dashboard.client import ModelClient, ModelServerError, Prediction, Scored  # noqa: E402
-from dashboard.feedback import Feedback, FeedbackStore, record_feedback  # noqa: E402
+from dashboard.feedback import Feedback, FeedbackNotSaved, FeedbackStore, record_feedback  # noqa: E402
 from pyfunc import telemetry  # noqa: E402
 
 pn.extension("echarts", "tabulator", sizing_mode="stretch_width")
@@ -39,6 +39,8 @@ pn.extension("echarts", "tabulator", sizing_mode="stretch_width")
 OTHER_LABEL = {"negative": "not_negative", "not_negative": "negative"}
 HISTORY_COLUMNS = ["time", "text", "label", "proba_negative", "threshold", "feedback", "latency_ms", "model_version"]
 HISTORY_WIDTHS = {"time": 85, "text": 320, "label": 125, "proba_negative": 135, "threshold": 100, "feedback": 190}
+# How often verdicts the feedback store refused are tried again.
+FEEDBACK_RETRY_MS = 5_000
 PREVIEW_ROWS = 200
 STYLES = {
     "error": "background:#fdecea;color:#611a15;border:1px solid #f5c6cb;",
@@ -69,6 +71,11 @@ def threshold_meaning_html(prediction: Prediction | None) -> str:
     return f'<div id="threshold-meaning" style="font-size:0.9em">{text}</div>'
 
 
+def verdict_label(verdict: Feedback) -> str:
+    """The history table's `feedback` cell for a verdict."""
+    return "right" if verdict.is_correct else f"wrong (true: {verdict.true_label})"
+
+
 def field_html(name: str, value: str, element_id: str) -> str:
     """One `name: value` line with an id the browser tests read; the value is escaped."""
     return f'<div><b>{html.escape(name)}:</b> <span id="{element_id}">{html.escape(value)}</span></div>'
@@ -86,6 +93,9 @@ class Dashboard:
         self._generation = 0  # only the newest request's answer is shown
         self._model_threshold: float | None = None
         self._syncing_threshold = False
+        # Verdicts the store refused, oldest first, each with its history row: kept and retried, never dropped.
+        self.unsaved: list[tuple[Feedback, dict]] = []
+        self._retry_callback = None
         self._build_widgets()
         self._wire()
 
@@ -366,17 +376,62 @@ class Dashboard:
             true_label=prediction.label if correct else OTHER_LABEL[prediction.label],
             model_version=prediction.model_version,
         )
-        self.right_button.disabled = self.wrong_button.disabled = True
-        try:
-            stored = await asyncio.to_thread(record_feedback, self.store, verdict)
-        except Exception as error:  # a full disk or locked file: tell the tester, let them retry
-            self.right_button.disabled = self.wrong_button.disabled = False
-            self.feedback_message.object = message_html(f"The feedback could not be saved: {error}")
-            return
-        self.last["row"]["feedback"] = "right" if correct else f"wrong (true: {stored.true_label})"
+        self.right_button.disabled = self.wrong_button.disabled = True  # one verdict per prediction
+        self.last["row"]["feedback"] = f"{verdict_label(verdict)}, not saved yet"
+        self.unsaved.append((verdict, self.last["row"]))
+        await self.save_unsaved()
+
+    async def save_unsaved(self) -> bool:
+        """Store the waiting verdicts in order; on a refusal keep them all, say why, and retry every few seconds.
+
+        Returns:
+            Whether nothing is left waiting.
+        """
+        saved: list[Feedback] = []
+        while self.unsaved:
+            verdict, row = self.unsaved[0]
+            try:
+                stored = await asyncio.to_thread(record_feedback, self.store, verdict)
+            except FeedbackNotSaved as error:
+                self._refresh_history()
+                waiting = len(self.unsaved)
+                text = (
+                    f"The feedback is not saved yet: {error}. {waiting} verdict{'s' if waiting > 1 else ''} "
+                    "kept in this page and retried every few seconds; keep the page open until it says saved."
+                )
+                self.feedback_message.object = message_html(text, "error", "feedback-status")
+                self._start_retrying()
+                return False
+            self.unsaved.pop(0)
+            row["feedback"] = verdict_label(stored)
+            saved.append(stored)
+        self._stop_retrying()
         self._refresh_history()
-        text = f"Saved as feedback #{stored.id}: prediction marked {'right' if correct else 'wrong'}."
-        self.feedback_message.object = message_html(text, "ok", "feedback-status")
+        if len(saved) == 1:
+            stored = saved[0]
+            text = f"Saved as feedback #{stored.id}: prediction marked {'right' if stored.is_correct else 'wrong'}."
+            self.feedback_message.object = message_html(text, "ok", "feedback-status")
+        elif saved:
+            text = f"Saved the {len(saved)} waiting verdicts as feedback #{saved[0].id} to #{saved[-1].id}."
+            self.feedback_message.object = message_html(text, "ok", "feedback-status")
+        return True
+
+    def _start_retrying(self) -> None:
+        """Retry in the background while verdicts wait; only within a served session (tests call `save_unsaved`)."""
+        if self._retry_callback is None and pn.state.curdoc is not None and pn.state.curdoc.session_context:
+            self._retry_callback = pn.state.add_periodic_callback(self.save_unsaved, period=FEEDBACK_RETRY_MS)
+
+    def _stop_retrying(self) -> None:
+        if self._retry_callback is not None:
+            self._retry_callback.stop()
+            self._retry_callback = None
+
+    def report_unsaved_on_close(self) -> None:
+        """A tab closed with verdicts still refused: the loss is logged loudly, never silent."""
+        if self.unsaved:
+            logging.getLogger(__name__).error(
+                "a session closed with %d feedback verdicts the store refused; they are lost", len(self.unsaved)
+            )
 
     # ------------------------------------------------------------------------------------- batch
     def _on_file(self, event) -> None:
@@ -519,6 +574,7 @@ def create_app() -> pn.template.BootstrapTemplate:
         header_background="#1565c0",
     )
     pn.state.onload(dashboard._check_server)
+    pn.state.on_session_destroyed(lambda session_context: dashboard.report_unsaved_on_close())
     return template
 
 

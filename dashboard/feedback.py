@@ -4,12 +4,15 @@ A SQLite file (`FEEDBACK_DB`, default `feedback.db` in the working directory) wi
 `feedback` table that the monitoring alert also reads. Each write is its own short transaction on
 its own connection, serialised by a lock within the process and by SQLite's busy timeout across
 processes (several `panel serve` workers may share the file), so concurrent writes lose nothing.
+A write the file refuses (locked past the timeout, read-only, a full disk) raises `FeedbackNotSaved`
+with the reason in a tester's words; the dashboard keeps the verdict and retries it.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -25,6 +28,10 @@ logger = logging.getLogger(__name__)
 LABELS = ("negative", "not_negative")
 DEFAULT_PATH = "feedback.db"
 FEEDBACK_DB_ENV = "FEEDBACK_DB"
+# How long a write waits for another writer's lock; a tester waits this long before hearing why.
+DEFAULT_BUSY_TIMEOUT_S = 5.0
+# Less free space than this beside a failed write means the disk is full.
+FULL_DISK_BYTES = 64 * 1024
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS feedback (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -68,6 +75,25 @@ class Feedback:
         return self.predicted_label == self.true_label
 
 
+class FeedbackNotSaved(Exception):
+    """The store refused a write; the message says why in a tester's words, naming the file."""
+
+
+def why_not_saved(error: sqlite3.Error | OSError, path: Path) -> str:
+    """SQLite's reason for a refused write, as the page shows it."""
+    reason = str(error).lower()
+    if "locked" in reason or "busy" in reason:
+        return f"the feedback store {path} is locked by another writer"
+    # SQLite says "unable to open database file" when WAL mode cannot write its side files.
+    writable = os.access(path if path.exists() else path.parent, os.W_OK)  # False on a read-only mount, root too
+    if "readonly" in reason or "read-only" in reason or not writable:
+        return f"the feedback store {path} is read-only"
+    # In WAL mode a full disk often surfaces as "disk I/O error": the free space tells the two apart.
+    if "full" in reason or ("i/o" in reason and shutil.disk_usage(path.parent).free < FULL_DISK_BYTES):
+        return f"the disk holding the feedback store {path} is full"
+    return f"the feedback store {path} refused the write ({error})"
+
+
 def utc_now() -> str:
     """ISO-8601 UTC with an explicit offset, sortable as text."""
     return datetime.now(UTC).isoformat(timespec="milliseconds")
@@ -76,14 +102,28 @@ def utc_now() -> str:
 class FeedbackStore:
     """The `feedback` table in one SQLite file; safe to share between threads."""
 
-    def __init__(self, path: str | os.PathLike | None = None, busy_timeout_s: float = 30.0) -> None:
+    def __init__(self, path: str | os.PathLike | None = None, busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S) -> None:
         self.path = Path(path or os.environ.get(FEEDBACK_DB_ENV) or DEFAULT_PATH)
         self.busy_timeout_s = busy_timeout_s
         self._lock = threading.Lock()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as connection:
-            connection.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
-            connection.execute(SCHEMA)
+        self._schema_ready = False
+        try:
+            self._ensure_schema()
+        except FeedbackNotSaved as error:  # the page still comes up; the first write says why and is kept
+            logger.error("feedback store not writable at start: %s", error)
+
+    def _ensure_schema(self) -> None:
+        """Create the file and table once; a store that cannot yet be written is tried again on the next write."""
+        if self._schema_ready:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self._connect() as connection:
+                connection.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
+                connection.execute(SCHEMA)
+        except (sqlite3.Error, OSError) as error:
+            raise FeedbackNotSaved(why_not_saved(error, self.path)) from error
+        self._schema_ready = True
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -92,7 +132,12 @@ class FeedbackStore:
             yield connection
 
     def add(self, feedback: Feedback) -> Feedback:
-        """Store a verdict (validated first) and return it with its id and timestamp."""
+        """Store a verdict (validated first) and return it with its id and timestamp.
+
+        Raises:
+            ValueError: a label outside `LABELS`, or no text.
+            FeedbackNotSaved: the file refused the write (locked, read-only, full disk); nothing was stored.
+        """
         for name in ("predicted_label", "true_label"):
             if getattr(feedback, name) not in LABELS:
                 raise ValueError(f"{name} must be one of {LABELS}, got {getattr(feedback, name)!r}")
@@ -109,11 +154,16 @@ class FeedbackStore:
             int(feedback.is_correct),
             feedback.model_version,
         )
-        with self._lock, self._connect() as connection:
-            cursor = connection.execute(
-                f"INSERT INTO feedback ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})", values
-            )
-            row_id = cursor.lastrowid
+        with self._lock:
+            self._ensure_schema()
+            try:
+                with self._connect() as connection:
+                    cursor = connection.execute(
+                        f"INSERT INTO feedback ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})", values
+                    )
+                    row_id = cursor.lastrowid
+            except sqlite3.Error as error:
+                raise FeedbackNotSaved(why_not_saved(error, self.path)) from error
         return Feedback(**{**feedback.__dict__, "created_at": created_at, "id": row_id})
 
     def recent(self, limit: int = 100) -> list[Feedback]:

@@ -144,6 +144,25 @@ def test_flagging_a_prediction_wrong_stores_it(page, dashboard):
     expect(page.locator(".tabulator-cell[tabulator-field=feedback]").first).to_have_text(f"wrong (true: {true_label})")
 
 
+def test_feedback_the_store_refuses_is_kept_and_saved_once_the_lock_is_gone(page, dashboard):
+    """Another writer holds the store: the page says so, keeps the verdict, and its retry saves it."""
+    text = "could you check on my refund from March?"
+    open_dashboard(page, dashboard.app_url)
+    predict(page, text)
+    other_writer = sqlite3.connect(dashboard.feedback_db, isolation_level=None)
+    other_writer.execute("BEGIN EXCLUSIVE")
+    try:
+        page.get_by_role("button", name=re.compile("^Wrong")).click()
+        expect(page.locator("#feedback-status")).to_contain_text("is locked by another writer")
+        expect(page.locator("#feedback-status")).to_contain_text("1 verdict kept in this page")
+    finally:
+        other_writer.execute("ROLLBACK")
+        other_writer.close()
+    expect(page.locator("#feedback-status")).to_contain_text("prediction marked wrong")  # the retry, no click
+    with sqlite3.connect(dashboard.feedback_db) as connection:
+        assert connection.execute("SELECT COUNT(*) FROM feedback WHERE text = ?", (text,)).fetchone()[0] == 1
+
+
 def test_script_in_a_tweet_is_shown_as_text(page, dashboard):
     text = '<script>alert("xss")</script><img src="x" onerror="alert(\'img\')"> <b>bold</b>'
     open_dashboard(page, dashboard.app_url)

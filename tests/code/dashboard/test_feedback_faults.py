@@ -1,0 +1,141 @@
+"""A feedback store that refuses writes: locked by another writer, read-only, on a full disk.
+
+The tester hears why in one sentence, the verdict stays in the page and is saved once the store takes
+writes again; nothing is dropped. The read-only and full-disk cases use a real tmpfs (mounting needs
+root, as the CI machine has; elsewhere they skip with that reason).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dashboard.app import Dashboard
+from dashboard.client import ModelClient
+from dashboard.feedback import FeedbackStore
+
+
+def dashboard_on(store: FeedbackStore, fake_server) -> Dashboard:
+    return Dashboard(ModelClient(fake_server.url, timeout=2), store)
+
+
+def flag_wrong(session: Dashboard, text: str) -> None:
+    session.tweet.value = text
+    asyncio.run(session._on_predict())
+    asyncio.run(session._on_wrong())
+
+
+def stored_texts(path: Path) -> list[str]:
+    with sqlite3.connect(path) as connection:
+        return [row[0] for row in connection.execute("SELECT text FROM feedback ORDER BY id")]
+
+
+@pytest.fixture
+def small_filesystem(tmp_path) -> Iterator[Path]:
+    """A 1 MiB tmpfs of its own, so the disk can really fill up or turn read-only."""
+    mount_point = tmp_path / "mnt"
+    mount_point.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount_point)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {mounted.stderr.decode().strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def test_a_store_locked_by_another_writer_keeps_the_verdict_and_saves_it_after(tmp_path, fake_server):
+    store = FeedbackStore(tmp_path / "feedback.db", busy_timeout_s=0.2)
+    session = dashboard_on(store, fake_server)
+    other_writer = sqlite3.connect(store.path, isolation_level=None)
+    other_writer.execute("BEGIN EXCLUSIVE")
+    try:
+        flag_wrong(session, "first complaint")
+        flag_wrong(session, "second complaint")
+        message = session.feedback_message.object
+        assert f"The feedback is not saved yet: the feedback store {store.path} is locked by another writer" in message
+        assert "2 verdicts kept in this page" in message
+        assert [row["feedback"] for row in session.history] == ["wrong (true: negative), not saved yet"] * 2
+    finally:
+        other_writer.execute("ROLLBACK")
+        other_writer.close()
+
+    assert asyncio.run(session.save_unsaved()) is True
+    assert stored_texts(store.path) == ["first complaint", "second complaint"]
+    assert "Saved the 2 waiting verdicts as feedback #1 to #2" in session.feedback_message.object
+    assert [row["feedback"] for row in session.history] == ["wrong (true: negative)"] * 2
+    assert session.unsaved == []
+
+
+def test_a_read_only_store_keeps_the_verdict_until_it_is_writable_again(small_filesystem, fake_server):
+    store = FeedbackStore(small_filesystem / "feedback.db")
+    session = dashboard_on(store, fake_server)
+    subprocess.run(["mount", "-o", "remount,ro", str(small_filesystem)], check=True)
+    try:
+        flag_wrong(session, "refund from March, please check")
+        assert f"the feedback store {store.path} is read-only" in session.feedback_message.object
+        assert len(session.unsaved) == 1
+        assert asyncio.run(session.save_unsaved()) is False  # still read-only: still kept
+    finally:
+        subprocess.run(["mount", "-o", "remount,rw", str(small_filesystem)], check=True)
+
+    assert asyncio.run(session.save_unsaved()) is True
+    assert stored_texts(store.path) == ["refund from March, please check"]
+    assert "Saved as feedback #1: prediction marked wrong." in session.feedback_message.object
+
+
+def fill_up(path: Path) -> None:
+    """Write zeros until the filesystem says no more."""
+    with path.open("wb") as handle:
+        try:
+            while True:
+                handle.write(b"\0" * 64 * 1024)
+                handle.flush()
+        except OSError:
+            pass
+
+
+def test_a_full_disk_keeps_the_verdict_until_there_is_room(small_filesystem, fake_server):
+    store = FeedbackStore(small_filesystem / "feedback.db")
+    session = dashboard_on(store, fake_server)
+    filler = small_filesystem / "filler"
+    fill_up(filler)
+    flag_wrong(session, "still waiting for my bag, day three")
+    assert f"the disk holding the feedback store {store.path} is full" in session.feedback_message.object
+    assert len(session.unsaved) == 1
+
+    filler.unlink()
+    assert asyncio.run(session.save_unsaved()) is True
+    assert stored_texts(store.path) == ["still waiting for my bag, day three"]
+
+
+def test_a_store_that_cannot_start_still_opens_the_page_and_saves_later(small_filesystem, fake_server):
+    filler = small_filesystem / "filler"
+    fill_up(filler)
+    store = FeedbackStore(small_filesystem / "feedback.db")  # cannot create its table: logged, not raised
+    session = dashboard_on(store, fake_server)
+    flag_wrong(session, "lost my bag")
+    assert f"the disk holding the feedback store {store.path} is full" in session.feedback_message.object
+
+    filler.unlink()
+    assert asyncio.run(session.save_unsaved()) is True
+    assert stored_texts(store.path) == ["lost my bag"]
+
+
+def test_a_session_closed_with_unsaved_verdicts_says_so_in_the_log(tmp_path, fake_server, caplog):
+    store = FeedbackStore(tmp_path / "feedback.db", busy_timeout_s=0.1)
+    session = dashboard_on(store, fake_server)
+    other_writer = sqlite3.connect(store.path, isolation_level=None)
+    other_writer.execute("BEGIN EXCLUSIVE")
+    try:
+        flag_wrong(session, "lost my bag")
+        session.report_unsaved_on_close()
+    finally:
+        other_writer.execute("ROLLBACK")
+        other_writer.close()
+    assert "a session closed with 1 feedback verdicts the store refused; they are lost" in caplog.text
