@@ -8,7 +8,9 @@ become the champion without a client noticing.
 from __future__ import annotations
 
 import math
-from typing import Any
+import os
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -22,6 +24,7 @@ from pyfunc.limits import ServingLimits, in_scoring_server
 from pyfunc.request_guard import install_request_guard
 from pyfunc.telemetry import MODEL_SERVICE, configure_telemetry, record_failure, record_predictions
 
+T = TypeVar("T")
 TEXT_COLUMN = "text"
 LABELS = {1: "negative", 0: "not_negative"}
 INPUT_EXAMPLE = pd.DataFrame(
@@ -34,6 +37,40 @@ class InvalidInput(MlflowException):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, error_code=INVALID_PARAMETER_VALUE)
+
+
+class ModelArtifactError(RuntimeError):
+    """A logged model file is missing or damaged: the server must refuse to start, naming the file."""
+
+
+def load_artifact(artifacts: dict[str, str], name: str, loader: Callable[[str], T]) -> T:
+    """Load one logged artifact, or stop naming it and its path rather than with the loader's bare error.
+
+    A pickle or ONNX reader that meets a damaged file says "pickle data was truncated" or "invalid
+    literal for int()"; an operator on call needs the file.
+
+    Args:
+        artifacts: local path of each logged artifact, by name.
+        name: the artifact to load.
+        loader: reads the artifact's path.
+
+    Returns:
+        What `loader` returns.
+
+    Raises:
+        ModelArtifactError: the artifact is not in the model, its path does not exist, or `loader` fails.
+    """
+    path = artifacts.get(name)
+    if not path or not os.path.exists(path):
+        raise ModelArtifactError(f"model artifact '{name}' is missing: {path or 'not in the model'}")
+    try:
+        return loader(path)
+    except Exception as error:
+        reason = (str(error).strip().splitlines() or [""])[0][:300]
+        raise ModelArtifactError(
+            f"model artifact '{name}' at {path} cannot be loaded ({type(error).__name__}: {reason}); "
+            "the model's files are damaged: download or log the model again"
+        ) from error
 
 
 def validate_texts(model_input: Any, limits: ServingLimits | None = None) -> list[str]:

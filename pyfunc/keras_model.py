@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pyfunc.contract import TweetClassifier
+from pyfunc.contract import TweetClassifier, load_artifact
 from pyfunc.normalize import normalize_batch, tokenize
 
 MODEL_ARTIFACT = "keras_model"
@@ -195,12 +195,12 @@ class KerasTweetClassifier(TweetClassifier):
         keras = import_keras(self.keras_backend)
         if keras.backend.backend() == "torch" and "OMP_NUM_THREADS" not in os.environ:
             set_torch_threads(self.threads)
-        self.vocabulary = Vocabulary.load(artifacts[VOCABULARY_ARTIFACT])
+        self.vocabulary = load_artifact(artifacts, VOCABULARY_ARTIFACT, Vocabulary.load)
         if self.vocabulary.preprocessing != self.preprocessing:
             raise ValueError(
                 f"vocabulary was built with {self.vocabulary.preprocessing!r}, model expects {self.preprocessing!r}"
             )
-        self.model = keras.saving.load_model(artifacts[MODEL_ARTIFACT], compile=False)
+        self.model = load_artifact(artifacts, MODEL_ARTIFACT, lambda path: keras.saving.load_model(path, compile=False))
 
     def raw_proba(self, texts: list[str]) -> np.ndarray:
         """Uncalibrated P(negative): the model's single output, predicted in batches of `PREDICT_BATCH`.

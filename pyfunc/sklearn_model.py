@@ -5,7 +5,7 @@ from __future__ import annotations
 import joblib
 import numpy as np
 
-from pyfunc.contract import TweetClassifier
+from pyfunc.contract import TweetClassifier, load_artifact
 from pyfunc.normalize import normalize_batch
 
 PIPELINE_ARTIFACT = "pipeline"
@@ -23,7 +23,7 @@ class SklearnTweetClassifier(TweetClassifier):
         Args:
             artifacts: local path of the `pipeline` artifact (a joblib file).
         """
-        self.pipeline = joblib.load(artifacts[PIPELINE_ARTIFACT])
+        self.pipeline = load_artifact(artifacts, PIPELINE_ARTIFACT, joblib.load)
 
     def raw_proba(self, texts: list[str]) -> np.ndarray:
         """Uncalibrated P(negative): the pipeline's class-1 probability on the normalised texts.

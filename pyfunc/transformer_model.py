@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Tokenizer
 
-from pyfunc.contract import TweetClassifier
+from pyfunc.contract import TweetClassifier, load_artifact
 from pyfunc.normalize import normalize_batch
 
 HF_MODEL_ARTIFACT = "hf_model"
@@ -205,11 +205,15 @@ class TransformerTweetClassifier(TweetClassifier):
         Args:
             artifacts: local paths of `hf_model` and, when exported, `onnx_model`.
         """
-        encoder = TextEncoder.from_pretrained_dir(artifacts[HF_MODEL_ARTIFACT], self.max_length, self.preprocessing)
+
+        def encoder_from(path: str) -> TextEncoder:
+            return TextEncoder.from_pretrained_dir(path, self.max_length, self.preprocessing)
+
+        encoder = load_artifact(artifacts, HF_MODEL_ARTIFACT, encoder_from)
         if artifacts.get(ONNX_ARTIFACT):
-            backend = OnnxBackend(artifacts[ONNX_ARTIFACT], threads=1)
+            backend = load_artifact(artifacts, ONNX_ARTIFACT, lambda path: OnnxBackend(path, threads=1))
         else:
-            backend = TorchBackend.load(artifacts[HF_MODEL_ARTIFACT], cpu_count())
+            backend = load_artifact(artifacts, HF_MODEL_ARTIFACT, lambda path: TorchBackend.load(path, cpu_count()))
         self.attach(encoder, backend)
 
     def attach(self, encoder: TextEncoder, backend: OnnxBackend | TorchBackend) -> None:
