@@ -1,5 +1,6 @@
 """What telemetry costs the served model: p50 latency with telemetry off, and on with the ingestion endpoint
-up (a local capture server), down (a closed port) and hanging (accepts connections, never answers).
+up (a local capture server), down (a closed port), failing (answers 500) and hanging (accepts
+connections, never answers).
 
 Starts one `mlflow models serve` per case, all at once, and sends one-tweet requests round-robin across
 them at concurrency 1, so drift in a shared machine's load hits every case alike. Exports run at the
@@ -156,6 +157,7 @@ def main(**options: object) -> None:
     with ExitStack() as stack:
         capture = stack.enter_context(CaptureServer())
         hanging = stack.enter_context(HangingServer())
+        failing = stack.enter_context(CaptureServer(status=500))
         log_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="telemetry-bench-")))
 
         def sending_to(port: int, name: str) -> dict[str, str]:
@@ -170,6 +172,7 @@ def main(**options: object) -> None:
             Case("telemetry off", {"APPLICATIONINSIGHTS_CONNECTION_STRING": ""}),
             Case("on, endpoint up (capture server)", sending_to(capture.port, "up")),
             Case("on, endpoint down (closed port)", sending_to(closed_port(), "down")),
+            Case("on, endpoint failing (HTTP 500)", sending_to(failing.port, "failing")),
             Case("on, endpoint hanging (no answer)", sending_to(hanging.port, "hanging")),
         ]
         for case in cases:

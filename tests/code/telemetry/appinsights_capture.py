@@ -60,7 +60,13 @@ class _Handler(BaseHTTPRequestHandler):
                 envelopes = json.loads(body)
             except ValueError:
                 envelopes = [json.loads(line) for line in body.decode().splitlines() if line.strip()]
-            self.server.add(envelopes if isinstance(envelopes, list) else [envelopes])
+            envelopes = envelopes if isinstance(envelopes, list) else [envelopes]
+            if self.server.status != 200:  # an ingestion outage: every item refused, nothing recorded
+                self.server.refused += len(envelopes)
+                answer = {"itemsReceived": len(envelopes), "itemsAccepted": 0, "errors": []}
+                self._reply(self.server.status, json.dumps(answer).encode())
+                return
+            self.server.add(envelopes)
             answer = {"itemsReceived": len(envelopes), "itemsAccepted": len(envelopes), "errors": []}
             self._reply(200, json.dumps(answer).encode())
         else:  # live metrics pings and anything else: accepted, not recorded
@@ -78,14 +84,20 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class CaptureServer(ThreadingHTTPServer):
-    """Records every envelope posted to it; `wait_for` polls until the telemetry a test expects arrived."""
+    """Records every envelope posted to it; `wait_for` polls until the telemetry a test expects arrived.
+
+    With `status` other than 200 it plays an ingestion outage instead: it answers every post with that
+    status, records nothing and counts the refused items in `refused`.
+    """
 
     daemon_threads = True
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, record: Path | None = None) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, record: Path | None = None, status: int = 200) -> None:
         super().__init__((host, port), _Handler)
         self.port = self.server_address[1]
         self.record = record
+        self.status = status
+        self.refused = 0
         self.envelopes: list[dict] = []
         self._envelopes_lock = threading.Lock()
         self._thread = threading.Thread(target=self.serve_forever, daemon=True)

@@ -6,7 +6,13 @@ import re
 
 import pytest
 
-from tests.code.telemetry.appinsights_capture import INVOCATIONS_REQUEST, HangingServer, base_data, telemetry_env
+from tests.code.telemetry.appinsights_capture import (
+    INVOCATIONS_REQUEST,
+    CaptureServer,
+    HangingServer,
+    base_data,
+    telemetry_env,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -94,3 +100,18 @@ def test_server_answers_as_usual_when_the_endpoint_hangs(serve, tracking, baseli
             assert ok.status_code == 200 and len(ok.json()["predictions"]) == 2
             assert server.invocations(BAD).status_code == 400
         assert "telemetry on" in server.log_path.read_text()
+
+
+def test_server_answers_as_usual_when_the_endpoint_answers_500(serve, tracking, baseline_run_id, tmp_path):
+    """An ingestion outage that answers: the exporter's posts are refused, the predictions are not."""
+    with CaptureServer(status=500) as failing:
+        env = {**tracking.env, **telemetry_env(failing.port), "TMPDIR": str(tmp_path)}
+        server = serve(f"runs:/{baseline_run_id}/model", env=env)
+        for _ in range(3):
+            ok = server.invocations(GOOD)
+            assert ok.status_code == 200 and len(ok.json()["predictions"]) == 2
+            assert server.invocations(BAD).status_code == 400
+        refused = failing.wait_for(lambda: [failing.refused] if failing.refused else [])
+        assert refused, "the exporter never posted: the 500 path was not exercised"
+        assert server.invocations(GOOD).status_code == 200
+    assert failing.envelopes == []
