@@ -33,12 +33,15 @@ def serve_until_exit(model: Path, env: dict[str, str], log_path: Path) -> tuple[
     return code, server.log()
 
 
+CANNOT_LOAD = "model artifact 'pipeline' at {file} cannot be loaded"
+
+
 @pytest.mark.parametrize(
     ("damage", "message"),
     [
         (lambda file: file.unlink(), "model artifact 'pipeline' is missing: {file}"),
-        (lambda file: file.write_bytes(b"not a joblib file"), "model artifact 'pipeline' at {file} cannot be loaded"),
-        (lambda file: file.write_bytes(file.read_bytes()[:100]), "model artifact 'pipeline' at {file} cannot be loaded"),
+        (lambda file: file.write_bytes(b"not a joblib file"), CANNOT_LOAD),
+        (lambda file: file.write_bytes(file.read_bytes()[:100]), CANNOT_LOAD),
     ],
     ids=["missing", "garbage", "truncated"],
 )
