@@ -1,0 +1,273 @@
+"""Ten testers at once on the dashboard: every action timed, every error counted, no feedback lost.
+
+Starts `mlflow models serve` on a model URI (default the champion, one worker) and, for each Panel
+setting in `--panel-settings`, a fresh `panel serve dashboard/app.py` with an empty feedback store.
+Then `--testers` separate Chromium contexts (each its own Bokeh session) run the same script at the
+same time: open the page, predict typed tweets, move the threshold, flag predictions right or wrong,
+upload a CSV of `--csv-rows` tweets and wait until it is scored. Reports per action the count, p50,
+p95 and max in seconds, the errors (an action whose expected text did not appear within its
+timeout, or an error message on the page), and the feedback rows flagged against those stored.
+
+\b
+    python bench/dashboard_load.py                                   # the champion, 10 testers
+    python bench/dashboard_load.py --panel-settings "default;--num-threads 4;--num-procs 2"
+    python bench/dashboard_load.py --model-uri runs:/<run_id>/model --json build/dashboard_load.json
+
+Run it from the repository root with the project's virtual environment active, MLFLOW_TRACKING_URI
+pointing at the store that holds the model, and Debian's Chromium installed (`scripts/install.sh test`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import json
+import shlex
+import sqlite3
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+from types import SimpleNamespace
+
+import click
+import numpy as np
+import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.serve_benchmark import busy_warning, load_texts, machine, server_env, start_champion
+from steps.lib.cli import WHOLE_NUMBER
+from steps.lib.processes import start_server, stop_server
+from steps.lib.provenance import provenance
+from steps.lib.registry import CHAMPION_URI
+
+REPO = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
+ACTION_TIMEOUT_MS = 120_000
+PREDICTIONS_PER_TESTER = 4
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_dashboard(model_url: str, setting: str, feedback_db: Path, log_path: Path):
+    """`panel serve dashboard/app.py` with one setting's extra arguments; returns (process, port, url)."""
+    port = free_port()
+    command = ["panel", "serve", "dashboard/app.py", "--address", "127.0.0.1", "--port", str(port)]
+    command += ["--allow-websocket-origin", f"127.0.0.1:{port}"]
+    command += [] if setting == "default" else shlex.split(setting)
+    env = server_env() | {"MODEL_SERVER_URL": model_url, "FEEDBACK_DB": str(feedback_db)}
+    env.pop("MLFLOW_TRACKING_URI", None)  # the registry line is optional; it would add a lookup per prediction
+    log = log_path.open("w")
+    process = start_server(command, env, log, cwd=REPO)
+    url = f"http://127.0.0.1:{port}/app"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"panel serve exited:\n{log_path.read_text()[-3000:]}")
+        try:
+            if requests.get(url, timeout=5).status_code == 200:
+                return process, port, url
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.3)
+    raise SystemExit(f"panel serve not ready after 120 s; log: {log_path}")
+
+
+class Tester:
+    """One tester's browser context; each action is timed from the click to the text that proves it done."""
+
+    def __init__(self, number: int, page, texts: list[str], csv_path: Path, csv_rows: int) -> None:
+        self.number = number
+        self.page = page
+        self.texts = texts
+        self.csv_path = csv_path
+        self.csv_rows = csv_rows
+        self.seconds: dict[str, list[float]] = defaultdict(list)
+        self.errors: list[str] = []
+        self.flagged = 0
+
+    async def timed(self, action: str, steps) -> None:
+        started = time.perf_counter()
+        try:
+            await steps()
+        except Exception as error:  # a timeout or a wrong page: counted, and the script goes on
+            self.errors.append(f"{action}: {str(error).splitlines()[0][:200]}")
+            return
+        self.seconds[action].append(time.perf_counter() - started)
+
+    async def run(self, app_url: str) -> None:
+        from playwright.async_api import expect
+
+        page = self.page
+
+        async def open_page() -> None:
+            await page.goto(app_url)
+            await expect(page.locator("#server-status")).to_contain_text("is up", timeout=ACTION_TIMEOUT_MS)
+
+        async def predict(text: str) -> None:
+            await page.locator("textarea").fill(text)
+            await page.get_by_role("button", name="Predict").click()
+            await expect(page.locator("#result-text")).to_have_text(text, timeout=ACTION_TIMEOUT_MS)
+
+        async def move_threshold(value: float) -> None:
+            box = page.locator(".slider-edit input")
+            await box.fill(str(value))
+            await box.press("Enter")
+            await expect(page.locator("#result-threshold")).to_contain_text(f"{value:.4f}", timeout=ACTION_TIMEOUT_MS)
+
+        async def flag() -> None:
+            await page.get_by_role("button", name=f"Wrong: it is {await other_label()}").click()
+            await expect(page.locator("#feedback-status")).to_contain_text(
+                "Saved as feedback", timeout=ACTION_TIMEOUT_MS
+            )
+            self.flagged += 1
+
+        async def other_label() -> str:
+            label = await page.locator("#result-label").inner_text()
+            return "not_negative" if label == "negative" else "negative"
+
+        async def score_csv() -> None:
+            await page.locator(".bk-tab", has_text="Batch").click()
+            await page.locator("input[type=file]").set_input_files(self.csv_path)
+            await page.get_by_role("button", name="Score the file").click()
+            status = page.locator("#batch-status")
+            await expect(status).to_contain_text(f"Scored {self.csv_rows} tweets", timeout=ACTION_TIMEOUT_MS)
+            await page.locator(".bk-tab", has_text="Predict").click()
+
+        await self.timed("open the page", open_page)
+        offset = self.number * PREDICTIONS_PER_TESTER
+        for index in range(PREDICTIONS_PER_TESTER):
+            text = self.texts[(offset + index) % len(self.texts)]
+            await self.timed("predict a typed tweet", lambda text=text: predict(text))
+            if index == 1:
+                await self.timed("move the threshold", lambda: move_threshold(0.35))
+                await self.timed("move the threshold", lambda: move_threshold(0.65))
+            await self.timed("flag a prediction", flag)
+            if index == 1:
+                await self.timed(f"score a {self.csv_rows}-row CSV", score_csv)
+        if await page.locator("[role=alert]").count():
+            for alert in await page.locator("[role=alert]").all_inner_texts():
+                if alert.strip():
+                    self.errors.append(f"error message on the page: {alert.strip()[:200]}")
+
+
+async def run_testers(app_url: str, testers: int, texts: list[str], csv_path: Path, csv_rows: int) -> list[Tester]:
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        contexts = [await browser.new_context() for _ in range(testers)]
+        crew = [
+            Tester(number, await context.new_page(), texts, csv_path, csv_rows)
+            for number, context in enumerate(contexts)
+        ]
+        await asyncio.gather(*(tester.run(app_url) for tester in crew))
+        await browser.close()
+    return crew
+
+
+def stored_feedback(path: Path) -> int:
+    with sqlite3.connect(path) as connection:
+        return connection.execute("SELECT COUNT(*) FROM feedback").fetchone()[0]
+
+
+def summarise(setting: str, crew: list[Tester], stored: int, wall_s: float) -> dict:
+    actions: dict[str, list[float]] = defaultdict(list)
+    for tester in crew:
+        for action, seconds in tester.seconds.items():
+            actions[action] += seconds
+    return {
+        "setting": setting,
+        "wall_s": wall_s,
+        "actions": {
+            action: {
+                "count": len(seconds),
+                "p50_s": float(np.percentile(seconds, 50)),
+                "p95_s": float(np.percentile(seconds, 95)),
+                "max_s": float(max(seconds)),
+            }
+            for action, seconds in actions.items()
+        },
+        "errors": [error for tester in crew for error in tester.errors],
+        "feedback_flagged": sum(tester.flagged for tester in crew),
+        "feedback_stored": stored,
+    }
+
+
+def table(summary: dict) -> str:
+    lines = [f"### panel serve {summary['setting']}: {summary['wall_s']:.0f} s for every tester's script", ""]
+    lines += ["| action | count | p50 s | p95 s | max s |", "|---|---:|---:|---:|---:|"]
+    for action, figures in summary["actions"].items():
+        seconds = " | ".join(f"{figures[key]:.2f}" for key in ("p50_s", "p95_s", "max_s"))
+        lines.append(f"| {action} | {figures['count']} | {seconds} |")
+    lines.append("")
+    lines.append(f"errors: {len(summary['errors'])}" + (f" (e.g. {summary['errors'][0]})" if summary["errors"] else ""))
+    lost = summary["feedback_flagged"] - summary["feedback_stored"]
+    lines.append(f"feedback: {summary['feedback_flagged']} flagged, {summary['feedback_stored']} stored, {lost} lost")
+    return "\n".join(lines)
+
+
+@click.command(help=__doc__)
+@click.option("--model-uri", default=CHAMPION_URI, show_default=True, help="model served by `mlflow models serve`")
+@click.option("--testers", type=WHOLE_NUMBER, default=10, show_default=True, help="browser sessions at once")
+@click.option("--csv-rows", type=WHOLE_NUMBER, default=1000, show_default=True, help="tweets in each tester's CSV")
+@click.option(
+    "--panel-settings",
+    default="default;--num-threads 4",
+    show_default=True,
+    help="`panel serve` arguments to compare, separated by ';' (`default` = none)",
+)
+@click.option("--texts", default="", show_default=True, help="CSV/Parquet with a text column (empty = embedded tweets)")
+@click.option("--json", default="", show_default=True, help="also write every figure to this JSON file")
+@click.option("--seed", type=WHOLE_NUMBER, default=7, show_default=True, help="seed of the tweets' sample")
+def main(**options: object) -> None:
+    args = SimpleNamespace(**options)
+    if not Path(CHROMIUM).exists():
+        raise SystemExit(f"{CHROMIUM} is missing: `bash scripts/install.sh test` installs Debian's Chromium")
+    texts = load_texts(args.texts, max(4000, args.csv_rows), args.seed)
+    host, origin = machine(), provenance(args.model_uri)  # at start: the load before the benchmark's own
+    print(f"machine: {host}")
+    if warning := busy_warning():
+        print(warning, flush=True)
+    settings = [setting.strip() for setting in args.panel_settings.split(";") if setting.strip()]
+    summaries = []
+    with tempfile.TemporaryDirectory(prefix="dashboard-load-") as folder:
+        csv_path = Path(folder) / "tweets.csv"
+        with csv_path.open("w", newline="") as handle:
+            csv.writer(handle).writerows([("text",), *((text,) for text in texts[: args.csv_rows])])
+        model = start_champion(args.model_uri, workers=1)
+        print(f"served: {args.model_uri} (mlflow models serve, 1 worker)", flush=True)
+        try:
+            for number, setting in enumerate(settings):
+                feedback_db = Path(folder) / f"feedback-{number}.db"
+                process, port, app_url = start_dashboard(
+                    model.url, setting, feedback_db, Path(folder) / f"panel-{number}.log"
+                )
+                try:
+                    started = time.perf_counter()
+                    crew = asyncio.run(run_testers(app_url, args.testers, texts, csv_path, args.csv_rows))
+                    wall_s = time.perf_counter() - started
+                finally:
+                    stop_server(process, port)
+                summary = summarise(setting, crew, stored_feedback(feedback_db), wall_s)
+                summaries.append(summary)
+                print("\n" + table(summary), flush=True)
+        finally:
+            model.stop()
+    if args.json:
+        record = {"machine": host, "provenance": origin, "warning": warning, "testers": args.testers}
+        record |= {"csv_rows": args.csv_rows, "settings": summaries}
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(record, indent=2))
+
+
+if __name__ == "__main__":
+    main()
