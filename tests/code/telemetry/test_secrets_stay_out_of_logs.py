@@ -1,7 +1,9 @@
-"""No log line of the alert or telemetry paths carries a secret: webhook tokens, instrumentation keys."""
+"""No secret reaches a log line, an error message, a run or a telemetry capture: webhook tokens,
+connection strings, tracking credentials."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
@@ -10,11 +12,14 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import mlflow
 import pytest
+import requests
 
 from dashboard.alerts import evaluate, post_webhook
+from tests.code.telemetry.appinsights_capture import OFFLINE_ENV, CaptureServer
 from tests.code.telemetry.test_alert_rule import RULE, add_feedback, minute, wrong_at
-from tests.conftest import free_port
+from tests.conftest import free_port, mlflow_run, run_id_of
 
 REPO = Path(__file__).resolve().parents[3]
 TOKEN = "T0SECRET/B0SECRET/XoXoSeCrEtToKeN"  # as in a Slack incoming-webhook URL
@@ -75,3 +80,58 @@ def test_telemetry_never_logs_the_instrumentation_key():
     assert result.returncode == 0, result.stderr
     assert "telemetry" in result.stderr
     assert key not in result.stdout + result.stderr
+
+
+IKEY = "5ec7e7aa-5ec7-4e7a-8000-5ec7e75ec7e7"  # the SDK wants a GUID: no "SECRET" fits in one
+
+
+def secrets_for(capture_port: int) -> dict[str, str]:
+    """Every secret a deployment hands the processes, pointing at local stand-ins."""
+    endpoint = f"http://127.0.0.1:{capture_port}/"
+    return {
+        "MLFLOW_TRACKING_USERNAME": "ops-SECRET-user",
+        "MLFLOW_TRACKING_PASSWORD": "pw-SECRET-4242",
+        "APPLICATIONINSIGHTS_CONNECTION_STRING": (
+            f"InstrumentationKey={IKEY};IngestionEndpoint={endpoint};LiveEndpoint={endpoint}"
+        ),
+        "ALERT_WEBHOOK_URL": f"https://hooks.example.com/services/{TOKEN}",
+    }
+
+
+def text_files(folder: Path) -> list[Path]:
+    return [path for path in folder.rglob("*") if path.is_file() and path.suffix not in {".parquet", ".png", ".joblib"}]
+
+
+def test_no_secret_reaches_a_run_a_server_log_an_error_or_a_capture(
+    monkeypatch, tracking, baseline_run_id, serve, tmp_path
+):
+    with CaptureServer() as capture:
+        secrets = secrets_for(capture.port)
+        for name, value in {**OFFLINE_ENV, **secrets, "TMPDIR": str(tmp_path)}.items():
+            monkeypatch.setenv(name, value)
+        needles = ["SECRET", TOKEN, IKEY, secrets["APPLICATIONINSIGHTS_CONNECTION_STRING"]]
+
+        step = mlflow_run(tracking, "prepare_data", max_rows=300, seed=3)
+        run = mlflow.get_run(run_id_of(step))
+        server = serve(f"runs:/{baseline_run_id}/model", env=tracking.env)
+        answers = [
+            server.invocations({"dataframe_split": {"columns": ["text"], "data": [["late again"]]}}),
+            server.invocations({"dataframe_split": {"columns": ["text"], "data": [[""]]}}),
+            server.invocations("{broken"),
+            requests.post(f"{server.url}/invocations", data=b"{}", timeout=30),
+        ]
+        assert [answer.status_code for answer in answers] == [200, 400, 400, 415]
+        assert capture.wait_for(lambda: capture.of_type("RequestData")), "telemetry never arrived"
+        envelopes = json.dumps(capture.envelopes)
+
+    artifacts = Path(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, dst_path=str(tmp_path / "run")))
+    places = {
+        "prepare_data's output": step.stdout + step.stderr,
+        "the run's params and tags": json.dumps({**run.data.params, **run.data.tags}),
+        "the model server's log": server.log(),
+        "the error answers": " ".join(answer.text for answer in answers),
+        "the telemetry capture (bar the iKey field the protocol needs)": envelopes.replace(f'"iKey": "{IKEY}"', ""),
+        **{f"artifact {path.name}": path.read_text(errors="replace") for path in text_files(artifacts)},
+    }
+    leaks = [(place, needle) for place, text in places.items() for needle in needles if needle in text]
+    assert leaks == []
