@@ -1,11 +1,12 @@
 """Soak: the served model under a steady realistic load for a bounded time, minute by minute.
 
 Starts `mlflow models serve` on a model URI (default the champion, one worker), measures its capacity
-with the request mix below at `--concurrency` client threads, then sends requests at a fixed rate,
-80% of that capacity unless `--rate` sets it, for `--seconds`. The mix: 70% single tweets, 25%
-batches of 8 to 64 tweets, 5% invalid requests (an empty text, no `text` column, a threshold of 1.5,
-broken JSON, no Content-Type), which must get their 4xx and are counted apart. Latency counts from
-each request's scheduled send time, so a server that falls behind shows it (no coordinated omission).
+with the request mix below at `--concurrency` client threads sending back to back, then the same
+threads send requests at a fixed rate, 80% of that capacity unless `--rate` sets it, for `--seconds`.
+The mix: 70% single tweets, 25% batches of 8 to 64 tweets, 5% invalid requests (an empty text, no
+`text` column, a threshold of 1.5, broken JSON, no Content-Type), which must get their 4xx and are
+counted apart. Latency counts from each request's scheduled send time, so a server that falls behind
+shows it (no coordinated omission); the server's own time per request (from the actual send) is reported beside it.
 
 Per minute: requests, tweets, p50/p95/p99 of valid requests, errors, and the server's RSS (its
 whole process tree). Goals: 0 unexpected errors, RSS growth under 5% after the first minute, p99 in
@@ -67,7 +68,8 @@ class Outcome:
     due_s: float  # scheduled send time, seconds since the soak began
     kind: str  # single, batch, or "invalid: <what>"
     tweets: int
-    latency_ms: float  # from the scheduled send time to the answer
+    latency_ms: float  # from the scheduled send time to the answer: what a client waits
+    service_ms: float  # from the actual send to the answer: what the server took
     error: str  # "" when it got the answer it should; else why not ("unexpected" kinds only)
     refused: bool  # an invalid request that got its 4xx
 
@@ -99,6 +101,7 @@ def send(session: requests.Session, url: str, mix: Mix, started: float, due_s: f
     """One request of the mix, judged against what it should get."""
     kind, tweets, body, headers, expected = mix.draw()
     error = ""
+    sent = time.perf_counter()
     try:
         response = session.post(url, data=body.encode(), headers=headers, timeout=REQUEST_TIMEOUT_S)
         if response.status_code != expected:
@@ -109,8 +112,9 @@ def send(session: requests.Session, url: str, mix: Mix, started: float, due_s: f
         error = f"no answer within {REQUEST_TIMEOUT_S:.0f} s"
     except requests.ConnectionError:
         error = "connection refused or reset"
-    latency_ms = (time.perf_counter() - started - due_s) * 1000
-    return Outcome(due_s, kind, tweets, latency_ms, error, refused=kind.startswith("invalid") and not error)
+    answered = time.perf_counter()
+    latency_ms, service_ms = (answered - started - due_s) * 1000, (answered - sent) * 1000
+    return Outcome(due_s, kind, tweets, latency_ms, service_ms, error, refused=kind.startswith("invalid") and not error)
 
 
 def measure_capacity(server: Server, mix: Mix, concurrency: int, seconds: float) -> float:
@@ -173,7 +177,9 @@ def per_minute(outcomes: list[Outcome], rss: list[tuple[float, float]]) -> list[
     minutes = []
     for minute in range(int(max(o.due_s for o in outcomes) // 60) + 1):
         these = [o for o in outcomes if int(o.due_s // 60) == minute]
-        valid = np.array([o.latency_ms for o in these if not o.kind.startswith("invalid") and not o.error])
+        answered = [o for o in these if not o.kind.startswith("invalid") and not o.error]
+        valid = np.array([o.latency_ms for o in answered])
+        service = np.array([o.service_ms for o in answered])
         memory = [mb for at, mb in rss if int(at // 60) == minute]
         minutes.append(
             {
@@ -183,6 +189,7 @@ def per_minute(outcomes: list[Outcome], rss: list[tuple[float, float]]) -> list[
                 "p50_ms": float(np.percentile(valid, 50)) if len(valid) else float("nan"),
                 "p95_ms": float(np.percentile(valid, 95)) if len(valid) else float("nan"),
                 "p99_ms": float(np.percentile(valid, 99)) if len(valid) else float("nan"),
+                "service_p99_ms": float(np.percentile(service, 99)) if len(service) else float("nan"),
                 "refused_as_expected": sum(o.refused for o in these),
                 "unexpected_errors": sum(bool(o.error) for o in these),
                 "rss_mb": memory[-1] if memory else float("nan"),
@@ -207,13 +214,13 @@ def verdict(minutes: list[dict], errors: dict[str, int]) -> dict[str, object]:
 
 
 def report(minutes: list[dict], errors: dict[str, int], refused: dict[str, int], goals: dict) -> str:
-    lines = ["| minute | requests | tweets | p50 ms | p95 ms | p99 ms | 4xx as expected | unexpected | RSS MB |"]
-    lines.append("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    columns = "minute | requests | tweets | p50 ms | p95 ms | p99 ms | server p99 ms | expected 4xx | unexpected | RSS MB"
+    lines = [f"| {columns} |"]
+    lines.append("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    keys = ("requests", "tweets", "p50_ms", "p95_ms", "p99_ms", "service_p99_ms", "refused_as_expected")
     for m in minutes:
-        lines.append(
-            f"| {m['minute']} | {m['requests']} | {m['tweets']} | {m['p50_ms']:.1f} | {m['p95_ms']:.1f} | "
-            f"{m['p99_ms']:.1f} | {m['refused_as_expected']} | {m['unexpected_errors']} | {m['rss_mb']:.0f} |"
-        )
+        cells = [f"{m[key]:.1f}" if isinstance(m[key], float) else str(m[key]) for key in keys]
+        lines.append(f"| {m['minute']} | {' | '.join(cells)} | {m['unexpected_errors']} | {m['rss_mb']:.0f} |")
     lines.append("")
     lines.append(f"invalid requests refused as expected: {refused or 'none sent'}")
     lines.append(f"unexpected errors: {errors or 'none'}")
@@ -241,7 +248,7 @@ def report(minutes: list[dict], errors: dict[str, int], refused: dict[str, int],
     type=WHOLE_NUMBER,
     default=4,
     show_default=True,
-    help="client threads that measure the capacity; the soak's senders are four times as many",
+    help="client threads: they measure the capacity back to back, then send the soak's requests",
 )
 @click.option("--texts", default="", show_default=True, help="CSV/Parquet with a text column (empty = embedded tweets)")
 @click.option("--json", default="", show_default=True, help="also write every figure to this JSON file")
@@ -267,7 +274,7 @@ def main(**options: object) -> None:
             f"soaking at {rate:.1f} requests/s for {args.seconds:.0f} s",
             flush=True,
         )
-        outcomes, rss = soak(server, mix, rate, args.seconds, senders=4 * args.concurrency)
+        outcomes, rss = soak(server, mix, rate, args.seconds, senders=args.concurrency)
     finally:
         server.stop()
     errors: dict[str, int] = {}

@@ -72,7 +72,7 @@ def test_a_closed_port_is_an_unexpected_error_not_a_crash():
 
 
 def outcome(due_s: float, latency_ms: float, error: str = "") -> Outcome:
-    return Outcome(due_s, "single", 1, latency_ms, error, refused=False)
+    return Outcome(due_s, "single", 1, latency_ms, latency_ms, error, refused=False)
 
 
 def test_goals_compare_the_last_minute_with_the_first():
