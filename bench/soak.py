@@ -214,7 +214,7 @@ def verdict(minutes: list[dict], errors: dict[str, int]) -> dict[str, object]:
 
 
 def report(minutes: list[dict], errors: dict[str, int], refused: dict[str, int], goals: dict) -> str:
-    columns = "minute | requests | tweets | p50 ms | p95 ms | p99 ms | server p99 ms | expected 4xx | unexpected | RSS MB"
+    columns = "minute | requests | tweets | p50 ms | p95 ms | p99 ms | server p99 | expected 4xx | unexpected | RSS MB"
     lines = [f"| {columns} |"]
     lines.append("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     keys = ("requests", "tweets", "p50_ms", "p95_ms", "p99_ms", "service_p99_ms", "refused_as_expected")
