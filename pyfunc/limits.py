@@ -29,7 +29,7 @@ from mlflow.pyfunc.scoring_server import _SERVER_MODEL_PATH
 
 MAX_ROWS_ENV = "MAX_ROWS_PER_REQUEST"
 MAX_BYTES_ENV = "MAX_REQUEST_BYTES"
-DEFAULT_MAX_ROWS = 5_000
+DEFAULT_MAX_ROWS = 2_000
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 # The deepest request form is `{"dataframe_split": {"data": [["text"]]}}` (4 levels); 32 leaves room.
 MAX_JSON_DEPTH = 32

@@ -1,4 +1,4 @@
-"""Demanding but valid input gets predictions: a 100 kB text, 5,000 rows, any script and emoji."""
+"""Demanding but valid input gets predictions: a 100 kB text, a batch at the row limit, any script and emoji."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import json
 
 import pandas as pd
 import pytest
+
+from pyfunc.limits import DEFAULT_MAX_ROWS
 
 pytestmark = pytest.mark.integration
 
@@ -42,12 +44,12 @@ def test_100_kb_text_gets_a_prediction(server, reference, still_serving):
     still_serving()
 
 
-def test_5000_rows_in_one_request_keep_their_order(server, reference):
+def test_a_batch_at_the_row_limit_keeps_its_order(server, reference):
     subjects = ["my bag", "the crew", "the wifi", "flight 1234", "the refund", "customer service", "the seat"]
     verdicts = ["is great", "was lost", "never answered", "made my day", "is a joke", "was fine", "😡", "🙏"]
     pairs = itertools.cycle(itertools.product(subjects, verdicts))
-    texts = [f"{subject} {verdict} #{i}" for i, (subject, verdict) in zip(range(5000), pairs, strict=False)]
-    assert len(texts) == 5000
+    texts = [f"{subject} {verdict} #{i}" for i, (subject, verdict) in zip(range(DEFAULT_MAX_ROWS), pairs, strict=False)]
+    assert len(texts) == DEFAULT_MAX_ROWS
     body = {"dataframe_split": {"columns": ["text"], "data": [[text] for text in texts]}}
     assert_matches_reference(served_predictions(server.invocations(body)), reference(texts))
 
