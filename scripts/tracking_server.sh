@@ -124,15 +124,24 @@ start_azurite() {
     "$(azurite_bin)" --blobHost 127.0.0.1 --blobPort "$blob_port" --location "$home/azurite" --skipApiVersionCheck
   wait_for_port azurite "$blob_port" 60 "$home/logs/azurite.log"
   AZURE_STORAGE_CONNECTION_STRING="$(connection_string)" "$python" - "$container" <<'PY'
-import os, sys
-from azure.core.exceptions import ResourceExistsError
+import os, sys, time
+from azure.core.exceptions import ResourceExistsError, ServiceRequestError, ServiceResponseError
 from azure.storage.blob import BlobServiceClient
 
+# Azurite opens its port before it answers: on a busy machine the first requests are dropped
+# ("Remote end closed connection without response"), so the container is retried for a minute.
 service = BlobServiceClient.from_connection_string(os.environ["AZURE_STORAGE_CONNECTION_STRING"])
-try:
-    service.create_container(sys.argv[1])
-except ResourceExistsError:
-    pass
+deadline = time.monotonic() + 60
+while True:
+    try:
+        service.create_container(sys.argv[1])
+        break
+    except ResourceExistsError:
+        break
+    except (ServiceRequestError, ServiceResponseError):
+        if time.monotonic() > deadline:
+            raise
+        time.sleep(1)
 PY
 }
 
