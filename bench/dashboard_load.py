@@ -36,7 +36,7 @@ import numpy as np
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.serve_benchmark import busy_warning, load_texts, machine, server_env, start_champion
+from bench.serve_benchmark import busy_warning, free_port, load_texts, machine, server_env, start_champion
 from steps.lib.cli import WHOLE_NUMBER
 from steps.lib.processes import start_server, stop_server
 from steps.lib.provenance import provenance
@@ -47,14 +47,6 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
 ACTION_TIMEOUT_MS = 600_000  # ten 1,000-row CSVs at once take the champion about two minutes on 2 cores
 PREDICTIONS_PER_TESTER = 4
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start_dashboard(model_url: str, setting: str, feedback_db: Path, log_path: Path):

@@ -11,6 +11,7 @@ import asyncio
 import sqlite3
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,18 @@ def stored_texts(path: Path) -> list[str]:
         return [row[0] for row in connection.execute("SELECT text FROM feedback ORDER BY id")]
 
 
+@contextmanager
+def locked_by_another_writer(path: Path) -> Iterator[None]:
+    """Another connection holds the write lock until the block ends."""
+    other_writer = sqlite3.connect(path, isolation_level=None)
+    other_writer.execute("BEGIN EXCLUSIVE")
+    try:
+        yield
+    finally:
+        other_writer.execute("ROLLBACK")
+        other_writer.close()
+
+
 @pytest.fixture
 def small_filesystem(tmp_path) -> Iterator[Path]:
     """A 1 MiB tmpfs of its own, so the disk can really fill up or turn read-only."""
@@ -52,18 +65,13 @@ def small_filesystem(tmp_path) -> Iterator[Path]:
 def test_a_store_locked_by_another_writer_keeps_the_verdict_and_saves_it_after(tmp_path, fake_server):
     store = FeedbackStore(tmp_path / "feedback.db", busy_timeout_s=0.2)
     session = dashboard_on(store, fake_server)
-    other_writer = sqlite3.connect(store.path, isolation_level=None)
-    other_writer.execute("BEGIN EXCLUSIVE")
-    try:
+    with locked_by_another_writer(store.path):
         flag_wrong(session, "first complaint")
         flag_wrong(session, "second complaint")
         message = session.feedback_message.object
         assert f"The feedback is not saved yet: the feedback store {store.path} is locked by another writer" in message
         assert "2 verdicts kept in this page" in message
         assert [row["feedback"] for row in session.history] == ["wrong (true: negative), not saved yet"] * 2
-    finally:
-        other_writer.execute("ROLLBACK")
-        other_writer.close()
 
     assert asyncio.run(session.save_unsaved()) is True
     assert stored_texts(store.path) == ["first complaint", "second complaint"]
@@ -130,12 +138,7 @@ def test_a_store_that_cannot_start_still_opens_the_page_and_saves_later(small_fi
 def test_a_session_closed_with_unsaved_verdicts_says_so_in_the_log(tmp_path, fake_server, caplog):
     store = FeedbackStore(tmp_path / "feedback.db", busy_timeout_s=0.1)
     session = dashboard_on(store, fake_server)
-    other_writer = sqlite3.connect(store.path, isolation_level=None)
-    other_writer.execute("BEGIN EXCLUSIVE")
-    try:
+    with locked_by_another_writer(store.path):
         flag_wrong(session, "lost my bag")
         session.report_unsaved_on_close()
-    finally:
-        other_writer.execute("ROLLBACK")
-        other_writer.close()
     assert "a session closed with 1 feedback verdicts the store refused; they are lost" in caplog.text
