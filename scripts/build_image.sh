@@ -172,6 +172,24 @@ print(f"POST /invocations request items: {len(requests)}, cloud role: {', '.join
 PY
 }
 
+# The image's front door is MLflow's server with the model's request guard (docs/design.md, "Serving
+# limits"): a 50 MB body gets a 413 naming MAX_REQUEST_BYTES before it is parsed, and the next request
+# is answered as usual.
+check_front_door() {
+  step "front door: a 50 MB body"
+  local answer
+  answer="$(head -c 50000000 /dev/zero | tr '\0' 'x' | sed 's/^/{"inputs": {"text": ["/; s/$/"]}}/' |
+    curl -s -o /dev/stderr -w '%{http_code} in %{time_total} s' "http://127.0.0.1:$port/invocations" \
+      -H 'Content-Type: application/json' --data-binary @- 2>&1)"
+  echo "$answer"
+  case "$answer" in
+    *MAX_REQUEST_BYTES*"413 in"*) ;;
+    *) echo "a 50 MB body was not refused with a 413 naming MAX_REQUEST_BYTES" >&2; exit 1 ;;
+  esac
+  "$python" scripts/smoke_test.py "http://127.0.0.1:$port" ${SMOKE_ARGS:-} >/dev/null
+  echo "the next request was answered as usual"
+}
+
 smoke() {
   start_capture
   step "docker run $image on 127.0.0.1:$port"
@@ -191,6 +209,7 @@ smoke() {
   "$python" scripts/smoke_test.py "http://127.0.0.1:$port" ${SMOKE_ARGS:-}
   echo "curl: $(curl -s "http://127.0.0.1:$port/invocations" -H 'Content-Type: application/json' \
     -d '{"inputs": {"text": ["@united worst airline ever, lost my bag"]}}')"
+  check_front_door
   printf 'waiting for the HEALTHCHECK: '
   for _ in $(seq 90); do
     health="$(docker inspect -f '{{.State.Health.Status}}' "$container")"
