@@ -14,6 +14,7 @@ Run from the repository root with the venv active and MLFLOW_TRACKING_URI pointi
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -32,6 +33,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # the ingestion stand-ins the tests use
 from steps.lib.cli import WHOLE_NUMBER  # noqa: E402
 from steps.lib.processes import start_server, stop_server  # noqa: E402
+from steps.lib.provenance import provenance  # noqa: E402
 from steps.lib.registry import CHAMPION_URI  # noqa: E402
 from tests.code.telemetry.appinsights_capture import (  # noqa: E402
     OFFLINE_ENV,
@@ -153,6 +155,8 @@ def report(cases: list[Case], capture: CaptureServer, args: SimpleNamespace) -> 
 )
 def main(**options: object) -> None:
     args = SimpleNamespace(**options)
+    # Before the servers start: the load is the machine's, not this benchmark's.
+    print("provenance: " + json.dumps(provenance(args.model_uri)), flush=True)
     export = OFFLINE_ENV if args.fast_export else PRODUCTION_EXPORT
     with ExitStack() as stack:
         capture = stack.enter_context(CaptureServer())
