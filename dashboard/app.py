@@ -9,11 +9,13 @@ everything they reach on the page is HTML-escaped or shown by widgets that rende
 from __future__ import annotations
 
 import asyncio
+import functools
 import html
 import io
 import logging
 import os
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 
@@ -41,6 +43,11 @@ HISTORY_COLUMNS = ["time", "text", "label", "proba_negative", "threshold", "feed
 HISTORY_WIDTHS = {"time": 85, "text": 320, "label": 125, "proba_negative": 135, "threshold": 100, "feedback": 190}
 # How often verdicts the feedback store refused are tried again.
 FEEDBACK_RETRY_MS = 5_000
+# A file being scored holds its thread for minutes. In the event loop's default pool (cores + 4 threads)
+# ten testers' files left no thread for anyone's typed prediction or feedback, so files get threads of
+# their own: the model server, not this pool, decides how fast they go (docs/reliability.md).
+BATCH_THREADS = 32
+_batch_threads = ThreadPoolExecutor(max_workers=BATCH_THREADS, thread_name_prefix="dashboard-batch")
 PREVIEW_ROWS = 200
 STYLES = {
     "error": "background:#fdecea;color:#611a15;border:1px solid #f5c6cb;",
@@ -491,9 +498,8 @@ class Dashboard:
         def progress(scored: int, total: int) -> None:  # called from the worker thread
             loop.call_soon_threadsafe(setattr, self.progress, "value", scored)
 
-        scored = await asyncio.to_thread(
-            self.client.predict_in_chunks, texts, self._threshold_to_send(), None, progress, done
-        )
+        score = functools.partial(self.client.predict_in_chunks, texts, self._threshold_to_send(), None, progress, done)
+        scored = await loop.run_in_executor(_batch_threads, score)
         pending["predictions"] += scored.predictions
         pending["latency_ms"] += scored.latency_ms
         result = batch.join_predictions(pending["frame"], pending["valid"], pending["predictions"])
