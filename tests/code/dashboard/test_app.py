@@ -6,13 +6,14 @@ import asyncio
 import json
 import logging
 import sqlite3
+import threading
 from types import SimpleNamespace
 
 import pytest
 from tornado.iostream import StreamClosedError
 from tornado.websocket import WebSocketClosedError
 
-from dashboard.app import Dashboard, quiet_closed_sessions
+from dashboard.app import BATCH_THREADS, Dashboard, quiet_closed_sessions
 from dashboard.client import ModelClient
 from dashboard.feedback import FeedbackStore
 
@@ -99,6 +100,46 @@ def test_a_csv_is_scored_with_invalid_rows_kept(session, fake_server):
     assert session.download.filename == "scored_tweets.csv" and not session.download.disabled
     csv_text = session._scored_file().read().decode()
     assert csv_text.splitlines()[2] == "2,,False,,,,"
+
+
+def test_files_being_scored_leave_threads_for_a_typed_prediction(fake_server, tmp_path):
+    """More files in flight than any thread pool the event loop has by default (cores + 4, at most 32)."""
+    held, release = [], threading.Event()
+    healthy = fake_server.reply
+
+    def hold_files(path, body):
+        if path == "/invocations" and len(body["dataframe_split"]["data"]) > 1:
+            held.append(body)
+            release.wait(20)
+        return healthy(path, body)
+
+    fake_server.reply = hold_files
+    store = FeedbackStore(tmp_path / "feedback.db")
+    files = [Dashboard(ModelClient(fake_server.url, timeout=5), store) for _ in range(BATCH_THREADS)]
+    typing = Dashboard(ModelClient(fake_server.url, timeout=5), store)
+    data = b"text\n" + b"\n".join(b"tweet %d" % i for i in range(4)) + b"\n"
+
+    async def scenario() -> list[bool]:
+        scoring = [asyncio.create_task(session._score_file(data, "tweets.csv")) for session in files]
+        for _ in range(600):  # until every file's first request is held by the server
+            if len(held) == len(files):
+                break
+            await asyncio.sleep(0.05)
+        typing.tweet.value = "x" * 60
+        await typing._on_predict()
+        finished_while_files_were_held = [not task.done() for task in scoring]
+        release.set()
+        await asyncio.gather(*scoring)
+        return finished_while_files_were_held
+
+    try:
+        still_held = asyncio.run(scenario())
+    finally:
+        release.set()
+    assert len(held) == len(files)
+    assert typing.last is not None and typing.last["prediction"].label == "negative"
+    assert all(still_held)
+    assert all("Scored 4 tweets from tweets.csv" in session.batch_message.object for session in files)
 
 
 def test_a_batch_the_server_stops_answering_keeps_its_rows_and_resumes(session, fake_server):
