@@ -46,7 +46,7 @@ from steps.lib.registry import CHAMPION_URI
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
-ACTION_TIMEOUT_MS = 600_000  # ten 1,000-row CSVs at once take the champion about two minutes on 2 cores
+ACTION_TIMEOUT_S = 600  # ten 1,000-row CSVs at once take the champion about two minutes on 2 cores
 # Saved at once, or kept and saved by a retry a few seconds later: both are a verdict stored.
 SAVED = re.compile(r"Saved as feedback|Saved the \d+ waiting verdicts as feedback")
 PREDICTIONS_PER_TESTER = 4
@@ -79,8 +79,9 @@ def start_dashboard(model_url: str, setting: str, feedback_db: Path, log_path: P
 class Tester:
     """One tester's browser context; each action is timed from the click to the text that proves it done."""
 
-    def __init__(self, number: int, page, texts: list[str], csv_path: Path, csv_rows: int) -> None:
+    def __init__(self, number: int, page, texts: list[str], csv_path: Path, csv_rows: int, timeout_s: float) -> None:
         self.number = number
+        self.timeout_ms = timeout_s * 1000
         self.page = page
         self.texts = texts
         self.csv_path = csv_path
@@ -105,22 +106,22 @@ class Tester:
 
         async def open_page() -> None:
             await page.goto(app_url)
-            await expect(page.locator("#server-status")).to_contain_text("is up", timeout=ACTION_TIMEOUT_MS)
+            await expect(page.locator("#server-status")).to_contain_text("is up", timeout=self.timeout_ms)
 
         async def predict(text: str) -> None:
             await page.locator("textarea").fill(text)
             await page.get_by_role("button", name="Predict").click()
-            await expect(page.locator("#result-text")).to_have_text(text, timeout=ACTION_TIMEOUT_MS)
+            await expect(page.locator("#result-text")).to_have_text(text, timeout=self.timeout_ms)
 
         async def move_threshold(value: float) -> None:
             box = page.locator(".slider-edit input")
             await box.fill(str(value))
             await box.press("Enter")
-            await expect(page.locator("#result-threshold")).to_contain_text(f"{value:.4f}", timeout=ACTION_TIMEOUT_MS)
+            await expect(page.locator("#result-threshold")).to_contain_text(f"{value:.4f}", timeout=self.timeout_ms)
 
         async def flag() -> None:
             await page.get_by_role("button", name=f"Wrong: it is {await other_label()}").click()
-            await expect(page.locator("#feedback-status")).to_contain_text(SAVED, timeout=ACTION_TIMEOUT_MS)
+            await expect(page.locator("#feedback-status")).to_contain_text(SAVED, timeout=self.timeout_ms)
             self.flagged += 1
 
         async def other_label() -> str:
@@ -133,7 +134,7 @@ class Tester:
             await page.get_by_role("button", name="Score the file").click()
             try:
                 status = page.locator("#batch-status")
-                await expect(status).to_contain_text(f"Scored {self.csv_rows} tweets", timeout=ACTION_TIMEOUT_MS)
+                await expect(status).to_contain_text(f"Scored {self.csv_rows} tweets", timeout=self.timeout_ms)
             finally:  # a failed batch is one error: the tester's next actions still happen on the Predict tab
                 await page.locator(".bk-tab", has_text="Predict").click()
 
@@ -156,14 +157,16 @@ class Tester:
                     self.errors.append(f"error message on the page: {alert.strip()[:200]}")
 
 
-async def run_testers(app_url: str, testers: int, texts: list[str], csv_path: Path, csv_rows: int) -> list[Tester]:
+async def run_testers(
+    app_url: str, testers: int, texts: list[str], csv_path: Path, csv_rows: int, timeout_s: float
+) -> list[Tester]:
     from playwright.async_api import async_playwright
 
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         contexts = [await browser.new_context() for _ in range(testers)]
         crew = [
-            Tester(number, await context.new_page(), texts, csv_path, csv_rows)
+            Tester(number, await context.new_page(), texts, csv_path, csv_rows, timeout_s)
             for number, context in enumerate(contexts)
         ]
         await asyncio.gather(*(tester.run(app_url) for tester in crew))
@@ -222,6 +225,13 @@ def table(summary: dict) -> str:
     show_default=True,
     help="`panel serve` arguments to compare, separated by ';' (`default` = none)",
 )
+@click.option(
+    "--action-timeout",
+    type=float,
+    default=ACTION_TIMEOUT_S,
+    show_default=True,
+    help="seconds an action may take before it counts as an error",
+)
 @click.option("--texts", default="", show_default=True, help="CSV/Parquet with a text column (empty = embedded tweets)")
 @click.option("--json", default="", show_default=True, help="also write every figure to this JSON file")
 @click.option("--seed", type=WHOLE_NUMBER, default=7, show_default=True, help="seed of the tweets' sample")
@@ -250,7 +260,9 @@ def main(**options: object) -> None:
                 )
                 try:
                     started = time.perf_counter()
-                    crew = asyncio.run(run_testers(app_url, args.testers, texts, csv_path, args.csv_rows))
+                    crew = asyncio.run(
+                        run_testers(app_url, args.testers, texts, csv_path, args.csv_rows, args.action_timeout)
+                    )
                     wall_s = time.perf_counter() - started
                 finally:
                     stop_server(process, port)

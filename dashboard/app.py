@@ -495,8 +495,14 @@ class Dashboard:
             visible=True,
         )
 
+        document = pn.state.curdoc  # a worker thread may change a session's page only through its document
+
         def progress(scored: int, total: int) -> None:  # called from the worker thread
-            loop.call_soon_threadsafe(setattr, self.progress, "value", scored)
+            update = functools.partial(setattr, self.progress, "value", scored)
+            if document is not None and document.session_context is not None:
+                document.add_next_tick_callback(update)  # Bokeh runs it holding that document's lock
+            else:  # no served session (the handlers called directly): the loop applies it
+                loop.call_soon_threadsafe(update)
 
         score = functools.partial(self.client.predict_in_chunks, texts, self._threshold_to_send(), None, progress, done)
         scored = await loop.run_in_executor(_batch_threads, score)
