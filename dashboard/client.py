@@ -25,6 +25,11 @@ DEFAULT_BATCH_TIMEOUT_S = 120.0
 # scoring at once: ten 1,000-row requests together outlived MLflow's 60 s timeout on 2 cores (504s),
 # ten 100-row ones finish in seconds, and the progress bar moves every 100 rows (docs/reliability.md).
 DEFAULT_CHUNK_ROWS = 100
+# File chunks in flight from this dashboard process, all sessions together. The model server answers a
+# typed prediction only after the chunks queued before it: with ten testers' chunks in flight at once a
+# typed prediction waited past its 10 s timeout. Two keep the model busy; a released slot wakes the
+# thread that has waited longest, so the files take turns.
+DEFAULT_BATCH_REQUESTS = 2
 CONNECT_TIMEOUT_S = 3.0
 LABELS = ("negative", "not_negative")
 SERVE_HINT = "mlflow models serve -m models:/tweet-sentiment@champion -p 5001 --env-manager local"
@@ -155,6 +160,8 @@ def shift_row_numbers(message: str, offset: int) -> str:
 class ModelClient:
     """Talks to `/invocations`, `/ping` and `/version` under `MODEL_SERVER_URL`."""
 
+    batch_slots: threading.Semaphore | None = None  # shared by every client of the process, made on first use
+
     def __init__(
         self,
         base_url: str | None = None,
@@ -167,6 +174,9 @@ class ModelClient:
         self.batch_timeout = batch_timeout or env_float("MODEL_SERVER_BATCH_TIMEOUT", DEFAULT_BATCH_TIMEOUT_S)
         self.chunk_rows = chunk_rows or int(env_float("DASHBOARD_CHUNK_ROWS", DEFAULT_CHUNK_ROWS))
         self._local = threading.local()  # one keep-alive session per thread: Session is not thread-safe
+        if ModelClient.batch_slots is None:
+            requests_at_once = max(1, int(env_float("DASHBOARD_BATCH_REQUESTS", DEFAULT_BATCH_REQUESTS)))
+            ModelClient.batch_slots = threading.Semaphore(requests_at_once)
 
     @property
     def _session(self) -> requests.Session:
@@ -235,7 +245,8 @@ class ModelClient:
         for begin in range(start, len(texts), size):
             chunk = texts[begin : begin + size]
             try:
-                scored = self.predict(chunk, threshold, timeout=self.batch_timeout)
+                with ModelClient.batch_slots:  # the wait for a slot is not the server's time: outside the timeout
+                    scored = self.predict(chunk, threshold, timeout=self.batch_timeout)
             except ModelServerError as error:
                 where = f" (rows {begin}-{len(texts) - 1} of {len(texts)} not scored; {begin} rows were scored)"
                 message = shift_row_numbers(error.message, begin) + (where if len(texts) > size else "")

@@ -14,7 +14,7 @@ from tornado.iostream import StreamClosedError
 from tornado.websocket import WebSocketClosedError
 
 from dashboard.app import BATCH_THREADS, Dashboard, quiet_closed_sessions
-from dashboard.client import ModelClient
+from dashboard.client import DEFAULT_BATCH_REQUESTS, ModelClient
 from dashboard.feedback import FeedbackStore
 
 
@@ -103,7 +103,8 @@ def test_a_csv_is_scored_with_invalid_rows_kept(session, fake_server):
 
 
 def test_files_being_scored_leave_threads_for_a_typed_prediction(fake_server, tmp_path):
-    """More files in flight than any thread pool the event loop has by default (cores + 4, at most 32)."""
+    """More files in flight than any thread pool the event loop has by default (cores + 4, at most 32):
+    two chunks held by the server, the other files waiting for a request slot on their own threads."""
     held, release = [], threading.Event()
     healthy = fake_server.reply
 
@@ -121,12 +122,13 @@ def test_files_being_scored_leave_threads_for_a_typed_prediction(fake_server, tm
 
     async def scenario() -> list[bool]:
         scoring = [asyncio.create_task(session._score_file(data, "tweets.csv")) for session in files]
-        for _ in range(600):  # until every file's first request is held by the server
-            if len(held) == len(files):
+        for _ in range(600):  # until the server holds a chunk in every request slot
+            if len(held) == DEFAULT_BATCH_REQUESTS:
                 break
             await asyncio.sleep(0.05)
         typing.tweet.value = "x" * 60
         await typing._on_predict()
+        assert len(held) == DEFAULT_BATCH_REQUESTS
         finished_while_files_were_held = [not task.done() for task in scoring]
         release.set()
         await asyncio.gather(*scoring)

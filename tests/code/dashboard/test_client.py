@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from dashboard.client import ModelClient, ModelServerError, request_body
+from dashboard.client import DEFAULT_BATCH_REQUESTS, ModelClient, ModelServerError, request_body
 
 
 @pytest.fixture
@@ -141,6 +141,46 @@ def test_large_batches_go_in_chunks_in_order_with_progress(server):
     assert all(body["params"] == {"threshold": 0.2} for _, _, body, _ in server.requests)
     assert [p.proba_negative for p in scored.predictions] == [len(text) / 100 for text in texts]
     assert progress == [(3, 7), (6, 7), (7, 7)]
+
+
+def test_file_chunks_of_every_client_share_two_slots_and_a_typed_prediction_needs_none(server):
+    """Ten testers' chunks in flight at once once made a typed prediction wait past its timeout."""
+    release, lock = threading.Event(), threading.Lock()
+    in_flight, peak = [0], [0]
+    healthy = server.reply
+
+    def hold_chunks(path, body):
+        if len(body["dataframe_split"]["data"]) > 1:
+            with lock:
+                in_flight[0] += 1
+                peak[0] = max(peak[0], in_flight[0])
+            release.wait(20)
+            with lock:
+                in_flight[0] -= 1
+        return healthy(path, body)
+
+    server.reply = hold_chunks
+    files = [[f"file {number} tweet {i}" for i in range(4)] for number in range(5)]
+    threads = [
+        threading.Thread(target=ModelClient(server.url).predict_in_chunks, args=(texts,), kwargs={"chunk_rows": 2})
+        for texts in files
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        for _ in range(200):
+            if in_flight[0] == DEFAULT_BATCH_REQUESTS:
+                break
+            time.sleep(0.05)
+        typed = ModelClient(server.url).predict(["typed while both slots are held"])
+        assert typed.predictions[0].label in {"negative", "not_negative"}
+        assert in_flight[0] == DEFAULT_BATCH_REQUESTS
+    finally:
+        release.set()
+        for thread in threads:
+            thread.join()
+    assert peak[0] == DEFAULT_BATCH_REQUESTS
+    assert len(server.requests) == len(files) * 2 + 1
 
 
 def test_a_batch_that_fits_is_one_request(server):
