@@ -82,6 +82,10 @@ def env_float(name: str, default: float) -> float:
     return value if value > 0 else default
 
 
+# Shared by every client of the process: the bound is the dashboard's, not one session's.
+_BATCH_SLOTS = threading.Semaphore(max(1, int(env_float("DASHBOARD_BATCH_REQUESTS", DEFAULT_BATCH_REQUESTS))))
+
+
 def request_body(texts: Sequence[str], threshold: float | None) -> dict[str, Any]:
     """MLflow's `dataframe_split` form with a `text` column; the threshold travels as `params`."""
     body: dict[str, Any] = {"dataframe_split": {"columns": ["text"], "data": [[text] for text in texts]}}
@@ -160,8 +164,6 @@ def shift_row_numbers(message: str, offset: int) -> str:
 class ModelClient:
     """Talks to `/invocations`, `/ping` and `/version` under `MODEL_SERVER_URL`."""
 
-    batch_slots: threading.Semaphore | None = None  # shared by every client of the process, made on first use
-
     def __init__(
         self,
         base_url: str | None = None,
@@ -174,9 +176,6 @@ class ModelClient:
         self.batch_timeout = batch_timeout or env_float("MODEL_SERVER_BATCH_TIMEOUT", DEFAULT_BATCH_TIMEOUT_S)
         self.chunk_rows = chunk_rows or int(env_float("DASHBOARD_CHUNK_ROWS", DEFAULT_CHUNK_ROWS))
         self._local = threading.local()  # one keep-alive session per thread: Session is not thread-safe
-        if ModelClient.batch_slots is None:
-            requests_at_once = max(1, int(env_float("DASHBOARD_BATCH_REQUESTS", DEFAULT_BATCH_REQUESTS)))
-            ModelClient.batch_slots = threading.Semaphore(requests_at_once)
 
     @property
     def _session(self) -> requests.Session:
@@ -245,7 +244,7 @@ class ModelClient:
         for begin in range(start, len(texts), size):
             chunk = texts[begin : begin + size]
             try:
-                with ModelClient.batch_slots:  # the wait for a slot is not the server's time: outside the timeout
+                with _BATCH_SLOTS:  # the wait for a slot is not the server's time: outside the timeout
                     scored = self.predict(chunk, threshold, timeout=self.batch_timeout)
             except ModelServerError as error:
                 where = f" (rows {begin}-{len(texts) - 1} of {len(texts)} not scored; {begin} rows were scored)"
