@@ -7,10 +7,11 @@ artifact (the lean path: no torch in the image), otherwise in torch under `infer
 activation scales are computed per call, so batching would make a tweet's score depend on others).
 
 ONNX Runtime runs each call on one thread, and the batches of a request (and of concurrent requests:
-MLflow's server calls `predict` from a thread per request) go to a pool with one worker per core.
-Intra-op threads would synchronise at every node of this small graph, so one-thread calls side by
-side use the cores better than one call spread over them (docs/serving.md, "What made it fast, and
-what did not").
+MLflow's server calls `predict` from a thread per request) go to a pool with one worker per core,
+which serves the waiting requests round robin (`pyfunc/fair_pool.py`): a one-tweet request never
+waits behind another request's whole batch. Intra-op threads would synchronise at every node of this
+small graph, so one-thread calls side by side use the cores better than one call spread over them
+(docs/serving.md, "What made it fast, and what did not").
 """
 
 from __future__ import annotations
@@ -18,13 +19,13 @@ from __future__ import annotations
 import json
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 from tokenizers import Tokenizer
 
 from pyfunc.contract import TweetClassifier, load_artifact
+from pyfunc.fair_pool import FairPool
 from pyfunc.normalize import normalize_batch
 
 HF_MODEL_ARTIFACT = "hf_model"
@@ -218,7 +219,8 @@ class TransformerTweetClassifier(TweetClassifier):
 
     def attach(self, encoder: TextEncoder, backend: OnnxBackend | TorchBackend) -> None:
         """Install the runtime pieces: a worker per core for one-thread ONNX sessions (torch already
-        spreads one call over every core, so it gets a single worker), and per-worker batch buffers.
+        spreads one call over every core, so it gets a single worker), shared fairly by concurrent
+        requests, and per-worker batch buffers.
 
         A pool from an earlier call is shut down first, so only one is ever live.
 
@@ -231,7 +233,7 @@ class TransformerTweetClassifier(TweetClassifier):
             previous.shutdown(wait=True)
         self.encoder, self.backend = encoder, backend
         workers = cpu_count() if isinstance(backend, OnnxBackend) else 1
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tweet-scoring")
+        self._pool = FairPool(workers, thread_name_prefix="tweet-scoring")
         self._buffers = threading.local()
 
     def _padded(self, rows: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
@@ -257,7 +259,7 @@ class TransformerTweetClassifier(TweetClassifier):
         return negative_proba(self.backend.logits(ids, mask))
 
     def raw_proba(self, texts: list[str]) -> np.ndarray:
-        """Score in batches of similar length (little padding) on the workers, then restore the order.
+        """Score in batches of similar length (little padding) on the shared workers, then restore the order.
 
         Args:
             texts: raw tweets.

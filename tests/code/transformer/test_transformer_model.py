@@ -171,7 +171,7 @@ def test_attaching_again_shuts_the_previous_worker_pool_down(tiny, tiny_encoder)
     model_under_test = classifier(tiny_encoder, TorchBackend(model), batch_size=4)
     first = model_under_test._pool
     model_under_test.attach(tiny_encoder, TorchBackend(model))
-    assert first._shutdown and not model_under_test._pool._shutdown
+    assert first.closed and not model_under_test._pool.closed
     assert model_under_test.raw_proba(TEXTS[:2]).shape == (2,)
 
 
@@ -201,9 +201,9 @@ def test_concurrent_requests_score_exactly_as_sequential_ones(tiny_encoder, onnx
 
 def test_onnx_spreads_calls_over_the_cores_and_torch_keeps_one_caller(tiny, tiny_encoder, onnx_path):
     onnx_model = classifier(tiny_encoder, OnnxBackend(str(onnx_path), 1))
-    assert onnx_model._pool._max_workers == cpu_count()
+    assert onnx_model._pool.workers == cpu_count()
     _, model = tiny
-    assert classifier(tiny_encoder, TorchBackend(model))._pool._max_workers == 1  # torch uses every core itself
+    assert classifier(tiny_encoder, TorchBackend(model))._pool.workers == 1  # torch uses every core itself
 
 
 def test_a_workers_batch_buffers_are_allocated_once(tiny_encoder, onnx_path):

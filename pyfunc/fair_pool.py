@@ -1,0 +1,136 @@
+"""Scoring workers shared by concurrent requests, which take one batch from each request in turn.
+
+MLflow's scoring server calls `predict` from a thread per request, and every request's batches go to
+the same few workers (one per core). A first-in-first-out pool makes a one-tweet request wait until
+every batch queued before it has run: behind a dashboard's 100-row file chunk that is 100 graph calls,
+and behind a 2,000-row request, seconds. Here the workers serve the waiting requests round robin, one
+batch each, so a request waits for at most one batch of each request ahead of it; a large request
+still gets every idle cycle (docs/serving.md, "Fair scheduling").
+
+`concurrent.futures` has no fair executor: its pools keep one shared FIFO queue.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Generic, TypeVar
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+
+
+class _Request(Generic[Item, Result]):
+    """One caller's batches: what is left to start, what came back, and the first error."""
+
+    def __init__(self, function: Callable[[Item], Result], items: Sequence[Item]) -> None:
+        self.function = function
+        self.items = items
+        self.next_index = 0
+        self.results: list[Result | None] = [None] * len(items)
+        self.running = 0
+        self.error: BaseException | None = None
+        self.done = threading.Event()
+
+    def has_work(self) -> bool:
+        return self.error is None and self.next_index < len(self.items)
+
+    def finished(self) -> bool:
+        return self.running == 0 and not self.has_work()
+
+
+class FairPool:
+    """A fixed set of worker threads serving the waiting requests round robin, one item at a time."""
+
+    def __init__(self, workers: int, thread_name_prefix: str = "fair-pool") -> None:
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
+        self.workers = workers
+        self._waiting: deque[_Request] = deque()
+        self._changed = threading.Condition()
+        self._closed = False
+        self._threads = [
+            threading.Thread(target=self._work, name=f"{thread_name_prefix}_{index}", daemon=True)
+            for index in range(workers)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def map(self, function: Callable[[Item], Result], items: Sequence[Item]) -> list[Result]:
+        """Run `function` on every item on the workers, sharing them fairly with other callers.
+
+        Args:
+            function: called once per item, on a worker thread.
+            items: the caller's batches.
+
+        Returns:
+            The results, in the order of `items`.
+
+        Raises:
+            RuntimeError: the pool is shut down.
+            BaseException: the first error `function` raised; the caller's items not yet started are dropped.
+        """
+        if not items:
+            return []
+        request = _Request(function, items)
+        with self._changed:
+            if self._closed:
+                raise RuntimeError("the scoring pool is shut down")
+            self._waiting.append(request)
+            self._changed.notify(min(len(items), self.workers))
+        request.done.wait()
+        if request.error is not None:
+            raise request.error
+        return request.results  # type: ignore[return-value]
+
+    def shutdown(self, wait: bool = True) -> None:
+        """Stop taking requests; the workers finish what is queued, then exit.
+
+        Args:
+            wait: block until every worker has exited.
+        """
+        with self._changed:
+            self._closed = True
+            self._changed.notify_all()
+        if wait:
+            for thread in self._threads:
+                if thread is not threading.current_thread():
+                    thread.join()
+
+    def _next(self) -> tuple[_Request, int] | None:
+        """The next request's next item, the request moved to the back of the line; None once closed and idle."""
+        with self._changed:
+            while not self._waiting:
+                if self._closed:
+                    return None
+                self._changed.wait()
+            request = self._waiting.popleft()
+            index = request.next_index
+            request.next_index += 1
+            request.running += 1
+            if request.has_work():
+                self._waiting.append(request)
+            return request, index
+
+    def _work(self) -> None:
+        while (task := self._next()) is not None:
+            request, index = task
+            try:
+                result, error = request.function(request.items[index]), None
+            except BaseException as raised:  # handed to the caller, who raises it
+                result, error = None, raised
+            with self._changed:
+                request.running -= 1
+                if error is not None and request.error is None:
+                    request.error = error
+                    if request in self._waiting:
+                        self._waiting.remove(request)
+                else:
+                    request.results[index] = result
+                if request.finished():
+                    request.done.set()
