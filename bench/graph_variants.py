@@ -1,0 +1,228 @@
+"""Other exports of the champion's weights, timed beside its served graph and scored on its test split.
+
+The roofline (`bench/roofline.py`) finds the served int8 graph far from the int8 matmul ceiling, with
+hundreds of small kernels around an attention block no fusion recognised. This benchmark tries the
+export that ONNX Runtime's transformer optimizer can fuse, on the champion's own `hf_model` weights:
+
+- `served`: the champion's `onnx_model` artifact (TorchScript export, SDPA attention, dynamic int8);
+- `eager_int8`: the same export with eager attention (the pattern the optimizer knows), dynamic int8;
+- `fused_int8`: that export through `onnxruntime.transformers.optimizer` (Attention, SkipLayerNorm,
+  BiasGelu and EmbedLayerNorm fusions), then dynamic int8 (`QAttention`, `DynamicQuantizeMatMul`).
+
+Each variant runs as served: a one-thread session, one tweet per call. The timing alternates between
+the variants round after round (best round kept), so a drifting machine shifts all of them alike. The
+scores are each variant's P(negative) on the champion's test split, beside the served graph's: the
+largest difference and the change of ROC AUC.
+
+\b
+    python bench/graph_variants.py                                       # the champion
+    python bench/graph_variants.py --model-uri models:/tweet-sentiment/2 --json graph_variants.json
+
+Run it from the repository root with the project's virtual environment active and MLFLOW_TRACKING_URI
+pointing at the store that holds the model, on a quiet machine.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import click
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.roofline import load_champion
+from bench.serve_benchmark import busy_warning, load_texts, machine
+from steps.lib.cli import WHOLE_NUMBER
+from steps.lib.provenance import provenance
+from steps.lib.registry import CHAMPION_URI
+
+VARIANTS = ("served", "eager_int8", "fused_int8")
+
+
+def export_eager(hf_dir: Path, path: Path, pad_id: int, max_length: int) -> Path:
+    """The served export, with eager attention: SDPA's traced graph hides the pattern the optimizer fuses."""
+    from transformers import AutoModelForSequenceClassification
+
+    from steps.lib.onnx_export import export_onnx
+
+    model = AutoModelForSequenceClassification.from_pretrained(
+        hf_dir, attn_implementation="eager", local_files_only=True
+    )
+    return export_onnx(model, path, pad_id=pad_id, max_length=max_length)
+
+
+def fuse(source: Path, target: Path, config: dict) -> dict[str, int]:
+    """ONNX Runtime's transformer optimizer on an fp32 export; returns the fused operators it made.
+
+    The `bert` fusions cover BERT and DistilBERT encoders alike (DistilBERT's config names the sizes
+    `n_heads` and `dim`)."""
+    from onnxruntime.transformers import optimizer
+
+    heads = int(config.get("num_attention_heads", config.get("n_heads", 0)))
+    hidden = int(config.get("hidden_size", config.get("dim", 0)))
+    optimized = optimizer.optimize_model(str(source), model_type="bert", num_heads=heads, hidden_size=hidden)
+    optimized.save_model_to_file(str(target))
+    return {name: count for name, count in optimized.get_fused_operator_statistics().items() if count}
+
+
+def quantize(source: Path, target: Path) -> Path:
+    """Dynamic int8 as `steps.lib.onnx_export.quantize_int8`; fused operators carry no inferred output
+    type, so the quantiser is told that unknown tensors are fp32."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    extra = {"DefaultTensorType": onnx.TensorProto.FLOAT}
+    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, extra_options=extra)
+    return target
+
+
+def kernels(path: Path) -> collections.Counter:
+    """Operators of the graph ONNX Runtime runs (after its own `ORT_ENABLE_ALL` optimisations)."""
+    import onnx
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    with tempfile.TemporaryDirectory() as tmp:
+        options.optimized_model_filepath = str(Path(tmp) / "optimized.onnx")
+        ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        return collections.Counter(node.op_type for node in onnx.load(options.optimized_model_filepath).graph.node)
+
+
+def build_variants(artifacts: dict[str, Path], config: dict, encoder, folder: Path) -> dict[str, dict]:
+    """The three graphs of the module docstring, with what fused in each."""
+    from pyfunc.transformer_model import HF_MODEL_ARTIFACT, ONNX_ARTIFACT
+
+    eager = export_eager(artifacts[HF_MODEL_ARTIFACT], folder / "eager.onnx", encoder.pad_id, encoder.max_length)
+    fused_stats = fuse(eager, folder / "fused.onnx", config)
+    return {
+        "served": {"path": artifacts[ONNX_ARTIFACT], "fused": {}},
+        "eager_int8": {"path": quantize(eager, folder / "eager_int8.onnx"), "fused": {}},
+        "fused_int8": {"path": quantize(folder / "fused.onnx", folder / "fused_int8.onnx"), "fused": fused_stats},
+    }
+
+
+def interleaved_ms_per_tweet(backends: dict, ids: list[list[int]], rounds: int) -> dict[str, float]:
+    """Best round's mean ms per one-tweet call, the variants taking turns each round."""
+    calls = [(np.array([row], dtype=np.int64), np.ones((1, len(row)), dtype=np.int64)) for row in ids]
+    for backend in backends.values():
+        for row_ids, mask in calls[:20]:
+            backend.logits(row_ids, mask)
+    best = dict.fromkeys(backends, float("inf"))
+    for _ in range(rounds):
+        for name, backend in backends.items():
+            started = time.perf_counter()
+            for row_ids, mask in calls:
+                backend.logits(row_ids, mask)
+            best[name] = min(best[name], (time.perf_counter() - started) * 1000 / len(calls))
+    return best
+
+
+def test_split(model_uri: str, rows: int, seed: int):
+    """The champion's test split (texts and labels), through its training run's `data_run_id`."""
+    from mlflow.tracking import MlflowClient
+
+    from steps.lib.provenance import model_provenance
+    from steps.lib.tracking import load_splits
+
+    run_id = model_provenance(model_uri).get("model_run_id")
+    if not run_id:
+        raise SystemExit(f"{model_uri} is not a registered model version: its test split cannot be found")
+    data_run_id = MlflowClient().get_run(run_id).data.params["data_run_id"]
+    test = load_splits(data_run_id)["test"]
+    return test.sample(n=min(rows, len(test)), random_state=seed)
+
+
+def scores(classifier, backend, texts: list[str]) -> np.ndarray:
+    """Uncalibrated P(negative) through the served classifier with `backend` in place of its own."""
+    original = classifier.backend
+    classifier.attach(classifier.encoder, backend)
+    try:
+        return classifier.raw_proba(texts)
+    finally:
+        classifier.attach(classifier.encoder, original)
+
+
+def champion_artifacts(model_uri: str) -> dict[str, Path]:
+    """Local paths of the model's logged artifacts, by name."""
+    import mlflow
+
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri))
+    flavor = mlflow.models.Model.load(str(local)).flavors["python_function"]
+    return {name: local / spec["path"] for name, spec in (flavor.get("artifacts") or {}).items()}
+
+
+@click.command(help=__doc__)
+@click.option("--model-uri", default=CHAMPION_URI, show_default=True, help="a transformer served through ONNX Runtime")
+@click.option("--tweets", type=WHOLE_NUMBER, default=300, show_default=True, help="real tweets timed per round")
+@click.option("--rounds", type=WHOLE_NUMBER, default=8, show_default=True, help="timing rounds per variant")
+@click.option("--score-rows", type=WHOLE_NUMBER, default=2000, show_default=True, help="test tweets scored per variant")
+@click.option("--json", default="", show_default=True, help="also write every figure to this JSON file")
+@click.option("--seed", type=WHOLE_NUMBER, default=7, show_default=True, help="seed of the tweets' samples")
+def main(**options: object) -> None:
+    args = SimpleNamespace(**options)
+    host, origin = machine(), provenance(args.model_uri)
+    print(f"machine: {host}", flush=True)
+    if warning := busy_warning():
+        print(warning, flush=True)
+    from sklearn.metrics import roc_auc_score
+
+    from pyfunc.transformer_model import OnnxBackend
+
+    _, classifier, config, _ = load_champion(args.model_uri)
+    artifacts = champion_artifacts(args.model_uri)
+    test = test_split(args.model_uri, args.score_rows, args.seed)
+    texts = load_texts("", args.tweets, args.seed)
+    ids = classifier.encoder.encode(texts)
+    with tempfile.TemporaryDirectory() as tmp:
+        variants = build_variants(artifacts, config, classifier.encoder, Path(tmp))
+        backends = {name: OnnxBackend(str(variant["path"]), threads=1) for name, variant in variants.items()}
+        counted = {name: kernels(variant["path"]) for name, variant in variants.items()}
+    print(f"timing {len(ids)} real tweets one per call, {args.rounds} rounds, variants taking turns", flush=True)
+    timing = interleaved_ms_per_tweet(backends, ids, args.rounds)
+    test_texts, labels = test["text"].tolist(), test["label"].to_numpy()
+    proba = {name: scores(classifier, backend, test_texts) for name, backend in backends.items()}
+    served_auc = roc_auc_score(labels, proba["served"])
+    rows = []
+    for name in VARIANTS:
+        auc = roc_auc_score(labels, proba[name])
+        rows.append(
+            {
+                "variant": name,
+                "ms_per_tweet": timing[name],
+                "vs_served": timing[name] / timing["served"],
+                "kernels": sum(counted[name].values()),
+                "top_kernels": dict(counted[name].most_common(6)),
+                "fused": variants[name]["fused"],
+                "max_abs_proba_diff": float(np.max(np.abs(proba[name] - proba["served"]))),
+                "test_roc_auc": float(auc),
+                "auc_change": float(auc - served_auc),
+            }
+        )
+    print(
+        f"\n| variant | ms/tweet | x served | kernels | max |P diff| | test ROC AUC ({len(labels)} tweets) | change |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for row in rows:
+        print(
+            f"| {row['variant']} | {row['ms_per_tweet']:.2f} | {row['vs_served']:.2f} | {row['kernels']} | "
+            f"{row['max_abs_proba_diff']:.4f} | {row['test_roc_auc']:.4f} | {row['auc_change']:+.4f} |"
+        )
+    for row in rows:
+        print(f"{row['variant']}: fused {row['fused'] or 'nothing'}; top kernels {row['top_kernels']}")
+    if warning:
+        print(f"\n{warning}")
+    if args.json:
+        Path(args.json).write_text(
+            json.dumps({"machine": host, "provenance": origin, "warning": warning, "variants": rows}, indent=2)
+        )
+
+
+if __name__ == "__main__":
+    main()
