@@ -5,7 +5,9 @@ docs/design.md (`bench/naive_server.py`: the model's own `hf_model` weights in p
 tweet per forward pass, FastAPI + uvicorn, 1 worker), and drives each from this process over
 127.0.0.1 with a bounded number of requests at concurrency 1, 4 and 16, with 1-tweet and
 32-tweet requests. Prints requests/s, tweets/s, p50/p95/p99 latency and the server's peak RSS
-(the whole process tree), both tables, and the ratio against the goals.
+(the whole process tree), both tables, and the figures against the goals: >= 8x the naive reference's
+best tweets/s with 32-tweet requests at concurrency 4, and a single-tweet p50 <= 5 ms on the Intel Xeon
+of docs/serving.md, which another CPU meets as the same ratio to the naive reference's p50 (5 / 8.8).
 
 \b
     python bench/serve_benchmark.py                                  # the champion
@@ -47,8 +49,9 @@ from steps.lib.registry import CHAMPION_URI
 BENCH_DIR = Path(__file__).resolve().parent
 
 HF_ARTIFACT = "hf_model"
-GOAL_RATIO = 5.0
-GOAL_SINGLE_P50_MS = 25.0
+GOAL_RATIO = 8.0  # champion tweets/s (32-tweet requests, concurrency 4) over the naive reference's best
+GOAL_SINGLE_P50_MS = 5.0  # single-tweet p50 at concurrency 1, set on the Intel Xeon (AVX-512 VNNI/AMX) ...
+NAIVE_SINGLE_P50_XEON_MS = 8.8  # ... where the naive reference's was 8.8 ms (docs/serving.md, "Final figures")
 WARMUP_REQUESTS = 8
 
 
@@ -303,10 +306,18 @@ def verdict(champion: list[Result], naive: list[Result]) -> list[str]:
     single = next((r for r in champion if r.concurrency == 1 and r.batch == 1), None)
     if single:
         p50 = single.percentile(50)
-        lines.append(
+        line = (
             f"- champion single-tweet p50 at concurrency 1: {p50:.1f} ms "
-            f"(goal < {GOAL_SINGLE_P50_MS:.0f} ms: {status(p50 < GOAL_SINGLE_P50_MS, single)})"
+            f"(goal <= {GOAL_SINGLE_P50_MS:g} ms on the Xeon: {status(p50 <= GOAL_SINGLE_P50_MS, single)})"
         )
+        naive_single = next((r for r in naive if r.concurrency == 1 and r.batch == 1), None)
+        if naive_single:  # another CPU meets the Xeon's absolute goal as the same ratio to the naive reference
+            ratio, goal = p50 / naive_single.percentile(50), GOAL_SINGLE_P50_MS / NAIVE_SINGLE_P50_XEON_MS
+            line += (
+                f"; {ratio:.2f}x the naive reference's {naive_single.percentile(50):.1f} ms in this run "
+                f"(goal <= {goal:.2f}x on any CPU: {status(ratio <= goal, single, naive_single)})"
+            )
+        lines.append(line)
     target = next((r for r in champion if r.concurrency == 4 and r.batch == 32), None)
     if target and naive:
         best = max(naive, key=lambda r: r.tweets_per_s)

@@ -76,3 +76,22 @@ def test_the_command_line_takes_several_scenarios_in_one_value():
     for bad in ("1,4.5", ","):
         with pytest.raises(click.BadParameter, match="whole number"):
             parse(serve_benchmark.main, ["--concurrency", bad])
+
+
+def scenario(server: str, concurrency: int, batch: int, p50_ms: float, tweets_per_s: float):
+    """A finished scenario with every latency at `p50_ms` and the given throughput over 10 s."""
+    requests = int(tweets_per_s * 10 / batch)
+    return serve_benchmark.Result(server, concurrency, batch, requests, 0, 10.0, 500.0, [p50_ms] * requests)
+
+
+def test_the_goals_are_the_throughput_ratio_and_a_latency_relative_to_the_naive_reference_on_any_cpu():
+    """A slower CPU meets the Xeon's 5 ms as the same ratio to the naive single-tweet p50 (5 / 8.8)."""
+    naive = [scenario("naive", 1, 1, 16.0, 60.0), scenario("naive", 1, 32, 200.0, 100.0)]
+    champion = [scenario("champion", 1, 1, 8.0, 120.0), scenario("champion", 4, 32, 150.0, 850.0)]
+    single, throughput = serve_benchmark.verdict(champion, naive)
+    assert "8.0 ms (goal <= 5 ms on the Xeon: missed)" in single
+    assert "0.50x the naive reference's 16.0 ms" in single and "(goal <= 0.57x on any CPU: met)" in single
+    assert "ratio 8.5x (goal >= 8x: met)" in throughput
+    slower = [scenario("champion", 1, 1, 10.0, 100.0), scenario("champion", 4, 32, 150.0, 790.0)]
+    single, throughput = serve_benchmark.verdict(slower, naive)
+    assert "(goal <= 0.57x on any CPU: missed)" in single and "(goal >= 8x: missed)" in throughput
