@@ -95,7 +95,9 @@ class Tester:
         try:
             await steps()
         except Exception as error:  # a timeout or a wrong page: counted, and the script goes on
-            self.errors.append(f"{action}: {str(error).splitlines()[0][:200]}")
+            lines = str(error).splitlines() or [type(error).__name__]
+            seen = next((line.strip() for line in lines if line.strip().startswith("Actual value")), "")
+            self.errors.append(f"{action}: {lines[0][:200]}" + (f" ({seen[:200]})" if seen else ""))
             return
         self.seconds[action].append(time.perf_counter() - started)
 
