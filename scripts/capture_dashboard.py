@@ -144,9 +144,10 @@ def capture(app_url: str, out: Path, csv_path: Path, stop_model_server=None) -> 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.set_default_timeout(WAIT_MS)  # clicks and uploads wait as long as the expectations on a busy machine
         open_page(page, app_url)
         predict(page, TWEET)
-        expect(page.locator("#result-latency")).to_be_visible()
+        expect(page.locator("#result-latency")).to_be_visible(timeout=WAIT_MS)
         if os.environ.get("MLFLOW_TRACKING_URI"):  # optional line: the first lookup imports mlflow
             with contextlib.suppress(AssertionError):
                 expect(page.locator("#result-registry")).to_be_visible(timeout=30_000)
