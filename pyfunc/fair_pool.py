@@ -7,12 +7,15 @@ and behind a 2,000-row request, seconds. Here the workers serve the waiting requ
 batch each, so a request waits for at most one batch of each request ahead of it; a large request
 still gets every idle cycle (docs/serving.md, "Fair scheduling").
 
-`concurrent.futures` has no fair executor: its pools keep one shared FIFO queue.
+`concurrent.futures` has no fair executor: its pools keep one shared FIFO queue. Like its pools, the
+workers hold only the line of waiting requests, never the pool: a pool nobody references any more
+(a model loaded again for each Spark task) closes its line and its workers exit.
 """
 
 from __future__ import annotations
 
 import threading
+import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
@@ -40,6 +43,58 @@ class _Request(Generic[Item, Result]):
         return self.running == 0 and not self.has_work()
 
 
+class _Line:
+    """The waiting requests, shared by a pool and its workers."""
+
+    def __init__(self) -> None:
+        self.waiting: deque[_Request] = deque()
+        self.changed = threading.Condition()
+        self.closed = False
+
+    def close(self) -> None:
+        with self.changed:
+            self.closed = True
+            self.changed.notify_all()
+
+    def next(self) -> tuple[_Request, int] | None:
+        """The next request's next item, the request moved to the back of the line; None once closed and idle."""
+        with self.changed:
+            while not self.waiting:
+                if self.closed:
+                    return None
+                self.changed.wait()
+            request = self.waiting.popleft()
+            index = request.next_index
+            request.next_index += 1
+            request.running += 1
+            if request.has_work():
+                self.waiting.append(request)
+            return request, index
+
+    def finish(self, request: _Request, index: int, result: object, error: BaseException | None) -> None:
+        """Record one item's outcome; the first error drops the request's items not yet started."""
+        with self.changed:
+            request.running -= 1
+            if error is None:
+                request.results[index] = result
+            elif request.error is None:
+                request.error = error
+                if request in self.waiting:
+                    self.waiting.remove(request)
+            if request.finished():
+                request.done.set()
+
+
+def _work(line: _Line) -> None:
+    while (task := line.next()) is not None:
+        request, index = task
+        try:
+            result, error = request.function(request.items[index]), None
+        except BaseException as raised:  # handed to the caller, who raises it
+            result, error = None, raised
+        line.finish(request, index, result, error)
+
+
 class FairPool:
     """A fixed set of worker threads serving the waiting requests round robin, one item at a time."""
 
@@ -47,19 +102,18 @@ class FairPool:
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
         self.workers = workers
-        self._waiting: deque[_Request] = deque()
-        self._changed = threading.Condition()
-        self._closed = False
+        self._line = _Line()
         self._threads = [
-            threading.Thread(target=self._work, name=f"{thread_name_prefix}_{index}", daemon=True)
+            threading.Thread(target=_work, args=(self._line,), name=f"{thread_name_prefix}_{index}", daemon=True)
             for index in range(workers)
         ]
         for thread in self._threads:
             thread.start()
+        weakref.finalize(self, self._line.close)  # unreferenced: the workers finish the line, then exit
 
     @property
     def closed(self) -> bool:
-        return self._closed
+        return self._line.closed
 
     def map(self, function: Callable[[Item], Result], items: Sequence[Item]) -> list[Result]:
         """Run `function` on every item on the workers, sharing them fairly with other callers.
@@ -78,11 +132,12 @@ class FairPool:
         if not items:
             return []
         request = _Request(function, items)
-        with self._changed:
-            if self._closed:
+        line = self._line
+        with line.changed:
+            if line.closed:
                 raise RuntimeError("the scoring pool is shut down")
-            self._waiting.append(request)
-            self._changed.notify(min(len(items), self.workers))
+            line.waiting.append(request)
+            line.changed.notify(min(len(items), self.workers))
         request.done.wait()
         if request.error is not None:
             raise request.error
@@ -94,43 +149,8 @@ class FairPool:
         Args:
             wait: block until every worker has exited.
         """
-        with self._changed:
-            self._closed = True
-            self._changed.notify_all()
+        self._line.close()
         if wait:
             for thread in self._threads:
                 if thread is not threading.current_thread():
                     thread.join()
-
-    def _next(self) -> tuple[_Request, int] | None:
-        """The next request's next item, the request moved to the back of the line; None once closed and idle."""
-        with self._changed:
-            while not self._waiting:
-                if self._closed:
-                    return None
-                self._changed.wait()
-            request = self._waiting.popleft()
-            index = request.next_index
-            request.next_index += 1
-            request.running += 1
-            if request.has_work():
-                self._waiting.append(request)
-            return request, index
-
-    def _work(self) -> None:
-        while (task := self._next()) is not None:
-            request, index = task
-            try:
-                result, error = request.function(request.items[index]), None
-            except BaseException as raised:  # handed to the caller, who raises it
-                result, error = None, raised
-            with self._changed:
-                request.running -= 1
-                if error is not None and request.error is None:
-                    request.error = error
-                    if request in self._waiting:
-                        self._waiting.remove(request)
-                else:
-                    request.results[index] = result
-                if request.finished():
-                    request.done.set()

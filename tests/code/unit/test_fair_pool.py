@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 
@@ -53,10 +54,10 @@ def test_a_one_item_request_waits_for_one_item_of_a_long_request_not_for_all_of_
 
     long_request = threading.Thread(target=single.map, args=(long_item, range(20)))
     long_request.start()
-    wait_until(lambda: single._waiting, "the long request to be queued")
+    wait_until(lambda: single._line.waiting, "the long request to be queued")
     short_request = threading.Thread(target=single.map, args=(lambda _: ran.append("short"), [0]))
     short_request.start()
-    wait_until(lambda: len(single._waiting) == 2, "the short request to be queued behind the long one")
+    wait_until(lambda: len(single._line.waiting) == 2, "the short request to be queued behind the long one")
     gate.set()
     short_request.join(WAIT_S)
     long_request.join(WAIT_S)
@@ -95,6 +96,16 @@ def test_after_shutdown_the_workers_exit_and_new_requests_are_refused():
     assert workers.closed and not any(thread.is_alive() for thread in workers._threads)
     with pytest.raises(RuntimeError, match="shut down"):
         workers.map(str, [1])
+
+
+def test_a_pool_nobody_references_any_more_lets_its_workers_exit():
+    """A model loaded again for every Spark task must not leave its workers behind each time."""
+    workers = FairPool(2, thread_name_prefix="test-dropped")
+    assert workers.map(str, [1, 2]) == ["1", "2"]
+    threads = workers._threads
+    del workers
+    gc.collect()
+    wait_until(lambda: not any(thread.is_alive() for thread in threads), "the dropped pool's workers to exit")
 
 
 def test_a_pool_needs_a_worker():
