@@ -124,16 +124,21 @@ def interleaved_ms_per_tweet(backends: dict, ids: list[list[int]], rounds: int) 
     return best
 
 
-def test_split(model_uri: str, rows: int, seed: int):
-    """The champion's test split (texts and labels), through its training run's `data_run_id`."""
+def test_split(origin: dict[str, str], rows: int, seed: int):
+    """The champion's test split (texts and labels), through its training run's `data_run_id`.
+
+    Args:
+        origin: the benchmark's provenance, which names a registered model's training run.
+        rows: test tweets to sample.
+        seed: the sample's seed.
+    """
     from mlflow.tracking import MlflowClient
 
-    from steps.lib.provenance import model_provenance
     from steps.lib.tracking import load_splits
 
-    run_id = model_provenance(model_uri).get("model_run_id")
+    run_id = origin.get("model_run_id")
     if not run_id:
-        raise SystemExit(f"{model_uri} is not a registered model version: its test split cannot be found")
+        raise SystemExit(f"{origin['model_uri']} is not a registered model version: its test split cannot be found")
     data_run_id = MlflowClient().get_run(run_id).data.params["data_run_id"]
     test = load_splits(data_run_id)["test"]
     return test.sample(n=min(rows, len(test)), random_state=seed)
@@ -147,15 +152,6 @@ def scores(classifier, backend, texts: list[str]) -> np.ndarray:
         return classifier.raw_proba(texts)
     finally:
         classifier.attach(classifier.encoder, original)
-
-
-def champion_artifacts(model_uri: str) -> dict[str, Path]:
-    """Local paths of the model's logged artifacts, by name."""
-    import mlflow
-
-    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri))
-    flavor = mlflow.models.Model.load(str(local)).flavors["python_function"]
-    return {name: local / spec["path"] for name, spec in (flavor.get("artifacts") or {}).items()}
 
 
 @click.command(help=__doc__)
@@ -175,9 +171,8 @@ def main(**options: object) -> None:
 
     from pyfunc.transformer_model import OnnxBackend
 
-    _, classifier, config, _ = load_champion(args.model_uri)
-    artifacts = champion_artifacts(args.model_uri)
-    test = test_split(args.model_uri, args.score_rows, args.seed)
+    _, classifier, config, artifacts = load_champion(args.model_uri)
+    test = test_split(origin, args.score_rows, args.seed)
     texts = load_texts("", args.tweets, args.seed)
     ids = classifier.encoder.encode(texts)
     with tempfile.TemporaryDirectory() as tmp:

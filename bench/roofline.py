@@ -275,10 +275,11 @@ def ceiling_tweets_per_s(shapes: Shapes, lengths: list[int], rates: list[Rate], 
 
 
 def load_champion(model_uri: str):
-    """The pyfunc, its transformer classifier (ONNX backend required) and its `hf_model` config."""
+    """The pyfunc, its transformer classifier (ONNX backend required), its `hf_model` config and the
+    local path of each logged artifact, by name."""
     import mlflow
 
-    from pyfunc.transformer_model import HF_MODEL_ARTIFACT, ONNX_ARTIFACT, OnnxBackend
+    from pyfunc.transformer_model import HF_MODEL_ARTIFACT, OnnxBackend
 
     local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri))
     model = mlflow.pyfunc.load_model(str(local))
@@ -288,7 +289,7 @@ def load_champion(model_uri: str):
     flavor = mlflow.models.Model.load(str(local)).flavors["python_function"]
     artifacts = {name: local / spec["path"] for name, spec in (flavor.get("artifacts") or {}).items()}
     config = json.loads((artifacts[HF_MODEL_ARTIFACT] / "config.json").read_text())
-    return model, classifier, config, artifacts[ONNX_ARTIFACT]
+    return model, classifier, config, artifacts
 
 
 def timed(call: Callable[[], object]) -> float:
@@ -457,9 +458,10 @@ def main(**options: object) -> None:
     print(f"machine: {host}", flush=True)
     if warning := busy_warning():
         print(warning, flush=True)
-    from pyfunc.transformer_model import cpu_count
+    from pyfunc.transformer_model import ONNX_ARTIFACT, cpu_count
 
-    model, classifier, config, onnx_path = load_champion(args.model_uri)
+    model, classifier, config, artifacts = load_champion(args.model_uri)
+    onnx_path = artifacts[ONNX_ARTIFACT]
     shapes = Shapes.from_config(config)
     products, weights = graph_int8_parameters(onnx_path)
     texts = load_texts(args.texts, args.lengths, args.seed)
