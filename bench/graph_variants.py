@@ -7,12 +7,18 @@ export that ONNX Runtime's transformer optimizer can fuse, on the champion's own
 - `served`: the champion's `onnx_model` artifact (TorchScript export, SDPA attention, dynamic int8);
 - `eager_int8`: the same export with eager attention (the pattern the optimizer knows), dynamic int8;
 - `fused_int8`: that export through `onnxruntime.transformers.optimizer` (Attention, SkipLayerNorm,
-  BiasGelu and EmbedLayerNorm fusions), then dynamic int8 (`QAttention`, `DynamicQuantizeMatMul`).
+  BiasGelu and EmbedLayerNorm fusions), then dynamic int8 (`QAttention`, `DynamicQuantizeMatMul`);
+- `per_token_int8`: the served export and int8 weights, but each token's activations quantised with
+  their own scale (symmetric, 255 levels, in front of every `MatMulInteger`) instead of one scale per
+  call, so a tweet's score no longer depends on the tweets batched with it and the graph may batch.
 
-Each variant runs as served: a one-thread session, one tweet per call. The timing alternates between
-the variants round after round (best round kept), so a drifting machine shifts all of them alike. The
-scores are each variant's P(negative) on the champion's test split, beside the served graph's: the
-largest difference and the change of ROC AUC.
+Each variant runs as served: a one-thread session. The timing alternates between the variants round
+after round (best round kept), so a drifting machine shifts all of them alike: one tweet per call (how
+the dynamic-int8 graphs must be served), then length-sorted batches of 8 and 32 tweets (what a graph
+whose scores do not depend on their neighbours could do). `batch dependence` is the largest change of
+a tweet's P(negative) between scoring it alone and inside a 32-tweet batch of unsorted neighbours: 0
+means the variant may batch. The scores are each variant's P(negative) on the champion's test split,
+beside the served graph's: the largest difference and the change of ROC AUC.
 
 \b
     python bench/graph_variants.py                                       # the champion
@@ -42,7 +48,13 @@ from steps.lib.cli import WHOLE_NUMBER
 from steps.lib.provenance import provenance
 from steps.lib.registry import CHAMPION_URI
 
-VARIANTS = ("served", "eager_int8", "fused_int8")
+VARIANTS = ("served", "eager_int8", "fused_int8", "per_token_int8")
+BATCHES = (1, 8, 32)
+# ONNX Runtime 1.32 folds MatMulInteger -> Cast -> Mul -> Add(bias) into MatMulIntegerToFloat, which
+# computes a biased product wrongly once the activation scale is one per row (tests/code/transformer/
+# test_graph_variants.py; on the champion P(negative) moved up to 0.59 from the fp32 graph's, against
+# 0.29 unfused), so the per-token graph runs without that rewrite.
+PER_TOKEN_DISABLED_OPTIMIZERS = ("MatMulIntegerToFloatFusion",)
 
 
 def export_eager(hf_dir: Path, path: Path, pad_id: int, max_length: int) -> Path:
@@ -82,7 +94,58 @@ def quantize(source: Path, target: Path) -> Path:
     return target
 
 
-def kernels(path: Path) -> collections.Counter:
+def per_token_scales(source: Path, target: Path) -> Path:
+    """Replace each `DynamicQuantizeLinear` of a dynamic-int8 graph by a quantisation per token (per row).
+
+    Per token t: scale_t = max|x_t| / 127 and q_t = round(x_t / scale_t) + 128 as uint8, with the zero
+    point 128 for every row (`MatMulInteger` takes one zero point for A, so the rows share it and differ
+    in scale only). The consumers of the old outputs keep working: the product of the activation scale
+    and the weight scale now broadcasts over the rows ([..., tokens, 1]) instead of being one number.
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    model = onnx.load(str(source))
+    graph = model.graph
+    graph.initializer.extend(
+        [
+            numpy_helper.from_array(np.array(1 / 127, dtype=np.float32), "per_token_inverse_127"),
+            numpy_helper.from_array(np.array(1e-30, dtype=np.float32), "per_token_smallest_scale"),
+            numpy_helper.from_array(np.array(128, dtype=np.float32), "per_token_offset"),
+            numpy_helper.from_array(np.array(128, dtype=np.uint8), "per_token_zero_point"),
+        ]
+    )
+    nodes, replaced = [], set()
+    for node in graph.node:
+        if node.op_type != "DynamicQuantizeLinear":
+            nodes.append(node)
+            continue
+        x, (quantized, scale, zero_point), name = node.input[0], node.output, node.name or node.output[0]
+        replaced.update(node.output)
+        steps = [
+            ("Abs", [x], {}),
+            ("ReduceMax", [f"{name}/Abs"], {"axes": [-1], "keepdims": 1}),
+            ("Mul", [f"{name}/ReduceMax", "per_token_inverse_127"], {}),
+            ("Max", [f"{name}/Mul", "per_token_smallest_scale"], {"output": scale}),  # an all-zero row stays finite
+            ("Div", [x, scale], {}),
+            ("Round", [f"{name}/Div"], {}),
+            ("Add", [f"{name}/Round", "per_token_offset"], {}),
+            ("Cast", [f"{name}/Add"], {"to": TensorProto.UINT8, "output": quantized}),
+            ("Identity", ["per_token_zero_point"], {"output": zero_point}),
+        ]
+        for op, inputs, attributes in steps:
+            output = attributes.pop("output", f"{name}/{op}")
+            nodes.append(helper.make_node(op, inputs, [output], name=f"{name}/{op}", **attributes))
+    del graph.node[:]
+    graph.node.extend(nodes)
+    kept = [info for info in graph.value_info if info.name not in replaced]  # the scales are no longer scalars
+    del graph.value_info[:]
+    graph.value_info.extend(kept)
+    onnx.save(model, str(target))
+    return target
+
+
+def kernels(path: Path, disabled_optimizers: tuple[str, ...] = ()) -> collections.Counter:
     """Operators of the graph ONNX Runtime runs (after its own `ORT_ENABLE_ALL` optimisations)."""
     import onnx
     import onnxruntime as ort
@@ -91,26 +154,67 @@ def kernels(path: Path) -> collections.Counter:
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     with tempfile.TemporaryDirectory() as tmp:
         options.optimized_model_filepath = str(Path(tmp) / "optimized.onnx")
-        ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        ort.InferenceSession(
+            str(path), options, providers=["CPUExecutionProvider"], disabled_optimizers=list(disabled_optimizers)
+        )
         return collections.Counter(node.op_type for node in onnx.load(options.optimized_model_filepath).graph.node)
 
 
-def build_variants(artifacts: dict[str, Path], config: dict, encoder, folder: Path) -> dict[str, dict]:
-    """The three graphs of the module docstring, with what fused in each."""
-    from pyfunc.transformer_model import HF_MODEL_ARTIFACT, ONNX_ARTIFACT
+def export_served(hf_dir: Path, path: Path, pad_id: int, max_length: int) -> Path:
+    """The fp32 graph the served int8 graph was quantised from: the training step's own export."""
+    from transformers import AutoModelForSequenceClassification
 
-    eager = export_eager(artifacts[HF_MODEL_ARTIFACT], folder / "eager.onnx", encoder.pad_id, encoder.max_length)
+    from steps.lib.onnx_export import export_onnx
+
+    model = AutoModelForSequenceClassification.from_pretrained(hf_dir, local_files_only=True)
+    return export_onnx(model, path, pad_id=pad_id, max_length=max_length)
+
+
+def build_variants(artifacts: dict[str, Path], config: dict, encoder, folder: Path) -> dict[str, dict]:
+    """The graphs of the module docstring, with what fused in each and the rewrites each must run without."""
+    from pyfunc.transformer_model import HF_MODEL_ARTIFACT, ONNX_ARTIFACT
+    from steps.lib.onnx_export import quantize_int8
+
+    hf_dir, pad_id, max_length = artifacts[HF_MODEL_ARTIFACT], encoder.pad_id, encoder.max_length
+    eager = export_eager(hf_dir, folder / "eager.onnx", pad_id, max_length)
     fused_stats = fuse(eager, folder / "fused.onnx", config)
-    return {
+    served_int8 = quantize_int8(export_served(hf_dir, folder / "fp32.onnx", pad_id, max_length), folder / "int8.onnx")
+    variants = {
         "served": {"path": artifacts[ONNX_ARTIFACT], "fused": {}},
         "eager_int8": {"path": quantize(eager, folder / "eager_int8.onnx"), "fused": {}},
         "fused_int8": {"path": quantize(folder / "fused.onnx", folder / "fused_int8.onnx"), "fused": fused_stats},
+        "per_token_int8": {"path": per_token_scales(served_int8, folder / "per_token_int8.onnx"), "fused": {}},
     }
+    for name, variant in variants.items():
+        variant["disabled_optimizers"] = PER_TOKEN_DISABLED_OPTIMIZERS if name == "per_token_int8" else ()
+    return variants
 
 
-def interleaved_ms_per_tweet(backends: dict, ids: list[list[int]], rounds: int) -> dict[str, float]:
-    """Best round's mean ms per one-tweet call, the variants taking turns each round."""
-    calls = [(np.array([row], dtype=np.int64), np.ones((1, len(row)), dtype=np.int64)) for row in ids]
+def padded(rows: list[list[int]], pad_id: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Ids and attention mask of rows padded to the longest, as the served model pads a batch."""
+    width = max(len(row) for row in rows)
+    ids = np.full((len(rows), width), pad_id, dtype=np.int64)
+    mask = np.zeros((len(rows), width), dtype=np.int64)
+    for i, row in enumerate(rows):
+        ids[i, : len(row)], mask[i, : len(row)] = row, 1
+    return ids, mask
+
+
+def batch_dependence(backend, ids: list[list[int]], batch: int = 32) -> float:
+    """Largest change of a tweet's P(negative) between scoring it alone and among `batch` unsorted neighbours."""
+    from pyfunc.transformer_model import negative_proba
+
+    alone = np.concatenate([negative_proba(backend.logits(*padded([row]))) for row in ids])
+    batched = np.concatenate(
+        [negative_proba(backend.logits(*padded(ids[start : start + batch]))) for start in range(0, len(ids), batch)]
+    )
+    return float(np.max(np.abs(alone - batched)))
+
+
+def interleaved_ms_per_tweet(backends: dict, ids: list[list[int]], rounds: int, batch: int = 1) -> dict[str, float]:
+    """Best round's mean ms per tweet in length-sorted calls of `batch` tweets, the variants taking turns each round."""
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    calls = [padded([ids[i] for i in order[start : start + batch]]) for start in range(0, len(ids), batch)]
     for backend in backends.values():
         for row_ids, mask in calls[:20]:
             backend.logits(row_ids, mask)
@@ -120,7 +224,7 @@ def interleaved_ms_per_tweet(backends: dict, ids: list[list[int]], rounds: int) 
             started = time.perf_counter()
             for row_ids, mask in calls:
                 backend.logits(row_ids, mask)
-            best[name] = min(best[name], (time.perf_counter() - started) * 1000 / len(calls))
+            best[name] = min(best[name], (time.perf_counter() - started) * 1000 / len(ids))
     return best
 
 
@@ -177,10 +281,16 @@ def main(**options: object) -> None:
     ids = classifier.encoder.encode(texts)
     with tempfile.TemporaryDirectory() as tmp:
         variants = build_variants(artifacts, config, classifier.encoder, Path(tmp))
-        backends = {name: OnnxBackend(str(variant["path"]), threads=1) for name, variant in variants.items()}
-        counted = {name: kernels(variant["path"]) for name, variant in variants.items()}
-    print(f"timing {len(ids)} real tweets one per call, {args.rounds} rounds, variants taking turns", flush=True)
-    timing = interleaved_ms_per_tweet(backends, ids, args.rounds)
+        backends = {
+            name: OnnxBackend(str(variant["path"]), threads=1, disabled_optimizers=variant["disabled_optimizers"])
+            for name, variant in variants.items()
+        }
+        counted = {name: kernels(variant["path"], variant["disabled_optimizers"]) for name, variant in variants.items()}
+    timing = {}
+    for batch in BATCHES:
+        print(f"timing {len(ids)} real tweets, {batch} per call, {args.rounds} rounds, taking turns", flush=True)
+        timing[batch] = interleaved_ms_per_tweet(backends, ids, args.rounds, batch)
+    dependence = {name: batch_dependence(backend, ids) for name, backend in backends.items()}
     test_texts, labels = test["text"].tolist(), test["label"].to_numpy()
     proba = {name: scores(classifier, backend, test_texts) for name, backend in backends.items()}
     served_auc = roc_auc_score(labels, proba["served"])
@@ -190,8 +300,11 @@ def main(**options: object) -> None:
         rows.append(
             {
                 "variant": name,
-                "ms_per_tweet": timing[name],
-                "vs_served": timing[name] / timing["served"],
+                "ms_per_tweet": timing[1][name],
+                "vs_served": timing[1][name] / timing[1]["served"],
+                "ms_per_tweet_by_batch": {str(batch): timing[batch][name] for batch in BATCHES},
+                "batch_dependence": dependence[name],
+                "disabled_optimizers": list(variants[name]["disabled_optimizers"]),
                 "kernels": sum(counted[name].values()),
                 "top_kernels": dict(counted[name].most_common(6)),
                 "fused": variants[name]["fused"],
@@ -201,12 +314,15 @@ def main(**options: object) -> None:
             }
         )
     print(
-        f"\n| variant | ms/tweet | x served | kernels | max |P diff| | test ROC AUC ({len(labels)} tweets) | change |"
+        "\n| variant | ms/tweet, 1 per call | x served | 8 per call | 32 per call | batch dependence | kernels | "
+        f"max |P diff| | test ROC AUC ({len(labels)} tweets) | change |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for row in rows:
+        by_batch = row["ms_per_tweet_by_batch"]
         print(
-            f"| {row['variant']} | {row['ms_per_tweet']:.2f} | {row['vs_served']:.2f} | {row['kernels']} | "
+            f"| {row['variant']} | {row['ms_per_tweet']:.2f} | {row['vs_served']:.2f} | {by_batch['8']:.2f} | "
+            f"{by_batch['32']:.2f} | {row['batch_dependence']:.2g} | {row['kernels']} | "
             f"{row['max_abs_proba_diff']:.4f} | {row['test_roc_auc']:.4f} | {row['auc_change']:+.4f} |"
         )
     for row in rows:
