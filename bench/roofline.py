@@ -19,6 +19,9 @@
    (calibration, the contract's frame), MLflow's request handling (`scoring_server.invocations` less
    the predict; floor: the stdlib's JSON parse and dump of the same request and answer) and HTTP
    (the served p50 less `invocations`; floor: a bare ASGI app in the same uvicorn).
+5. The graph's share of the ceiling: the graph timed as the ceiling's rates are, one tweet per call
+   over the real tweets back to back, best of five stretches (what a busy worker does); beside it the
+   share of the median one-tweet call between a request's other work (the parts table's figure).
 
 \b
     python bench/roofline.py                                  # the champion
@@ -179,6 +182,11 @@ def product_graph(dtype: str, batch: int, m: int, k: int, n: int):
 
 def sustained(call: Callable[[], object], ops_per_call: float, seconds: float) -> float:
     """Giga-operations per second of `call`, best of five timed stretches after a warm-up."""
+    return ops_per_call / best_seconds_per_call(call, seconds) / 1e9
+
+
+def best_seconds_per_call(call: Callable[[], object], seconds: float) -> float:
+    """Seconds per call of `call` run back to back: the best of five stretches of about `seconds` / 10 each."""
     for _ in range(3):
         call()
     calls = 1
@@ -193,7 +201,7 @@ def sustained(call: Callable[[], object], ops_per_call: float, seconds: float) -
         for _ in range(stretch):
             call()
         best = min(best, (time.perf_counter() - started) / stretch)
-    return ops_per_call / best / 1e9
+    return best
 
 
 def ort_rate(dtype: str, batch: int, m: int, k: int, n: int, seconds: float) -> Rate:
@@ -322,6 +330,22 @@ def one_tweet_parts(model, classifier, texts: list[str]) -> dict[str, dict[str, 
         floors["text pass"].append(timed(lambda: text.encode().lower()))  # noqa: B023
         floors["json"].append(timed(lambda: json.dumps(json.loads(body)) and json.loads(ONE_TWEET_ANSWER)))  # noqa: B023
     return {name: statistics.median(values) for name, values in (parts | floors).items()}
+
+
+def graph_back_to_back_ms(backend, ids: list[list[int]], seconds: float) -> float:
+    """Ms per tweet of the graph alone, one tweet per call over the real tweets, calls back to back.
+
+    Timed as the ceiling's rates are (`best_seconds_per_call`: best of five stretches after a warm-up),
+    so the two compare like for like; the parts table's graph median is one call between a request's
+    other work, whose caches that work has cooled.
+    """
+    calls = [(np.array([row], dtype=np.int64), np.ones((1, len(row)), dtype=np.int64)) for row in ids]
+
+    def one_pass() -> None:
+        for row_ids, mask in calls:
+            backend.logits(row_ids, mask)
+
+    return best_seconds_per_call(one_pass, seconds) * 1000 / len(calls)
 
 
 def batched_tweets_per_s(model, texts: list[str], seconds: float) -> float:
@@ -489,7 +513,8 @@ def main(**options: object) -> None:
 
     timed_texts = texts[: args.tweets]
     parts = one_tweet_parts(model, classifier, timed_texts)
-    graph_tweets_per_s = 1000 / parts["graph"]
+    graph_ms = graph_back_to_back_ms(classifier.backend, classifier.encoder.encode(timed_texts), 10 * args.seconds)
+    graph_tweets_per_s, graph_in_request_tweets_per_s = 1000 / graph_ms, 1000 / parts["graph"]
     in_process = batched_tweets_per_s(model, texts, 10.0)
     server = start_champion(args.model_uri, 1)
     try:
@@ -517,14 +542,20 @@ def main(**options: object) -> None:
     lines = {
         f"ceiling, one tweet per call ({median} tokens)": ceilings["one tweet"] * cores,
         f"ceiling, {BATCH_TWEETS} tweets per call": ceilings[f"{BATCH_TWEETS} tweets"] * cores,
-        "in process: the graph alone, one tweet per call": graph_tweets_per_s * cores,
+        "in process: the graph alone, one tweet per call, back to back": graph_tweets_per_s * cores,
+        "in process: the graph alone, one call inside each one-tweet request (median)": graph_in_request_tweets_per_s
+        * cores,
         f"in process: the pyfunc, {BATCH_TWEETS}-tweet predicts": in_process,
         f"served: {BATCH_TWEETS}-tweet requests at concurrency 4": served.tweets_per_s,
     }
     for name, value in lines.items():
         print(f"| {name} | {value:,.0f} | {value / cores:,.0f} |")
     share = graph_tweets_per_s / ceilings["one tweet"]
-    print(f"\nthe graph reaches {share:.0%} of the one-tweet int8 ceiling (goal >= 50%)")
+    share_in_request = graph_in_request_tweets_per_s / ceilings["one tweet"]
+    print(
+        f"\nthe graph reaches {share:.0%} of the one-tweet int8 ceiling back to back, timed as the ceiling is "
+        f"(goal >= 50%); {share_in_request:.0%} as one call inside a request"
+    )
     if warning:
         print(f"\n{warning}")
     if served.errors:
@@ -547,7 +578,9 @@ def main(**options: object) -> None:
             "ceiling_tweets_per_s_per_core": ceilings,
             "one_tweet_parts_ms": table,
             "throughput_tweets_per_s": lines,
+            "graph_ms_back_to_back": graph_ms,
             "graph_share_of_ceiling": share,
+            "graph_share_of_ceiling_inside_a_request": share_in_request,
         }
         Path(args.json).write_text(json.dumps(figures, indent=2))
 

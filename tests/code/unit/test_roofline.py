@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
 
-from bench.roofline import PARALLEL_PRODUCTS, Rate, Shapes, ceiling_tweets_per_s, graph_int8_parameters, product_graph
+from bench.roofline import (
+    PARALLEL_PRODUCTS,
+    Rate,
+    Shapes,
+    ceiling_tweets_per_s,
+    graph_back_to_back_ms,
+    graph_int8_parameters,
+    product_graph,
+)
 
 MINILM = {"num_hidden_layers": 6, "hidden_size": 384, "intermediate_size": 1536, "num_attention_heads": 12}
 
@@ -66,3 +76,24 @@ def test_the_ceiling_is_the_inverse_of_the_mean_matmul_time():
     rates.append(Rate("torch", "int8", 20, 384, 384, 1, 1e6))  # another runtime never counts
     seconds = [(shapes.weight_ops(n) / 100e9 + shapes.attention_ops(n) / 10e9) for n in lengths]
     assert ceiling_tweets_per_s(shapes, lengths, rates, 20) == pytest.approx(1 / np.mean(seconds))
+
+
+class SleepingGraph:
+    """A stand-in backend: each call sleeps 2 ms per row and records the shape it was given."""
+
+    def __init__(self) -> None:
+        self.shapes: list[tuple[int, int]] = []
+
+    def logits(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        assert input_ids.shape == attention_mask.shape and attention_mask.all()
+        self.shapes.append(input_ids.shape)
+        time.sleep(0.002 * len(input_ids))
+        return np.zeros((len(input_ids), 2))
+
+
+def test_the_graph_is_timed_one_tweet_per_call_back_to_back():
+    graph, ids = SleepingGraph(), [[101, 7, 102], [101, 102], [101, 5, 6, 7, 102]]
+    ms = graph_back_to_back_ms(graph, ids, seconds=0.05)
+    assert set(graph.shapes) == {(1, 3), (1, 2), (1, 5)}  # each tweet alone, unpadded
+    assert len(graph.shapes) % len(ids) == 0  # whole passes over the tweets only
+    assert 2.0 <= ms < 20.0  # per tweet, not per pass (a pass of three tweets takes at least 6 ms)
