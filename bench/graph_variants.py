@@ -57,14 +57,16 @@ BATCHES = (1, 8, 32)
 PER_TOKEN_DISABLED_OPTIMIZERS = ("MatMulIntegerToFloatFusion",)
 
 
-def export_eager(hf_dir: Path, path: Path, pad_id: int, max_length: int) -> Path:
-    """The served export, with eager attention: SDPA's traced graph hides the pattern the optimizer fuses."""
+def export_weights(hf_dir: Path, path: Path, pad_id: int, max_length: int, attention: str) -> Path:
+    """The champion's weights through the training step's own export, with the attention implementation
+    named: `sdpa` is what the served graph was quantised from; `eager` shows the optimizer the pattern
+    it fuses, which SDPA's traced graph hides."""
     from transformers import AutoModelForSequenceClassification
 
     from steps.lib.onnx_export import export_onnx
 
     model = AutoModelForSequenceClassification.from_pretrained(
-        hf_dir, attn_implementation="eager", local_files_only=True
+        hf_dir, attn_implementation=attention, local_files_only=True
     )
     return export_onnx(model, path, pad_id=pad_id, max_length=max_length)
 
@@ -160,34 +162,24 @@ def kernels(path: Path, disabled_optimizers: tuple[str, ...] = ()) -> collection
         return collections.Counter(node.op_type for node in onnx.load(options.optimized_model_filepath).graph.node)
 
 
-def export_served(hf_dir: Path, path: Path, pad_id: int, max_length: int) -> Path:
-    """The fp32 graph the served int8 graph was quantised from: the training step's own export."""
-    from transformers import AutoModelForSequenceClassification
-
-    from steps.lib.onnx_export import export_onnx
-
-    model = AutoModelForSequenceClassification.from_pretrained(hf_dir, local_files_only=True)
-    return export_onnx(model, path, pad_id=pad_id, max_length=max_length)
-
-
 def build_variants(artifacts: dict[str, Path], config: dict, encoder, folder: Path) -> dict[str, dict]:
     """The graphs of the module docstring, with what fused in each and the rewrites each must run without."""
     from pyfunc.transformer_model import HF_MODEL_ARTIFACT, ONNX_ARTIFACT
     from steps.lib.onnx_export import quantize_int8
 
     hf_dir, pad_id, max_length = artifacts[HF_MODEL_ARTIFACT], encoder.pad_id, encoder.max_length
-    eager = export_eager(hf_dir, folder / "eager.onnx", pad_id, max_length)
+    eager = export_weights(hf_dir, folder / "eager.onnx", pad_id, max_length, attention="eager")
     fused_stats = fuse(eager, folder / "fused.onnx", config)
-    served_int8 = quantize_int8(export_served(hf_dir, folder / "fp32.onnx", pad_id, max_length), folder / "int8.onnx")
-    variants = {
-        "served": {"path": artifacts[ONNX_ARTIFACT], "fused": {}},
-        "eager_int8": {"path": quantize(eager, folder / "eager_int8.onnx"), "fused": {}},
-        "fused_int8": {"path": quantize(folder / "fused.onnx", folder / "fused_int8.onnx"), "fused": fused_stats},
-        "per_token_int8": {"path": per_token_scales(served_int8, folder / "per_token_int8.onnx"), "fused": {}},
+    sdpa = export_weights(hf_dir, folder / "sdpa.onnx", pad_id, max_length, attention="sdpa")
+    per_token = per_token_scales(quantize_int8(sdpa, folder / "sdpa_int8.onnx"), folder / "per_token_int8.onnx")
+    every_rewrite = {"fused": {}, "disabled_optimizers": ()}
+    return {
+        "served": every_rewrite | {"path": artifacts[ONNX_ARTIFACT]},
+        "eager_int8": every_rewrite | {"path": quantize(eager, folder / "eager_int8.onnx")},
+        "fused_int8": every_rewrite
+        | {"path": quantize(folder / "fused.onnx", folder / "fused_int8.onnx"), "fused": fused_stats},
+        "per_token_int8": {"path": per_token, "fused": {}, "disabled_optimizers": PER_TOKEN_DISABLED_OPTIMIZERS},
     }
-    for name, variant in variants.items():
-        variant["disabled_optimizers"] = PER_TOKEN_DISABLED_OPTIMIZERS if name == "per_token_int8" else ()
-    return variants
 
 
 def padded(rows: list[list[int]], pad_id: int = 0) -> tuple[np.ndarray, np.ndarray]:
