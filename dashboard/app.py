@@ -49,6 +49,12 @@ FEEDBACK_RETRY_MS = 5_000
 BATCH_THREADS = 32
 _batch_threads = ThreadPoolExecutor(max_workers=BATCH_THREADS, thread_name_prefix="dashboard-batch")
 PREVIEW_ROWS = 200
+# `panel serve` runs this file as a module of its own name per session: the log name is fixed here.
+_log = logging.getLogger("dashboard.app")
+# `panel serve --log-level` sets Bokeh's logger only; the dashboard's own INFO lines (a file's batch, a
+# closed tab) reach its log through the root handler Bokeh installs, unless a level was set already.
+if logging.getLogger("dashboard").level == logging.NOTSET:
+    logging.getLogger("dashboard").setLevel(logging.INFO)
 STYLES = {
     "error": "background:#fdecea;color:#611a15;border:1px solid #f5c6cb;",
     "info": "background:#e8f4fd;color:#0c3c60;border:1px solid #b8daff;",
@@ -436,9 +442,7 @@ class Dashboard:
     def report_unsaved_on_close(self) -> None:
         """A tab closed with verdicts still refused: the loss is logged loudly, never silent."""
         if self.unsaved:
-            logging.getLogger(__name__).error(
-                "a session closed with %d feedback verdicts the store refused; they are lost", len(self.unsaved)
-            )
+            _log.error("a session closed with %d feedback verdicts the store refused; they are lost", len(self.unsaved))
 
     # ------------------------------------------------------------------------------------- batch
     def _on_file(self, event) -> None:
@@ -505,7 +509,18 @@ class Dashboard:
                 loop.call_soon_threadsafe(update)
 
         score = functools.partial(self.client.predict_in_chunks, texts, self._threshold_to_send(), None, progress, done)
+        # A batch is the one step that waits on shared slots and on the server for minutes: its start
+        # and end in the log tell a stuck request from a page that was not updated.
+        _log.info("batch %s: scoring rows %d-%d of %d", pending["name"], done, len(texts) - 1, len(texts))
         scored = await loop.run_in_executor(_batch_threads, score)
+        outcome = f"stopped: {scored.failure.message}" if scored.failure else "done"
+        _log.info(
+            "batch %s: %d rows scored in %.0f ms, %s",
+            pending["name"],
+            len(scored.predictions),
+            scored.latency_ms,
+            outcome,
+        )
         pending["predictions"] += scored.predictions
         pending["latency_ms"] += scored.latency_ms
         result = batch.join_predictions(pending["frame"], pending["valid"], pending["predictions"])
@@ -564,7 +579,7 @@ def quiet_closed_sessions(loop: asyncio.AbstractEventLoop, context: dict) -> Non
         context: asyncio's description of the unhandled exception.
     """
     if isinstance(context.get("exception"), (WebSocketClosedError, StreamClosedError)):
-        logging.getLogger(__name__).info("a browser session closed while an update was being sent to it")
+        _log.info("a browser session closed while an update was being sent to it")
         return
     loop.default_exception_handler(context)
 

@@ -185,8 +185,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     """
     outcome = yield
     report = outcome.get_result()
-    tmp_path = item.funcargs.get("tmp_path") if hasattr(item, "funcargs") else None
-    if report.when != "call" or not report.failed or tmp_path is None:
+    if report.when != "call" or not report.failed:
         return
-    for log in sorted(Path(tmp_path).glob("*.log")):
-        report.sections.append((f"server log {log.name}", log.read_text(errors="replace")[-6000:]))
+    funcargs = getattr(item, "funcargs", {})
+    # The module's shared servers (`dashboard`, `model_server`) and the ones this test started itself.
+    logs = {value.log_path for value in funcargs.values() if isinstance(value, ServerProcess)}
+    if funcargs.get("tmp_path") is not None:
+        logs |= set(Path(funcargs["tmp_path"]).glob("*.log"))
+    for log in sorted(logs):
+        report.sections.append((f"server log {log}", log.read_text(errors="replace")[-6000:]))

@@ -97,6 +97,8 @@ def test_csv_upload_is_scored_in_chunks_charted_and_downloadable(page, dashboard
     expect(page.locator("#batch-status")).to_contain_text("1 rows with an empty text were skipped")
     progress = page.locator("progress")
     assert progress.get_attribute("value") == progress.get_attribute("max") == "4"  # 2 chunks of 2 rows
+    log = dashboard.log()  # a batch's start and end are logged, so a stalled one shows where it stopped
+    assert "batch tweets.csv: scoring rows 0-3 of 4" in log and "batch tweets.csv: 4 rows scored in" in log
     expect(page.locator(".tabulator-cell[tabulator-field=text]").nth(3)).to_have_text('<b>bold</b> & "quoted"')
     assert page.locator(".bk-Figure, .bk-Canvas").count() >= 1  # the histogram
 
@@ -225,4 +227,5 @@ def test_stopped_model_server_gives_a_plain_message_and_keeps_the_text(page, ser
     expect(page.locator("#batch-status")).to_contain_text("Cannot reach the model server", timeout=WAIT_MS)
     open_tab(page, "Predict")
     expect(page.locator("textarea")).to_have_value(typed)
+    assert "batch one.csv: 0 rows scored in 0 ms, stopped: Cannot reach the model server" in dashboard.log()
     assert "Traceback" not in dashboard.log()
