@@ -10,7 +10,10 @@ export that ONNX Runtime's transformer optimizer can fuse, on the champion's own
   BiasGelu and EmbedLayerNorm fusions), then dynamic int8 (`QAttention`, `DynamicQuantizeMatMul`);
 - `per_token_int8`: the served export and int8 weights, but each token's activations quantised with
   their own scale (symmetric, 255 levels, in front of every `MatMulInteger`) instead of one scale per
-  call, so a tweet's score no longer depends on the tweets batched with it and the graph may batch.
+  call, so a tweet's score no longer depends on the tweets batched with it and the graph may batch;
+- `static_int8`: the served export with every weight product quantised statically (QDQ): int8 weights
+  per output channel, uint8 activation ranges calibrated once on training tweets and frozen, so no
+  scale is computed at run time and no tweet's score depends on its neighbours.
 
 Each variant runs as served: a one-thread session. The timing alternates between the variants round
 after round (best round kept), so a drifting machine shifts all of them alike: one tweet per call (how
@@ -48,7 +51,7 @@ from steps.lib.cli import WHOLE_NUMBER
 from steps.lib.provenance import provenance
 from steps.lib.registry import CHAMPION_URI
 
-VARIANTS = ("served", "eager_int8", "fused_int8", "per_token_int8")
+VARIANTS = ("served", "eager_int8", "fused_int8", "per_token_int8", "static_int8")
 BATCHES = (1, 8, 32)
 # ONNX Runtime 1.32 folds MatMulInteger -> Cast -> Mul -> Add(bias) into MatMulIntegerToFloat, which
 # computes a biased product wrongly once the activation scale is one per row (tests/code/transformer/
@@ -147,6 +150,50 @@ def per_token_scales(source: Path, target: Path) -> Path:
     return target
 
 
+def weight_products(path: Path) -> list[str]:
+    """The graph's `MatMul` nodes whose second input is a stored weight: the products dynamic int8
+    quantises. The attention products multiply two activations and stay fp32 here as they do there."""
+    import onnx
+
+    graph = onnx.load(str(path)).graph
+    weights = {initializer.name for initializer in graph.initializer}
+    return [node.name for node in graph.node if node.op_type == "MatMul" and node.input[1] in weights]
+
+
+def static_scales(source: Path, target: Path, calibration_ids: list[list[int]]) -> Path:
+    """Static int8 (QDQ) of an fp32 export: int8 weights per output channel, uint8 activations whose
+    ranges (MinMax) are measured once on `calibration_ids` and then frozen in the graph.
+
+    Each calibration tweet runs alone, unpadded: the ranges are those of real tokens only. Padded
+    positions in a served batch may then clip, which changes nothing, since the mask keeps them out of
+    every real token's attention and out of the pooled output.
+    """
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    from pyfunc.transformer_model import INPUT_NAMES
+
+    class Tweets(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.rows = iter(calibration_ids)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            row = next(self.rows, None)
+            return None if row is None else dict(zip(INPUT_NAMES, padded([row]), strict=True))
+
+    quantize_static(
+        str(source),
+        str(target),
+        Tweets(),
+        quant_format=QuantFormat.QDQ,
+        op_types_to_quantize=["MatMul"],
+        nodes_to_quantize=weight_products(source),
+        per_channel=True,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+    )
+    return target
+
+
 def kernels(path: Path, disabled_optimizers: tuple[str, ...] = ()) -> collections.Counter:
     """Operators of the graph ONNX Runtime runs (after its own `ORT_ENABLE_ALL` optimisations)."""
     import onnx
@@ -162,8 +209,12 @@ def kernels(path: Path, disabled_optimizers: tuple[str, ...] = ()) -> collection
         return collections.Counter(node.op_type for node in onnx.load(options.optimized_model_filepath).graph.node)
 
 
-def build_variants(artifacts: dict[str, Path], config: dict, encoder, folder: Path) -> dict[str, dict]:
-    """The graphs of the module docstring, with what fused in each and the rewrites each must run without."""
+def build_variants(
+    artifacts: dict[str, Path], config: dict, encoder, folder: Path, calibration_ids: list[list[int]]
+) -> dict[str, dict]:
+    """The graphs of the module docstring, with what fused in each and the rewrites each must run without.
+
+    `calibration_ids`: training tweets' token ids, for the static graph's activation ranges."""
     from pyfunc.transformer_model import HF_MODEL_ARTIFACT, ONNX_ARTIFACT
     from steps.lib.onnx_export import quantize_int8
 
@@ -179,6 +230,7 @@ def build_variants(artifacts: dict[str, Path], config: dict, encoder, folder: Pa
         "fused_int8": every_rewrite
         | {"path": quantize(folder / "fused.onnx", folder / "fused_int8.onnx"), "fused": fused_stats},
         "per_token_int8": {"path": per_token, "fused": {}, "disabled_optimizers": PER_TOKEN_DISABLED_OPTIMIZERS},
+        "static_int8": every_rewrite | {"path": static_scales(sdpa, folder / "static_int8.onnx", calibration_ids)},
     }
 
 
@@ -220,12 +272,13 @@ def interleaved_ms_per_tweet(backends: dict, ids: list[list[int]], rounds: int, 
     return best
 
 
-def test_split(origin: dict[str, str], rows: int, seed: int):
-    """The champion's test split (texts and labels), through its training run's `data_run_id`.
+def champion_split(origin: dict[str, str], split: str, rows: int, seed: int):
+    """A sample of one of the champion's splits (texts and labels), through its training run's `data_run_id`.
 
     Args:
         origin: the benchmark's provenance, which names a registered model's training run.
-        rows: test tweets to sample.
+        split: `train` (the static graph's calibration tweets) or `test` (the scores compared).
+        rows: tweets to sample.
         seed: the sample's seed.
     """
     from mlflow.tracking import MlflowClient
@@ -234,10 +287,10 @@ def test_split(origin: dict[str, str], rows: int, seed: int):
 
     run_id = origin.get("model_run_id")
     if not run_id:
-        raise SystemExit(f"{origin['model_uri']} is not a registered model version: its test split cannot be found")
+        raise SystemExit(f"{origin['model_uri']} is not a registered model version: its splits cannot be found")
     data_run_id = MlflowClient().get_run(run_id).data.params["data_run_id"]
-    test = load_splits(data_run_id)["test"]
-    return test.sample(n=min(rows, len(test)), random_state=seed)
+    frame = load_splits(data_run_id)[split]
+    return frame.sample(n=min(rows, len(frame)), random_state=seed)
 
 
 def scores(classifier, backend, texts: list[str]) -> np.ndarray:
@@ -255,6 +308,9 @@ def scores(classifier, backend, texts: list[str]) -> np.ndarray:
 @click.option("--tweets", type=WHOLE_NUMBER, default=300, show_default=True, help="real tweets timed per round")
 @click.option("--rounds", type=WHOLE_NUMBER, default=8, show_default=True, help="timing rounds per variant")
 @click.option("--score-rows", type=WHOLE_NUMBER, default=2000, show_default=True, help="test tweets scored per variant")
+@click.option(
+    "--calibration-tweets", type=WHOLE_NUMBER, default=256, show_default=True, help="training tweets for static int8"
+)
 @click.option("--json", default="", show_default=True, help="also write every figure to this JSON file")
 @click.option("--seed", type=WHOLE_NUMBER, default=7, show_default=True, help="seed of the tweets' samples")
 def main(**options: object) -> None:
@@ -268,11 +324,14 @@ def main(**options: object) -> None:
     from pyfunc.transformer_model import OnnxBackend
 
     _, classifier, config, artifacts = load_champion(args.model_uri)
-    test = test_split(origin, args.score_rows, args.seed)
+    test = champion_split(origin, "test", args.score_rows, args.seed)
+    calibration = champion_split(origin, "train", args.calibration_tweets, args.seed)["text"].tolist()
     texts = load_texts("", args.tweets, args.seed)
     ids = classifier.encoder.encode(texts)
     with tempfile.TemporaryDirectory() as tmp:
-        variants = build_variants(artifacts, config, classifier.encoder, Path(tmp))
+        variants = build_variants(
+            artifacts, config, classifier.encoder, Path(tmp), classifier.encoder.encode(calibration)
+        )
         backends = {
             name: OnnxBackend(str(variant["path"]), threads=1, disabled_optimizers=variant["disabled_optimizers"])
             for name, variant in variants.items()

@@ -81,8 +81,8 @@ def test_the_fused_variant_fuses_attention_and_scores_as_the_served_graph(tiny_p
     served = quantize_int8(export_onnx(model, tmp_path / "served_fp32.onnx", 0, 16), tmp_path / "served.onnx")
     config = json.loads((tiny_pretrained / "config.json").read_text())
     artifacts = {HF_MODEL_ARTIFACT: tiny_pretrained, ONNX_ARTIFACT: served}
-    variants = build_variants(artifacts, config, tiny_encoder, tmp_path)
-    assert list(variants) == ["served", "eager_int8", "fused_int8", "per_token_int8"]
+    variants = build_variants(artifacts, config, tiny_encoder, tmp_path, tiny_encoder.encode(TEXTS[::-1]))
+    assert list(variants) == ["served", "eager_int8", "fused_int8", "per_token_int8", "static_int8"]
     assert variants["fused_int8"]["fused"].get("Attention", 0) == config["n_layers"]
     assert kernels(variants["fused_int8"]["path"])["QAttention"] == config["n_layers"]  # int8 attention ran
     assert sum(kernels(variants["fused_int8"]["path"]).values()) < sum(kernels(served).values())
@@ -95,9 +95,12 @@ def test_the_fused_variant_fuses_attention_and_scores_as_the_served_graph(tiny_p
         name: np.concatenate([backend.logits(np.array([row]), np.ones((1, len(row)), dtype=np.int64)) for row in ids])
         for name, backend in backends.items()
     }
-    for name in ("eager_int8", "fused_int8", "per_token_int8"):  # int8 rounding apart, the same function
+    for name in ("eager_int8", "fused_int8", "per_token_int8", "static_int8"):  # int8 rounding apart, the same function
         np.testing.assert_allclose(logits[name], logits["served"], atol=0.05)
     assert batch_dependence(backends["per_token_int8"], ids, batch=4) < 1e-7
+    assert batch_dependence(backends["static_int8"], ids, batch=4) < 1e-6  # frozen ranges: padding clips, no more
+    static_kernels = kernels(variants["static_int8"]["path"])
+    assert "DynamicQuantizeLinear" not in static_kernels and "DynamicQuantizeMatMul" not in static_kernels
     assert batch_dependence(backends["served"], ids, batch=4) > 1e-6  # one scale per call: neighbours matter
     for batch in (1, 4):
         timing = interleaved_ms_per_tweet(backends, ids, rounds=2, batch=batch)
