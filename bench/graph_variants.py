@@ -8,6 +8,9 @@ export that ONNX Runtime's transformer optimizer can fuse, on the champion's own
 - `eager_int8`: the same export with eager attention (the pattern the optimizer knows), dynamic int8;
 - `fused_int8`: that export through `onnxruntime.transformers.optimizer` (Attention, SkipLayerNorm,
   BiasGelu and EmbedLayerNorm fusions), then dynamic int8 (`QAttention`, `DynamicQuantizeMatMul`);
+- `fused_no_attention_int8`: the same, with every fusion but attention's, so the products stay
+  `DynamicQuantizeMatMul` and the attention block stays fp32 as in the served graph, while the layer
+  norms, GELUs and embeddings become one kernel each;
 - `per_token_int8`: the served export and int8 weights, but each token's activations quantised with
   their own scale (symmetric, 255 levels, in front of every `MatMulInteger`) instead of one scale per
   call, so a tweet's score no longer depends on the tweets batched with it and the graph may batch;
@@ -51,7 +54,7 @@ from steps.lib.cli import WHOLE_NUMBER
 from steps.lib.provenance import provenance
 from steps.lib.registry import CHAMPION_URI
 
-VARIANTS = ("served", "eager_int8", "fused_int8", "per_token_int8", "static_int8")
+VARIANTS = ("served", "eager_int8", "fused_int8", "fused_no_attention_int8", "per_token_int8", "static_int8")
 BATCHES = (1, 8, 32)
 # ONNX Runtime 1.32 folds MatMulInteger -> Cast -> Mul -> Add(bias) into MatMulIntegerToFloat, which
 # computes a biased product wrongly once the activation scale is one per row (tests/code/transformer/
@@ -74,16 +77,22 @@ def export_weights(hf_dir: Path, path: Path, pad_id: int, max_length: int, atten
     return export_onnx(model, path, pad_id=pad_id, max_length=max_length)
 
 
-def fuse(source: Path, target: Path, config: dict) -> dict[str, int]:
+def fuse(source: Path, target: Path, config: dict, attention: bool = True) -> dict[str, int]:
     """ONNX Runtime's transformer optimizer on an fp32 export; returns the fused operators it made.
 
     The `bert` fusions cover BERT and DistilBERT encoders alike (DistilBERT's config names the sizes
-    `n_heads` and `dim`)."""
+    `n_heads` and `dim`). `attention=False` leaves the attention block unfused: dynamic int8 then
+    has no `QAttention` to make, which quantises the attention inputs too."""
     from onnxruntime.transformers import optimizer
+    from onnxruntime.transformers.fusion_options import FusionOptions
 
     heads = int(config.get("num_attention_heads", config.get("n_heads", 0)))
     hidden = int(config.get("hidden_size", config.get("dim", 0)))
-    optimized = optimizer.optimize_model(str(source), model_type="bert", num_heads=heads, hidden_size=hidden)
+    options = FusionOptions("bert")
+    options.enable_attention = attention
+    optimized = optimizer.optimize_model(
+        str(source), model_type="bert", num_heads=heads, hidden_size=hidden, optimization_options=options
+    )
     optimized.save_model_to_file(str(target))
     return {name: count for name, count in optimized.get_fused_operator_statistics().items() if count}
 
@@ -221,6 +230,7 @@ def build_variants(
     hf_dir, pad_id, max_length = artifacts[HF_MODEL_ARTIFACT], encoder.pad_id, encoder.max_length
     eager = export_weights(hf_dir, folder / "eager.onnx", pad_id, max_length, attention="eager")
     fused_stats = fuse(eager, folder / "fused.onnx", config)
+    unfused_attention_stats = fuse(eager, folder / "fused_no_attention.onnx", config, attention=False)
     sdpa = export_weights(hf_dir, folder / "sdpa.onnx", pad_id, max_length, attention="sdpa")
     per_token = per_token_scales(quantize_int8(sdpa, folder / "sdpa_int8.onnx"), folder / "per_token_int8.onnx")
     every_rewrite = {"fused": {}, "disabled_optimizers": ()}
@@ -229,6 +239,11 @@ def build_variants(
         "eager_int8": every_rewrite | {"path": quantize(eager, folder / "eager_int8.onnx")},
         "fused_int8": every_rewrite
         | {"path": quantize(folder / "fused.onnx", folder / "fused_int8.onnx"), "fused": fused_stats},
+        "fused_no_attention_int8": every_rewrite
+        | {
+            "path": quantize(folder / "fused_no_attention.onnx", folder / "fused_no_attention_int8.onnx"),
+            "fused": unfused_attention_stats,
+        },
         "per_token_int8": {"path": per_token, "fused": {}, "disabled_optimizers": PER_TOKEN_DISABLED_OPTIMIZERS},
         "static_int8": every_rewrite | {"path": static_scales(sdpa, folder / "static_int8.onnx", calibration_ids)},
     }

@@ -82,10 +82,20 @@ def test_the_fused_variant_fuses_attention_and_scores_as_the_served_graph(tiny_p
     config = json.loads((tiny_pretrained / "config.json").read_text())
     artifacts = {HF_MODEL_ARTIFACT: tiny_pretrained, ONNX_ARTIFACT: served}
     variants = build_variants(artifacts, config, tiny_encoder, tmp_path, tiny_encoder.encode(TEXTS[::-1]))
-    assert list(variants) == ["served", "eager_int8", "fused_int8", "per_token_int8", "static_int8"]
+    assert list(variants) == [
+        "served",
+        "eager_int8",
+        "fused_int8",
+        "fused_no_attention_int8",
+        "per_token_int8",
+        "static_int8",
+    ]
     assert variants["fused_int8"]["fused"].get("Attention", 0) == config["n_layers"]
     assert kernels(variants["fused_int8"]["path"])["QAttention"] == config["n_layers"]  # int8 attention ran
     assert sum(kernels(variants["fused_int8"]["path"]).values()) < sum(kernels(served).values())
+    no_attention = variants["fused_no_attention_int8"]
+    assert "Attention" not in no_attention["fused"] and no_attention["fused"].get("SkipLayerNormalization", 0) > 0
+    assert "QAttention" not in kernels(no_attention["path"])
     backends = {
         name: OnnxBackend(str(variant["path"]), threads=1, disabled_optimizers=variant["disabled_optimizers"])
         for name, variant in variants.items()
@@ -95,7 +105,13 @@ def test_the_fused_variant_fuses_attention_and_scores_as_the_served_graph(tiny_p
         name: np.concatenate([backend.logits(np.array([row]), np.ones((1, len(row)), dtype=np.int64)) for row in ids])
         for name, backend in backends.items()
     }
-    for name in ("eager_int8", "fused_int8", "per_token_int8", "static_int8"):  # int8 rounding apart, the same function
+    for name in (
+        "eager_int8",
+        "fused_int8",
+        "fused_no_attention_int8",
+        "per_token_int8",
+        "static_int8",
+    ):  # int8 rounding apart, the same function
         np.testing.assert_allclose(logits[name], logits["served"], atol=0.05)
     assert batch_dependence(backends["per_token_int8"], ids, batch=4) < 1e-7
     assert batch_dependence(backends["static_int8"], ids, batch=4) < 1e-6  # frozen ranges: padding clips, no more
