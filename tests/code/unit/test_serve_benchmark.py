@@ -95,3 +95,34 @@ def test_the_goals_are_the_throughput_ratio_and_a_latency_relative_to_the_naive_
     slower = [scenario("champion", 1, 1, 10.0, 100.0), scenario("champion", 4, 32, 150.0, 790.0)]
     single, throughput = serve_benchmark.verdict(slower, naive)
     assert "(goal <= 0.57x on any CPU: missed)" in single and "(goal >= 8x: missed)" in throughput
+
+
+def test_rounds_pool_into_one_scenario_each_and_the_ratios_are_also_given_round_by_round():
+    """Taking turns: each scenario's throughput is all its tweets over all its time, its p50 that of every
+    latency of every round; the round-by-round ratios show how far the goals' figures drifted."""
+    champion_rounds = [
+        [scenario("champion", 1, 1, 8.0, 100.0), scenario("champion", 4, 32, 150.0, 800.0)],
+        [scenario("champion", 1, 1, 6.0, 140.0), scenario("champion", 4, 32, 150.0, 400.0)],
+    ]
+    naive_rounds = [
+        [scenario("naive", 1, 1, 16.0, 60.0), scenario("naive", 4, 32, 900.0, 160.0)],
+        [scenario("naive", 1, 1, 10.0, 90.0), scenario("naive", 4, 32, 900.0, 160.0)],
+    ]
+    single, throughput = serve_benchmark.pooled(champion_rounds)
+    assert (single.requests, single.seconds) == (2400, 20.0)
+    assert single.tweets_per_s == pytest.approx(120.0)
+    assert throughput.tweets_per_s == pytest.approx(600.0)
+    assert sorted(set(single.latencies_ms)) == [6.0, 8.0]
+    spread = serve_benchmark.round_by_round(champion_rounds, naive_rounds)
+    assert spread == [
+        "- single-tweet p50 ratio round by round: 0.50x, 0.60x",
+        "- throughput ratio round by round: 5.0x, 2.5x",
+    ]
+
+
+def test_a_round_with_failed_requests_keeps_its_errors_in_the_pooled_scenario():
+    failing = scenario("champion", 1, 1, 8.0, 100.0)
+    failing.errors, failing.first_error = 3, "HTTP 500: boom"
+    (merged,) = serve_benchmark.pooled([[scenario("champion", 1, 1, 8.0, 100.0)], [failing]])
+    assert (merged.errors, merged.first_error) == (3, "HTTP 500: boom")
+    assert "missed, 3 failed requests" in serve_benchmark.verdict([merged], [])[0]
