@@ -81,7 +81,8 @@ def clean(text: str) -> str:
     text = _USER.sub(f" {USER_TOKEN} ", text)
     text = _HASHTAG.sub(_hashtag_to_words, text)
     text = _EMOTICON.sub(_emoticon_to_token, text)
-    text = emoji.replace_emoji(text, replace=_emoji_to_token)
+    if not text.isascii():  # every emoji has a code point above 127; emoji's scan is Python, char by char
+        text = emoji.replace_emoji(text, replace=_emoji_to_token)
     text = text.lower()
     text = _ELONGATED.sub(r"\1\1", text)
     text = _REPEATED_PUNCT.sub(r"\1", text)
@@ -198,5 +199,5 @@ def surface_features(texts: Iterable[str]) -> dict[str, list[float]]:
         "length": [float(len(text)) for text in texts],
         "has_url": [float(_URL.search(text) is not None) for text in texts],
         "has_mention": [float(_USER.search(text) is not None) for text in texts],
-        "has_emoji": [float(emoji.emoji_count(text) > 0) for text in texts],
+        "has_emoji": [float(not text.isascii() and emoji.emoji_count(text) > 0) for text in texts],
     }

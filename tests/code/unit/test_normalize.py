@@ -1,8 +1,18 @@
 """Each normalisation rule pinned on real tweets."""
 
+import emoji
 import pytest
 
-from pyfunc.normalize import NUMBER_TOKEN, URL_TOKEN, USER_TOKEN, VARIANTS, clean, normalize, normalize_batch
+from pyfunc.normalize import (
+    NUMBER_TOKEN,
+    URL_TOKEN,
+    USER_TOKEN,
+    VARIANTS,
+    clean,
+    normalize,
+    normalize_batch,
+    surface_features,
+)
 
 
 def test_mentions_and_urls_become_placeholders():
@@ -29,6 +39,16 @@ def test_emoticons_map_to_tokens():
 def test_emoji_map_to_named_tokens():
     assert clean("flight cancelled 😡") == "flight cancelled emoji_enraged_face"
     assert clean("👍🏽 great").startswith("emoji_thumbs_up")
+
+
+def test_only_texts_with_a_character_beyond_ascii_are_scanned_for_emoji():
+    """`clean` skips emoji's character-by-character scan for ASCII texts: exact only while no emoji,
+    keycaps and flags included, is spelled in ASCII alone, which every emoji the package knows is checked for."""
+    spelled_in_ascii = [code for code in emoji.EMOJI_DATA if code.isascii()]
+    assert spelled_in_ascii == []
+    keycap = "#\ufe0f\u20e3"  # '#' + VS16 + combining keycap: the emoji starts with an ASCII character
+    assert clean(f"press {keycap} now") == "press emoji_keycap now"
+    assert surface_features(["no emoji here :(", f"press {keycap}"])["has_emoji"] == [0.0, 1.0]
 
 
 def test_numbers_become_a_token():
