@@ -4,9 +4,11 @@ The roofline (`bench/roofline.py`) finds the served int8 graph far from the int8
 hundreds of small kernels around an attention block no fusion recognised. This benchmark tries the
 export that ONNX Runtime's transformer optimizer can fuse, on the champion's own `hf_model` weights:
 
-- `served`: the champion's `onnx_model` artifact (TorchScript export, SDPA attention, dynamic int8);
-- `eager_int8`: the same export with eager attention (the pattern the optimizer knows), dynamic int8;
-- `fused_int8`: that export through `onnxruntime.transformers.optimizer` (Attention, SkipLayerNorm,
+- `served`: the champion's `onnx_model` artifact (TorchScript export, eager attention since the
+  training step's export traces it, dynamic int8; a champion logged before that has SDPA's graph);
+- `sdpa_int8`: the same export with SDPA attention (what the training step traced until eager paid), dynamic int8;
+- `fused_int8`: the eager export (the pattern the optimizer knows) through
+  `onnxruntime.transformers.optimizer` (Attention, SkipLayerNorm,
   BiasGelu and EmbedLayerNorm fusions), then dynamic int8 (`QAttention`, `DynamicQuantizeMatMul`);
 - `fused_no_attention_int8`: the same, with every fusion but attention's, so the products stay
   `DynamicQuantizeMatMul` and the attention block stays fp32 as in the served graph, while the layer
@@ -54,7 +56,7 @@ from steps.lib.cli import WHOLE_NUMBER
 from steps.lib.provenance import provenance
 from steps.lib.registry import CHAMPION_URI
 
-VARIANTS = ("served", "eager_int8", "fused_int8", "fused_no_attention_int8", "per_token_int8", "static_int8")
+VARIANTS = ("served", "sdpa_int8", "fused_int8", "fused_no_attention_int8", "per_token_int8", "static_int8")
 BATCHES = (1, 8, 32)
 # ONNX Runtime 1.32 folds MatMulInteger -> Cast -> Mul -> Add(bias) into MatMulIntegerToFloat, which
 # computes a biased product wrongly once the activation scale is one per row (tests/code/transformer/
@@ -65,16 +67,14 @@ PER_TOKEN_DISABLED_OPTIMIZERS = ("MatMulIntegerToFloatFusion",)
 
 def export_weights(hf_dir: Path, path: Path, pad_id: int, max_length: int, attention: str) -> Path:
     """The champion's weights through the training step's own export, with the attention implementation
-    named: `sdpa` is what the served graph was quantised from; `eager` shows the optimizer the pattern
-    it fuses, which SDPA's traced graph hides."""
+    named: `eager` is what the training step exports (and shows the optimizer the pattern it fuses,
+    which SDPA's traced graph hides); `sdpa` is the export it replaced."""
     from transformers import AutoModelForSequenceClassification
 
     from steps.lib.onnx_export import export_onnx
 
-    model = AutoModelForSequenceClassification.from_pretrained(
-        hf_dir, attn_implementation=attention, local_files_only=True
-    )
-    return export_onnx(model, path, pad_id=pad_id, max_length=max_length)
+    model = AutoModelForSequenceClassification.from_pretrained(hf_dir, local_files_only=True)
+    return export_onnx(model, path, pad_id=pad_id, max_length=max_length, attention=attention)
 
 
 def fuse(source: Path, target: Path, config: dict, attention: bool = True) -> dict[str, int]:
@@ -232,11 +232,11 @@ def build_variants(
     fused_stats = fuse(eager, folder / "fused.onnx", config)
     unfused_attention_stats = fuse(eager, folder / "fused_no_attention.onnx", config, attention=False)
     sdpa = export_weights(hf_dir, folder / "sdpa.onnx", pad_id, max_length, attention="sdpa")
-    per_token = per_token_scales(quantize_int8(sdpa, folder / "sdpa_int8.onnx"), folder / "per_token_int8.onnx")
+    per_token = per_token_scales(quantize_int8(eager, folder / "eager_int8.onnx"), folder / "per_token_int8.onnx")
     every_rewrite = {"fused": {}, "disabled_optimizers": ()}
     return {
         "served": every_rewrite | {"path": artifacts[ONNX_ARTIFACT]},
-        "eager_int8": every_rewrite | {"path": quantize(eager, folder / "eager_int8.onnx")},
+        "sdpa_int8": every_rewrite | {"path": quantize(sdpa, folder / "sdpa_int8.onnx")},
         "fused_int8": every_rewrite
         | {"path": quantize(folder / "fused.onnx", folder / "fused_int8.onnx"), "fused": fused_stats},
         "fused_no_attention_int8": every_rewrite
@@ -245,7 +245,7 @@ def build_variants(
             "fused": unfused_attention_stats,
         },
         "per_token_int8": {"path": per_token, "fused": {}, "disabled_optimizers": PER_TOKEN_DISABLED_OPTIMIZERS},
-        "static_int8": every_rewrite | {"path": static_scales(sdpa, folder / "static_int8.onnx", calibration_ids)},
+        "static_int8": every_rewrite | {"path": static_scales(eager, folder / "static_int8.onnx", calibration_ids)},
     }
 
 

@@ -84,7 +84,7 @@ def test_the_fused_variant_fuses_attention_and_scores_as_the_served_graph(tiny_p
     variants = build_variants(artifacts, config, tiny_encoder, tmp_path, tiny_encoder.encode(TEXTS[::-1]))
     assert list(variants) == [
         "served",
-        "eager_int8",
+        "sdpa_int8",
         "fused_int8",
         "fused_no_attention_int8",
         "per_token_int8",
@@ -106,7 +106,7 @@ def test_the_fused_variant_fuses_attention_and_scores_as_the_served_graph(tiny_p
         for name, backend in backends.items()
     }
     for name in (
-        "eager_int8",
+        "sdpa_int8",
         "fused_int8",
         "fused_no_attention_int8",
         "per_token_int8",

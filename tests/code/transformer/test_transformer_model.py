@@ -103,6 +103,27 @@ def test_onnx_graph_matches_torch_on_padded_batches(tiny, tiny_encoder, onnx_pat
     np.testing.assert_allclose(onnx_proba, torch_proba, atol=1e-5)
 
 
+def test_the_export_traces_eager_attention_and_leaves_the_trained_model_as_it_was(tiny, tiny_encoder, tmp_path):
+    """The served graph is traced with eager attention (fewer kernels in ONNX Runtime, docs/serving.md);
+    SDPA's graph computes the same function, and the model keeps training with what it had."""
+    import onnx
+
+    from steps.lib.onnx_export import export_onnx
+
+    _, model = tiny
+    trained_with = model.config._attn_implementation
+    graphs = {
+        name: export_onnx(model, tmp_path / f"{name}.onnx", pad_id=0, max_length=16, **attention)
+        for name, attention in {"default": {}, "eager": {"attention": "eager"}, "sdpa": {"attention": "sdpa"}}.items()
+    }
+    operators = {name: [node.op_type for node in onnx.load(str(path)).graph.node] for name, path in graphs.items()}
+    assert operators["default"] == operators["eager"] != operators["sdpa"]
+    assert model.config._attn_implementation == trained_with
+    texts = ["@united lost my bag again", "thanks for the smooth flight, crew were great"]
+    eager, sdpa = (classifier(tiny_encoder, OnnxBackend(str(graphs[name]), threads=1)) for name in ("eager", "sdpa"))
+    np.testing.assert_allclose(eager.raw_proba(texts), sdpa.raw_proba(texts), atol=1e-5)
+
+
 def test_load_artifacts_prefers_onnx_and_falls_back_to_torch(tiny_pretrained, onnx_path):
     model = TransformerTweetClassifier("none", 16)
     model.load_artifacts({HF_MODEL_ARTIFACT: str(tiny_pretrained), ONNX_ARTIFACT: str(onnx_path)})
