@@ -225,14 +225,13 @@ def build_variants(
 
     `calibration_ids`: training tweets' token ids, for the static graph's activation ranges."""
     from pyfunc.transformer_model import HF_MODEL_ARTIFACT, ONNX_ARTIFACT
-    from steps.lib.onnx_export import quantize_int8
 
     hf_dir, pad_id, max_length = artifacts[HF_MODEL_ARTIFACT], encoder.pad_id, encoder.max_length
     eager = export_weights(hf_dir, folder / "eager.onnx", pad_id, max_length, attention="eager")
     fused_stats = fuse(eager, folder / "fused.onnx", config)
     unfused_attention_stats = fuse(eager, folder / "fused_no_attention.onnx", config, attention=False)
     sdpa = export_weights(hf_dir, folder / "sdpa.onnx", pad_id, max_length, attention="sdpa")
-    per_token = per_token_scales(quantize_int8(eager, folder / "eager_int8.onnx"), folder / "per_token_int8.onnx")
+    per_token = per_token_scales(artifacts[ONNX_ARTIFACT], folder / "per_token_int8.onnx")
     every_rewrite = {"fused": {}, "disabled_optimizers": ()}
     return {
         "served": every_rewrite | {"path": artifacts[ONNX_ARTIFACT]},

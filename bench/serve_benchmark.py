@@ -323,6 +323,11 @@ def table(results: list[Result]) -> str:
     return "\n".join(lines)
 
 
+def scenario(results: list[Result], concurrency: int, batch: int) -> Result | None:
+    """The result of one (concurrency, tweets per request) scenario, if it was run."""
+    return next((r for r in results if r.concurrency == concurrency and r.batch == batch), None)
+
+
 def verdict(champion: list[Result], naive: list[Result]) -> list[str]:
     """The two goals, computed from this run; a scenario with failed requests meets no goal."""
     lines = []
@@ -331,14 +336,14 @@ def verdict(champion: list[Result], naive: list[Result]) -> list[str]:
         failed = sum(r.errors for r in scenarios)
         return f"missed, {failed} failed requests" if failed else ("met" if met else "missed")
 
-    single = next((r for r in champion if r.concurrency == 1 and r.batch == 1), None)
+    single = scenario(champion, 1, 1)
     if single:
         p50 = single.percentile(50)
         line = (
             f"- champion single-tweet p50 at concurrency 1: {p50:.1f} ms "
             f"(goal <= {GOAL_SINGLE_P50_MS:g} ms on the Xeon: {status(p50 <= GOAL_SINGLE_P50_MS, single)})"
         )
-        naive_single = next((r for r in naive if r.concurrency == 1 and r.batch == 1), None)
+        naive_single = scenario(naive, 1, 1)
         if naive_single:  # another CPU meets the Xeon's absolute goal as the same ratio to the naive reference
             ratio, goal = p50 / naive_single.percentile(50), GOAL_SINGLE_P50_MS / NAIVE_SINGLE_P50_XEON_MS
             line += (
@@ -346,7 +351,7 @@ def verdict(champion: list[Result], naive: list[Result]) -> list[str]:
                 f"(goal <= {goal:.2f}x on any CPU: {status(ratio <= goal, single, naive_single)})"
             )
         lines.append(line)
-    target = next((r for r in champion if r.concurrency == 4 and r.batch == 32), None)
+    target = scenario(champion, 4, 32)
     if target and naive:
         best = max(naive, key=lambda r: r.tweets_per_s)
         ratio = target.tweets_per_s / best.tweets_per_s
@@ -356,7 +361,7 @@ def verdict(champion: list[Result], naive: list[Result]) -> list[str]:
             f"{best.tweets_per_s:.1f} tweets/s; ratio {ratio:.1f}x "
             f"(goal >= {GOAL_RATIO:.0f}x: {status(ratio >= GOAL_RATIO, target, best)})"
         )
-        same = next((r for r in naive if r.concurrency == 4 and r.batch == 32), None)
+        same = scenario(naive, 4, 32)
         if same:
             lines.append(
                 f"- same scenario (concurrency 4, 32 tweets/request): {target.tweets_per_s / same.tweets_per_s:.1f}x"
@@ -368,11 +373,11 @@ def round_by_round(champion_rounds: list[list[Result]], naive_rounds: list[list[
     """Each round's ratios: how far the goals' figures move between rounds of the same run."""
     singles, throughputs = [], []
     for champion, naive in zip(champion_rounds, naive_rounds, strict=True):
-        single = next((r for r in champion if r.concurrency == 1 and r.batch == 1), None)
-        naive_single = next((r for r in naive if r.concurrency == 1 and r.batch == 1), None)
+        single = scenario(champion, 1, 1)
+        naive_single = scenario(naive, 1, 1)
         if single and naive_single:
             singles.append(f"{single.percentile(50) / naive_single.percentile(50):.2f}x")
-        target = next((r for r in champion if r.concurrency == 4 and r.batch == 32), None)
+        target = scenario(champion, 4, 32)
         if target and naive:
             throughputs.append(f"{target.tweets_per_s / max(r.tweets_per_s for r in naive):.1f}x")
     lines = []
