@@ -406,6 +406,13 @@ def machine() -> str:
     return f"{os.cpu_count()} logical cores ({cpu}), load average {load:.2f} at start"
 
 
+def at_least_one(ctx: click.Context, param: click.Parameter, value: int) -> int:
+    """Refused before any server starts: zero rounds would start both servers and measure nothing."""
+    if value < 1:
+        raise click.BadParameter(f"{value} round(s): take at least 1", ctx, param)
+    return value
+
+
 @click.command(help=__doc__)
 @click.option("--model-uri", default=CHAMPION_URI, show_default=True, help="model served by `mlflow models serve`")
 @click.option(
@@ -438,7 +445,12 @@ def machine() -> str:
     "--workers", type=WHOLE_NUMBER, default=1, show_default=True, help="uvicorn workers of `mlflow models serve`"
 )
 @click.option(
-    "--rounds", type=WHOLE_NUMBER, default=3, show_default=True, help="turns each server takes at every scenario"
+    "--rounds",
+    type=WHOLE_NUMBER,
+    default=3,
+    show_default=True,
+    callback=at_least_one,
+    help="turns each server takes at every scenario",
 )
 @click.option("--texts", default="", show_default=True, help="CSV/Parquet with a text column (empty = embedded tweets)")
 @click.option("--skip-naive/--no-skip-naive", default=False, show_default=True, help="measure the served model only")

@@ -73,6 +73,9 @@ def test_the_command_line_takes_several_scenarios_in_one_value():
     args = parse(serve_benchmark.main, ["--concurrency", "1,4", "--batch-sizes", "32", "--skip-naive"])
     assert (args.concurrency, args.batch_sizes, args.skip_naive) == ((1, 4), (32,), True)
     assert parse(serve_benchmark.main, ["--concurrency", "2 8.0"]).concurrency == (2, 8)
+    assert (defaults.rounds, parse(serve_benchmark.main, ["--rounds", "5.0"]).rounds) == (3, 5)
+    with pytest.raises(click.BadParameter, match="take at least 1"):
+        parse(serve_benchmark.main, ["--rounds", "0"])
     for bad in ("1,4.5", ","):
         with pytest.raises(click.BadParameter, match="whole number"):
             parse(serve_benchmark.main, ["--concurrency", bad])
