@@ -31,12 +31,13 @@ ROOT = str(Path(__file__).resolve().parent.parent)
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from dashboard import batch, charts, registry  # noqa: E402
+from dashboard import batch, charts, panel_fixes, registry  # noqa: E402
 from dashboard.client import ModelClient, ModelServerError, Prediction, Scored  # noqa: E402
 from dashboard.feedback import Feedback, FeedbackNotSaved, FeedbackStore, record_feedback  # noqa: E402
 from pyfunc import telemetry  # noqa: E402
 
 pn.extension("echarts", "tabulator", sizing_mode="stretch_width")
+panel_fixes.send_queued_messages()  # or a page can keep a stale state: see dashboard/panel_fixes.py
 
 OTHER_LABEL = {"negative": "not_negative", "not_negative": "negative"}
 HISTORY_COLUMNS = ["time", "text", "label", "proba_negative", "threshold", "feedback", "latency_ms", "model_version"]
