@@ -7,7 +7,8 @@ it finishes in between (its socket write completed, and its wake-up ran first), 
 the new writer returns, and the queued messages stay unsent until some later change of that page
 happens to start another writer. A batch that ended in the same instant as an earlier write left
 the page at "Scoring 1 tweets…" although the dashboard had logged the result (docs/design.md,
-"Dashboard"). The fix: a writer that finds messages waiting blocks the document again and sends them.
+"Dashboard input and output"). The fix: a writer that finds messages waiting blocks the document
+again and sends them.
 """
 
 from __future__ import annotations
