@@ -105,6 +105,7 @@ class Dashboard:
         self.last: dict | None = None  # the prediction feedback refers to (text, Prediction, history row)
         self.scored_csv: bytes | None = None
         self._generation = 0  # only the newest request's answer is shown
+        self._batch_generation = 0  # only the running batch's progress ticks move the bar
         self._model_threshold: float | None = None
         self._syncing_threshold = False
         # Verdicts the store refused, oldest first, each with its history row: kept and retried, never dropped.
@@ -501,9 +502,11 @@ class Dashboard:
         )
 
         document = pn.state.curdoc  # a worker thread may change a session's page only through its document
+        self._batch_generation += 1
+        generation = self._batch_generation
 
         def progress(scored: int, total: int) -> None:  # called from the worker thread
-            update = functools.partial(setattr, self.progress, "value", scored)
+            update = functools.partial(self._advance_progress, generation, scored)
             if document is not None and document.session_context is not None:
                 document.add_next_tick_callback(update)  # Bokeh runs it holding that document's lock
             else:  # no served session (the handlers called directly): the loop applies it
@@ -524,6 +527,11 @@ class Dashboard:
         )
         pending["predictions"] += scored.predictions
         pending["latency_ms"] += scored.latency_ms
+        # The bar's last value is set here, before the summary, not left to the worker's ticks: a tick
+        # can wait for the document's lock and land after the summary, so the page said "Scored 4
+        # tweets" over a bar at 2 of 4. Ticks of this batch that land later are ignored.
+        self._batch_generation += 1
+        self.progress.value = len(pending["predictions"])
         result = batch.join_predictions(pending["frame"], pending["valid"], pending["predictions"])
         skipped = int((~pending["valid"]).sum())
         self._show_batch(result, pending["name"], pending["column"], skipped, pending["latency_ms"])
@@ -539,6 +547,15 @@ class Dashboard:
         )
         self.batch_message.param.update(object=message_html(message, "error", "batch-status"), visible=True)
         self.resume_button.param.update(label=f"Score the remaining {left} tweets", visible=True)
+
+    def _advance_progress(self, generation: int, scored: int) -> None:
+        """Move the bar to a worker's count, unless that batch's result is already on the page.
+
+        Ticks come from a worker thread through the event loop and may arrive after the batch has
+        ended (and after a newer batch started); a late one must not move the bar back.
+        """
+        if generation == self._batch_generation and scored > self.progress.value:
+            self.progress.value = scored
 
     def _show_batch(self, result: pd.DataFrame, name: str, column: str, skipped: int, latency_ms: float) -> None:
         self.scored_csv = batch.to_csv_bytes(result)

@@ -102,6 +102,35 @@ def test_a_csv_is_scored_with_invalid_rows_kept(session, fake_server):
     assert csv_text.splitlines()[2] == "2,,False,,,,"
 
 
+def test_the_bar_is_full_with_the_summary_and_a_late_progress_tick_does_not_move_it_back(session, monkeypatch):
+    """The worker's ticks reach the page through the event loop and may land after the summary: the
+    page said "Scored 4 tweets" over a bar at 2 of 4. Here every tick is held until the batch ended."""
+    held_ticks = []
+    score_for_real = session.client.predict_in_chunks
+
+    def hold_ticks(texts, threshold, chunk_rows, on_progress, start):
+        def hold(scored: int, total: int) -> None:
+            held_ticks.append((on_progress, scored, total))
+
+        return score_for_real(texts, threshold, chunk_rows, hold, start)
+
+    monkeypatch.setattr(session.client, "predict_in_chunks", hold_ticks)
+    session.client.chunk_rows = 2
+    data = b"text\n" + b"\n".join(b"tweet %d" % i for i in range(4)) + b"\n"
+
+    async def scenario() -> None:
+        await session._score_file(data, "tweets.csv")
+        assert "Scored 4 tweets from tweets.csv" in session.batch_message.object
+        assert session.progress.value == session.progress.max == 4  # set with the summary, no tick yet
+        for on_progress, scored, total in held_ticks:  # the held ticks land late, 2 of 4 among them
+            on_progress(scored, total)
+        await asyncio.sleep(0.05)
+
+    asyncio.run(scenario())
+    assert [(scored, total) for _, scored, total in held_ticks] == [(2, 4), (4, 4)]
+    assert session.progress.value == 4
+
+
 def test_files_being_scored_leave_threads_for_a_typed_prediction(fake_server, tmp_path):
     """More files in flight than any thread pool the event loop has by default (cores + 4, at most 32):
     two chunks held by the server, the other files waiting for a request slot on their own threads."""
