@@ -8,13 +8,14 @@ OpenTelemetry's FastAPI instrumentation reaches that app (docs/design.md, "Servi
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from mlflow.pyfunc.scoring_server import CONTENT_TYPES
 
-from pyfunc.limits import MAX_JSON_DEPTH, LimitExceeded, ServingLimits, nests_too_deep, refusal_body
+from pyfunc.limits import MAX_JSON_DEPTH, LimitExceeded, ServingLimits, json_refusal, refusal_body
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -27,8 +28,9 @@ _log = logging.getLogger(__name__)
 
 
 class RequestGuard:
-    """ASGI middleware: a 413 for a body over the byte limit, a 400 for JSON nested too deep, a 415 for
-    no content type (MLflow's handler fails on it with a 500); else the app."""
+    """ASGI middleware: a 413 for a body over the byte limit, a 400 for JSON that MLflow's parser would
+    fail on (nested too deep, a number too long to read), a 415 for no content type (MLflow's handler
+    fails on it with a 500); else the app. Nothing here costs more than linear time on the event loop."""
 
     def __init__(self, app: ASGIApp, limits: ServingLimits) -> None:
         self.app = app
@@ -51,9 +53,10 @@ class RequestGuard:
             return
         except ClientGone:
             return
-        if "json" in content_type and nests_too_deep(body):
-            too_deep = f"the JSON body nests deeper than {MAX_JSON_DEPTH} levels; no request form needs that"
-            refusal = LimitExceeded(too_deep)
+        # Off the event loop: a 10 MiB body takes a few hundred ms to judge, and `/ping` must not wait.
+        refused_because = await asyncio.to_thread(json_refusal, body) if "json" in content_type else None
+        if refused_because:
+            refusal = LimitExceeded(refused_because)
             await respond(send, refusal.status, refusal_body(refusal))
             return
         await self.app(scope, replay(body, receive), send)

@@ -15,6 +15,7 @@ from pathlib import Path
 import mlflow
 import pytest
 import requests
+from hypothesis import settings as hypothesis_settings
 from mlflow.tracking import MlflowClient
 
 from steps.lib.processes import start_server, stop_server
@@ -26,6 +27,11 @@ os.environ["PATH"] = VENV_BIN + os.pathsep + os.environ.get("PATH", "")
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("PYTHONHASHSEED", "0")
 os.environ.pop("APPLICATIONINSIGHTS_CONNECTION_STRING", None)
+# Property tests explore new examples on a developer's machine and replay a fixed set in CI, so a
+# submission is never refused by an example nobody has seen; a failure found locally is kept in .hypothesis/.
+hypothesis_settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+if os.environ.get("CI"):
+    hypothesis_settings.load_profile("ci")
 
 # What every candidate run logs (steps/lib/candidate.py), whatever its family.
 CANDIDATE_METRICS = {

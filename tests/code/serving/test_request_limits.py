@@ -7,6 +7,7 @@ server answers a good request correctly afterwards.
 from __future__ import annotations
 
 import json
+import threading
 import time
 
 import pytest
@@ -73,6 +74,51 @@ def test_json_nested_100000_levels_deep_gets_a_400_not_a_500(server, still_servi
     response = server.invocations(body)
     assert response.status_code == 400
     assert f"nests deeper than {MAX_JSON_DEPTH} levels" in message_of(response)
+    still_serving()
+
+
+def send_while_pinging(server: ModelServer, body: bytes) -> tuple[requests.Response, list[float]]:
+    """Send `body` and, while it is in flight, time `/ping` from a second client, back to back."""
+    answers: dict[str, requests.Response] = {}
+    sender = threading.Thread(target=lambda: answers.update(body=server.invocations(body)))
+    sender.start()
+    ping_seconds = []
+    while sender.is_alive() or not ping_seconds:
+        started = time.monotonic()
+        assert requests.get(f"{server.url}/ping", timeout=30).status_code == 200
+        ping_seconds.append(time.monotonic() - started)
+    sender.join()
+    return answers["body"], ping_seconds
+
+
+def test_a_megabyte_of_escaped_quotes_holds_no_other_client(server, still_serving):
+    """The reported stall: `[` x 200, then an unterminated string of escaped quotes. The nesting check
+    backtracked on it (100 KB took 30 s) on the event loop, so `/ping` waited as long; now the body
+    gets its 400 and `/ping` answers within a second while the body is in flight."""
+    response, ping_seconds = send_while_pinging(server, b"[" * 200 + b'"' + b'\\"' * (512 * 1024))  # 1 MiB
+    assert response.status_code == 400
+    assert f"nests deeper than {MAX_JSON_DEPTH} levels" in message_of(response)
+    assert max(ping_seconds) < 1, ping_seconds
+    still_serving()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"inputs": {"text": [' + b"9" * 100_000 + b"]}}",  # longer than Python reads an integer
+        b'{"inputs": {"text": [1e999999]}}',  # past the largest double
+        b'{"inputs": {"text": ["\xff\xfe late again"]}}',  # not UTF-8
+        b'{"inputs": {"text": ["' + b"\\u" * 1000 + b'"]}}',  # broken escapes
+        b'{"inputs": {"text": ["' + b"\\" * 500_000 + b'"]}}',  # a megabyte of escaped backslashes
+    ],
+    ids=["huge-integer", "huge-float", "invalid-utf8", "broken-escapes", "escaped-backslashes"],
+)
+def test_hostile_json_is_answered_without_holding_other_clients(server, still_serving, body):
+    """MLflow's signature turns a number in the text column into its text, so numbers may be scored;
+    whatever the answer, it is not a server error and `/ping` never waits behind it."""
+    response, ping_seconds = send_while_pinging(server, body)
+    assert response.status_code < 500, response.text[:500]
+    assert max(ping_seconds) < 1, ping_seconds
     still_serving()
 
 

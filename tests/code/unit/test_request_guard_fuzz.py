@@ -1,0 +1,157 @@
+"""The scoring server's front door under adversarial bodies (docs/design.md, "Serving limits").
+
+Hypothesis builds bodies of every request form and every hostile shape: escaped quotes, unterminated
+strings, deep and shallow nesting, huge numbers, invalid UTF-8, any content type, delivered in any
+chunking. For each, the guard answers as the limits say (413, 415, 400 or the app) and within a
+bound: the old nesting check took 3 s on 32 KB of escaped quotes and four times more per doubling,
+so the bound of each example here, on bodies up to 256 KB, is orders of magnitude from both the old
+cost and the new one (milliseconds).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import timedelta
+
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from pyfunc.limits import MAX_NUMBER_DIGITS, ServingLimits, has_too_long_number, json_refusal, nests_too_deep
+from pyfunc.request_guard import RequestGuard
+
+MAX_BYTES = 200_000
+GUARD_BOUND = settings(
+    deadline=timedelta(seconds=2),  # each example: the whole guard, from the first chunk to the answer
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+
+JSON_TYPES = ["application/json", "application/json; charset=utf-8", "APPLICATION/JSON"]
+CONTENT_TYPES = [*JSON_TYPES, "text/csv", "text/plain", ""]
+# The pieces hostile bodies are made of: escapes, quotes and brackets in every order.
+UNITS = [b'\\"', b"\\\\", b'"', b"\\", b"[", b"{", b"]", b"}", b'"[', b'\\"[', b"x", b"\xff\xfe", b"9" * 50]
+
+tweet = st.text(alphabet=st.characters(codec="utf-8"), max_size=40) | st.sampled_from(
+    ['say \\"hi\\"', '"[[{{', "\\", '\\"]]', "lost my bag", ""]
+)
+
+
+@st.composite
+def request_form(draw) -> bytes:
+    """A body in one of MLflow's request forms, with tweets holding quotes, escapes and brackets."""
+    texts = draw(st.lists(tweet, max_size=8))
+    form = draw(st.sampled_from(["dataframe_split", "dataframe_records", "instances", "inputs"]))
+    payload = {
+        "dataframe_split": {"dataframe_split": {"columns": ["text"], "data": [[text] for text in texts]}},
+        "dataframe_records": {"dataframe_records": [{"text": text} for text in texts]},
+        "instances": {"instances": [{"text": text} for text in texts]},
+        "inputs": {"inputs": {"text": texts}},
+    }[form]
+    if draw(st.booleans()):
+        payload["params"] = {"threshold": draw(st.floats(allow_nan=False, allow_infinity=False))}
+    return json.dumps(payload, ensure_ascii=draw(st.booleans())).encode()
+
+
+@st.composite
+def hostile(draw) -> bytes:
+    """A prefix, then one piece repeated up to 100,000 times, then maybe a terminator: the shapes that
+    make a backtracking scanner retry every position (the reported stall was `[` x 200 and `\\"` pairs)."""
+    prefix = draw(st.sampled_from([b"", b"[" * 200, b'{"inputs": "', b'{"dataframe_split": {"data": [["']))
+    unit = draw(st.sampled_from(UNITS))
+    size = draw(st.sampled_from([0, 100, 10_000, 150_000]))  # bytes: none, small, where it hurt, the most
+    repeat = size // len(unit)
+    suffix = draw(st.sampled_from([b"", b'"', b'"]]}}', b"]" * 200]))
+    return prefix + unit * repeat + suffix
+
+
+huge_number = st.integers(min_value=1, max_value=150_000).map(
+    lambda digits: b'{"inputs": {"text": [' + b"9" * digits + b"]}}"
+)
+body_strategy = request_form() | hostile() | huge_number | st.binary(max_size=2_000)
+
+
+def guard_answer(
+    body: bytes, content_type: str, chunk_size: int, max_bytes: int = MAX_BYTES
+) -> tuple[int, bytes | None]:
+    """Run one request through the guard in front of a stub app: the status sent, and the body the app saw."""
+    seen: dict[str, bytes] = {}
+
+    async def app(scope, receive, send) -> None:
+        message = await receive()
+        seen["body"] = message["body"]
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    chunks = [body[start : start + chunk_size] for start in range(0, len(body), chunk_size)] or [b""]
+    messages = [
+        {"type": "http.request", "body": chunk, "more_body": index < len(chunks) - 1}
+        for index, chunk in enumerate(chunks)
+    ]
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        return messages.pop(0)
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    headers = [(b"content-type", content_type.encode())] if content_type else []
+    scope = {"type": "http", "path": "/invocations", "method": "POST", "headers": headers}
+    guard = RequestGuard(app, ServingLimits(max_rows=2_000, max_bytes=max_bytes))
+    asyncio.run(guard(scope, receive, send))
+    return sent[0]["status"], seen.get("body")
+
+
+@GUARD_BOUND
+@example(body=b"[" * 200 + b'"' + b'\\"' * 50_000, content_type="application/json", chunk_size=65_536)  # the stall
+@given(
+    body=body_strategy, content_type=st.sampled_from(CONTENT_TYPES), chunk_size=st.sampled_from([1_000, 65_536, 10**9])
+)
+def test_every_body_gets_the_answer_the_limits_give_within_the_bound(body, content_type, chunk_size):
+    status, seen = guard_answer(body, content_type, chunk_size)
+    if not content_type:
+        assert status == 415 and seen is None
+    elif len(body) > MAX_BYTES:
+        assert status == 413 and seen is None
+    elif content_type.lower() in {t.lower() for t in JSON_TYPES} and json_refusal(body):
+        assert status == 400 and seen is None
+    else:
+        assert status == 200 and seen == body  # the app gets the body exactly as sent
+
+
+def depth(value) -> int:
+    """How deep a parsed JSON value nests: the oracle for the scan that never parses."""
+    if isinstance(value, dict):
+        return 1 + max((depth(item) for item in value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max((depth(item) for item in value), default=0)
+    return 0
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | tweet,
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(tweet, children, max_size=3),
+    max_leaves=60,
+)
+
+
+@settings(max_examples=300)
+@given(value=json_values, ensure_ascii=st.booleans(), limit=st.integers(min_value=0, max_value=8))
+def test_the_scan_agrees_with_the_parsed_depth_of_any_json(value, ensure_ascii, limit):
+    body = json.dumps(value, ensure_ascii=ensure_ascii).encode()
+    assert nests_too_deep(body, limit) is (depth(value) > limit)
+
+
+def test_the_reported_stall_is_refused_for_its_nesting():
+    """`[` x 200 and an unterminated string of escaped quotes, 1 MiB: 200 levels deep, a plain 400."""
+    body = b"[" * 200 + b'"' + b'\\"' * (512 * 1024)
+    assert guard_answer(body, "application/json", 65_536, max_bytes=2 * len(body)) == (400, None)
+    assert nests_too_deep(body) and nests_too_deep(body, limit=199) and not nests_too_deep(body, limit=200)
+
+
+@settings(max_examples=200)
+@given(digits=st.integers(min_value=1, max_value=3 * MAX_NUMBER_DIGITS), in_a_tweet=st.booleans())
+def test_only_a_number_too_long_to_read_outside_strings_is_refused(digits, in_a_tweet):
+    number = b"9" * digits
+    body = b'{"inputs": {"text": [' + (b'"' + number + b'"' if in_a_tweet else number) + b"]}}"
+    assert has_too_long_number(body) is (digits > MAX_NUMBER_DIGITS and not in_a_tweet)
