@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,9 +33,6 @@ DEFAULT_MAX_ROWS = 2_000
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 # The deepest request form is `{"dataframe_split": {"data": [["text"]]}}` (4 levels); 32 leaves room.
 MAX_JSON_DEPTH = 32
-# Python reads no integer of more digits (its `int_max_str_digits`, against quadratic conversions): a
-# longer number outside strings made MLflow's parser raise a ValueError that its server answers with a 500.
-MAX_NUMBER_DIGITS = 4_300
 # Rows scored between two deadline checks: small enough that abandoned work stops within a second or so.
 DEADLINE_CHUNK_ROWS = 256
 
@@ -146,33 +144,33 @@ class ServingLimits:
 
 
 def positions_of(codes: np.ndarray, characters: bytes) -> np.ndarray:
-    """The sorted positions of any of `characters` in the body's bytes."""
+    """The sorted positions of any of `characters` in the body's bytes (int32 below 2 GiB: half the memory)."""
     found = codes == characters[0]
     for character in characters[1:]:
         found |= codes == character
-    return np.flatnonzero(found)
+    return np.flatnonzero(found).astype(np.int32 if codes.size < 2**31 else np.int64)
 
 
 def string_delimiters(codes: np.ndarray) -> np.ndarray:
     """The positions of the quotes that open or close a JSON string: those not escaped by a backslash.
 
-    A quote is escaped when an odd run of backslashes stands right before it. Each run's length is
-    read from the backslashes' positions, so the work is linear in the body (sorting aside) however
-    its quotes and backslashes are arranged. The regular expression this replaces retried every quote
-    as a string's start: quadratic time on a body of escaped quotes, 30 s for 100 KB with every
-    client waiting (docs/design.md, "Serving limits").
+    A quote is escaped when an odd run of backslashes stands right before it; the run's length is
+    the quote's position less the start of the last backslash run before it. So the work is linear
+    in the body (sorting aside) however its quotes and backslashes are arranged. The regular
+    expression this replaces retried every quote as a string's start: quadratic time on a body of
+    escaped quotes, 30 s for 100 KB with every client waiting (docs/design.md, "Serving limits").
     """
     quotes = positions_of(codes, b'"')
     backslashes = positions_of(codes, b"\\")
-    if backslashes.size == 0:
+    if backslashes.size == 0 or quotes.size == 0:
         return quotes
     starts_run = np.ones(backslashes.size, dtype=bool)
     starts_run[1:] = np.diff(backslashes) != 1
-    run_start = backslashes[starts_run][np.cumsum(starts_run) - 1]  # where each backslash's run began
-    before = np.searchsorted(backslashes, quotes - 1)  # the backslash right before a quote, if any
-    before = np.minimum(before, backslashes.size - 1)
-    escaped_run = backslashes[before] == quotes - 1
-    run_length = np.where(escaped_run, quotes - run_start[before], 0)
+    run_starts = backslashes[starts_run]
+    before = quotes - 1
+    escaped_run = (before >= 0) & (codes[np.maximum(before, 0)] == ord("\\"))
+    last_run = np.maximum(np.searchsorted(run_starts, before, side="right") - 1, 0)
+    run_length = np.where(escaped_run, quotes - run_starts[last_run], 0)
     return quotes[run_length % 2 == 0]
 
 
@@ -193,28 +191,58 @@ def nests_too_deep(body: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
     codes = np.frombuffer(body, dtype=np.uint8)
     brackets = positions_of(codes, b"[{]}")
     opening = (codes[brackets] == ord("[")) | (codes[brackets] == ord("{"))
-    steps = np.where(opening, 1, -1)[outside_strings(codes, brackets)]
+    steps = np.where(opening, np.int32(1), np.int32(-1))[outside_strings(codes, brackets)]
     return int(np.cumsum(steps).max(initial=0)) > limit
 
 
-def has_too_long_number(body: bytes, limit: int = MAX_NUMBER_DIGITS) -> bool:
-    """Whether a run of more than `limit` digits stands outside strings (digits inside a tweet are text)."""
+def has_too_long_integer(body: bytes, limit: int | None = None) -> bool:
+    """Whether an integer of more than `limit` digits stands outside strings.
+
+    Python reads no longer integer (`sys.get_int_max_str_digits()`, 0 = no limit): MLflow's parser
+    raised a ValueError that its server answered with a 500. A float's digits are not limited, so a
+    run next to a decimal point or in an exponent counts as a float's; digits inside a tweet are text.
+    """
+    limit = sys.get_int_max_str_digits() if limit is None else limit
+    if limit == 0 or len(body) <= limit:
+        return False
     codes = np.frombuffer(body, dtype=np.uint8)
     digit = np.zeros(codes.size + 2, dtype=np.int8)
     digit[1:-1] = (codes >= ord("0")) & (codes <= ord("9"))
     edges = np.diff(digit)
     starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
-    long_runs = starts[ends - starts > limit]
-    return bool(long_runs.size) and bool(outside_strings(codes, long_runs).any())
+    long_runs = (ends - starts) > limit
+    starts, ends = starts[long_runs], ends[long_runs]
+    if starts.size == 0:
+        return False
+    padded = np.concatenate([[0, 0], codes, [0]])  # a zero before the body and after it: no index falls off
+    before, sign_before, after = padded[starts + 1], padded[starts], padded[ends + 2]
+    float_part = np.isin(before, _FLOAT_MARKS) | np.isin(after, _FLOAT_MARKS)
+    exponent = np.isin(before, _SIGNS) & np.isin(sign_before, _EXPONENT)
+    integers = starts[~(float_part | exponent)]
+    return bool(integers.size) and bool(outside_strings(codes, integers.astype(np.int64)).any())
+
+
+_FLOAT_MARKS = np.frombuffer(b".eE", dtype=np.uint8)
+_EXPONENT = np.frombuffer(b"eE", dtype=np.uint8)
+_SIGNS = np.frombuffer(b"+-", dtype=np.uint8)
 
 
 def json_refusal(body: bytes) -> str | None:
     """Why a JSON body is refused before MLflow parses it, or None: the shapes its parser fails on
-    with a 500 or a stack overflow. Linear in the body; the guard runs it off the event loop."""
+    with a 500 or a stack overflow. Linear in the body.
+
+    The scans read UTF-8 bytes. Python's parser also reads UTF-16 and UTF-32 (told by the first
+    bytes), where every quote is followed by a zero byte and the scans would see nothing: such a
+    body is refused, as MLflow documents UTF-8 only.
+    """
+    encoding = json.detect_encoding(body)
+    if encoding not in ("utf-8", "utf-8-sig"):
+        return f"the JSON body is {encoding.upper()}; send it as UTF-8"
     if nests_too_deep(body):
         return f"the JSON body nests deeper than {MAX_JSON_DEPTH} levels; no request form needs that"
-    if has_too_long_number(body):
-        return f"the JSON body holds a number of more than {MAX_NUMBER_DIGITS:,} digits; send tweets as strings"
+    if has_too_long_integer(body):
+        digits = sys.get_int_max_str_digits()
+        return f"the JSON body holds an integer of more than {digits:,} digits; send tweets as strings"
     return None
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from mlflow.pyfunc.scoring_server import CONTENT_TYPES
@@ -24,6 +25,8 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 GUARDED_PATH = "/invocations"
+INLINE_JUDGE_BYTES = 64 * 1024
+_large_body_judges = ThreadPoolExecutor(max_workers=2, thread_name_prefix="request-guard")
 _log = logging.getLogger(__name__)
 
 
@@ -53,8 +56,7 @@ class RequestGuard:
             return
         except ClientGone:
             return
-        # Off the event loop: a 10 MiB body takes a few hundred ms to judge, and `/ping` must not wait.
-        refused_because = await asyncio.to_thread(json_refusal, body) if "json" in content_type else None
+        refused_because = await judge_json(body) if "json" in content_type else None
         if refused_because:
             refusal = LimitExceeded(refused_because)
             await respond(send, refusal.status, refusal_body(refusal))
@@ -75,6 +77,19 @@ class RequestGuard:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)
+
+
+async def judge_json(body: bytes) -> str | None:
+    """`json_refusal` for the body, off the event loop when it is large.
+
+    A 10 MiB body takes a few hundred ms and a few hundred MiB of numpy scratch to judge, so large
+    bodies take turns on two threads of their own: `/ping` never waits, a burst of large bodies
+    cannot multiply the memory, and none of them waits behind the scoring threads MLflow's server
+    shares. A small body is judged in place in a millisecond or two.
+    """
+    if len(body) <= INLINE_JUDGE_BYTES:
+        return json_refusal(body)
+    return await asyncio.get_running_loop().run_in_executor(_large_body_judges, json_refusal, body)
 
 
 class ClientGone(Exception):

@@ -106,12 +106,13 @@ def test_a_megabyte_of_escaped_quotes_holds_no_other_client(server, still_servin
     "body",
     [
         b'{"inputs": {"text": [' + b"9" * 100_000 + b"]}}",  # longer than Python reads an integer
+        ('{"inputs": {"text": ["\\"", ' + "[" * 100_000 + "]" * 100_000 + "]}}").encode("utf-16-le"),  # deep, UTF-16
         b'{"inputs": {"text": [1e999999]}}',  # past the largest double
         b'{"inputs": {"text": ["\xff\xfe late again"]}}',  # not UTF-8
         b'{"inputs": {"text": ["' + b"\\u" * 1000 + b'"]}}',  # broken escapes
         b'{"inputs": {"text": ["' + b"\\" * 500_000 + b'"]}}',  # a megabyte of escaped backslashes
     ],
-    ids=["huge-integer", "huge-float", "invalid-utf8", "broken-escapes", "escaped-backslashes"],
+    ids=["huge-integer", "deep-utf16", "huge-float", "invalid-utf8", "broken-escapes", "escaped-backslashes"],
 )
 def test_hostile_json_is_answered_without_holding_other_clients(server, still_serving, body):
     """MLflow's signature turns a number in the text column into its text, so numbers may be scored;

@@ -11,13 +11,15 @@ cost and the new one (milliseconds).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import sys
 from datetime import timedelta
 
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from pyfunc.limits import MAX_NUMBER_DIGITS, ServingLimits, has_too_long_number, json_refusal, nests_too_deep
+from pyfunc.limits import ServingLimits, has_too_long_integer, json_refusal, nests_too_deep
 from pyfunc.request_guard import RequestGuard
 
 MAX_BYTES = 200_000
@@ -67,7 +69,16 @@ def hostile(draw) -> bytes:
 huge_number = st.integers(min_value=1, max_value=150_000).map(
     lambda digits: b'{"inputs": {"text": [' + b"9" * digits + b"]}}"
 )
-body_strategy = request_form() | hostile() | huge_number | st.binary(max_size=2_000)
+
+
+@st.composite
+def other_encoding(draw) -> bytes:
+    """A request form or a hostile shape in UTF-16 or UTF-32: Python's parser reads those too."""
+    text = draw(request_form() | hostile()).decode("utf-8", errors="replace")
+    return text.encode(draw(st.sampled_from(["utf-16-le", "utf-16-be", "utf-32-le", "utf-32", "utf-16"])))
+
+
+body_strategy = request_form() | hostile() | huge_number | other_encoding() | st.binary(max_size=2_000)
 
 
 def guard_answer(
@@ -103,6 +114,11 @@ def guard_answer(
 
 
 @GUARD_BOUND
+@example(  # the depth of a UTF-16 body went unseen and reached Python's parser
+    body=('{"inputs": {"text": ["\\"", ' + "[" * 40_000 + "]" * 40_000 + "]}}").encode("utf-16-le"),
+    content_type="application/json",
+    chunk_size=65_536,
+)
 @example(body=b"[" * 200 + b'"' + b'\\"' * 50_000, content_type="application/json", chunk_size=65_536)  # the stall
 @given(
     body=body_strategy, content_type=st.sampled_from(CONTENT_TYPES), chunk_size=st.sampled_from([1_000, 65_536, 10**9])
@@ -117,6 +133,9 @@ def test_every_body_gets_the_answer_the_limits_give_within_the_bound(body, conte
         assert status == 400 and seen is None
     else:
         assert status == 200 and seen == body  # the app gets the body exactly as sent
+        if content_type.lower() in {t.lower() for t in JSON_TYPES}:
+            with contextlib.suppress(json.JSONDecodeError, UnicodeDecodeError):  # MLflow's own 400
+                json.loads(body)  # anything else (RecursionError, a too-long integer) is MLflow's 500
 
 
 def depth(value) -> int:
@@ -135,7 +154,7 @@ json_values = st.recursive(
 )
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(value=json_values, ensure_ascii=st.booleans(), limit=st.integers(min_value=0, max_value=8))
 def test_the_scan_agrees_with_the_parsed_depth_of_any_json(value, ensure_ascii, limit):
     body = json.dumps(value, ensure_ascii=ensure_ascii).encode()
@@ -149,9 +168,27 @@ def test_the_reported_stall_is_refused_for_its_nesting():
     assert nests_too_deep(body) and nests_too_deep(body, limit=199) and not nests_too_deep(body, limit=200)
 
 
-@settings(max_examples=200)
-@given(digits=st.integers(min_value=1, max_value=3 * MAX_NUMBER_DIGITS), in_a_tweet=st.booleans())
-def test_only_a_number_too_long_to_read_outside_strings_is_refused(digits, in_a_tweet):
-    number = b"9" * digits
-    body = b'{"inputs": {"text": [' + (b'"' + number + b'"' if in_a_tweet else number) + b"]}}"
-    assert has_too_long_number(body) is (digits > MAX_NUMBER_DIGITS and not in_a_tweet)
+INT_DIGITS = sys.get_int_max_str_digits()
+
+
+@settings(max_examples=200, deadline=None)
+@example(digits=INT_DIGITS, in_a_tweet=False, shape="{}")
+@example(digits=INT_DIGITS + 1, in_a_tweet=False, shape="{}")
+@example(digits=INT_DIGITS + 1, in_a_tweet=False, shape="-{}")
+@given(
+    digits=st.integers(min_value=1, max_value=3 * INT_DIGITS),
+    in_a_tweet=st.booleans(),
+    shape=st.sampled_from(["{}", "-{}", "0.{}", "{}.5", "1e{}", "1E-{}", "{}e3"]),
+)
+def test_only_an_integer_too_long_to_read_outside_strings_is_refused(digits, in_a_tweet, shape):
+    """Python reads floats of any length; only an integer literal past its limit made MLflow answer 500."""
+    number = shape.format("9" * digits).encode()
+    body = b'{"inputs": {"text": ["x"]}, "params": {"t": ' + (b'"' + number + b'"' if in_a_tweet else number) + b"}}"
+    too_long = digits > INT_DIGITS and not in_a_tweet and shape in ("{}", "-{}")
+    assert has_too_long_integer(body) is too_long
+    if not in_a_tweet:  # the oracle: Python's own parser on the same body
+        try:
+            json.loads(body)
+            assert not too_long
+        except ValueError:
+            assert too_long
