@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import importlib.util
 import math
 import os
@@ -270,7 +271,8 @@ def main(**options: object) -> None:
             command += ["--env-manager", "local", "-h", "127.0.0.1", "-w", "1"]
             print(f"serving {args.model_uri} at {model_url}", flush=True)
             process = stack.enter_context(started(command, env, f"{model_url}/ping"))
-            stop = process.terminate
+            # the whole process group: SIGTERM to the `mlflow` leader alone leaves uvicorn answering
+            stop = functools.partial(stop_server, process, port)
         app_url = args.dashboard_url
         if not app_url:
             port = free_port()
