@@ -17,6 +17,10 @@ from steps.lib.service_traffic import load_service_traffic
 COMPLAINT_KINDS = {"complaint_explicit", "complaint_polite", "complaint_question", "complaint_sarcastic"}
 CAPABILITIES = {
     "negation",
+    "negated_praise",
+    "resolved_problems",
+    "question_complaints",
+    "non_brand_mood",
     "intensity",
     "sarcasm",
     "airline_vocabulary",
@@ -71,6 +75,21 @@ def test_false_alarm_guards_cover_service_questions_and_polite_complaints(cases)
     polite = cases[cases["capability"] == "polite_complaints"]
     assert len(polite) >= 40
     assert (polite["type"] == "MFT").all() and (polite["expect"] == "negative").all()
+
+
+def test_the_complaint_definitions_hard_cases_have_40_cases_each(cases):
+    """docs/labelling.md's hard cases, each with the label the guide gives it."""
+    expected = {
+        "negated_praise": "not_negative",
+        "resolved_problems": "not_negative",
+        "sarcasm": "negative",
+        "question_complaints": "negative",
+        "non_brand_mood": "not_negative",
+    }
+    for capability, label in expected.items():
+        hard = cases[cases["capability"] == capability]
+        assert len(hard) >= 40, capability
+        assert (hard["type"] == "MFT").all() and (hard["expect"] == label).all(), capability
 
 
 def test_expansion_is_deterministic(cases):
