@@ -1,40 +1,131 @@
-"""Draw the tweets to label: stratified by source, topic, sentiment and whether a handle is addressed."""
-import hashlib, sys
+"""Draw real tweets to label under docs/labelling.md, stratified, in 500-tweet batches for the two passes.
+
+Output: `<out>/sample.csv` (id, source, row, sentiment, addressed, stratum, text) and
+`<out>/batches/batch_<k>.csv` (id, text), the files the annotators receive. Draw 2 leaves out every
+tweet of draw 1. `python scripts/sample_for_labelling.py --draw 1 --out labels/draw1` reproduces
+`labels/draw1/sample.csv` byte for byte (and likewise draw 2, given draw 1).
+"""
+
+from __future__ import annotations
+
+import hashlib
 from pathlib import Path
+
+import click
 import pandas as pd
-sys.path.insert(0, ".")
+
 from steps.lib.datasets import load_embedded, repair_text
 
-SEED = 20261206
-emb = load_embedded()
-emb["row"] = range(len(emb))
-emb["source"] = emb["source"].str.replace("crowdflower_", "embedded_")
-rows = []
-for name in ("negative", "positive"):
-    lines = Path(f"/work/shared/data/sentiment140_100k/{name}.txt").read_text(encoding="latin-1").splitlines()
-    rows.append(pd.DataFrame({"text": lines, "sentiment": name, "source": f"sentiment140_{name}", "row": range(len(lines))}))
-s140 = pd.concat(rows)
-frame = pd.concat([emb[["source", "row", "sentiment", "text"]], s140[["source", "row", "sentiment", "text"]]], ignore_index=True)
-frame["text"] = frame["text"].astype(str).map(repair_text)
-frame = frame[frame["text"].str.len() >= 3]
-key = frame["text"].str.lower().str.replace(r"https?://\S+|\s+", " ", regex=True).str.strip()
-frame = frame[~key.duplicated()].copy()
-frame["addressed"] = frame["text"].str.contains(r"@\w+")
-frame["stratum"] = frame["source"] + "|" + frame["sentiment"] + "|" + frame["addressed"].map({True: "at", False: "noat"})
-quota = {
-    "embedded_airline|negative|at": 650, "embedded_airline|neutral|at": 450, "embedded_airline|positive|at": 350,
-    "embedded_other_brands|negative|at": 400, "embedded_other_brands|negative|noat": 250,
-    "embedded_other_brands|neutral|at": 300, "embedded_other_brands|neutral|noat": 200,
-    "embedded_other_brands|positive|at": 200, "embedded_other_brands|positive|noat": 150,
-    "sentiment140_negative|negative|at": 300, "sentiment140_negative|negative|noat": 300,
-    "sentiment140_positive|positive|at": 200, "sentiment140_positive|positive|noat": 250,
+REPO = Path(__file__).resolve().parents[1]
+# Quotas per stratum: source | corpus sentiment | whether a handle is addressed.
+DRAWS = {
+    1: {
+        "seed": 20261206,
+        "first_id": 0,
+        "quota": {
+            "embedded_airline|negative|at": 650,
+            "embedded_airline|neutral|at": 450,
+            "embedded_airline|positive|at": 350,
+            "embedded_other_brands|negative|at": 400,
+            "embedded_other_brands|negative|noat": 250,
+            "embedded_other_brands|neutral|at": 300,
+            "embedded_other_brands|neutral|noat": 200,
+            "embedded_other_brands|positive|at": 200,
+            "embedded_other_brands|positive|noat": 150,
+            "sentiment140_negative|negative|at": 300,
+            "sentiment140_negative|negative|noat": 300,
+            "sentiment140_positive|positive|at": 200,
+            "sentiment140_positive|positive|noat": 250,
+        },
+    },
+    2: {  # weighted to airline and brand-addressed tweets, where draw 1 showed the decision is hardest
+        "seed": 20261207,
+        "first_id": 4000,
+        "quota": {
+            "embedded_airline|negative|at": 1000,
+            "embedded_airline|neutral|at": 900,
+            "embedded_airline|positive|at": 500,
+            "embedded_other_brands|negative|at": 500,
+            "embedded_other_brands|negative|noat": 200,
+            "embedded_other_brands|neutral|at": 300,
+            "sentiment140_negative|negative|at": 300,
+            "sentiment140_negative|negative|noat": 200,
+            "sentiment140_positive|positive|at": 100,
+        },
+    },
 }
-print(frame["stratum"].value_counts().to_string())
-picked = pd.concat([frame[frame["stratum"] == s].sample(n, random_state=SEED) for s, n in quota.items()])
-picked = picked.sample(frac=1, random_state=SEED).reset_index(drop=True)
-picked["id"] = [f"t{i:04d}" for i in range(len(picked))]
-picked[["id", "source", "row", "sentiment", "addressed", "stratum", "text"]].to_csv("labels/sample.csv", index=False)
-for b in range(8):
-    part = picked.iloc[b * 500:(b + 1) * 500]
-    part[["id", "text"]].to_csv(f"labels/batches/batch_{b}.csv", index=False)
-print(len(picked), "tweets;", hashlib.sha256(Path("labels/sample.csv").read_bytes()).hexdigest()[:12])
+BATCH_ROWS = 500
+
+
+def dedup_key(texts: pd.Series) -> pd.Series:
+    """Lower case, links and runs of space removed: the same tweet posted twice is drawn once."""
+    return texts.str.lower().str.replace(r"https?://\S+|\s+", " ", regex=True).str.strip()
+
+
+def candidates(sentiment140_dir: Path) -> pd.DataFrame:
+    """Every repaired, distinct tweet of both corpora with its provenance and stratum."""
+    embedded = load_embedded()
+    embedded["row"] = range(len(embedded))
+    embedded["source"] = embedded["source"].str.replace("crowdflower_", "embedded_")
+    parts = [embedded[["source", "row", "sentiment", "text"]]]
+    for name in ("negative", "positive"):
+        lines = (sentiment140_dir / f"{name}.txt").read_text(encoding="latin-1").splitlines()
+        parts.append(
+            pd.DataFrame({"source": f"sentiment140_{name}", "row": range(len(lines)), "sentiment": name, "text": lines})
+        )
+    frame = pd.concat(parts, ignore_index=True)
+    frame["text"] = frame["text"].astype(str).map(repair_text)
+    frame = frame[frame["text"].str.len() >= 3]
+    frame = frame[~dedup_key(frame["text"]).duplicated()].copy()
+    frame["addressed"] = frame["text"].str.contains(r"@\w+")
+    frame["stratum"] = (
+        frame["source"] + "|" + frame["sentiment"] + "|" + frame["addressed"].map({True: "at", False: "noat"})
+    )
+    return frame
+
+
+@click.command()
+@click.option("--draw", type=click.Choice(["1", "2"]), required=True, help="which draw to reproduce")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="folder for sample.csv and batches/")
+@click.option(
+    "--sentiment140-dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=REPO.parent / "shared" / "data" / "sentiment140_100k",
+    show_default=True,
+    help="the folder holding negative.txt and positive.txt",
+)
+@click.option(
+    "--earlier",
+    type=click.Path(exists=True, path_type=Path),
+    default=REPO / "labels" / "draw1" / "sample.csv",
+    show_default=True,
+    help="draw 1's sample (left out of draw 2)",
+)
+def main(draw: str, out: Path, sentiment140_dir: Path, earlier: Path) -> None:
+    """Write the draw's sample and its batches, and print the sample's digest."""
+    spec = DRAWS[int(draw)]
+    frame = candidates(sentiment140_dir)
+    if draw == "2":
+        first = pd.read_csv(earlier)
+        frame = frame[~dedup_key(frame["text"]).isin(set(dedup_key(first["text"])))]
+        frame = frame[~frame.set_index(["source", "row"]).index.isin(first.set_index(["source", "row"]).index)]
+    picked = pd.concat(
+        [
+            frame[frame["stratum"] == stratum].sample(n, random_state=spec["seed"])
+            for stratum, n in spec["quota"].items()
+        ]
+    )
+    picked = picked.sample(frac=1, random_state=spec["seed"]).reset_index(drop=True)
+    picked["id"] = [f"t{spec['first_id'] + index:04d}" for index in range(len(picked))]
+    (out / "batches").mkdir(parents=True, exist_ok=True)
+    sample = out / "sample.csv"
+    picked[["id", "source", "row", "sentiment", "addressed", "stratum", "text"]].to_csv(sample, index=False)
+    for batch, start in enumerate(range(0, len(picked), BATCH_ROWS)):
+        picked.iloc[start : start + BATCH_ROWS][["id", "text"]].to_csv(
+            out / "batches" / f"batch_{batch}.csv", index=False
+        )
+    print(f"{len(picked):,} tweets in {sample}, sha256 {hashlib.sha256(sample.read_bytes()).hexdigest()[:12]}")
+
+
+if __name__ == "__main__":
+    main()
