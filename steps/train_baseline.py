@@ -1,4 +1,9 @@
-"""`train_baseline`: TF-IDF n-grams + logistic regression, the bar every deep model must clear."""
+"""`train_baseline`: TF-IDF n-grams + logistic regression, the bar every deep model must clear.
+
+Input: a prepare_data run. Output: a candidate run with the pyfunc under `model/`. It learns from the
+complaint training split; the sentiment corpus joins it only at `sentiment_weight` > 0, since on the
+complaint validation split every weight above 0 scored lower (docs/design.md, "Complaints").
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,8 @@ from types import SimpleNamespace
 import click
 import joblib
 import mlflow
+import numpy as np
+import pandas as pd
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import FeatureUnion, Pipeline
@@ -19,7 +26,7 @@ from pyfunc.sklearn_model import PIPELINE_ARTIFACT, SklearnTweetClassifier
 from steps.lib.candidate import log_candidate
 from steps.lib.cli import FLAG, WHOLE_NUMBER, data_run_option, policy_options, seed_option
 from steps.lib.operating_point import policy_from_args
-from steps.lib.tracking import StepError, log_step_params, pinned, prepare_training, run_step
+from steps.lib.tracking import SENTIMENT_SPLIT, StepError, log_step_params, pinned, prepare_training, run_step
 
 # Words, the placeholders (xxurl, emoji_...) and "!"/"?" which carry complaint intensity.
 TOKEN_PATTERN = r"(?u)\b\w+(?:'\w+)?\b|[!?]"
@@ -80,8 +87,19 @@ def validate(args: SimpleNamespace) -> None:
         raise StepError(f"unknown preprocessing {args.preprocessing!r}; valid choices: {', '.join(VARIANTS)}")
     if args.word_ngram_max < 1 or args.min_df < 1 or args.max_features < 0 or args.C <= 0:
         raise StepError("word_ngram_max and min_df must be >= 1, max_features >= 0 (0 = no limit), C > 0")
+    if args.sentiment_weight < 0:
+        raise StepError(f"sentiment_weight must be >= 0 (0 = complaints only), got {args.sentiment_weight}")
     if args.class_weight not in ("balanced", "none"):
         raise StepError(f"unknown class_weight {args.class_weight!r}; valid choices: balanced, none")
+
+
+def training_rows(splits: dict[str, pd.DataFrame], sentiment_weight: float) -> tuple[pd.DataFrame, np.ndarray]:
+    """The complaint training split (weight 1), with the sentiment corpus at `sentiment_weight` when above 0."""
+    complaints = splits["train"]
+    if sentiment_weight <= 0:
+        return complaints, np.ones(len(complaints))
+    rows = pd.concat([complaints, splits[SENTIMENT_SPLIT]], ignore_index=True)
+    return rows, np.r_[np.ones(len(complaints)), np.full(len(rows) - len(complaints), sentiment_weight)]
 
 
 def train(args: SimpleNamespace) -> None:
@@ -89,11 +107,12 @@ def train(args: SimpleNamespace) -> None:
     policy = policy_from_args(args)
     log_step_params(vars(args))
     _, splits = prepare_training(args.data_run_id)
-    train_split = splits["train"]
+    train_split, weights = training_rows(splits, args.sentiment_weight)
     print(f"training TF-IDF + logistic regression on {len(train_split)} tweets", flush=True)
     started = time.perf_counter()
     pipeline = build_pipeline(args)
-    pipeline.fit(normalize_batch(train_split["text"], args.preprocessing), train_split["label"])
+    texts = normalize_batch(train_split["text"], args.preprocessing)
+    pipeline.fit(texts, train_split["label"], classifier__sample_weight=weights)
     train_seconds = time.perf_counter() - started
     vocabulary = sum(len(t.vocabulary_) for _, t in pipeline.named_steps["features"].transformer_list)
     mlflow.log_metric("vocabulary_size", vocabulary)
@@ -125,6 +144,13 @@ def train(args: SimpleNamespace) -> None:
 )
 @click.option("--C", "C", type=float, default=4.0, show_default=True, help="inverse regularisation strength")
 @click.option("--class-weight", default="balanced", show_default=True, help="balanced or none")
+@click.option(
+    "--sentiment-weight",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="weight of a sentiment-corpus tweet beside a complaint-labelled one's 1 (0 = complaints only)",
+)
 @seed_option
 @policy_options
 def main(**options: object) -> None:

@@ -1,9 +1,11 @@
-"""`train_bert`: fine-tune a pretrained transformer and log it as the custom pyfunc.
+"""`train_bert`: fine-tune a pretrained transformer for complaints and log it as the custom pyfunc.
 
-Defaults are sized for the embedded dataset on 2 CPU cores (docs/design.md, "Main job budget";
-bench/transformer_step_time.py measures a step): one epoch over the whole training split in batches
-of 32, at most 64 tokens (longer than nearly every normalised tweet), bfloat16 autocast where the
-CPU has AMX/AVX512-BF16, then an int8 ONNX graph if it keeps validation ROC AUC close to torch's.
+Input: a prepare_data run (`data/sentiment.parquet`, `data/train|val|test.parquet`). Output: a
+candidate run with the pyfunc under `model/`. Defaults are sized for the embedded data on 2 CPU cores
+(docs/design.md, "Main job budget"; bench/transformer_step_time.py measures a step): one epoch over
+the sentiment corpus, then three over the complaint training split at a lower rate, in batches of 32,
+at most 64 tokens (longer than nearly every normalised tweet), bfloat16 autocast where the CPU has
+AMX/AVX512-BF16, then an int8 ONNX graph if it keeps validation ROC AUC close to torch's.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ from steps.lib.pretrained import (
     position_limit,
     resolve_and_load,
 )
-from steps.lib.tracking import StepError, log_step_params, pinned, prepare_training, run_step
+from steps.lib.tracking import SENTIMENT_SPLIT, StepError, log_step_params, pinned, prepare_training, run_step
 from steps.lib.transformer_data import encode_dataset, served_encoder, subsample, training_targets
 
 ONNX_PACKAGES = (
@@ -63,6 +65,10 @@ ONNX_PACKAGES = (
 TORCH_PACKAGES = (*ONNX_PACKAGES[:1], "torch", "transformers", *ONNX_PACKAGES[2:])
 TORCH_CPU_INDEX = "--extra-index-url https://download.pytorch.org/whl/cpu"
 LR_SCHEDULERS = ("linear", "cosine", "constant_with_warmup")  # transformers' names, passed to TrainingArguments
+# How the encoder meets the two labelled sets (docs/design.md, "Complaints"): the sentiment corpus, then
+# the complaint training split at a lower rate (the default, the best on validation); the complaint split
+# alone; or one shuffled pass over both, the complaint split repeated `complaint_epochs` times.
+RECIPES = ("sentiment_then_complaints", "complaints_only", "mixture")
 MIN_LENGTH = 8
 
 
@@ -81,6 +87,10 @@ def validate(args: SimpleNamespace) -> None:
         raise StepError(f"label_scheme must be one of {', '.join(LABEL_SCHEMES)}, got {args.label_scheme!r}")
     if args.lr_scheduler not in LR_SCHEDULERS:
         raise StepError(f"lr_scheduler must be one of {', '.join(LR_SCHEDULERS)}, got {args.lr_scheduler!r}")
+    if args.recipe not in RECIPES:
+        raise StepError(f"recipe must be one of {', '.join(RECIPES)}, got {args.recipe!r}")
+    if args.complaint_epochs <= 0 or args.complaint_learning_rate <= 0:
+        raise StepError("complaint_epochs and complaint_learning_rate must be > 0")
     if args.bf16 not in ("auto", "true", "false"):
         raise StepError(f"bf16 must be auto, true or false, got {args.bf16!r}")
 
@@ -157,22 +167,50 @@ def choose_backend(
     return artifacts
 
 
-def describe_training_data(dataset: list[dict], resolution: Resolution, args: SimpleNamespace) -> None:
-    """Log the token statistics and print what is about to be trained, on which hardware settings."""
+def describe_training_data(dataset: list[dict], stage: str, resolution: Resolution, args: SimpleNamespace) -> None:
+    """Log one stage's token statistics and print what it is about to train, on which hardware settings."""
     import torch
 
     from steps.lib.fine_tune import resolve_bf16
 
     lengths = np.array([len(row["input_ids"]) for row in dataset])
     truncated = float(np.mean(lengths >= args.max_length))
-    mlflow.log_metrics({"train_tokens_mean": float(lengths.mean()), "train_truncated_share": truncated})
+    mlflow.log_metrics({f"{stage}_tokens_mean": float(lengths.mean()), f"{stage}_truncated_share": truncated})
     mlflow.set_tag("bf16_autocast", str(resolve_bf16(args.bf16)).lower())
     print(
-        f"fine-tuning {resolution.resolved} on {len(dataset)} tweets ({lengths.mean():.1f} tokens on average, "
-        f"{truncated:.2%} truncated at {args.max_length}): {args.epochs:g} epoch(s) of batches of {args.batch_size}, "
-        f"bf16 autocast {resolve_bf16(args.bf16)}, {torch.get_num_threads()} threads",
+        f"{stage}: fine-tuning {resolution.resolved} on {len(dataset)} tweets ({lengths.mean():.1f} tokens on "
+        f"average, {truncated:.2%} truncated at {args.max_length}): {args.epochs:g} epoch(s) of batches of "
+        f"{args.batch_size} at {args.learning_rate:g}, bf16 autocast {resolve_bf16(args.bf16)}, "
+        f"{torch.get_num_threads()} threads",
         flush=True,
     )
+
+
+def training_stages(
+    splits: dict[str, pd.DataFrame], args: SimpleNamespace
+) -> list[tuple[str, pd.DataFrame, np.ndarray, SimpleNamespace]]:
+    """The recipe as stages: a name, the rows, their class ids, and the stage's epochs and learning rate.
+
+    The sentiment corpus is sampled by `max_train_samples` and labelled by `label_scheme`; a complaint
+    is class 1 (`negative`, what the model serves) under both schemes, anything else class 0.
+    """
+    complaints = splits["train"]
+    at_complaint_rate = SimpleNamespace(
+        **vars(args) | {"epochs": args.complaint_epochs, "learning_rate": args.complaint_learning_rate}
+    )
+    if args.recipe == "complaints_only":
+        return [("complaints", complaints, complaints["label"].to_numpy(), at_complaint_rate)]
+    sentiment = subsample(splits[SENTIMENT_SPLIT], args.max_train_samples, args.seed)
+    sentiment_targets = training_targets(sentiment, args.label_scheme)
+    if args.recipe == "mixture":
+        copies = max(1, round(args.complaint_epochs))
+        rows = pd.concat([sentiment, *[complaints] * copies], ignore_index=True)
+        targets = np.concatenate([sentiment_targets, *[complaints["label"].to_numpy()] * copies])
+        return [("mixture", rows, targets, args)]
+    return [
+        ("sentiment", sentiment, sentiment_targets, args),
+        ("complaints", complaints, complaints["label"].to_numpy(), at_complaint_rate),
+    ]
 
 
 def train(args: SimpleNamespace) -> None:
@@ -185,11 +223,10 @@ def train(args: SimpleNamespace) -> None:
     torch.set_num_threads(cpu_count())
     log_step_params(vars(args))
     _, splits = prepare_training(args.data_run_id)
-    train_split = subsample(splits["train"], args.max_train_samples, args.seed)
-    if train_split.empty:
-        raise StepError("the training split is empty: nothing to fine-tune on (check the prepare_data run)")
+    if splits["train"].empty:
+        raise StepError("the complaint training split is empty: nothing to fine-tune on (check the prepare_data run)")
+    stages = training_stages(splits, args)
     set_seed(args.seed)  # before loading: the classification head is initialised at load time
-    targets = training_targets(train_split, args.label_scheme)
     load = partial(load_pretrained, label_scheme=args.label_scheme)
     (tokenizer, model), resolution = resolve_and_load(args.pretrained, load)
     log_resolution(resolution)
@@ -198,12 +235,15 @@ def train(args: SimpleNamespace) -> None:
         raise StepError(f"max_length {args.max_length} exceeds the limit of {resolution.resolved} ({limit} tokens)")
 
     encoder = served_encoder(tokenizer, args.max_length, args.preprocessing)
-    dataset = encode_dataset(encoder, train_split["text"].tolist(), targets)
-    describe_training_data(dataset, resolution, args)
+    train_seconds = 0.0
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        model, figures = fine_tune(model, tokenizer, dataset, args, str(workdir / "trainer"))
-        mlflow.log_metrics({key: value for key, value in figures.items() if key != "train_seconds"})
+        for stage, rows, targets, settings in stages:
+            dataset = encode_dataset(encoder, rows["text"].tolist(), targets)
+            describe_training_data(dataset, stage, resolution, settings)
+            model, figures = fine_tune(model, tokenizer, dataset, settings, str(workdir / stage), stage)
+            train_seconds += figures.pop("train_seconds")
+            mlflow.log_metrics({f"{stage}_{key}": value for key, value in figures.items()})
         model = model.float().eval()
         hf_dir = save_hf_model(model, tokenizer, workdir / HF_MODEL_ARTIFACT)
         classifier = TransformerTweetClassifier(args.preprocessing, args.max_length)
@@ -213,7 +253,7 @@ def train(args: SimpleNamespace) -> None:
             classifier,
             "transformer",
             splits,
-            figures["train_seconds"],
+            train_seconds,
             artifacts,
             serving_requirements(ONNX_ARTIFACT in artifacts),
             policy_from_args(args),
@@ -229,9 +269,25 @@ def train(args: SimpleNamespace) -> None:
 )
 @click.option("--preprocessing", default="none", show_default=True, help=f"text variant: {', '.join(VARIANTS)}")
 @click.option("--max-length", type=WHOLE_NUMBER, default=64, show_default=True, help="tokens per tweet, at most")
-@click.option("--epochs", type=float, default=1.0, show_default=True, help="passes over the training tweets")
+@click.option(
+    "--recipe",
+    default=RECIPES[0],
+    show_default=True,
+    help=f"how the two labelled sets are learned: {', '.join(RECIPES)}",
+)
+@click.option("--epochs", type=float, default=1.0, show_default=True, help="passes over the sentiment corpus")
 @click.option("--batch-size", type=WHOLE_NUMBER, default=32, show_default=True, help="tweets per optimiser step")
 @click.option("--learning-rate", type=float, default=1e-4, show_default=True, help="peak, after warmup")
+@click.option(
+    "--complaint-epochs", type=float, default=3.0, show_default=True, help="passes over the complaint training split"
+)
+@click.option(
+    "--complaint-learning-rate",
+    type=float,
+    default=3e-5,
+    show_default=True,
+    help="peak rate on the complaint split, lower than the sentiment stage's so it refines rather than forgets",
+)
 @click.option(
     "--lr-scheduler",
     default="linear",
@@ -242,12 +298,16 @@ def train(args: SimpleNamespace) -> None:
     "--label-scheme",
     default="binary",
     show_default=True,
-    help="binary (negative or not) or three_class (the corpus's neutral/negative/positive; serves P(negative))",
+    help="the sentiment stage's classes: binary (negative or not) or three_class (neutral/negative/positive)",
 )
 @click.option("--warmup-ratio", type=float, default=0.06, show_default=True, help="share of the steps, in [0, 1)")
 @click.option("--weight-decay", type=float, default=0.01, show_default=True, help="AdamW weight decay")
 @click.option(
-    "--max-train-samples", type=WHOLE_NUMBER, default=0, show_default=True, help="stratified sample (0 = all)"
+    "--max-train-samples",
+    type=WHOLE_NUMBER,
+    default=0,
+    show_default=True,
+    help="stratified sample of the sentiment corpus (0 = all)",
 )
 @click.option(
     "--bf16", default="auto", show_default=True, help="bfloat16 autocast: auto (where the CPU has it), true, false"

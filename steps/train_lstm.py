@@ -1,7 +1,10 @@
 """`train_lstm`: a bidirectional LSTM over word ids, its embedding learned or initialised from gensim.
 
+Input: a prepare_data run. Output: a candidate run with the pyfunc under `model/`. It learns the
+sentiment corpus first, then the complaint training split, as the transformer does by default.
+
 Keras runs on the backend named by KERAS_BACKEND (torch unless set); the embedding layer starts
-random (`learned`) or from Word2Vec/FastText vectors trained with gensim on the training split only,
+random (`learned`) or from Word2Vec/FastText vectors trained with gensim on the training tweets only,
 frozen or fine-tuned. Early stopping watches validation AUC and restores the best epoch; loss and
 AUC per epoch are MLflow metrics with steps. Reproducible for a given seed: python, numpy and the
 backend are seeded, gensim trains on one worker, and MLproject sets PYTHONHASHSEED (gensim hashes words).
@@ -36,7 +39,7 @@ from steps.lib.candidate import log_candidate
 from steps.lib.cli import data_run_option, policy_options, seed_option
 from steps.lib.lstm_arms import CURVE_NAMES, arm_options, validate_arm
 from steps.lib.operating_point import policy_from_args
-from steps.lib.tracking import StepError, log_step_params, pinned, prepare_training, run_step
+from steps.lib.tracking import SENTIMENT_SPLIT, StepError, log_step_params, pinned, prepare_training, run_step
 
 SERVING_PACKAGES = ("mlflow", "keras", "numpy", "pandas", "emoji", "nltk", "lemminflect", "azure-monitor-opentelemetry")
 TORCH_CPU_INDEX = "--extra-index-url https://download.pytorch.org/whl/cpu"
@@ -229,21 +232,25 @@ def train(args: SimpleNamespace) -> None:
     configure_runtime(args.seed, backend, args.threads)
 
     started = time.perf_counter()  # training time includes normalisation and gensim, as the baseline's does
-    train_tokens = Vocabulary.tokenize(splits["train"]["text"], args.preprocessing)
+    stages = {name: splits[split] for name, split in (("sentiment", SENTIMENT_SPLIT), ("complaints", "train"))}
+    tokens = {name: Vocabulary.tokenize(rows["text"], args.preprocessing) for name, rows in stages.items()}
     val_tokens = Vocabulary.tokenize(splits["val"]["text"], args.preprocessing)
-    vocabulary = Vocabulary.fit(train_tokens, args.vocab_size, args.max_length, args.preprocessing)
+    every_training_tweet = tokens["sentiment"] + tokens["complaints"]
+    vocabulary = Vocabulary.fit(every_training_tweet, args.vocab_size, args.max_length, args.preprocessing)
     stats = {
         "vocabulary_size": len(vocabulary),
         "val_oov_rate": vocabulary.oov_rate(val_tokens),
-        "train_truncated_share": float(np.mean([len(tokens) > args.max_length for tokens in train_tokens])),
+        "train_truncated_share": float(np.mean([len(tweet) > args.max_length for tweet in every_training_tweet])),
     }
-    weights, vectors_model, vector_stats = initial_weights(vocabulary, train_tokens, args)
+    weights, vectors_model, vector_stats = initial_weights(vocabulary, every_training_tweet, args)
     model = build_model(args, len(vocabulary), weights)
     stats["trainable_parameters"] = sum(int(np.prod(weight.shape)) for weight in model.trainable_weights)
-    print(f"BiLSTM on {backend}: {len(train_tokens)} tweets, vocabulary {len(vocabulary)}", flush=True)
-    x_train, x_val = vocabulary.encode_tokens(train_tokens), vocabulary.encode_tokens(val_tokens)
-    y_train, y_val = splits["train"]["label"].to_numpy("float32"), splits["val"]["label"].to_numpy("float32")
-    stats |= fit(model, x_train, y_train, x_val, y_val, args)
+    x_val, y_val = vocabulary.encode_tokens(val_tokens), splits["val"]["label"].to_numpy("float32")
+    for name, rows in stages.items():  # the sentiment corpus first, then the complaints it is judged on
+        print(f"BiLSTM on {backend}, {name}: {len(rows)} tweets, vocabulary {len(vocabulary)}", flush=True)
+        x_train, y_train = vocabulary.encode_tokens(tokens[name]), rows["label"].to_numpy("float32")
+        stage_stats = fit(model, x_train, y_train, x_val, y_val, args)
+        stats |= {f"{name}_{key}": value for key, value in stage_stats.items()}
     train_seconds = time.perf_counter() - started
     mlflow.log_metrics(stats | vector_stats)
 

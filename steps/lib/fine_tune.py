@@ -48,7 +48,8 @@ def resolve_bf16(setting: str) -> bool:
 class MlflowStepLogger(TrainerCallback):
     """Training loss and learning rate at every optimiser step, as MLflow metric histories."""
 
-    def __init__(self) -> None:
+    def __init__(self, prefix: str = "") -> None:
+        self.prefix = f"{prefix}_" if prefix else ""
         self.client = MlflowClient()
         self.run_id = mlflow.active_run().info.run_id
         self.pending: list[Metric] = []
@@ -59,9 +60,10 @@ class MlflowStepLogger(TrainerCallback):
             return
         now = int(time.time() * 1000)
         self.losses.append((state.global_step, float(logs["loss"])))
-        self.pending.append(Metric("train_loss", float(logs["loss"]), now, state.global_step))
+        self.pending.append(Metric(f"{self.prefix}train_loss", float(logs["loss"]), now, state.global_step))
         if "learning_rate" in logs:
-            self.pending.append(Metric("learning_rate", float(logs["learning_rate"]), now, state.global_step))
+            rate = Metric(f"{self.prefix}learning_rate", float(logs["learning_rate"]), now, state.global_step)
+            self.pending.append(rate)
         if len(self.pending) >= FLUSH_EVERY:
             self.flush()
 
@@ -117,7 +119,12 @@ def training_arguments(args, output_dir: str) -> TrainingArguments:
 
 
 def fine_tune(
-    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, dataset: list[dict], args, output_dir: str
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    dataset: list[dict],
+    args,
+    output_dir: str,
+    stage: str = "",
 ) -> tuple[PreTrainedModel, dict[str, float]]:
     """Train; return the plain fine-tuned model and the figures worth logging (time, steps, mean loss).
 
@@ -129,12 +136,13 @@ def fine_tune(
         dataset: as `steps.lib.transformer_data.encode_dataset` returns it.
         args: the step's options (see `training_arguments`).
         output_dir: the Trainer's working folder.
+        stage: prefixes the loss and rate histories and names the curve, when training goes in stages.
 
     Returns:
         The fp32 model without its mixed-precision wrapper, and `train_seconds`, `train_steps`,
         `train_seconds_per_step`, `train_loss_mean` and `train_samples`.
     """
-    logger = MlflowStepLogger()
+    logger = MlflowStepLogger(stage)
     trainer = Trainer(
         model=model,
         args=training_arguments(args, output_dir),
@@ -148,7 +156,7 @@ def fine_tune(
     started = time.perf_counter()
     result = trainer.train()
     seconds = time.perf_counter() - started
-    log_loss_curve(logger.losses)
+    log_loss_curve(logger.losses, stage)
     # Mixed precision wraps `forward` in autocast: unwrap, so export and inference see the plain fp32 model.
     trained = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
     return trained, {
@@ -160,7 +168,7 @@ def fine_tune(
     }
 
 
-def log_loss_curve(losses: list[tuple[int, float]]) -> None:
+def log_loss_curve(losses: list[tuple[int, float]], stage: str = "") -> None:
     """Per-step loss with a moving average: the picture of one run without opening the metric view."""
     if not losses:
         return
@@ -172,8 +180,9 @@ def log_loss_curve(losses: list[tuple[int, float]]) -> None:
     ax.plot(steps[window - 1 :], smooth, label=f"moving average ({window} steps)")
     ax.set_xlabel("optimiser step")
     ax.set_ylabel("training loss (cross-entropy)")
+    ax.set_title(stage or None)
     ax.legend()
-    mlflow.log_figure(fig, "plots/train_loss_curve.png")
+    mlflow.log_figure(fig, f"plots/{stage + '_' if stage else ''}train_loss_curve.png")
     plt.close(fig)
 
 

@@ -18,7 +18,7 @@ from mlflow.tracking import MlflowClient
 
 from steps.lib.fair_comparison import MIN_GATE_ROWS, GateRows, gate_rows
 from steps.lib.metrics import METRIC_FUNCTIONS
-from steps.lib.ranking import reported_test_metric
+from steps.lib.ranking import DECISION_METRIC, reported_test_metric
 from steps.lib.tracking import StepError, load_splits
 
 SCORING_BATCH = 512
@@ -29,7 +29,7 @@ SPLITS = ("val", "test")
 class GateSettings:
     """What the gate compares by: the metric, the fewest fair rows, and the reported interval's resampling."""
 
-    metric: str = "val_roc_auc"
+    metric: str = DECISION_METRIC
     min_rows: int = MIN_GATE_ROWS
     bootstrap_samples: int = 1000
     seed: int = 42

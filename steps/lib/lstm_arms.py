@@ -19,7 +19,7 @@ from steps.lib.operating_point import policy_from_args
 from steps.lib.tracking import StepError
 
 EMBEDDINGS = ("learned", "word2vec", "fasttext")
-DECISION_METRIC = "val_roc_auc"  # what the comparisons decide by: the metric `register` ranks by
+DECISION_METRIC = "val_roc_auc"  # what the arm comparisons decide by: threshold-free, paired by row
 POSITIVE_SIZES = ("epochs", "vocab_size", "max_length", "embedding_dim", "units", "batch_size", "threads")
 POSITIVE_GENSIM = ("window", "min_count", "w2v_epochs", "fasttext_bucket")
 # Keras history key -> the training-curve metric logged per epoch. Named apart from the candidate

@@ -22,20 +22,28 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-# The six metrics every candidate logs, by name: f(labels, P(negative), threshold). Threshold-dependent
-# ones are taken at the run's threshold; the gate computes the same ones on its rows.
+# The metrics every candidate logs where higher is better, by name: f(labels, P(negative), threshold).
+# Threshold-dependent ones are taken at the run's threshold; the gate computes the same ones on its
+# rows. Macro F1 weighs the two classes alike: what a team sees in its queue, flagged and unflagged.
 METRIC_FUNCTIONS: dict[str, Callable[[np.ndarray, np.ndarray, float], float]] = {
     "accuracy": lambda y, p, t: accuracy_score(y, p >= t),
     "precision": lambda y, p, t: precision_score(y, p >= t, zero_division=0),
     "recall": lambda y, p, t: recall_score(y, p >= t, zero_division=0),
     "f1": lambda y, p, t: f1_score(y, p >= t, zero_division=0),
+    "macro_f1": lambda y, p, t: f1_score(y, p >= t, average="macro", zero_division=0),
     "roc_auc": lambda y, p, t: roc_auc_score(y, p),
     "pr_auc": lambda y, p, t: average_precision_score(y, p),
+}
+# The two error rates a support lead reads (lower is better, so never ranked): the share of tweets
+# that need no answer yet are flagged, and the share of complaints left unflagged.
+ERROR_RATES: dict[str, Callable[[np.ndarray, np.ndarray, float], float]] = {
+    "false_alarm_rate": lambda y, p, t: float(np.mean(p[y == 0] >= t)) if np.any(y == 0) else float("nan"),
+    "miss_rate": lambda y, p, t: float(np.mean(p[y == 1] < t)) if np.any(y == 1) else float("nan"),
 }
 
 
 def classification_metrics(y_true: np.ndarray, proba: np.ndarray, threshold: float, prefix: str) -> dict[str, float]:
-    """The six metric keys every candidate logs (docs/design.md, "Candidate runs").
+    """The metric keys every candidate logs (docs/design.md, "Candidate runs").
 
     Args:
         y_true: labels, 1 = negative.
@@ -44,10 +52,11 @@ def classification_metrics(y_true: np.ndarray, proba: np.ndarray, threshold: flo
         prefix: the split, `val` or `test`.
 
     Returns:
-        `{prefix}_{accuracy,precision,recall,f1,roc_auc,pr_auc}`.
+        `{prefix}_{name}` for every metric of `METRIC_FUNCTIONS` and `ERROR_RATES`.
     """
-    proba = np.asarray(proba)
-    return {f"{prefix}_{name}": float(metric(y_true, proba, threshold)) for name, metric in METRIC_FUNCTIONS.items()}
+    proba, y_true = np.asarray(proba), np.asarray(y_true)
+    functions = METRIC_FUNCTIONS | ERROR_RATES
+    return {f"{prefix}_{name}": float(metric(y_true, proba, threshold)) for name, metric in functions.items()}
 
 
 def evaluation_figures(y_true: np.ndarray, proba: np.ndarray, threshold: float, split: str) -> dict[str, plt.Figure]:

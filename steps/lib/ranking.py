@@ -12,6 +12,9 @@ from steps.lib.metrics import METRIC_FUNCTIONS
 
 BEHAVIOUR_METRIC = "behaviour_failure_rate"  # overall rate logged by `evaluate` on the candidate's run
 RANKABLE = tuple(f"val_{name}" for name in METRIC_FUNCTIONS)
+# What ranks the candidates and decides the gate: macro F1 on the complaint validation split at each
+# model's own threshold, the figure the product's targets are set in (docs/design.md, "The gate").
+DECISION_METRIC = "val_macro_f1"
 
 
 def reported_test_metric(metric: str) -> str:

@@ -19,7 +19,8 @@ from mlflow.tracking import MlflowClient
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 EXPERIMENT_NAME = "tweet-reaction-prediction"
 SPLITS = ("train", "val", "test")
-DATASET_CONTEXTS = {"train": "training", "val": "validation", "test": "testing"}
+SENTIMENT_SPLIT = "sentiment"  # the sentiment corpus a model may learn from before the complaint splits
+DATASET_CONTEXTS = {"train": "training", "val": "validation", "test": "testing", SENTIMENT_SPLIT: "pretraining"}
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 TRACKING_PROBE_TIMEOUT = 10.0  # seconds: a server on the same network answers in milliseconds
 
@@ -153,24 +154,32 @@ def newest_prepared_run_id(experiment_ids: list[str]) -> str | None:
     return runs[0].info.run_id if runs else None
 
 
-def load_splits(data_run_id: str) -> dict[str, pd.DataFrame]:
+def load_splits(data_run_id: str, names: tuple[str, ...] = SPLITS) -> dict[str, pd.DataFrame]:
     """Download the prepared splits of a prepare_data run.
 
     Args:
         data_run_id: the prepare_data run.
+        names: which files of its `data/` folder (`SENTIMENT_SPLIT` for the sentiment corpus).
 
     Returns:
-        The `train`, `val` and `test` frames.
+        The frames, by name.
 
     Raises:
-        StepError: the run's `data` artifacts cannot be downloaded.
+        StepError: the run's `data` artifacts cannot be downloaded, or one of them is missing (a run
+            prepared before the complaint set has no sentiment corpus).
     """
     with tempfile.TemporaryDirectory() as tmp:
         try:
             local = mlflow.artifacts.download_artifacts(run_id=data_run_id, artifact_path="data", dst_path=tmp)
         except mlflow.exceptions.MlflowException as error:
             raise StepError(f"the prepared data of run {data_run_id} cannot be read: {error.message}") from None
-        return {split: pd.read_parquet(Path(local) / f"{split}.parquet") for split in SPLITS}
+        missing = [name for name in names if not (Path(local) / f"{name}.parquet").is_file()]
+        if missing:
+            raise StepError(
+                f"the prepare_data run {data_run_id} has no {', '.join(missing)} split: it was prepared by an "
+                "older version; run prepare_data again"
+            )
+        return {name: pd.read_parquet(Path(local) / f"{name}.parquet") for name in names}
 
 
 class RunArtifactDatasetSource(DatasetSource):
@@ -228,13 +237,14 @@ def prepare_training(data_run_id: str) -> tuple[str, dict[str, pd.DataFrame]]:
         data_run_id: a prepare_data run id, or empty for the newest.
 
     Returns:
-        The resolved run id (tagged `data_run_id` on the active run) and its splits.
+        The resolved run id (tagged `data_run_id` on the active run) and its frames: the complaint
+        splits `train`, `val`, `test` and the sentiment corpus (`SENTIMENT_SPLIT`).
 
     Raises:
         StepError: no such prepare_data run, or its data cannot be read.
     """
     resolved = resolve_data_run_id(data_run_id)
-    splits = load_splits(resolved)
+    splits = load_splits(resolved, (*SPLITS, SENTIMENT_SPLIT))
     print(f"prepared data: run {resolved} ({', '.join(f'{k}={len(v)}' for k, v in splits.items())})", flush=True)
     # `mlflow run` may already have logged the raw (possibly empty) value: the tag always holds the resolved id.
     if "data_run_id" not in mlflow.get_run(mlflow.active_run().info.run_id).data.params:

@@ -1,4 +1,4 @@
-"""Model tests: the TF-IDF baseline trained on the embedded corpus, as `train_baseline` builds it by default.
+"""Model tests: the TF-IDF baseline trained on the complaint training split, as `train_baseline` builds it by default.
 
 Minimum functionality (clear complaints flagged, clear praise not), invariance (a brand name, a URL
 or a mention does not change the verdict) and direction (adding a complaint never lowers
@@ -14,7 +14,7 @@ from sklearn.metrics import roc_auc_score
 from pyfunc.normalize import normalize_batch
 from steps import train_baseline
 from steps.lib.cli import parse
-from steps.lib.datasets import clean_dataset, load_embedded, split_dataset
+from steps.lib.complaint_labels import load_complaint_labels, prepared_splits
 
 CLEAR_COMPLAINTS = [
     "@united lost my bag AGAIN and nobody at the desk will help me. worst airline ever",
@@ -31,8 +31,8 @@ CLEAR_PRAISE = [
 @pytest.fixture(scope="module")
 def model():
     """P(negative) of raw tweets, through the default baseline fitted on the main job's training split."""
-    frame, _ = clean_dataset(load_embedded())
-    splits = split_dataset(frame, 0.1, 0.1, seed=42)
+    labelled, _ = load_complaint_labels()
+    splits = prepared_splits(labelled, max_rows=0, seed=42)
     args = parse(train_baseline.main)
     pipeline = train_baseline.build_pipeline(args)
     pipeline.fit(normalize_batch(splits["train"]["text"], args.preprocessing), splits["train"]["label"])

@@ -6,6 +6,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from tests.conftest import CANDIDATE_METRICS, RESPONSE_FIELDS, mlflow_run, run_id_of
+from tests.data.test_complaint_labels import DIGEST as COMPLAINT_SET_DIGEST
 
 pytestmark = pytest.mark.integration
 
@@ -17,24 +18,31 @@ def test_prepare_data_logs_splits_report_and_dataset_inputs(tracking, prepared_r
     assert run.data.tags["step"] == "prepare_data"
     assert run.data.params["max_rows"] == "900"
     files = {f.path for f in client.list_artifacts(prepared_run_id, "data")}
-    assert files == {"data/train.parquet", "data/val.parquet", "data/test.parquet"}
-    train = pd.read_parquet(
-        mlflow.artifacts.download_artifacts(run_id=prepared_run_id, artifact_path="data/train.parquet")
-    )
-    assert list(train.columns) == ["text", "label", "source", "sentiment"]
-    assert set(train["sentiment"]) == {"negative", "neutral", "positive"}
-    assert (train["label"] == (train["sentiment"] == "negative")).all()
-    assert set(train["label"]) == {0, 1}
+    assert files == {f"data/{name}.parquet" for name in ("train", "val", "test", "sentiment")}
+    frames = {
+        name: pd.read_parquet(mlflow.artifacts.download_artifacts(f"runs:/{prepared_run_id}/data/{name}.parquet"))
+        for name in ("train", "val", "test", "sentiment")
+    }
+    for name in ("train", "val", "test"):  # the complaint set's stored split, cut to its share of max_rows
+        assert list(frames[name].columns) == ["text", "label", "source"] and set(frames[name]["label"]) == {0, 1}
+    assert sum(len(frames[name]) for name in ("train", "val", "test")) == 900
+    sentiment = frames["sentiment"]
+    assert list(sentiment.columns) == ["text", "label", "source", "sentiment"]
+    assert set(sentiment["sentiment"]) == {"negative", "neutral", "positive"}
+    assert (sentiment["label"] == (sentiment["sentiment"] == "negative")).all()
+    assert not set(sentiment["text"]) & (set(frames["val"]["text"]) | set(frames["test"]["text"]))
     report = mlflow.artifacts.load_dict(f"runs:/{prepared_run_id}/data_report.json")
-    assert sum(split["rows"] for split in report["splits"].values()) == 900
+    assert report["complaint_set"]["sha256_12"] == run.data.tags["complaint_set_sha256"] == COMPLAINT_SET_DIGEST
     contexts = {
         i.dataset.name: ({t.key: t.value for t in i.tags}["mlflow.data.context"], i.dataset.digest)
         for i in run.inputs.dataset_inputs
     }
     assert {name: ctx for name, (ctx, _) in contexts.items()} == {
+        "complaints": "labelling",
         "train": "training",
         "val": "validation",
         "test": "testing",
+        "sentiment": "pretraining",
     }
     assert all(digest for _, digest in contexts.values())
 
@@ -54,7 +62,7 @@ def test_baseline_run_logs_the_candidate_contract(tracking, prepared_run_id, bas
     assert 0.5 < run.data.metrics["val_roc_auc"] <= 1.0
     plots = {f.path for f in client.list_artifacts(baseline_run_id, "plots")}
     assert {"plots/val_confusion_matrix.png", "plots/val_roc_curve.png", "plots/test_pr_curve.png"} <= plots
-    assert [i.dataset.name for i in run.inputs.dataset_inputs] == ["train", "val", "test"]
+    assert [i.dataset.name for i in run.inputs.dataset_inputs] == ["train", "val", "test", "sentiment"]
     info = mlflow.models.get_model_info(f"runs:/{baseline_run_id}/model")
     assert info.signature.inputs.input_names() == ["text"]
     assert info.signature.params.params[0].default == pytest.approx(run.data.metrics["threshold"])

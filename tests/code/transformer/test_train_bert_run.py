@@ -49,17 +49,25 @@ def test_run_logs_the_candidate_contract_and_the_transformer_extras(prepared_run
     assert {params[k] for k in ("max_length", "batch_size", "max_train_samples")} == {"32", "16", "300"}
     assert tags["candidate"] == "true" and tags["model_family"] == "transformer"
     assert set(metrics) >= CANDIDATE_METRICS | EXPORT_METRICS
-    assert metrics["train_samples"] == 300 and metrics["train_steps"] == 19  # ceil(300 / 16), one epoch
+    assert metrics["sentiment_train_samples"] == 300 and metrics["sentiment_train_steps"] == 19  # ceil(300 / 16)
+    complaints = len(
+        pd.read_parquet(mlflow.artifacts.download_artifacts(f"runs:/{prepared_run_id}/data/train.parquet"))
+    )
+    assert metrics["complaints_train_samples"] == complaints
+    assert metrics["complaints_train_steps"] == 3 * -(-complaints // 16)  # three epochs over the complaint split
     assert metrics["onnx_parity_max_abs_diff"] < 1e-4
     assert metrics["served_parity_max_abs_diff"] < 1e-6  # the logged pyfunc scores exactly as in training
     graph, batch_size = BACKEND_GRAPHS[tags["inference_backend"]]
     assert metrics["inference_batch_size"] == batch_size
-    losses = client.get_metric_history(bert_run_id, "train_loss")
+    losses = client.get_metric_history(bert_run_id, "sentiment_train_loss")
     assert sorted(m.step for m in losses) == list(range(1, 20))  # one point per optimiser step
-    rates = [m.value for m in sorted(client.get_metric_history(bert_run_id, "learning_rate"), key=lambda m: m.step)]
-    assert rates[0] < max(rates) and rates[-1] < max(rates)  # linear warmup, then linear decay
+    for stage, peak in (("sentiment", 0.001), ("complaints", 3e-5)):
+        history = client.get_metric_history(bert_run_id, f"{stage}_learning_rate")
+        rates = [m.value for m in sorted(history, key=lambda m: m.step)]
+        assert rates[0] < max(rates) <= peak and rates[-1] < max(rates)  # linear warmup, then linear decay
     plots = {f.path for f in client.list_artifacts(bert_run_id, "plots")}
-    assert {"plots/train_loss_curve.png", "plots/val_threshold_sweep.png", "plots/val_roc_curve.png"} <= plots
+    curves = {"plots/sentiment_train_loss_curve.png", "plots/complaints_train_loss_curve.png"}
+    assert curves | {"plots/val_threshold_sweep.png", "plots/val_roc_curve.png"} <= plots
     model_files = {f.path.rsplit("/", 1)[-1] for f in client.list_artifacts(bert_run_id, "model/artifacts")}
     assert model_files == {"hf_model", graph}
     hf_files = {f.path.rsplit("/", 1)[-1] for f in client.list_artifacts(bert_run_id, "model/artifacts/hf_model")}

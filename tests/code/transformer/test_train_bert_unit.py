@@ -22,7 +22,10 @@ def arguments(**overrides) -> SimpleNamespace:
         pretrained="",
         preprocessing="none",
         max_length=64,
+        recipe="sentiment_then_complaints",
         epochs=1.0,
+        complaint_epochs=3.0,
+        complaint_learning_rate=3e-5,
         batch_size=32,
         learning_rate=5e-5,
         lr_scheduler="linear",
@@ -45,7 +48,12 @@ def arguments(**overrides) -> SimpleNamespace:
 def test_cli_defaults_are_the_measured_ones():
     parsed = parse(train_bert.main)
     assert (parsed.pretrained, parsed.max_length, parsed.epochs, parsed.batch_size) == ("", 64, 1.0, 32)
-    assert parsed.max_train_samples == 0  # all of it (embedded: 28,762 tweets)
+    assert parsed.max_train_samples == 0  # all of the sentiment corpus
+    assert (parsed.recipe, parsed.complaint_epochs, parsed.complaint_learning_rate) == (
+        "sentiment_then_complaints",
+        3.0,
+        3e-5,
+    )  # the best of the recipes on the complaint validation split (docs/design.md, "Complaints")
     assert parsed.export_onnx is True and parsed.quantize is True
     assert parse(train_bert.main, ["--max-length", "48.0", "--bf16", "true"]).max_length == 48
 
@@ -59,6 +67,9 @@ def test_cli_defaults_are_the_measured_ones():
         ({"batch_size": 0}, "batch_size"),
         ({"warmup_ratio": 1.0}, "warmup_ratio"),
         ({"max_train_samples": -1}, "max_train_samples"),
+        ({"recipe": "sentiment_only"}, "recipe must be one of sentiment_then_complaints, complaints_only, mixture"),
+        ({"complaint_epochs": 0}, "complaint_epochs and complaint_learning_rate must be > 0"),
+        ({"complaint_learning_rate": -1e-5}, "complaint_epochs and complaint_learning_rate must be > 0"),
         ({"bf16": "yes"}, "bf16 must be auto, true or false"),
         ({"label_scheme": "five_class"}, "label_scheme must be one of binary, three_class, got 'five_class'"),
         ({"lr_scheduler": "step"}, "lr_scheduler must be one of linear, cosine, constant_with_warmup"),
@@ -126,7 +137,7 @@ def bert_step(tracking, monkeypatch, tiny_pretrained):
 
     def run(train_rows: int, **overrides):
         rows = pd.DataFrame({"text": ["bad flight", "great crew"] * 10, "label": [1, 0] * 10, "source": "t"})
-        splits = {"train": rows.head(train_rows), "val": rows, "test": rows}
+        splits = {"train": rows.head(train_rows), "val": rows, "test": rows, "sentiment": rows}
         monkeypatch.setattr(train_bert, "prepare_training", lambda data_run_id: ("prepared", splits))
         with mlflow.start_run(experiment_id=tracking.experiment_id):
             train_bert.train(arguments(pretrained=str(tiny_pretrained), **overrides))
@@ -136,10 +147,41 @@ def bert_step(tracking, monkeypatch, tiny_pretrained):
 
 def test_empty_training_split_stops_before_loading_a_model(bert_step, monkeypatch):
     monkeypatch.setattr(train_bert, "resolve_and_load", lambda *a: pytest.fail("loaded a model for no data"))
-    with pytest.raises(StepError, match="training split is empty"):
+    with pytest.raises(StepError, match="complaint training split is empty"):
         bert_step(train_rows=0)
 
 
 def test_max_length_above_the_model_limit_stops(bert_step):
     with pytest.raises(StepError, match=r"max_length 1000 exceeds the limit of .* \(128 tokens\)"):
         bert_step(train_rows=20, max_length=1000)
+
+
+def recipe_rows() -> dict[str, pd.DataFrame]:
+    sentiment = pd.DataFrame(
+        {
+            "text": [f"mood {i}" for i in range(30)],
+            "label": [1, 0, 0] * 10,
+            "sentiment": ["negative", "neutral", "positive"] * 10,
+            "source": "s",
+        }
+    )
+    complaints = pd.DataFrame({"text": [f"complaint {i}" for i in range(8)], "label": [1, 0] * 4, "source": "c"})
+    return {"train": complaints, "sentiment": sentiment}
+
+
+def test_the_default_recipe_learns_the_sentiment_corpus_then_the_complaints_at_their_own_rate():
+    stages = train_bert.training_stages(recipe_rows(), arguments(max_train_samples=12, label_scheme="three_class"))
+    assert [(name, len(rows)) for name, rows, _, _ in stages] == [("sentiment", 12), ("complaints", 8)]
+    (_, _, sentiment_targets, first), (_, _, complaint_targets, second) = stages
+    assert set(sentiment_targets) == {0, 1, 2}  # three_class applies to the sentiment stage
+    assert list(complaint_targets) == [1, 0] * 4  # a complaint is class 1, what the model serves
+    assert (first.epochs, first.learning_rate) == (1.0, 5e-5)
+    assert (second.epochs, second.learning_rate) == (3.0, 3e-5)
+
+
+def test_complaints_only_skips_the_sentiment_corpus_and_mixture_repeats_the_complaints():
+    only = train_bert.training_stages(recipe_rows(), arguments(recipe="complaints_only"))
+    assert [(name, len(rows)) for name, rows, _, _ in only] == [("complaints", 8)]
+    mixed = train_bert.training_stages(recipe_rows(), arguments(recipe="mixture", complaint_epochs=2.0))
+    assert [(name, len(rows)) for name, rows, _, _ in mixed] == [("mixture", 30 + 2 * 8)]
+    assert mixed[0][3].learning_rate == 5e-5  # one pass at the sentiment stage's rate

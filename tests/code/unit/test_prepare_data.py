@@ -4,6 +4,7 @@ import pandas as pd
 import pytest
 
 from pyfunc.normalize import normalize_batch
+from steps.lib.complaint_labels import load_complaint_labels, prepared_splits, without_texts
 from steps.lib.datasets import (
     check_classes,
     clean_dataset,
@@ -12,7 +13,6 @@ from steps.lib.datasets import (
     load_txt_dir,
     repair_text,
     sample_rows,
-    split_dataset,
 )
 from steps.lib.tracking import StepError
 
@@ -112,19 +112,23 @@ def _toy_corpus(rows: int = 400) -> pd.DataFrame:
     return pd.DataFrame({"text": texts, "label": labels, "source": "toy"})
 
 
-def test_split_is_stratified_disjoint_and_seeded():
+def test_held_out_texts_leave_the_sentiment_corpus_whatever_their_case_spacing_or_entities():
     corpus = _toy_corpus()
-    # Near-duplicates (case, spacing, HTML entities) of the first 50 tweets must not leak across splits.
     echoes = corpus.head(50).assign(text=lambda f: "  " + f["text"].str.upper().str.replace(" ", " &#32;") + "  ")
-    corpus, _ = clean_dataset(pd.concat([corpus, echoes], ignore_index=True))
-    splits = split_dataset(corpus, 0.1, 0.1, seed=3)
-    assert [len(splits[s]) for s in ("train", "val", "test")] == [320, 40, 40]
-    keys = {name: set(normalize_batch(part["text"])) for name, part in splits.items()}
-    assert not keys["train"] & keys["val"] and not keys["train"] & keys["test"] and not keys["val"] & keys["test"]
-    for part in splits.values():
-        assert part["label"].mean() == pytest.approx(corpus["label"].mean(), abs=0.03)
-    again = split_dataset(corpus, 0.1, 0.1, seed=3)
-    assert again["test"]["text"].tolist() == splits["test"]["text"].tolist()
+    kept, removed = without_texts(corpus, echoes["text"])
+    assert removed == 50 and len(kept) == 350
+    assert not set(normalize_batch(kept["text"])) & set(normalize_batch(echoes["text"]))
+
+
+def test_max_rows_cuts_each_stored_split_to_its_share_and_never_draws_a_new_split():
+    labelled, _ = load_complaint_labels()
+    full = prepared_splits(labelled, max_rows=0, seed=1)
+    small = prepared_splits(labelled, max_rows=800, seed=1)
+    assert {name: len(part) for name, part in small.items()} == {"train": 480, "val": 160, "test": 160}
+    for name, part in small.items():
+        assert set(part["text"]) <= set(full[name]["text"])  # a test tweet stays a test tweet
+        assert part["label"].mean() == pytest.approx(full[name]["label"].mean(), abs=0.01)
+    assert prepared_splits(labelled, max_rows=800, seed=1)["test"].equals(small["test"])
 
 
 def test_max_rows_samples_with_the_class_balance():

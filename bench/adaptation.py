@@ -1,0 +1,187 @@
+"""Learning curves of `adapt`: how many verdicts a team must give before the champion decides its way.
+
+\b
+    python bench/adaptation.py [--model-uri models:/tweet-sentiment@champion] [--out docs/adaptation.json]
+
+Teams are simulated from the complaint set (labels/complaints.csv): verdicts are drawn from its
+training split, and each model is judged on its validation split, never on test (the defaults of
+`adapt` were chosen from these curves). Two teams:
+
+- `questions_too`: a team whose definition is shifted: it also wants questions for information
+  flagged (reason code N1 relabelled 1), on every source;
+- `other_brands`: the guide's own definition, verdicts and judgement on non-airline brands only.
+
+For each N in --sizes and each seed, N verdicts are drawn (stratified), learned exactly as `adapt`
+learns them (steps.lib.adaptation: the same replay, rate and epochs), and the result decides at the
+champion's kept threshold. N = 0 is the champion itself. The reference is the champion fine-tuned
+the same way on every training tweet of the team (4,796 for `questions_too`). A row without replay
+at the largest N shows what the replay costs or saves. Writes the figures with their provenance
+(JSON) and a chart (PNG).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from types import SimpleNamespace
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import click
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import torch
+
+from steps.lib.adaptation import decision_figures, download_transformer, fine_tune_registered, learning_rows
+from steps.lib.complaint_labels import load_complaint_labels
+from steps.lib.provenance import provenance
+from steps.lib.tracking import configure_tracking
+from steps.lib.transformer_data import subsample
+
+REPO = Path(__file__).resolve().parent.parent
+QUESTION_CODE = "N1"
+
+
+def team_views(labelled: pd.DataFrame) -> dict[str, dict[str, pd.DataFrame]]:
+    """Per simulated team, the pool its verdicts are drawn from (training split) and its judge (validation)."""
+    shifted = labelled.assign(label=np.where(labelled["code"] == QUESTION_CODE, 1, labelled["label"]))
+    brands = labelled[labelled["source"] == "embedded_other_brands"]
+    views = {}
+    for team, frame in (("questions_too", shifted), ("other_brands", brands)):
+        views[team] = {
+            "pool": frame.loc[frame["split"] == "train", ["text", "label"]].reset_index(drop=True),
+            "judge": frame.loc[frame["split"] == "validation", ["text", "label"]].reset_index(drop=True),
+        }
+    return views
+
+
+def judged(classifier, judge: pd.DataFrame) -> dict[str, float]:
+    """The figures of the classifier's decisions at its kept threshold on the judge's tweets."""
+    proba = classifier.predict_proba(judge["text"].tolist())
+    return decision_figures(judge["label"].to_numpy(), proba >= classifier.threshold)
+
+
+def one_point(registered, replay_pool, verdicts, settings, replay: int, workdir: Path) -> tuple[object, float]:
+    rows = learning_rows(verdicts, replay_pool, replay, settings.seed)
+    classifier, _, _, seconds = fine_tune_registered(registered, rows, settings, workdir)
+    return classifier, seconds
+
+
+@click.command(help=__doc__)
+@click.option("--model-uri", default="models:/tweet-sentiment@champion", show_default=True)
+@click.option("--sizes", default="0,50,100,200,500,1000", show_default=True, help="verdicts per team, comma-separated")
+@click.option("--seeds", default="1,2,3", show_default=True, help="one draw and one training per seed")
+@click.option("--teams", default="questions_too,other_brands", show_default=True)
+@click.option("--epochs", type=float, default=2.0, show_default=True, help="as adapt's default")
+@click.option("--learning-rate", type=float, default=2e-5, show_default=True, help="as adapt's default")
+@click.option("--replay", type=int, default=1000, show_default=True, help="as adapt's default")
+@click.option("--out", default=str(REPO / "docs" / "adaptation.json"), show_default=True)
+def main(
+    model_uri: str, sizes: str, seeds: str, teams: str, epochs: float, learning_rate: float, replay: int, out: str
+) -> None:
+    configure_tracking()
+    torch.set_num_threads(os.cpu_count() or 1)
+    record = {
+        "provenance": provenance(model_uri),
+        "settings": {"epochs": epochs, "learning_rate": learning_rate, "replay": replay},
+        "points": [],
+    }
+    labelled, digest = load_complaint_labels()
+    record["provenance"]["complaint_set_sha256_12"] = digest
+    views = team_views(labelled)
+    replay_pool = labelled.loc[labelled["split"] == "train", ["text", "label"]].reset_index(drop=True)
+    sizes_list = [int(size) for size in sizes.split(",")]
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        registered = download_transformer(model_uri, workdir / "champion")
+        for team in teams.split(","):
+            view = views[team]
+            base = judged(registered_classifier(registered, workdir), view["judge"])
+            record["points"].append(
+                {"team": team, "verdicts": 0, "seed": 0, "replay": replay, "reference": False} | base
+            )
+            print(f"{team}: champion {base}", flush=True)
+            for size in [size for size in sizes_list if size > 0]:
+                for seed in [int(seed) for seed in seeds.split(",")]:
+                    settings = training_settings(epochs, learning_rate, seed)
+                    verdicts = subsample(view["pool"], size, seed)
+                    classifier, seconds = one_point(registered, replay_pool, verdicts, settings, replay, workdir)
+                    figures = judged(classifier, view["judge"])
+                    point = {"team": team, "verdicts": size, "seed": seed, "replay": replay, "reference": False}
+                    point["seconds"] = seconds
+                    record["points"].append(point | figures)
+                    print(f"{team}: N={size} seed={seed} {figures} ({seconds:.0f} s)", flush=True)
+                    save(record, out)
+            largest, settings = max(sizes_list), training_settings(epochs, learning_rate, 1)
+            classifier, seconds = one_point(
+                registered, replay_pool, subsample(view["pool"], largest, 1), settings, 0, workdir
+            )
+            point = {"team": team, "verdicts": largest, "seed": 1, "replay": 0, "reference": False, "seconds": seconds}
+            record["points"].append(point | judged(classifier, view["judge"]))
+            classifier, seconds = one_point(registered, replay_pool, view["pool"], settings, replay, workdir)
+            reference = {"team": team, "verdicts": len(view["pool"]), "seed": 1, "replay": replay, "reference": True}
+            record["points"].append(reference | {"seconds": seconds} | judged(classifier, view["judge"]))
+            print(f"{team}: all {len(view['pool'])} labels {record['points'][-1]}", flush=True)
+            save(record, out)
+    chart(record, Path(out).with_suffix(".png"))
+
+
+def registered_classifier(registered, workdir: Path):
+    """The champion as it is (N = 0): its weights under torch, its threshold and temperature."""
+    classifier, _, _, _ = fine_tune_registered(registered, pd.DataFrame({"text": [], "label": []}), None, workdir)
+    return classifier
+
+
+def training_settings(epochs: float, learning_rate: float, seed: int) -> SimpleNamespace:
+    """adapt's training settings (steps.adapt.main), with this point's seed."""
+    return SimpleNamespace(
+        epochs=epochs,
+        learning_rate=learning_rate,
+        batch_size=32,
+        lr_scheduler="linear",
+        warmup_ratio=0.06,
+        weight_decay=0.01,
+        bf16="auto",
+        seed=seed,
+    )
+
+
+def save(record: dict, out: str) -> None:
+    Path(out).write_text(json.dumps(record, indent=1) + "\n")
+
+
+def chart(record: dict, path: Path) -> None:
+    """Macro F1 and false alarm rate against the number of verdicts, per team: mean and range of the seeds."""
+    points = pd.DataFrame(record["points"])
+    curves = points[(points["replay"] == record["settings"]["replay"]) & ~points["reference"]]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for axis, metric, title in zip(
+        axes, ("macro_f1", "false_alarm_rate"), ("macro F1", "false alarm rate"), strict=True
+    ):
+        for team, rows in curves.groupby("team"):
+            stats = rows.groupby("verdicts")[metric].agg(["mean", "min", "max"])
+            x = np.maximum(stats.index.to_numpy(), 10)  # N = 0 drawn at 10 on the log axis
+            axis.plot(x, stats["mean"], marker="o", label=team)
+            axis.fill_between(x, stats["min"], stats["max"], alpha=0.2)
+            reference = points[(points["team"] == team) & points["reference"]]
+            if len(reference):
+                axis.axhline(reference[metric].iloc[0], linestyle="--", linewidth=1, color=axis.lines[-1].get_color())
+        axis.set_xscale("log")
+        axis.set_xlabel("verdicts learned (0 drawn at 10)")
+        axis.set_title(f"{title} on the team's validation tweets")
+        axis.legend()
+    source = record["provenance"]
+    fig.suptitle(f"adapt learning curves ({source['cpu']}, {source['date'][:10]}; dashed: all of the team's labels)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,171 @@
+"""`adapt`: fine-tune the champion on a team's verdicts; register the result through a gate judged on held-out verdicts.
+
+Input: `verdicts`, a CSV or Parquet file with `text` and `label` (1 = the team must answer) or the
+dashboard's `feedback.db`, and the registered model's `@champion` (a transformer). Output: this run,
+a candidate whose `data/` holds what it learned from (`train`: most verdicts plus a replay sample of
+the champion's own training tweets), the held-out verdicts that judge it (`val`) and the champion's
+complaint test split (`test`, reported: what it may have forgotten); a new model version that
+becomes `@champion` only when its macro F1 on the held-out verdicts is at least the champion's
+there, else `@challenger`. The champion's threshold and calibration are kept: nothing is fitted on
+the verdicts that judge it (docs/design.md, "Learning from verdicts").
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from types import SimpleNamespace
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as train_bert: idle OpenMP threads sleep
+
+import click
+import mlflow
+import pandas as pd
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.tracking import MlflowClient
+
+from pyfunc.transformer_model import HF_MODEL_ARTIFACT, ONNX_ARTIFACT
+from steps.lib.adaptation import download_transformer, fine_tune_registered, learning_rows
+from steps.lib.candidate import log_candidate
+from steps.lib.cli import WHOLE_NUMBER, seed_option
+from steps.lib.fine_tune import save_hf_model
+from steps.lib.gate import champion_data_run
+from steps.lib.ranking import DECISION_METRIC
+from steps.lib.registry import CHAMPION_ALIAS, MODEL_NAME, current_champion, model_version_for
+from steps.lib.tracking import SPLITS, StepError, load_splits, log_dataset_inputs, log_step_params, run_step
+from steps.lib.verdicts import HELD_OUT_FRACTION, hold_out, load_verdicts
+from steps.register import apply_gate, prepare_version, withdraw_version
+from steps.train_bert import choose_backend, serving_requirements
+
+MIN_GATE_ROWS = 20  # the held-out verdicts the champion never trained on, at the fewest (2 x 10 per label)
+
+
+def validate(args: SimpleNamespace) -> None:
+    if not args.verdicts:
+        raise StepError(
+            "adapt needs -P verdicts=<.csv or .parquet with text and label, or the dashboard's feedback.db>"
+        )
+    if args.epochs <= 0 or args.learning_rate <= 0 or args.batch_size < 1:
+        raise StepError("epochs and learning_rate must be > 0 and batch_size >= 1")
+    if args.replay < 0:
+        raise StepError(f"replay must be >= 0 (0 = no replay), got {args.replay}")
+    if not args.model_name.strip():
+        raise StepError("model_name must not be empty")
+
+
+def champion_splits(client: MlflowClient, champion: ModelVersion) -> dict[str, pd.DataFrame]:
+    """The champion's complaint splits (its training split replays, its test split is reported), or StepError."""
+    data_run = champion_data_run(client, champion)
+    if data_run is None:
+        raise StepError(f"{version_uri(champion)} names no data run: its training tweets cannot be replayed")
+    return load_splits(data_run)
+
+
+def version_uri(version: ModelVersion) -> str:
+    return f"models:/{version.name}/{version.version}"
+
+
+def log_prepared(splits: dict[str, pd.DataFrame], verdicts: pd.DataFrame, source: str) -> None:
+    """This run's data laid out as a prepare_data run's (the gate reads `val` here); the verdicts as an input."""
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in SPLITS:
+            splits[name].to_parquet(Path(tmp) / f"{name}.parquet", index=False)
+        mlflow.log_artifacts(tmp, artifact_path="data")
+    dataset = mlflow.data.from_pandas(verdicts.drop(columns="key"), source=source, name="verdicts", targets="label")
+    mlflow.log_input(dataset, context="adaptation")
+    run_id = mlflow.active_run().info.run_id
+    log_dataset_inputs({name: splits[name] for name in SPLITS}, run_id)
+    mlflow.set_tag("data_run_id", run_id)  # the gate scores this run's own `val`: the held-out verdicts
+
+
+def adapt(args: SimpleNamespace) -> None:
+    validate(args)
+    log_step_params(vars(args))
+    verdicts = load_verdicts(args.verdicts)
+    learn, judged = hold_out(verdicts, args.seed)
+    client = MlflowClient()
+    champion = current_champion(client, args.model_name)
+    if champion is None:
+        raise StepError(f"{args.model_name} has no @{CHAMPION_ALIAS} to adapt: run the main job first")
+    base = champion_splits(client, champion)
+    rows = learning_rows(learn, base["train"], args.replay, args.seed)
+    splits = {
+        "train": rows[["text", "label"]].assign(source=rows["origin"]),
+        "val": judged[["text", "label"]].assign(source="held_out_verdict"),
+        "test": base["test"],
+    }
+    print(
+        f"verdicts {args.verdicts}: {len(verdicts):,} distinct tweets; learning from {len(learn):,} "
+        f"(+{int((rows['origin'] == 'replay').sum()):,} replayed from v{champion.version}'s training split), "
+        f"judged on {len(judged):,} held out ({HELD_OUT_FRACTION:.0%})",
+        flush=True,
+    )
+    log_prepared(splits, verdicts, args.verdicts)
+    mlflow.log_metrics({"verdicts": len(verdicts), "verdicts_learned": len(learn), "verdicts_held_out": len(judged)})
+    mlflow.set_tags({"adapted_from": version_uri(champion), "model_name": args.model_name})
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        registered = download_transformer(version_uri(champion), workdir / "champion")
+        classifier, model, tokenizer, seconds = fine_tune_registered(registered, rows, args, workdir)
+        # The served graph is chosen on the champion's validation split: the held-out verdicts only judge.
+        export = SimpleNamespace(max_length=classifier.max_length, export_onnx=True, quantize=True)
+        artifacts = {HF_MODEL_ARTIFACT: str(save_hf_model(model, tokenizer, workdir / HF_MODEL_ARTIFACT))}
+        artifacts |= choose_backend(classifier, model, workdir, base["val"], export)
+        requirements = serving_requirements(ONNX_ARTIFACT in artifacts)
+        log_candidate(classifier, "transformer", splits, seconds, artifacts, requirements, policy=None)
+    register_through_gate(client, args)
+
+
+def register_through_gate(client: MlflowClient, args: SimpleNamespace) -> None:
+    """Register this run's model; the gate (on the held-out verdicts) decides whether it becomes the champion."""
+    run_id = mlflow.active_run().info.run_id
+    gate = SimpleNamespace(
+        model_name=args.model_name,
+        metric=DECISION_METRIC,
+        min_gate_rows=MIN_GATE_ROWS,
+        bootstrap_samples=args.bootstrap_samples,
+        seed=args.seed,
+    )
+    version, _ = model_version_for(client, args.model_name, run_id)
+    print(f"registered {args.model_name} version {version.version} (run {run_id})", flush=True)
+    try:
+        result = prepare_version(client, gate, version, run_id, "transformer")
+    except BaseException:
+        print(f"adapt: {withdraw_version(client, version)}", flush=True)
+        raise
+    outcome = apply_gate(client, gate, version, result)
+    mlflow.set_tags({"registered_version": version.version, "outcome": outcome})
+
+
+@click.command(help=__doc__)
+@click.option("--verdicts", default="", help=".csv or .parquet with text and label (1 = must answer), or feedback.db")
+@click.option("--model-name", default=MODEL_NAME, show_default=True, help="the registered model whose champion adapts")
+@click.option("--epochs", type=float, default=2.0, show_default=True, help="passes over the verdicts and the replay")
+@click.option(
+    "--learning-rate",
+    type=float,
+    default=2e-5,
+    show_default=True,
+    help="peak rate: below the training's, so the verdicts refine the champion rather than replace it",
+)
+@click.option(
+    "--replay",
+    type=WHOLE_NUMBER,
+    default=1000,
+    show_default=True,
+    help="tweets of the champion's own training split mixed in against forgetting (0 = none)",
+)
+@click.option("--batch-size", type=WHOLE_NUMBER, default=32, show_default=True, help="tweets per optimiser step")
+@click.option("--bootstrap-samples", type=WHOLE_NUMBER, default=1000, show_default=True, help="for the gate's interval")
+@seed_option
+def main(**options: object) -> None:
+    # The schedule, warmup, weight decay and autocast of train_bert's defaults: adapt changes only what it must.
+    args = SimpleNamespace(**options, lr_scheduler="linear", warmup_ratio=0.06, weight_decay=0.01, bf16="auto")
+    if args.verdicts:
+        args.verdicts = str(Path(args.verdicts).expanduser().resolve())
+    run_step("adapt", lambda run: adapt(args))
+
+
+if __name__ == "__main__":
+    main()
