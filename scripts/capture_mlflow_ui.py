@@ -44,7 +44,7 @@ EXPANDER = "button[data-component-id*=runnamecellrenderer]"  # the +/- before a 
 MAX_NESTING = 4
 VIEWPORT = {"width": 1600, "height": 1000}
 COMPARISON_VIEWPORT = {"width": 1600, "height": 2600}
-COMPARED_METRICS = ("val_roc_auc", "val_pr_auc", "val_f1", "test_roc_auc")
+COMPARED_METRICS = ("val_macro_f1", "val_false_alarm_rate", "val_miss_rate", "val_roc_auc")
 
 
 @contextlib.contextmanager

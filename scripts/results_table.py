@@ -14,9 +14,10 @@ import pandas as pd
 from mlflow.tracking import MlflowClient
 
 from steps.lib.cli import data_run_option, experiment_option
+from steps.lib.ranking import DECISION_METRIC
 from steps.lib.tracking import newest_prepared_run_id
 
-QUALITY = ["roc_auc", "pr_auc", "f1", "precision", "recall", "accuracy"]
+QUALITY = ["macro_f1", "false_alarm_rate", "miss_rate", "roc_auc", "pr_auc", "f1", "precision", "recall", "accuracy"]
 TEST_TYPES = ("mft", "inv", "dir")
 
 
@@ -32,7 +33,7 @@ def candidate_runs(experiment: str, data_run_id: str) -> pd.DataFrame:
     if runs.empty:
         return runs
     runs["name"] = runs["tags.mlflow.runName"].fillna(runs["tags.model_family"])
-    return runs.sort_values("metrics.val_roc_auc", ascending=False)
+    return runs.sort_values(f"metrics.{DECISION_METRIC}", ascending=False)
 
 
 def markdown(frame: pd.DataFrame) -> str:
@@ -51,7 +52,7 @@ def selected(runs: pd.DataFrame, columns: dict[str, str], digits: int = 4) -> st
 
 def quality_table(runs: pd.DataFrame) -> str:
     columns = {"name": "run", "tags.model_family": "family"}
-    columns |= {f"metrics.{split}_{m}": f"{split} {m}" for split in ("val", "test") for m in QUALITY[:3]}
+    columns |= {f"metrics.{split}_{m}": f"{split} {m}" for split in ("val", "test") for m in QUALITY[:4]}
     columns |= {
         "metrics.threshold": "threshold",
         "metrics.train_seconds": "train s",

@@ -1,9 +1,9 @@
 """Draw real tweets to label under docs/labelling.md, stratified, in 500-tweet batches for the two passes.
 
 Output: `<out>/sample.csv` (id, source, row, sentiment, addressed, stratum, text) and
-`<out>/batches/batch_<k>.csv` (id, text), the files the annotators receive. Draw 2 leaves out every
-tweet of draw 1. `python scripts/sample_for_labelling.py --draw 1 --out labels/draw1` reproduces
-`labels/draw1/sample.csv` byte for byte (and likewise draw 2, given draw 1).
+`<out>/batches/batch_<k>.csv` (id, text), the files the annotators receive. Each draw leaves out every
+tweet of the earlier ones. `python scripts/sample_for_labelling.py --draw 1 --out labels/draw1`
+reproduces `labels/draw1/sample.csv` byte for byte (and likewise draws 2 and 3, given the earlier ones).
 """
 
 from __future__ import annotations
@@ -53,6 +53,22 @@ DRAWS = {
             "sentiment140_positive|positive|at": 100,
         },
     },
+    3: {  # added to the training split only, as draw 2's strata: validation and test stay as they were
+        "seed": 20261208,
+        "first_id": 8000,
+        "quota": {
+            "embedded_airline|negative|at": 1000,
+            "embedded_airline|neutral|at": 700,
+            "embedded_airline|positive|at": 400,
+            "embedded_other_brands|negative|at": 500,
+            "embedded_other_brands|negative|noat": 300,
+            "embedded_other_brands|neutral|at": 300,
+            "embedded_other_brands|positive|at": 200,
+            "sentiment140_negative|negative|at": 300,
+            "sentiment140_negative|negative|noat": 200,
+            "sentiment140_positive|positive|at": 100,
+        },
+    },
 }
 BATCH_ROWS = 500
 
@@ -85,7 +101,7 @@ def candidates(sentiment140_dir: Path) -> pd.DataFrame:
 
 
 @click.command()
-@click.option("--draw", type=click.Choice(["1", "2"]), required=True, help="which draw to reproduce")
+@click.option("--draw", type=click.Choice([str(draw) for draw in DRAWS]), required=True, help="which draw to reproduce")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="folder for sample.csv and batches/")
 @click.option(
     "--sentiment140-dir",
@@ -95,20 +111,20 @@ def candidates(sentiment140_dir: Path) -> pd.DataFrame:
     help="the folder holding negative.txt and positive.txt",
 )
 @click.option(
-    "--earlier",
-    type=click.Path(exists=True, path_type=Path),
-    default=REPO / "labels" / "draw1" / "sample.csv",
+    "--labels-dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=REPO / "labels",
     show_default=True,
-    help="draw 1's sample (left out of draw 2)",
+    help="where the earlier draws' samples are (draw<k>/sample.csv), left out of this draw",
 )
-def main(draw: str, out: Path, sentiment140_dir: Path, earlier: Path) -> None:
+def main(draw: str, out: Path, sentiment140_dir: Path, labels_dir: Path) -> None:
     """Write the draw's sample and its batches, and print the sample's digest."""
     spec = DRAWS[int(draw)]
     frame = candidates(sentiment140_dir)
-    if draw == "2":
-        first = pd.read_csv(earlier)
-        frame = frame[~dedup_key(frame["text"]).isin(set(dedup_key(first["text"])))]
-        frame = frame[~frame.set_index(["source", "row"]).index.isin(first.set_index(["source", "row"]).index)]
+    for earlier_draw in range(1, int(draw)):
+        earlier = pd.read_csv(labels_dir / f"draw{earlier_draw}" / "sample.csv")
+        frame = frame[~dedup_key(frame["text"]).isin(set(dedup_key(earlier["text"])))]
+        frame = frame[~frame.set_index(["source", "row"]).index.isin(earlier.set_index(["source", "row"]).index)]
     picked = pd.concat(
         [
             frame[frame["stratum"] == stratum].sample(n, random_state=spec["seed"])

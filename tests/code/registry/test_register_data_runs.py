@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import f1_score
 
 from steps import register as register_step
 from tests.code.registry.conftest import copy_data_run
@@ -73,9 +73,9 @@ def test_the_gate_scores_both_on_the_validation_rows_the_champion_never_saw(over
     val = pd.DataFrame(logged["data"], columns=logged["columns"])
     unseen = ~val["text"].isin(set(overlap["seen"]["text"]))
     assert int(tags["gate.rows"]) == int(unseen.sum()) == len(val) - len(overlap["seen"])
-    # The candidate's figure is its AUC on exactly those rows, not on the whole split.
-    expected = roc_auc_score(val.loc[unseen, "label"], val.loc[unseen, "proba_negative"])
+    # The candidate's figure is its macro F1 at its threshold on exactly those rows, not on the whole split.
+    expected = f1_score(val.loc[unseen, "label"], val.loc[unseen, "predicted"], average="macro")
     assert float(tags["gate.candidate_value"]) == pytest.approx(expected, abs=1e-6)
-    assert not np.isclose(expected, roc_auc_score(val["label"], val["proba_negative"]))
+    assert not np.isclose(expected, f1_score(val["label"], val["predicted"], average="macro"))
     winner = overlap["candidate"] if tags["gate.passed"] == "true" else overlap["incumbent"]
     assert champion(model_name).run_id == winner

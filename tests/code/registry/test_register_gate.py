@@ -25,6 +25,7 @@ from steps import register as register_step
 from steps import train_baseline
 from steps.lib import model_card as model_card_module
 from steps.lib.model_card import CARD_ARTIFACT
+from steps.lib.ranking import DECISION_METRIC
 from steps.lib.registry import CHALLENGER_ALIAS, PREVIOUS_CHAMPION_TAG, model_version_for
 from tests.code.registry.conftest import copy_data_run
 from tests.conftest import mlflow_run, run_id_of
@@ -70,7 +71,7 @@ def unfinished_candidates(experiment_id: str, data_run_id: str) -> list[str]:
     client, ids = MlflowClient(), []
     for status in ("FAILED", "KILLED", "RUNNING"):
         run = client.create_run(experiment_id, tags={"candidate": "true", "data_run_id": data_run_id})
-        client.log_metric(run.info.run_id, "val_roc_auc", 0.999)
+        client.log_metric(run.info.run_id, DECISION_METRIC, 0.999)
         if status != "RUNNING":
             client.set_terminated(run.info.run_id, status)
         ids.append(run.info.run_id)
@@ -100,15 +101,15 @@ def first_round(registry_tracking, prepared_run_id, model_name):
 
 def test_best_of_two_becomes_the_first_champion(first_round, model_name):
     metrics = {run_id: MlflowClient().get_run(run_id).data.metrics for run_id in (first_round.strong, first_round.weak)}
-    assert metrics[first_round.strong]["val_roc_auc"] > metrics[first_round.weak]["val_roc_auc"]
+    assert metrics[first_round.strong][DECISION_METRIC] > metrics[first_round.weak][DECISION_METRIC]
     current = champion(model_name)
     assert current.run_id == first_round.strong
     tags = current.tags
-    assert tags["gate.metric"] == "val_roc_auc"
+    assert tags["gate.metric"] == DECISION_METRIC == "val_macro_f1"
     assert tags["gate.passed"] == "true"
     assert tags["gate.champion_value"] == "none"
     # The gate re-scores the registered pyfunc on the validation rows: same figure as training logged.
-    assert float(tags["gate.candidate_value"]) == pytest.approx(metrics[first_round.strong]["val_roc_auc"], abs=1e-6)
+    assert float(tags["gate.candidate_value"]) == pytest.approx(metrics[first_round.strong][DECISION_METRIC], abs=1e-6)
     assert first_round.run.data.tags["outcome"] == "first_champion"
     assert f"mlflow models serve -m models:/{model_name}@champion" in first_round.stdout
 
@@ -119,7 +120,7 @@ def test_ranking_lists_finished_candidates_only_and_declares_the_behaviour_gate(
     ranking = pd.read_json(local, orient="split")
     assert ranking["run_id"].tolist() == [first_round.strong, first_round.weak]
     assert not set(first_round.ignored) & set(ranking["run_id"])
-    assert {"val_roc_auc", "test_roc_auc", "behaviour_failure_rate", "eligible", "reason"} <= set(ranking.columns)
+    assert {DECISION_METRIC, "test_macro_f1", "behaviour_failure_rate", "eligible", "reason"} <= set(ranking.columns)
     assert "max_behaviour_failure_rate" in run.data.params
     assert run.data.tags["behaviour_gate"] == "off"
     assert run.data.tags["data_run_id"] == first_round.data
@@ -176,7 +177,7 @@ def test_an_equally_good_candidate_passes_the_gate_and_takes_the_alias(
     # register records whom the new champion replaced (what rollback reads), and clears the challenger.
     replaced = version_of(model_name, weaker_round.first_champion_run)
     assert current.tags[PREVIOUS_CHAMPION_TAG] == str(replaced.version)
-    assert current.tags["champion.reason"] == "promoted: gate on val_roc_auc passed"
+    assert current.tags["champion.reason"] == f"promoted: gate on {DECISION_METRIC} passed"
     assert replaced.tags["champion.replaced_by"] == str(current.version)
     with pytest.raises(MlflowException):
         MlflowClient().get_model_version_by_alias(model_name, CHALLENGER_ALIAS)
@@ -201,13 +202,15 @@ def test_every_decided_version_gets_a_model_card_whose_figures_are_the_runs(firs
     ):
         assert section in card
     metrics = run.data.metrics
-    for name in ("roc_auc", "pr_auc", "f1"):
+    for name in ("macro_f1", "false_alarm_rate", "miss_rate", "roc_auc", "pr_auc", "f1"):
         assert f"| {name} | {metrics[f'val_{name}']:.4f} | {metrics[f'test_{name}']:.4f} |" in card
     assert f"Threshold {metrics['threshold']:.3f}: {run.data.params['threshold_rule']}" in card
     assert f"of 100 flagged tweets, about {round(100 * metrics['val_precision'])} are complaints" in card
     assert "licence: see the source" in card and "sarcasm" in card  # this module's data runs are bare copies
     real_data = "\n".join(model_card_module._data_section(client.get_run(prepared_run_id), run))
-    assert "Source: `embedded`" in real_data and "licence: CrowdFlower" in real_data
+    assert "the sentiment corpus `embedded`" in real_data and "licence: CrowdFlower" in real_data
+    digest = client.get_run(prepared_run_id).data.tags["complaint_set_sha256"]
+    assert f"`labels/complaints.csv` (sha256 {digest})" in real_data
     assert "Not evaluated yet" in card  # no evaluate run in this module: said, not invented
     assert f"passed: {version.tags['gate.passed']}" in card
 

@@ -14,7 +14,8 @@ def test_metric_keys_and_values_at_the_threshold():
     y = np.array([1, 0, 1, 0])
     proba = np.array([0.8, 0.6, 0.4, 0.1])
     metrics = classification_metrics(y, proba, threshold=0.5, prefix="val")
-    assert set(metrics) == {f"val_{k}" for k in ("accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc")}
+    names = ("accuracy", "precision", "recall", "f1", "macro_f1", "roc_auc", "pr_auc", "false_alarm_rate", "miss_rate")
+    assert set(metrics) == {f"val_{k}" for k in names}
     assert metrics["val_accuracy"] == 0.5
     assert metrics["val_precision"] == 0.5
     assert metrics["val_recall"] == 0.5
@@ -35,3 +36,17 @@ def test_temperature_fitted_on_overconfident_scores_softens_them():
     overconfident = 1 / (1 + np.exp(-logits))
     temperature = fit_temperature(y, overconfident)
     assert temperature == pytest.approx(4.0, rel=0.1)
+
+
+def test_macro_f1_weighs_both_classes_and_the_error_rates_are_a_support_leads():
+    """Six tweets the team need not answer, two it must: flagging everything has a perfect recall and
+    a poor macro F1; the rates count the flagged non-complaints and the unflagged complaints."""
+    y = np.array([0, 0, 0, 0, 0, 0, 1, 1])
+    everything = classification_metrics(y, np.full(8, 0.9), threshold=0.5, prefix="test")
+    assert everything["test_recall"] == 1.0 and everything["test_false_alarm_rate"] == 1.0
+    assert everything["test_macro_f1"] == pytest.approx((0 + 0.4) / 2)
+    proba = np.array([0.9, 0.1, 0.1, 0.1, 0.1, 0.1, 0.9, 0.2])  # one false alarm, one miss
+    one_of_each = classification_metrics(y, proba, threshold=0.5, prefix="test")
+    assert one_of_each["test_false_alarm_rate"] == pytest.approx(1 / 6)
+    assert one_of_each["test_miss_rate"] == pytest.approx(1 / 2)
+    assert one_of_each["test_macro_f1"] == pytest.approx((10 / 12 + 0.5) / 2)
