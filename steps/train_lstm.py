@@ -137,8 +137,8 @@ def build_model(args: SimpleNamespace, vocabulary_size: int, weights: np.ndarray
     return model
 
 
-def epoch_curves_callback():
-    """MLflow's Keras callback with the curves renamed (CURVE_NAMES), minus its step-less `validation_*` copies.
+def epoch_curves_callback(stage: str):
+    """MLflow's Keras callback, curves renamed `<stage>_` + CURVE_NAMES, minus its step-less `validation_*` copies.
 
     Its `on_test_end` re-logs the validation figures of each epoch at step 0 under another name; the
     per-epoch `epoch_val_loss`/`epoch_val_auc` curves already hold them.
@@ -147,7 +147,7 @@ def epoch_curves_callback():
 
     class EpochCurves(MlflowCallback):
         def on_epoch_end(self, epoch, logs=None) -> None:
-            renamed = {CURVE_NAMES.get(key, f"epoch_{key}"): value for key, value in (logs or {}).items()}
+            renamed = {f"{stage}_{CURVE_NAMES.get(key, f'epoch_{key}')}": value for key, value in (logs or {}).items()}
             super().on_epoch_end(epoch, renamed)
 
         def on_test_end(self, logs=None) -> None:
@@ -156,8 +156,8 @@ def epoch_curves_callback():
     return EpochCurves()
 
 
-def fit(model, x_train, y_train, x_val, y_val, args: SimpleNamespace) -> dict[str, float]:
-    """Train with early stopping on validation AUC (best weights restored); curves go to MLflow per epoch."""
+def fit(model, x_train, y_train, x_val, y_val, args: SimpleNamespace, stage: str) -> dict[str, float]:
+    """Train with early stopping on validation AUC (best weights restored); the stage's curves go to MLflow."""
     keras = import_keras()
     stopping = keras.callbacks.EarlyStopping(
         monitor="val_auc", mode="max", patience=args.patience, restore_best_weights=True, verbose=1
@@ -169,7 +169,7 @@ def fit(model, x_train, y_train, x_val, y_val, args: SimpleNamespace) -> dict[st
         epochs=args.epochs,
         batch_size=args.batch_size,
         shuffle=True,
-        callbacks=[stopping, epoch_curves_callback()],
+        callbacks=[stopping, epoch_curves_callback(stage)],
         verbose=1 if sys.stdout.isatty() else 2,  # live bars in a terminal, one line per epoch in logs
     )
     val_auc = history.history["val_auc"]
@@ -249,7 +249,7 @@ def train(args: SimpleNamespace) -> None:
     for name, rows in stages.items():  # the sentiment corpus first, then the complaints it is judged on
         print(f"BiLSTM on {backend}, {name}: {len(rows)} tweets, vocabulary {len(vocabulary)}", flush=True)
         x_train, y_train = vocabulary.encode_tokens(tokens[name]), rows["label"].to_numpy("float32")
-        stage_stats = fit(model, x_train, y_train, x_val, y_val, args)
+        stage_stats = fit(model, x_train, y_train, x_val, y_val, args, name)
         stats |= {f"{name}_{key}": value for key, value in stage_stats.items()}
     train_seconds = time.perf_counter() - started
     mlflow.log_metrics(stats | vector_stats)

@@ -60,9 +60,11 @@ def test_tiny_run_is_a_candidate_with_params_curves_and_artifacts(lstm_run_id, p
     assert {"seed", "units", "vocab_size", "max_length", "learning_rate", "sg", "w2v_epochs"} <= set(params)
     assert set(run.data.metrics) >= CANDIDATE_METRICS
     assert 0.0 <= run.data.metrics["val_roc_auc"] <= 1.0
-    for curve in ("epoch_train_loss", "epoch_train_auc", "epoch_val_loss", "epoch_val_auc"):
-        history = client.get_metric_history(lstm_run_id, curve)
-        assert sorted(metric.step for metric in history) == list(range(int(run.data.metrics["epochs_trained"])))
+    for stage in ("sentiment", "complaints"):  # the sentiment corpus, then the complaints: a curve each
+        epochs = int(run.data.metrics[f"{stage}_epochs_trained"])
+        for curve in ("epoch_train_loss", "epoch_train_auc", "epoch_val_loss", "epoch_val_auc"):
+            history = client.get_metric_history(lstm_run_id, f"{stage}_{curve}")
+            assert sorted(metric.step for metric in history) == list(range(epochs))
     # Keras' own names would collide with nothing but show as NaN columns beside the other families.
     assert not {"loss", "auc", "val_loss", "val_auc"} & set(run.data.metrics)
     assert run.data.metrics["served_parity_max_abs_diff"] < 1e-5
