@@ -88,25 +88,27 @@ def adapt(args: SimpleNamespace) -> None:
     champion = current_champion(client, args.model_name)
     if champion is None:
         raise StepError(f"{args.model_name} has no @{CHAMPION_ALIAS} to adapt: run the main job first")
-    base = champion_splits(client, champion)
-    rows = learning_rows(learn, base["train"], args.replay, args.seed)
-    splits = {
-        "train": rows[["text", "label"]].assign(source=rows["origin"]),
-        "val": judged[["text", "label"]].assign(source="held_out_verdict"),
-        "test": base["test"],
-    }
-    print(
-        f"verdicts {args.verdicts}: {len(verdicts):,} distinct tweets; learning from {len(learn):,} "
-        f"(+{int((rows['origin'] == 'replay').sum()):,} replayed from v{champion.version}'s training split), "
-        f"judged on {len(judged):,} held out ({HELD_OUT_FRACTION:.0%})",
-        flush=True,
-    )
-    log_prepared(splits, verdicts, args.verdicts)
-    mlflow.log_metrics({"verdicts": len(verdicts), "verdicts_learned": len(learn), "verdicts_held_out": len(judged)})
-    mlflow.set_tags({"adapted_from": version_uri(champion), "model_name": args.model_name})
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        registered = download_transformer(version_uri(champion), workdir / "champion")
+        registered = download_transformer(version_uri(champion), workdir / "champion")  # refuses a non-transformer
+        base = champion_splits(client, champion)
+        rows = learning_rows(learn, base["train"], args.replay, args.seed)
+        splits = {
+            "train": rows[["text", "label"]].assign(source=rows["origin"]),
+            "val": judged[["text", "label"]].assign(source="held_out_verdict"),
+            "test": base["test"],
+        }
+        print(
+            f"verdicts {args.verdicts}: {len(verdicts):,} distinct tweets; learning from {len(learn):,} "
+            f"(+{int((rows['origin'] == 'replay').sum()):,} replayed from v{champion.version}'s training split), "
+            f"judged on {len(judged):,} held out ({HELD_OUT_FRACTION:.0%})",
+            flush=True,
+        )
+        log_prepared(splits, verdicts, args.verdicts)
+        mlflow.log_metrics(
+            {"verdicts": len(verdicts), "verdicts_learned": len(learn), "verdicts_held_out": len(judged)}
+        )
+        mlflow.set_tags({"adapted_from": version_uri(champion), "model_name": args.model_name})
         classifier, model, tokenizer, seconds = fine_tune_registered(registered, rows, args, workdir)
         # The served graph is chosen on the champion's validation split: the held-out verdicts only judge.
         export = SimpleNamespace(max_length=classifier.max_length, export_onnx=True, quantize=True)

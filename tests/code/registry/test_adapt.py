@@ -112,27 +112,36 @@ def test_verdicts_fine_tune_the_champion_and_the_gate_decides_on_held_out_verdic
         assert aliases[CHAMPION_ALIAS] == champion.version and aliases[CHALLENGER_ALIAS] == version.version
 
 
+class WrongOnEveryVerdict:
+    """Scores that contradict every held-out verdict: a candidate worse than any real champion can be."""
+
+    def __init__(self, verdicts: pd.DataFrame) -> None:
+        self.answers = dict(zip(verdicts["text"], verdicts["label"], strict=True))
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        return np.array([1.0 - self.answers.get(text, 0.5) for text in texts])
+
+
 def test_a_candidate_that_got_worse_is_registered_but_never_promoted(
     registry_tracking, champion, verdict_file, model_name, monkeypatch
 ):
-    """The fine-tuning is replaced by one that inverts the champion's scores: worse on every held-out verdict."""
+    """The fine-tuned model is replaced by one wrong on every verdict: macro F1 0 where the champion scores more."""
     original = adapt.fine_tune_registered
 
-    def inverted(*args, **kwargs):
+    def worst(*args, **kwargs):
         classifier, model, tokenizer, seconds = original(*args, **kwargs)
-        raw = classifier.raw_proba
-        classifier.raw_proba = lambda texts: 1.0 - np.asarray(raw(texts))
+        classifier.raw_proba = WrongOnEveryVerdict(pd.read_csv(verdict_file))
         return classifier, model, tokenizer, seconds
 
-    monkeypatch.setattr(adapt, "fine_tune_registered", inverted)
-    monkeypatch.setattr(adapt, "choose_backend", lambda *args: {})  # serve the torch weights: scores as above
+    monkeypatch.setattr(adapt, "fine_tune_registered", worst)
+    monkeypatch.setattr(adapt, "choose_backend", lambda *args: {})  # serve the torch weights; the scores above win
     client = MlflowClient()
     before = client.get_registered_model(model_name).aliases[CHAMPION_ALIAS]
     run_id = adapt_in_process(registry_tracking, model_name, verdict_file)
     run = client.get_run(run_id)
     version = client.get_model_version(model_name, run.data.tags["registered_version"])
     assert version.tags["gate.passed"] == "false"
-    assert float(version.tags["gate.candidate_value"]) < float(version.tags["gate.champion_value"])
+    assert float(version.tags["gate.candidate_value"]) == 0.0 < float(version.tags["gate.champion_value"])
     aliases = client.get_registered_model(model_name).aliases
     assert aliases[CHAMPION_ALIAS] == before and aliases[CHALLENGER_ALIAS] == version.version
     assert run.data.tags["outcome"] == "kept_champion"
@@ -162,3 +171,17 @@ def test_bad_verdicts_fail_the_run_in_one_line_and_register_nothing(
     run = MlflowClient().get_run(run_id_of(result))
     assert run.info.status == "FAILED"
     assert len(MlflowClient().search_model_versions(f"name = '{model_name}'")) == versions_before
+
+
+def test_a_champion_that_is_not_a_transformer_is_refused_by_name(
+    registry_tracking, baseline_run_id, verdict_file, model_name
+):
+    name = f"{model_name}-baseline"
+    client = MlflowClient()
+    version = mlflow.register_model(f"runs:/{baseline_run_id}/model", name)
+    client.set_registered_model_alias(name, CHAMPION_ALIAS, version.version)
+    result = mlflow_run(registry_tracking, "adapt", check=False, verdicts=verdict_file, model_name=name)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("adapt: error:")]
+    assert result.returncode != 0 and len(errors) == 1
+    assert f"models:/{name}/{version.version} is not a transformer (no hf_model artifact)" in errors[0]
+    assert len(client.search_model_versions(f"name = '{name}'")) == 1  # nothing registered
