@@ -2,8 +2,11 @@
 
 Output: `<out>/sample.csv` (id, source, row, sentiment, addressed, stratum, text) and
 `<out>/batches/batch_<k>.csv` (id, text), the files the annotators receive. Each draw leaves out every
-tweet of the earlier ones. `python scripts/sample_for_labelling.py --draw 1 --out labels/draw1`
-reproduces `labels/draw1/sample.csv` byte for byte (and likewise draws 2 and 3, given the earlier ones).
+tweet of the earlier ones. Draws 1-3 are stratified samples; draw 4 takes every tweet left that a
+pattern finds for the guide's hard cases (praise made of negative words, problems resolved and
+thanked for, sarcasm): the pattern only chooses what to label, the annotators decide the label.
+`python scripts/sample_for_labelling.py --draw 1 --out labels/draw1` reproduces `labels/draw1/sample.csv`
+byte for byte (and likewise each later draw, given the earlier ones).
 """
 
 from __future__ import annotations
@@ -69,6 +72,19 @@ DRAWS = {
             "sentiment140_positive|positive|at": 100,
         },
     },
+    4: {  # every tweet left that shows a hard case of the guide; added to the training split only
+        "seed": 20261209,
+        "first_id": 12000,
+        "match": (
+            r"\b(no|not|never|nothing|without|zero)\b.{0,25}\b(problems?|issues?|complain\w*|bad|wrong|delays?|hassle"
+            r"|worr\w*|disappoint\w*)\b"
+            r"|\b(thanks?|thank you|thx|appreciate\w*)\b.{0,60}\b(finally|fixed|sorted|resolved|found|arrived|rebooked"
+            r"|refunded|took care)\b"
+            r"|\b(finally|fixed|sorted|resolved|found)\b.{0,60}\b(thanks?|thank you|thx)\b"
+            r"|\b(great|love|awesome|fantastic|thanks|perfect|nice|wonderful|brilliant)\b.{0,40}\b(delay\w*|cancel\w*"
+            r"|lost|stuck|on hold|late|waiting)\b"
+        ),
+    },
 }
 BATCH_ROWS = 500
 
@@ -125,12 +141,15 @@ def main(draw: str, out: Path, sentiment140_dir: Path, labels_dir: Path) -> None
         earlier = pd.read_csv(labels_dir / f"draw{earlier_draw}" / "sample.csv")
         frame = frame[~dedup_key(frame["text"]).isin(set(dedup_key(earlier["text"])))]
         frame = frame[~frame.set_index(["source", "row"]).index.isin(earlier.set_index(["source", "row"]).index)]
-    picked = pd.concat(
-        [
-            frame[frame["stratum"] == stratum].sample(n, random_state=spec["seed"])
-            for stratum, n in spec["quota"].items()
-        ]
-    )
+    if "match" in spec:  # a targeted draw: every candidate the pattern finds (negated praise, resolved, sarcasm)
+        picked = frame[frame["text"].str.contains(spec["match"], case=False, regex=True)]
+    else:
+        picked = pd.concat(
+            [
+                frame[frame["stratum"] == stratum].sample(n, random_state=spec["seed"])
+                for stratum, n in spec["quota"].items()
+            ]
+        )
     picked = picked.sample(frac=1, random_state=spec["seed"]).reset_index(drop=True)
     picked["id"] = [f"t{spec['first_id'] + index:04d}" for index in range(len(picked))]
     (out / "batches").mkdir(parents=True, exist_ok=True)
