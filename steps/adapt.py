@@ -76,6 +76,7 @@ def log_prepared(splits: dict[str, pd.DataFrame], verdicts: pd.DataFrame, source
     mlflow.log_input(dataset, context="adaptation")
     run_id = mlflow.active_run().info.run_id
     log_dataset_inputs({name: splits[name] for name in SPLITS}, run_id)
+    mlflow.log_metrics({f"{name}_rows": len(splits[name]) for name in SPLITS})  # as prepare_data: the model card
     mlflow.set_tag("data_run_id", run_id)  # the gate scores this run's own `val`: the held-out verdicts
 
 
