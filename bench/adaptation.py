@@ -12,10 +12,10 @@ training split, and each model is judged on its validation split, never on test 
 - `other_brands`: the guide's own definition, verdicts and judgement on non-airline brands only.
 
 For each N in --sizes and each seed, N verdicts are drawn (stratified), learned exactly as `adapt`
-learns them (steps.lib.adaptation: the same replay, rate and epochs), and the result decides at the
-champion's kept threshold. N = 0 is the champion itself. The reference is the champion fine-tuned
-the same way on every training tweet of the team (4,796 for `questions_too`). A row without replay
-at the largest N shows what the replay costs or saves. Writes the figures with their provenance
+learns them by default (steps.lib.adaptation, with `adapt`'s own defaults: replay, rate, epochs),
+and the result decides at the champion's kept threshold. N = 0 is the champion itself. The
+reference is the champion fine-tuned the same way on every training tweet of the team. A row
+without replay at the largest N shows what the replay costs or saves. Writes the figures with their provenance
 (JSON) and a chart (PNG).
 """
 
@@ -40,7 +40,15 @@ import numpy as np
 import pandas as pd
 import torch
 
-from steps.lib.adaptation import decision_figures, download_transformer, fine_tune_registered, learning_rows
+from steps import adapt as adapt_step
+from steps.lib.adaptation import (
+    FIXED_SETTINGS,
+    decision_figures,
+    download_transformer,
+    fine_tune_registered,
+    learning_rows,
+)
+from steps.lib.cli import parse
 from steps.lib.complaint_labels import load_complaint_labels
 from steps.lib.provenance import provenance
 from steps.lib.tracking import configure_tracking
@@ -83,9 +91,6 @@ def one_point(registered, replay_pool, verdicts, settings, replay: int, workdir:
 @click.option("--sizes", default="0,50,100,200,500,1000", show_default=True, help="verdicts per team, comma-separated")
 @click.option("--seeds", default="1,2,3", show_default=True, help="one draw and one training per seed")
 @click.option("--teams", default="questions_too,other_brands", show_default=True)
-@click.option("--epochs", type=float, default=2.0, show_default=True, help="as adapt's default")
-@click.option("--learning-rate", type=float, default=2e-5, show_default=True, help="as adapt's default")
-@click.option("--replay", type=int, default=1000, show_default=True, help="as adapt's default")
 @click.option("--out", default=str(REPO / "docs" / "adaptation.json"), show_default=True)
 @click.option("--render-only", is_flag=True, help="redraw the chart and the page from --out, measure nothing")
 def main(
@@ -93,9 +98,6 @@ def main(
     sizes: str,
     seeds: str,
     teams: str,
-    epochs: float,
-    learning_rate: float,
-    replay: int,
     out: str,
     render_only: bool,
 ) -> None:
@@ -104,9 +106,11 @@ def main(
         return
     configure_tracking()
     torch.set_num_threads(os.cpu_count() or 1)
+    defaults = training_settings(seed=0)
+    replay = defaults.replay
     record = {
         "provenance": provenance(model_uri),
-        "settings": {"epochs": epochs, "learning_rate": learning_rate, "replay": replay},
+        "settings": {"epochs": defaults.epochs, "learning_rate": defaults.learning_rate, "replay": replay},
         "points": [],
     }
     labelled, digest = load_complaint_labels()
@@ -128,7 +132,7 @@ def main(
             print(f"{team}: champion {base}", flush=True)
             for size in [size for size in sizes_list if size > 0]:
                 for seed in [int(seed) for seed in seeds.split(",")]:
-                    settings = training_settings(epochs, learning_rate, seed)
+                    settings = training_settings(seed)
                     verdicts = subsample(view["pool"], size, seed)
                     classifier, seconds = one_point(registered, replay_pool, verdicts, settings, replay, workdir)
                     figures = judged(classifier, view["judge"])
@@ -137,7 +141,7 @@ def main(
                     record["points"].append(point | figures)
                     print(f"{team}: N={size} seed={seed} {figures} ({seconds:.0f} s)", flush=True)
                     save(record, out)
-            largest, settings = max(sizes_list), training_settings(epochs, learning_rate, 1)
+            largest, settings = max(sizes_list), training_settings(1)
             classifier, seconds = one_point(
                 registered, replay_pool, subsample(view["pool"], largest, 1), settings, 0, workdir
             )
@@ -159,18 +163,9 @@ def registered_classifier(registered, workdir: Path):
     return classifier
 
 
-def training_settings(epochs: float, learning_rate: float, seed: int) -> SimpleNamespace:
-    """adapt's training settings (steps.adapt.main), with this point's seed."""
-    return SimpleNamespace(
-        epochs=epochs,
-        learning_rate=learning_rate,
-        batch_size=32,
-        lr_scheduler="linear",
-        warmup_ratio=0.06,
-        weight_decay=0.01,
-        bf16="auto",
-        seed=seed,
-    )
+def training_settings(seed: int) -> SimpleNamespace:
+    """Exactly what `adapt` trains with by default (its command's own defaults), with this point's seed."""
+    return SimpleNamespace(**vars(parse(adapt_step.main, ["--seed", str(seed)])), **FIXED_SETTINGS)
 
 
 def save(record: dict, out: str) -> None:

@@ -26,7 +26,7 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.tracking import MlflowClient
 
 from pyfunc.transformer_model import HF_MODEL_ARTIFACT, ONNX_ARTIFACT
-from steps.lib.adaptation import download_transformer, fine_tune_registered, learning_rows
+from steps.lib.adaptation import FIXED_SETTINGS, download_transformer, fine_tune_registered, learning_rows
 from steps.lib.candidate import log_candidate
 from steps.lib.cli import WHOLE_NUMBER, seed_option
 from steps.lib.fine_tune import save_hf_model
@@ -163,8 +163,7 @@ def register_through_gate(client: MlflowClient, args: SimpleNamespace) -> None:
 @click.option("--bootstrap-samples", type=WHOLE_NUMBER, default=1000, show_default=True, help="for the gate's interval")
 @seed_option
 def main(**options: object) -> None:
-    # The schedule, warmup, weight decay and autocast of train_bert's defaults: adapt changes only what it must.
-    args = SimpleNamespace(**options, lr_scheduler="linear", warmup_ratio=0.06, weight_decay=0.01, bf16="auto")
+    args = SimpleNamespace(**options, **FIXED_SETTINGS)
     if args.verdicts:
         args.verdicts = str(Path(args.verdicts).expanduser().resolve())
     run_step("adapt", lambda run: adapt(args))

@@ -19,6 +19,9 @@ from pyfunc.transformer_model import HF_MODEL_ARTIFACT, TorchBackend, Transforme
 from steps.lib.tracking import StepError
 from steps.lib.transformer_data import encode_dataset, served_encoder, subsample
 
+# train_bert's schedule, warmup, weight decay and autocast: adapt changes only the rate, the epochs and the data.
+FIXED_SETTINGS = {"lr_scheduler": "linear", "warmup_ratio": 0.06, "weight_decay": 0.01, "bf16": "auto"}
+
 
 @dataclass
 class RegisteredTransformer:
