@@ -6,6 +6,7 @@ registered under this module's own model name; the verdicts are real tweets of t
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import mlflow
@@ -19,10 +20,16 @@ from steps.lib.cli import parse
 from steps.lib.complaint_labels import load_complaint_labels
 from steps.lib.registry import CHALLENGER_ALIAS, CHAMPION_ALIAS
 from steps.lib.verdicts import HELD_OUT_FRACTION
+from tests.code.transformer.conftest import build_tiny_distilbert
 from tests.conftest import mlflow_run, run_id_of
 
 pytestmark = pytest.mark.integration
 ONE_LABEL_ONLY = "text,label\n" + "".join(f"@united bag {a}{b} lost,1\n" for a in "abcde" for b in "abcdefgh")
+
+
+@pytest.fixture(scope="module")
+def tiny_pretrained(tmp_path_factory) -> Path:
+    return build_tiny_distilbert(tmp_path_factory.mktemp("tiny-distilbert"))
 
 
 @pytest.fixture(scope="module")
