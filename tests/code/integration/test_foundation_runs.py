@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
+from steps.lib.complaint_labels import load_complaint_labels, prepared_splits
 from tests.conftest import CANDIDATE_METRICS, RESPONSE_FIELDS, mlflow_run, run_id_of
 from tests.data.test_complaint_labels import DIGEST as COMPLAINT_SET_DIGEST
 
@@ -23,9 +24,11 @@ def test_prepare_data_logs_splits_report_and_dataset_inputs(tracking, prepared_r
         name: pd.read_parquet(mlflow.artifacts.download_artifacts(f"runs:/{prepared_run_id}/data/{name}.parquet"))
         for name in ("train", "val", "test", "sentiment")
     }
-    for name in ("train", "val", "test"):  # the complaint set's stored split, cut to its share of max_rows
+    stored = prepared_splits(load_complaint_labels()[0], max_rows=900, seed=7)
+    for name in ("train", "val", "test"):  # the complaint set's stored split, each cut to its share of max_rows
         assert list(frames[name].columns) == ["text", "label", "source"] and set(frames[name]["label"]) == {0, 1}
-    assert sum(len(frames[name]) for name in ("train", "val", "test")) == 900
+        assert frames[name]["text"].tolist() == stored[name]["text"].tolist()
+    assert sum(len(frames[name]) for name in ("train", "val", "test")) == pytest.approx(900, abs=2)  # rounding
     sentiment = frames["sentiment"]
     assert list(sentiment.columns) == ["text", "label", "source", "sentiment"]
     assert set(sentiment["sentiment"]) == {"negative", "neutral", "positive"}
