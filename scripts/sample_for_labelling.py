@@ -5,6 +5,8 @@ Output: `<out>/sample.csv` (id, source, row, sentiment, addressed, stratum, text
 tweet of the earlier ones. Draws 1-3 are stratified samples; draw 4 takes every tweet left that a
 pattern finds for the guide's hard cases (praise made of negative words, problems resolved and
 thanked for, sarcasm): the pattern only chooses what to label, the annotators decide the label.
+Draw 5 widens that pattern (capped for Sentiment140, whose matches mostly name no company) and
+tops it up with a stratified sample of brand-addressed tweets, where draw 4 left the misses.
 `python scripts/sample_for_labelling.py --draw 1 --out labels/draw1` reproduces `labels/draw1/sample.csv`
 byte for byte (and likewise each later draw, given the earlier ones).
 """
@@ -85,6 +87,33 @@ DRAWS = {
             r"|lost|stuck|on hold|late|waiting)\b"
         ),
     },
+    5: {  # training only: the hard-case pattern widened, with a stratified top-up where the misses are
+        "seed": 20261210,
+        "first_id": 13000,
+        "match": (
+            r"\bthanks? (a lot|for nothing|for (making|ruining|losing|leaving|the (wait|delay|hold)))|\blove (how|that|it when)\b"
+            r"|\b(way to go|good job|great job|nice job|well done|nice work|great work|bravo)\b|\bbest \w+ ever\b|#not\b"
+            r"|#fail|#sarcasm|\bas (always|usual)\b|\bjust what i (needed|wanted)\b|\boh (great|good|joy)\b"
+            r"|\bwhat a (great|wonderful|fantastic)\b|\b(back up|working again|works now|all set|problem solved|issue solved"
+            r"|taken care of|got it fixed|fixed it|sorted it|sorted out|resolved)\b"
+            r"|\bthanks? (so much )?for (the|your) (help|quick|fast|prompt|reply|response|assistance|support)\b"
+            r"|\b(appreciate|appreciated) (the|your) (help|quick|fast|prompt|reply|response|assistance)\b"
+            r"|\b(couldn'?t|could not|can'?t|cannot) (have )?(ask|asked|beat|complain|fault)\b"
+            r"|\bno (complaints|regrets|worries|issues|problems)\b|\bnot (bad|too bad|disappointed)\b"
+            r"|\bnever (disappoint\w*|fails?|lets? me down)\b|\bwithout a (hitch|problem|hiccup)\b"
+            r"|\b(hassle|stress|trouble)[ -]free\b|\bdidn'?t (disappoint|mind)\b"
+        ),
+        # Sentiment140's matches are mostly mood that names no company: a sample of them is enough
+        "match_cap": {"sentiment140_negative": 150, "sentiment140_positive": 150},
+        "quota": {
+            "embedded_airline|negative|at": 700,
+            "embedded_airline|neutral|at": 200,
+            "embedded_airline|positive|at": 150,
+            "embedded_other_brands|negative|at": 200,
+            "embedded_other_brands|neutral|at": 100,
+            "embedded_other_brands|positive|at": 50,
+        },
+    },
 }
 BATCH_ROWS = 500
 
@@ -141,15 +170,18 @@ def main(draw: str, out: Path, sentiment140_dir: Path, labels_dir: Path) -> None
         earlier = pd.read_csv(labels_dir / f"draw{earlier_draw}" / "sample.csv")
         frame = frame[~dedup_key(frame["text"]).isin(set(dedup_key(earlier["text"])))]
         frame = frame[~frame.set_index(["source", "row"]).index.isin(earlier.set_index(["source", "row"]).index)]
-    if "match" in spec:  # a targeted draw: every candidate the pattern finds (negated praise, resolved, sarcasm)
-        picked = frame[frame["text"].str.contains(spec["match"], case=False, regex=True)]
-    else:
-        picked = pd.concat(
-            [
-                frame[frame["stratum"] == stratum].sample(n, random_state=spec["seed"])
-                for stratum, n in spec["quota"].items()
-            ]
-        )
+    parts = []
+    if "match" in spec:  # targeted: every candidate the pattern finds (negated praise, resolved, sarcasm)
+        matched = frame[frame["text"].str.contains(spec["match"], case=False, regex=True)]
+        for source, cap in spec.get("match_cap", {}).items():
+            of_source = matched["source"] == source
+            kept = matched[of_source].sample(min(cap, int(of_source.sum())), random_state=spec["seed"])
+            matched = pd.concat([matched[~of_source], kept])
+        parts.append(matched)
+        frame = frame.drop(matched.index)
+    for stratum, n in spec.get("quota", {}).items():
+        parts.append(frame[frame["stratum"] == stratum].sample(n, random_state=spec["seed"]))
+    picked = pd.concat(parts)
     picked = picked.sample(frac=1, random_state=spec["seed"]).reset_index(drop=True)
     picked["id"] = [f"t{spec['first_id'] + index:04d}" for index in range(len(picked))]
     (out / "batches").mkdir(parents=True, exist_ok=True)
