@@ -144,20 +144,21 @@ def register_through_gate(client: MlflowClient, args: SimpleNamespace) -> None:
 @click.command(help=__doc__)
 @click.option("--verdicts", default="", help=".csv or .parquet with text and label (1 = must answer), or feedback.db")
 @click.option("--model-name", default=MODEL_NAME, show_default=True, help="the registered model whose champion adapts")
-@click.option("--epochs", type=float, default=2.0, show_default=True, help="passes over the verdicts and the replay")
+@click.option("--epochs", type=float, default=4.0, show_default=True, help="passes over the verdicts and the replay")
 @click.option(
     "--learning-rate",
     type=float,
-    default=2e-5,
+    default=5e-5,
     show_default=True,
-    help="peak rate: below the training's, so the verdicts refine the champion rather than replace it",
+    help="peak rate: a few hundred verdicts need more than the training's 3e-5 to move a decision",
 )
 @click.option(
     "--replay",
     type=WHOLE_NUMBER,
-    default=1000,
+    default=250,
     show_default=True,
-    help="tweets of the champion's own training split mixed in against forgetting (0 = none)",
+    help="tweets of the champion's own training split mixed in against forgetting (0 = none); more of "
+    "them outvote a team whose definition differs",
 )
 @click.option("--batch-size", type=WHOLE_NUMBER, default=32, show_default=True, help="tweets per optimiser step")
 @click.option("--bootstrap-samples", type=WHOLE_NUMBER, default=1000, show_default=True, help="for the gate's interval")
