@@ -33,7 +33,14 @@ from pyfunc.transformer_model import cpu_count
 from steps.lib.cli import FLAG, WHOLE_NUMBER, data_run_option, policy_options, seed_option
 from steps.lib.lstm_arms import CURVE_NAMES, DECISION_METRIC, EMBEDDINGS, FORWARDED, arm_options, validate_arm
 from steps.lib.operating_point import POLICY_ARGUMENTS
-from steps.lib.tracking import PROJECT_ROOT, StepError, log_step_params, resolve_data_run_id, run_step
+from steps.lib.tracking import (
+    PROJECT_ROOT,
+    StepError,
+    log_step_params,
+    record_data_run_id,
+    resolve_data_run_id,
+    run_step,
+)
 
 BOOTSTRAP_SAMPLES = 1000
 # What every train_lstm child gets unchanged from this run: the arm knobs, the seed and the policy.
@@ -262,8 +269,7 @@ def compare(args: SimpleNamespace) -> None:
     validate(args)
     data_run_id = resolve_data_run_id(args.data_run_id)
     log_step_params(vars(args))
-    mlflow.log_param("data_run_id", data_run_id)
-    mlflow.set_tag("data_run_id", data_run_id)
+    record_data_run_id(data_run_id)
     arms = Arms(args, data_run_id)
 
     variants = ("stem", "lemma")

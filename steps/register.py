@@ -35,7 +35,7 @@ from steps.lib.registry import (
     set_challenger,
 )
 from steps.lib.registry import CHAMPION_ALIAS as ALIAS
-from steps.lib.tracking import StepError, log_step_params, resolve_data_run_id, run_step
+from steps.lib.tracking import StepError, log_step_params, record_data_run_id, resolve_data_run_id, run_step
 
 
 def parse_ceiling(value: str) -> float | None:
@@ -68,9 +68,7 @@ def validate(args: SimpleNamespace) -> float | None:
 def resolve_data_run(data_run_id: str) -> str:
     """The data run whose candidates compete, recorded on this run as param and tag."""
     resolved = resolve_data_run_id(data_run_id)
-    mlflow.set_tag("data_run_id", resolved)
-    if "data_run_id" not in mlflow.get_run(mlflow.active_run().info.run_id).data.params:
-        mlflow.log_param("data_run_id", resolved)
+    record_data_run_id(resolved)
     return resolved
 
 

@@ -230,6 +230,20 @@ def log_dataset_inputs(splits: dict[str, pd.DataFrame], data_run_id: str) -> Non
         mlflow.log_input(dataset, context=DATASET_CONTEXTS[split])
 
 
+def record_data_run_id(resolved: str) -> None:
+    """Record which prepared data the active run read, as a parameter when still unset and always as a tag.
+
+    `mlflow run` has already logged the value the user passed (empty when they named none, as a step run
+    alone does): MLflow refuses to log a parameter twice, so the tag is what always holds the resolved id.
+
+    Args:
+        resolved: the prepare_data run id the step reads.
+    """
+    if "data_run_id" not in mlflow.get_run(mlflow.active_run().info.run_id).data.params:
+        mlflow.log_param("data_run_id", resolved)
+    mlflow.set_tag("data_run_id", resolved)
+
+
 def prepare_training(data_run_id: str) -> tuple[str, dict[str, pd.DataFrame]]:
     """Common start of every training step: resolve, load and record the prepared data.
 
@@ -246,10 +260,7 @@ def prepare_training(data_run_id: str) -> tuple[str, dict[str, pd.DataFrame]]:
     resolved = resolve_data_run_id(data_run_id)
     splits = load_splits(resolved, (*SPLITS, SENTIMENT_SPLIT))
     print(f"prepared data: run {resolved} ({', '.join(f'{k}={len(v)}' for k, v in splits.items())})", flush=True)
-    # `mlflow run` may already have logged the raw (possibly empty) value: the tag always holds the resolved id.
-    if "data_run_id" not in mlflow.get_run(mlflow.active_run().info.run_id).data.params:
-        mlflow.log_param("data_run_id", resolved)
-    mlflow.set_tag("data_run_id", resolved)
+    record_data_run_id(resolved)
     log_dataset_inputs(splits, resolved)
     return resolved, splits
 
