@@ -1,6 +1,12 @@
 """A fix for a race in Panel's websocket writer that left a page showing a stale state for good.
 
-Panel (1.9.x, `panel.io.document`) sends a change made while the socket is busy through a queue: it
+A gated shim: Panel offers no public way to flush its write queue, so the fix wraps a private
+function, on the exact Panel version it was verified with and no other. The race came with
+holoviz/panel#8623 (1.9.3) and is still in 1.10.0; `test_stock_panel_leaves_the_second_change_queued_for_good`
+(tests/code/dashboard/test_panel_fixes.py) fails once a Panel release has fixed it, and then this
+module can go (docs/design.md, "Dashboard input and output").
+
+Panel (`panel.io.document`) sends a change made while the socket is busy through a queue: it
 marks the document blocked, queues the message and starts a writer task. A writer that finds the
 document unblocked returns at once, even when messages wait in the queue. So when the writer before
 it finishes in between (its socket write completed, and its wake-up ran first), it lifts the block,
@@ -17,10 +23,14 @@ import functools
 import logging
 from collections.abc import Awaitable, Callable
 
+import panel
 from panel.io import document as panel_document
 
 _log = logging.getLogger(__name__)
 MARKER = "sends_queued_messages"
+# The Panel release the fix was verified with (requirements.lock pins it), and the change that caused the race.
+VERIFIED_PANEL_VERSION = "1.9.4"
+CAUSE = "https://github.com/holoviz/panel/pull/8623"
 
 
 def send_queued_messages() -> bool:
@@ -29,9 +39,18 @@ def send_queued_messages() -> bool:
     Idempotent: `panel serve` runs the app module once per session, and the writer is patched once.
 
     Returns:
-        True when the writer is patched (now or before); False when this Panel has no such writer
-        (its internals changed: the fix is skipped and says so in the log).
+        True when the writer is patched (now or before); False on any Panel but the verified one, or
+        one without that writer (the fix is skipped and the log says why).
     """
+    if panel.__version__ != VERIFIED_PANEL_VERSION:
+        _log.warning(
+            "Panel %s: the queued-message fix is verified on %s only and is not applied; run "
+            "tests/code/dashboard/test_panel_fixes.py on this version (cause: %s)",
+            panel.__version__,
+            VERIFIED_PANEL_VERSION,
+            CAUSE,
+        )
+        return False
     original: Callable[[object], Awaitable[None]] | None = getattr(panel_document, "_dispatch_msgs", None)
     needed = ("_WRITE_BLOCK", "_WRITE_MSGS")
     if original is None or not all(hasattr(panel_document, name) for name in needed):

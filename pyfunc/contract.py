@@ -20,8 +20,8 @@ from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.pyfunc import PythonModel
 from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 
-from pyfunc.limits import ServingLimits, in_scoring_server
-from pyfunc.request_guard import install_request_guard
+from pyfunc.limits import ServingLimits
+from pyfunc.scoring_server_shim import in_scoring_server, install_request_guard
 from pyfunc.telemetry import MODEL_SERVICE, configure_telemetry, record_failure, record_predictions
 
 T = TypeVar("T")

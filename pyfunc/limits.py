@@ -25,7 +25,6 @@ import numpy as np
 from mlflow.environment_variables import MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, RESOURCE_EXHAUSTED
-from mlflow.pyfunc.scoring_server import _SERVER_MODEL_PATH
 
 MAX_ROWS_ENV = "MAX_ROWS_PER_REQUEST"
 MAX_BYTES_ENV = "MAX_REQUEST_BYTES"
@@ -55,11 +54,6 @@ class RequestAbandoned(MlflowException):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, error_code=RESOURCE_EXHAUSTED)
-
-
-def in_scoring_server() -> bool:
-    """True inside `mlflow models serve` (or the image): MLflow's app module loads the model from this variable."""
-    return bool(os.environ.get(_SERVER_MODEL_PATH))
 
 
 def positive_int_from_env(name: str, default: int) -> int:

@@ -1,22 +1,20 @@
 """The scoring server's front door: size, nesting and content type, judged before MLflow parses a byte.
 
-MLflow's scoring server (`mlflow models serve`, and the image, which runs it) has no hook for
-middleware, and it builds its FastAPI app only after loading the model. So the served model, while it
-loads, has FastAPI's app class add this middleware to every app built afterwards: the same way
-OpenTelemetry's FastAPI instrumentation reaches that app (docs/design.md, "Serving limits").
+A plain ASGI middleware. MLflow's scoring server has no hook for one, so `pyfunc.scoring_server_shim`
+adds it to the server's app, on the MLflow and FastAPI versions that was verified with
+(docs/design.md, "Serving limits").
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from mlflow.pyfunc.scoring_server import CONTENT_TYPES
 
-from pyfunc.limits import MAX_JSON_DEPTH, LimitExceeded, ServingLimits, json_refusal, refusal_body
+from pyfunc.limits import LimitExceeded, ServingLimits, json_refusal, refusal_body
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -27,7 +25,6 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 GUARDED_PATH = "/invocations"
 INLINE_JUDGE_BYTES = 64 * 1024
 _large_body_judges = ThreadPoolExecutor(max_workers=2, thread_name_prefix="request-guard")
-_log = logging.getLogger(__name__)
 
 
 class RequestGuard:
@@ -131,32 +128,3 @@ async def respond(send: Send, status: int, body: bytes) -> None:
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
-
-
-def install_request_guard(limits: ServingLimits) -> None:
-    """Make every FastAPI app built from now on start with `RequestGuard` (once per process).
-
-    Args:
-        limits: the bounds the guard holds requests to.
-    """
-    import fastapi
-
-    if getattr(fastapi.FastAPI, "guarded_by", None) is RequestGuard:
-        return
-    base = fastapi.FastAPI
-
-    class GuardedFastAPI(base):  # type: ignore[misc, valid-type]
-        guarded_by = RequestGuard
-
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            self.add_middleware(RequestGuard, limits=limits)
-
-    fastapi.FastAPI = GuardedFastAPI
-    _log.warning(
-        "serving limits: %s rows per request, %s bytes per body, JSON %s levels deep, %g s per request",
-        f"{limits.max_rows:,}",
-        f"{limits.max_bytes:,}",
-        MAX_JSON_DEPTH,
-        limits.timeout_s,
-    )

@@ -9,6 +9,7 @@ from bokeh.document import Document
 from panel.io import document as panel_document
 
 from dashboard import panel_fixes
+from tests.conftest import REPO
 
 
 class FakeSocket:
@@ -62,7 +63,8 @@ async def race(monkeypatch) -> tuple[list[str], dict]:
 
 
 def test_stock_panel_leaves_the_second_change_queued_for_good(monkeypatch):
-    # The failure the fix exists for; once a Panel release passes this scenario, the fix can go.
+    # The failure the fix exists for (since holoviz/panel#8623). The canary: once a Panel release passes
+    # this scenario, the fix can go (dashboard/panel_fixes.py).
     monkeypatch.setattr(panel_document, "_dispatch_msgs", stock_writer())
 
     sent, queued = asyncio.run(race(monkeypatch))
@@ -98,6 +100,23 @@ def test_a_panel_without_that_writer_is_left_alone_and_says_so(monkeypatch, capl
 
     assert "fix is not applied" in caplog.text
     assert not hasattr(panel_document, "_dispatch_msgs")
+
+
+def test_any_other_panel_release_is_left_alone_and_the_log_says_where_to_look(monkeypatch, caplog):
+    original = stock_writer()
+    monkeypatch.setattr(panel_document, "_dispatch_msgs", original)
+    monkeypatch.setattr(panel_fixes.panel, "__version__", "1.10.0")
+
+    with caplog.at_level(logging.WARNING, logger="dashboard.panel_fixes"):
+        assert panel_fixes.send_queued_messages() is False
+
+    assert panel_document._dispatch_msgs is original
+    assert "verified on 1.9.4 only" in caplog.text and "holoviz/panel/pull/8623" in caplog.text
+
+
+def test_the_lock_pins_the_verified_panel():
+    lock = (REPO / "requirements.lock").read_text().splitlines()
+    assert f"panel=={panel_fixes.VERIFIED_PANEL_VERSION}" in lock
 
 
 def test_the_dashboard_runs_with_the_fix():
