@@ -69,7 +69,7 @@ def rollback(args: SimpleNamespace) -> None:
 @click.command(help=__doc__)
 @click.option("--model-name", default=MODEL_NAME, show_default=True, help="registered model whose champion moves")
 @click.option("--to-version", default="", help="version to restore (empty = the previous champion on record)")
-@click.option("--reason", default="", help="why, in words; recorded on both versions (required)")
+@click.option("--reason", required=True, help="why, in words; recorded on both versions")
 def main(**options: object) -> None:
     args = SimpleNamespace(**options)
     run_step("rollback", lambda run: rollback(args))
