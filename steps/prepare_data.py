@@ -63,8 +63,6 @@ def join_feedback(splits: dict[str, pd.DataFrame], feedback_db: str) -> tuple[di
 
 def prepare(source: str, path: str, max_rows: int, seed: int, feedback_db: str = "") -> None:
     """Build and log the prepared data; everything is validated before the first artifact is written."""
-    if source not in SOURCES:
-        raise StepError(f"unknown source {source!r}; valid choices: {', '.join(SOURCES)}")
     labelled, digest = complaint_set()
     splits = prepared_splits(labelled, max_rows, seed)
     origin = path or "the embedded corpus"
@@ -114,7 +112,11 @@ def log_complaint_set(labelled: pd.DataFrame, digest: str) -> None:
 
 @click.command(help=__doc__)
 @click.option(
-    "--source", default="embedded", show_default=True, help=f"where the tweets come from: {', '.join(SOURCES)}"
+    "--source",
+    type=click.Choice(SOURCES),
+    default="embedded",
+    show_default=True,
+    help="where the sentiment tweets come from",
 )
 @click.option("--path", default="", help="file, folder or URL for the non-embedded sources")
 @click.option(

@@ -54,8 +54,6 @@ def parse_ceiling(value: str) -> float | None:
 
 
 def validate(args: SimpleNamespace) -> float | None:
-    if args.metric not in RANKABLE:
-        raise StepError(f"unknown metric {args.metric!r}; valid choices: {', '.join(RANKABLE)}")
     if args.min_gate_rows < 1:
         raise StepError(f"min_gate_rows must be >= 1, got {args.min_gate_rows}")
     if args.bootstrap_samples < 1:
@@ -245,9 +243,10 @@ def report_gate(args: SimpleNamespace, version: ModelVersion, champion: ModelVer
 @click.command(help=__doc__)
 @click.option(
     "--metric",
+    type=click.Choice(RANKABLE),
     default=DECISION_METRIC,
     show_default=True,
-    help=f"validation metric that ranks the candidates and decides the gate: {', '.join(RANKABLE)}",
+    help="validation metric that ranks the candidates and decides the gate",
 )
 @data_run_option
 @click.option("--model-name", default=MODEL_NAME, show_default=True, help="registered model to add the version to")

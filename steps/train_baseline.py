@@ -28,6 +28,7 @@ from steps.lib.cli import FLAG, WHOLE_NUMBER, data_run_option, policy_options, s
 from steps.lib.operating_point import policy_from_args
 from steps.lib.tracking import SENTIMENT_SPLIT, StepError, log_step_params, pinned, prepare_training, run_step
 
+CLASS_WEIGHTS = ("balanced", "none")
 # Words, the placeholders (xxurl, emoji_...) and "!"/"?" which carry complaint intensity.
 TOKEN_PATTERN = r"(?u)\b\w+(?:'\w+)?\b|[!?]"
 SERVING_PACKAGES = (
@@ -83,14 +84,10 @@ def build_pipeline(args: SimpleNamespace) -> Pipeline:
 
 
 def validate(args: SimpleNamespace) -> None:
-    if args.preprocessing not in VARIANTS:
-        raise StepError(f"unknown preprocessing {args.preprocessing!r}; valid choices: {', '.join(VARIANTS)}")
     if args.word_ngram_max < 1 or args.min_df < 1 or args.max_features < 0 or args.C <= 0:
         raise StepError("word_ngram_max and min_df must be >= 1, max_features >= 0 (0 = no limit), C > 0")
     if args.sentiment_weight < 0:
         raise StepError(f"sentiment_weight must be >= 0 (0 = complaints only), got {args.sentiment_weight}")
-    if args.class_weight not in ("balanced", "none"):
-        raise StepError(f"unknown class_weight {args.class_weight!r}; valid choices: balanced, none")
 
 
 def training_rows(splits: dict[str, pd.DataFrame], sentiment_weight: float) -> tuple[pd.DataFrame, np.ndarray]:
@@ -135,7 +132,7 @@ def train(args: SimpleNamespace) -> None:
 
 @click.command(help=__doc__)
 @data_run_option
-@click.option("--preprocessing", default="none", show_default=True, help=f"text variant: {', '.join(VARIANTS)}")
+@click.option("--preprocessing", type=click.Choice(VARIANTS), default="none", show_default=True, help="text variant")
 @click.option("--word-ngram-max", type=WHOLE_NUMBER, default=2, show_default=True, help="longest word n-gram")
 @click.option("--char-ngrams", type=FLAG, default=False, show_default=True, help="add character 2-5-grams")
 @click.option("--min-df", type=WHOLE_NUMBER, default=2, show_default=True, help="ignore n-grams in fewer tweets")
@@ -143,7 +140,13 @@ def train(args: SimpleNamespace) -> None:
     "--max-features", type=WHOLE_NUMBER, default=200_000, show_default=True, help="per vectoriser; 0 = no limit"
 )
 @click.option("--C", "C", type=float, default=4.0, show_default=True, help="inverse regularisation strength")
-@click.option("--class-weight", default="balanced", show_default=True, help="balanced or none")
+@click.option(
+    "--class-weight",
+    type=click.Choice(CLASS_WEIGHTS),
+    default="balanced",
+    show_default=True,
+    help="balanced: each class weighs as much in total; none: each tweet weighs 1",
+)
 @click.option(
     "--sentiment-weight",
     type=float,

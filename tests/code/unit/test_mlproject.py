@@ -102,3 +102,42 @@ def test_defaults_read_back_as_written(value, rendered):
     assert generate_mlproject.render_scalar(value) == rendered
     read = yaml.safe_load(f"key: {rendered}")["key"]
     assert read == (str(value).lower() if isinstance(value, bool) else value)
+
+
+CHOICES = {
+    ("main", "source"),
+    ("main", "transformer_label_scheme"),
+    ("main", "transformer_lr_scheduler"),
+    ("prepare_data", "source"),
+    ("train_baseline", "preprocessing"),
+    ("train_baseline", "class_weight"),
+    ("register", "metric"),
+    ("train_lstm", "preprocessing"),
+    ("train_lstm", "embeddings"),
+    ("compare_lstm", "embeddings"),
+    ("train_bert", "preprocessing"),
+    ("train_bert", "recipe"),
+    ("train_bert", "lr_scheduler"),
+    ("train_bert", "label_scheme"),
+    ("train_bert", "bf16"),
+} | {(name, "threshold_policy") for name in ("main", "train_baseline", "train_lstm", "compare_lstm", "train_bert")}
+CHOICE_OPTIONS = [
+    (name, option)
+    for name, command in COMMANDS.items()
+    for option in command.params
+    if isinstance(option.type, click.Choice)
+]
+
+
+def test_every_enumeration_is_a_click_choice():
+    assert {(name, option.name) for name, option in CHOICE_OPTIONS} == CHOICES
+
+
+@pytest.mark.parametrize(("name", "option"), CHOICE_OPTIONS, ids=lambda value: getattr(value, "name", value))
+def test_an_unknown_value_is_refused_in_one_line_naming_the_accepted_ones(name, option):
+    accepted = ", ".join(f"'{choice}'" for choice in option.type.choices)
+    wrong = option.type.choices[0].upper()  # case-sensitive: `NONE` is not `none`
+    result = CliRunner().invoke(COMMANDS[name], [option.opts[0], wrong])
+    assert result.exit_code == 2
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert errors == [f"Error: Invalid value for '{option.opts[0]}': '{wrong}' is not one of {accepted}."]
