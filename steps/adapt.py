@@ -30,7 +30,7 @@ from steps.lib.adaptation import FIXED_SETTINGS, download_transformer, fine_tune
 from steps.lib.candidate import log_candidate
 from steps.lib.cli import WHOLE_NUMBER, seed_option
 from steps.lib.fine_tune import save_hf_model
-from steps.lib.gate import champion_data_run
+from steps.lib.gate import GateSettings, champion_data_run
 from steps.lib.ranking import DECISION_METRIC
 from steps.lib.registry import CHAMPION_ALIAS, MODEL_NAME, current_champion, model_version_for
 from steps.lib.tracking import SPLITS, StepError, load_splits, log_dataset_inputs, log_step_params, run_step
@@ -123,21 +123,15 @@ def adapt(args: SimpleNamespace) -> None:
 def register_through_gate(client: MlflowClient, args: SimpleNamespace) -> None:
     """Register this run's model; the gate (on the held-out verdicts) decides whether it becomes the champion."""
     run_id = mlflow.active_run().info.run_id
-    gate = SimpleNamespace(
-        model_name=args.model_name,
-        metric=DECISION_METRIC,
-        min_gate_rows=MIN_GATE_ROWS,
-        bootstrap_samples=args.bootstrap_samples,
-        seed=args.seed,
-    )
+    gate = GateSettings(DECISION_METRIC, MIN_GATE_ROWS, args.bootstrap_samples, args.seed)
     version, _ = model_version_for(client, args.model_name, run_id)
     print(f"registered {args.model_name} version {version.version} (run {run_id})", flush=True)
     try:
-        result = prepare_version(client, gate, version, run_id, "transformer")
+        result = prepare_version(client, args.model_name, gate, version, run_id, "transformer")
     except BaseException:
         print(f"adapt: {withdraw_version(client, version)}", flush=True)
         raise
-    outcome = apply_gate(client, gate, version, result)
+    outcome = apply_gate(client, args.model_name, version, result)
     mlflow.set_tags({"registered_version": version.version, "outcome": outcome})
 
 

@@ -312,8 +312,6 @@ def compare(args: SimpleNamespace) -> None:
 
 def validate(args: SimpleNamespace) -> None:
     """Comparison-level checks, then the arm checks on what every arm will get, before any arm starts."""
-    if args.embeddings not in EMBEDDINGS:
-        raise StepError(f"unknown embeddings {args.embeddings!r}; valid choices: {', '.join(EMBEDDINGS)}")
     if args.parallel_arms < 0:
         raise StepError(f"parallel_arms must be >= 0 (0 = one per core), got {args.parallel_arms}")
     validate_arm(SimpleNamespace(**{key: getattr(args, key) for key in FORWARDED_TO_ARMS}))
@@ -322,7 +320,11 @@ def validate(args: SimpleNamespace) -> None:
 @click.command(help=__doc__)
 @data_run_option
 @click.option(
-    "--embeddings", default="word2vec", show_default=True, help="embeddings of comparison 1 (stemming vs lemmatisation)"
+    "--embeddings",
+    type=click.Choice(EMBEDDINGS),
+    default="word2vec",
+    show_default=True,
+    help="embeddings of comparison 1 (stemming vs lemmatisation)",
 )
 @click.option(
     "--learned-control", type=FLAG, default=True, show_default=True, help="add the arm with learned embeddings"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 import time
-from types import SimpleNamespace
 
 import click
 import matplotlib.pyplot as plt
@@ -112,7 +111,7 @@ def behaviour(predict, suite_path: str, run_id: str) -> tuple[dict[str, float], 
     return rates, results, {"digest": suite["digest"], "cases": len(cases)}
 
 
-def service_traffic(predict, path: str, run_id: str) -> dict:
+def score_traffic(predict, path: str, run_id: str) -> dict:
     """Score the hand-written service-traffic set at the served threshold; log rates and rows on the candidate.
 
     Reported only: nothing trains, picks a threshold or ranks on it (docs/design.md).
@@ -206,21 +205,31 @@ def print_rates(results: pd.DataFrame) -> None:
     print(f"overall failure rate {failed.mean():.3f} on {len(results)} cases", flush=True)
 
 
-def evaluate(args: SimpleNamespace) -> None:
-    if args.worst_errors < 1:
-        raise StepError(f"worst_errors must be >= 1, got {args.worst_errors}")
-    log_step_params(vars(args))
-    run_id = candidate_run_id(args.model_uri)
+def evaluate(model_uri: str, suite: str, service_traffic: str, worst_errors: int) -> None:
+    """Behaviour suite, service traffic, error analysis and calibration of one model, logged on its run.
+
+    Args:
+        model_uri: runs:/<id>/model, models:/<name>@<alias> or models:/<name>/<version>.
+        suite: behaviour suite YAML (empty = steps/behaviour_suite.yaml).
+        service_traffic: service-traffic CSV (empty = steps/service_traffic.csv).
+        worst_errors: false negatives and positives listed per kind.
+    """
+    if worst_errors < 1:
+        raise StepError(f"worst_errors must be >= 1, got {worst_errors}")
+    log_step_params(
+        {"model_uri": model_uri, "suite": suite, "service_traffic": service_traffic, "worst_errors": worst_errors}
+    )
+    run_id = candidate_run_id(model_uri)
     candidate = MlflowClient().get_run(run_id)
     family = candidate.data.tags.get("model_family", "unknown")
     mlflow.set_tags({"evaluated_run_id": run_id, "evaluated_model_family": family})
-    print(f"evaluating {args.model_uri} (run {run_id}, family {family})", flush=True)
+    print(f"evaluating {model_uri} (run {run_id}, family {family})", flush=True)
 
-    predict = pyfunc_predictor(args.model_uri)
-    rates, results, suite = behaviour(predict, args.suite, run_id)
+    predict = pyfunc_predictor(model_uri)
+    rates, results, suite_report = behaviour(predict, suite, run_id)
     print_rates(results)
-    traffic = service_traffic(predict, args.service_traffic, run_id)
-    error_report = errors(run_id, args.worst_errors)
+    traffic = score_traffic(predict, service_traffic, run_id)
+    error_report = errors(run_id, worst_errors)
     calibration_report = calibration(run_id)
     MlflowClient().set_tag(run_id, "evaluated_by", mlflow.active_run().info.run_id)
 
@@ -229,10 +238,10 @@ def evaluate(args: SimpleNamespace) -> None:
     mlflow.log_table(results, "behaviour/cases.json")
     mlflow.log_dict(
         {
-            "model_uri": args.model_uri,
+            "model_uri": model_uri,
             "evaluated_run_id": run_id,
             "model_family": family,
-            "behaviour": {"suite": suite, "failure_rates": rates},
+            "behaviour": {"suite": suite_report, "failure_rates": rates},
             "service_traffic": traffic,
             "error_analysis": error_report,
             "calibration": calibration_report,
@@ -255,8 +264,7 @@ def evaluate(args: SimpleNamespace) -> None:
     "--worst-errors", type=WHOLE_NUMBER, default=20, show_default=True, help="false negatives/positives listed per kind"
 )
 def main(**options: object) -> None:
-    args = SimpleNamespace(**options)
-    run_step("evaluate", lambda run: evaluate(args))
+    run_step("evaluate", lambda run: evaluate(**options))
 
 
 if __name__ == "__main__":

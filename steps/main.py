@@ -16,8 +16,10 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_PARENT_RUN_ID, MLFLOW_PROJECT_ENTRY_POINT
 
 from steps.lib.cli import FLAG, WHOLE_NUMBER, policy_options, seed_option
+from steps.lib.datasets import SOURCES
 from steps.lib.lstm_arms import lstm_candidates
 from steps.lib.operating_point import policy_from_args
+from steps.lib.pretrained import LABEL_SCHEMES, LR_SCHEDULERS
 from steps.lib.registry import CHAMPION_URI, MODEL_NAME, current_champion
 from steps.lib.run_cache import CODE_VERSION_TAG, INPUT_DIGEST_TAG, code_version, input_digest
 from steps.lib.tracking import PROJECT_ROOT, run_step
@@ -160,7 +162,13 @@ def print_summary(candidate_run_ids: list[str], experiment_id: str) -> None:
 
 
 @click.command(help=__doc__)
-@click.option("--source", default="embedded", show_default=True, help="prepare_data's source (see its --help)")
+@click.option(
+    "--source",
+    type=click.Choice(SOURCES),
+    default="embedded",
+    show_default=True,
+    help="prepare_data's source (see its --help)",
+)
 @click.option("--path", default="", help="file, folder or URL for the non-embedded sources")
 @click.option(
     "--feedback-db", default="", help="the dashboard's feedback SQLite file: verdicts join training (empty = none)"
@@ -184,6 +192,7 @@ def print_summary(candidate_run_ids: list[str], experiment_id: str) -> None:
 @click.option("--transformer-epochs", type=float, default=TRANSFORMER_EPOCHS, show_default=True, help="passes")
 @click.option(
     "--transformer-label-scheme",
+    type=click.Choice(tuple(LABEL_SCHEMES)),
     default="binary",
     show_default=True,
     help="binary or three_class (the corpus's own labels; serves P(negative))",
@@ -197,9 +206,10 @@ def print_summary(candidate_run_ids: list[str], experiment_id: str) -> None:
 )
 @click.option(
     "--transformer-lr-scheduler",
+    type=click.Choice(LR_SCHEDULERS),
     default="linear",
     show_default=True,
-    help="decay after warmup: linear, cosine or constant_with_warmup",
+    help="decay after warmup",
 )
 @policy_options
 def main(**options: object) -> None:

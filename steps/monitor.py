@@ -11,7 +11,6 @@ either way: drift is a finding, not a failure of the step.
 from __future__ import annotations
 
 import json
-from types import SimpleNamespace
 
 import click
 import mlflow
@@ -42,17 +41,24 @@ def load_profile(model_uri: str) -> tuple[str, dict]:
         return run_id, json.load(handle)
 
 
-def monitor(args: SimpleNamespace) -> None:
-    if not args.psi_alert > 0:
-        raise StepError(f"psi_alert must be > 0, got {args.psi_alert}")
-    traffic = read_traffic(args.input)
-    run_id, profile = load_profile(args.model_uri)
-    log_step_params(vars(args))
+def monitor(model_uri: str, input: str, psi_alert: float) -> None:
+    """Score the traffic, log each PSI against the model's reference profile, tag and print the verdict.
+
+    Args:
+        model_uri: the served model (any MLflow model URI).
+        input: the recent tweets (.csv/.parquet with `text`, scored rows, or a feedback.db).
+        psi_alert: a PSI above this sets `drift.alert=true`.
+    """
+    if not psi_alert > 0:
+        raise StepError(f"psi_alert must be > 0, got {psi_alert}")
+    traffic = read_traffic(input)
+    run_id, profile = load_profile(model_uri)
+    log_step_params({"model_uri": model_uri, "input": input, "psi_alert": psi_alert})
     mlflow.set_tags({"model_run_id": run_id, "input_source": traffic.source})
-    scored = score_splits(args.model_uri, {"traffic": traffic.texts})["traffic"]
+    scored = score_splits(model_uri, {"traffic": traffic.texts})["traffic"]
     values = drift(profile, traffic.texts, scored.proba)
     mlflow.log_metrics(values | {"rows": float(len(traffic.texts)), "rows_skipped": float(traffic.skipped)})
-    drifted = sorted(name.removeprefix("psi_") for name, value in values.items() if value > args.psi_alert)
+    drifted = sorted(name.removeprefix("psi_") for name, value in values.items() if value > psi_alert)
     enough = len(traffic.texts) >= MIN_ROWS
     alert = bool(drifted) and enough
     mlflow.set_tags({"drift.alert": str(alert).lower(), "drift.features": ",".join(drifted) or "none"})
@@ -63,7 +69,7 @@ def monitor(args: SimpleNamespace) -> None:
         verdict = f"too few tweets to tell ({len(traffic.texts)} < {MIN_ROWS}), no alert"
     print(
         f"{verdict}: {len(traffic.texts)} tweets vs the {profile['rows']} validation tweets of run {run_id}; "
-        f"largest {worst}={values[worst]:.3f} (alert above {args.psi_alert:g})",
+        f"largest {worst}={values[worst]:.3f} (alert above {psi_alert:g})",
         flush=True,
     )
 
@@ -77,8 +83,7 @@ def monitor(args: SimpleNamespace) -> None:
     "--psi-alert", type=float, default=PSI_ALERT, show_default=True, help="a PSI above this sets drift.alert=true"
 )
 def main(**options: object) -> None:
-    args = SimpleNamespace(**options)
-    run_step("monitor", lambda run: monitor(args))
+    run_step("monitor", lambda run: monitor(**options))
 
 
 if __name__ == "__main__":

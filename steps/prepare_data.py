@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import tempfile
 from pathlib import Path
-from types import SimpleNamespace
 
 import click
 import mlflow
@@ -61,10 +60,25 @@ def join_feedback(splits: dict[str, pd.DataFrame], feedback_db: str) -> tuple[di
     return splits, counts
 
 
+def local_path(path: str) -> str:
+    """A file or folder given on the command line as an absolute path (URLs and empty stay as they are)."""
+    if not path or path.startswith(("http://", "https://")):
+        return path
+    return str(Path(path).expanduser().resolve())
+
+
 def prepare(source: str, path: str, max_rows: int, seed: int, feedback_db: str = "") -> None:
-    """Build and log the prepared data; everything is validated before the first artifact is written."""
-    if source not in SOURCES:
-        raise StepError(f"unknown source {source!r}; valid choices: {', '.join(SOURCES)}")
+    """Build and log the prepared data; everything is validated before the first artifact is written.
+
+    Args:
+        source: where the sentiment tweets come from (`SOURCES`).
+        path: file, folder or URL for the non-embedded sources (relative to the current directory).
+        max_rows: stratified sample size of each labelled set (0 = all rows).
+        seed: random seed of the samples.
+        feedback_db: the dashboard's feedback SQLite file whose verdicts join training (empty = none).
+    """
+    path, feedback_db = local_path(path), local_path(feedback_db)
+    log_step_params({"source": source, "path": path, "max_rows": max_rows, "seed": seed, "feedback_db": feedback_db})
     labelled, digest = complaint_set()
     splits = prepared_splits(labelled, max_rows, seed)
     origin = path or "the embedded corpus"
@@ -114,7 +128,11 @@ def log_complaint_set(labelled: pd.DataFrame, digest: str) -> None:
 
 @click.command(help=__doc__)
 @click.option(
-    "--source", default="embedded", show_default=True, help=f"where the tweets come from: {', '.join(SOURCES)}"
+    "--source",
+    type=click.Choice(SOURCES),
+    default="embedded",
+    show_default=True,
+    help="where the sentiment tweets come from",
 )
 @click.option("--path", default="", help="file, folder or URL for the non-embedded sources")
 @click.option(
@@ -129,17 +147,7 @@ def log_complaint_set(labelled: pd.DataFrame, digest: str) -> None:
     "--feedback-db", default="", help="the dashboard's feedback SQLite file: verdicts join training (empty = none)"
 )
 def main(**options: object) -> None:
-    args = SimpleNamespace(**options)
-    if args.path and not args.path.startswith(("http://", "https://")):
-        args.path = str(Path(args.path).expanduser().resolve())
-    if args.feedback_db:
-        args.feedback_db = str(Path(args.feedback_db).expanduser().resolve())
-
-    def body(run) -> None:
-        log_step_params(vars(args))
-        prepare(args.source, args.path, args.max_rows, args.seed, args.feedback_db)
-
-    run_step("prepare_data", body)
+    run_step("prepare_data", lambda run: prepare(**options))
 
 
 if __name__ == "__main__":

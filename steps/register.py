@@ -11,7 +11,6 @@ to choose.
 from __future__ import annotations
 
 import sys
-from types import SimpleNamespace
 
 import click
 import mlflow
@@ -53,16 +52,17 @@ def parse_ceiling(value: str) -> float | None:
     return ceiling
 
 
-def validate(args: SimpleNamespace) -> float | None:
-    if args.metric not in RANKABLE:
-        raise StepError(f"unknown metric {args.metric!r}; valid choices: {', '.join(RANKABLE)}")
-    if args.min_gate_rows < 1:
-        raise StepError(f"min_gate_rows must be >= 1, got {args.min_gate_rows}")
-    if args.bootstrap_samples < 1:
-        raise StepError(f"bootstrap_samples must be >= 1, got {args.bootstrap_samples}")
-    if not args.model_name.strip():
+def validate(
+    model_name: str, min_gate_rows: int, bootstrap_samples: int, max_behaviour_failure_rate: str
+) -> float | None:
+    """The range checks; returns the behavioural ceiling (None = off)."""
+    if min_gate_rows < 1:
+        raise StepError(f"min_gate_rows must be >= 1, got {min_gate_rows}")
+    if bootstrap_samples < 1:
+        raise StepError(f"bootstrap_samples must be >= 1, got {bootstrap_samples}")
+    if not model_name.strip():
         raise StepError("model_name must not be empty")
-    return parse_ceiling(args.max_behaviour_failure_rate)
+    return parse_ceiling(max_behaviour_failure_rate)
 
 
 def resolve_data_run(data_run_id: str) -> str:
@@ -102,25 +102,26 @@ def pick_best(client: MlflowClient, data_run_id: str, metric: str, ceiling: floa
     return best
 
 
-def decide_gate(client: MlflowClient, args: SimpleNamespace, version: ModelVersion, data_run_id: str) -> dict | None:
+def decide_gate(
+    client: MlflowClient, model_name: str, settings: GateSettings, version: ModelVersion, data_run_id: str
+) -> dict | None:
     """Score the candidate against the current champion and record the verdict on the version.
 
     Returns:
         The gate's result, or None when the version already is the champion (nothing to decide).
     """
-    champion = current_champion(client, args.model_name)
+    champion = current_champion(client, model_name)
     if champion is not None and str(champion.version) == str(version.version):
         print(f"version {version.version} is already @{ALIAS}: nothing to move", flush=True)
         return None
-    settings = GateSettings(args.metric, args.min_gate_rows, args.bootstrap_samples, args.seed)
-    result = compare_with_champion(client, args.model_name, version, champion, data_run_id, settings)
-    record_gate(client, args.model_name, version, result)
-    report_gate(args, version, champion, result)
+    result = compare_with_champion(client, model_name, version, champion, data_run_id, settings)
+    record_gate(client, model_name, version, result)
+    report_gate(version, champion, result)
     result["first_champion"] = champion is None
     return result
 
 
-def apply_gate(client: MlflowClient, args: SimpleNamespace, version: ModelVersion, result: dict | None) -> str:
+def apply_gate(client: MlflowClient, model_name: str, version: ModelVersion, result: dict | None) -> str:
     """Move the aliases as the gate decided: registry writes only, so nothing here needs the artifact store.
 
     Returns:
@@ -132,20 +133,25 @@ def apply_gate(client: MlflowClient, args: SimpleNamespace, version: ModelVersio
     if result.get("rows_basis") == "no_fair_comparison":
         outcome = "no_fair_comparison"
     if result["passed"]:
-        move_champion(client, args.model_name, version, f"{outcome}: gate on {result['metric']} passed")
-        set_challenger(client, args.model_name, None)  # no standing challenger to a new champion
+        move_champion(client, model_name, version, f"{outcome}: gate on {result['metric']} passed")
+        set_challenger(client, model_name, None)  # no standing challenger to a new champion
     else:
-        set_challenger(client, args.model_name, version)
+        set_challenger(client, model_name, version)
         print(
             f"  v{version.version} is @{CHALLENGER_ALIAS}: `mlflow run . -e evaluate -P model_uri=models:/"
-            f"{args.model_name}@{CHALLENGER_ALIAS}` evaluates it as the champion is",
+            f"{model_name}@{CHALLENGER_ALIAS}` evaluates it as the champion is",
             flush=True,
         )
     return outcome
 
 
 def prepare_version(
-    client: MlflowClient, args: SimpleNamespace, version: ModelVersion, data_run_id: str, family: str
+    client: MlflowClient,
+    model_name: str,
+    settings: GateSettings,
+    version: ModelVersion,
+    data_run_id: str,
+    family: str,
 ) -> dict | None:
     """Everything a version needs before any alias may point at it: tags, the gate's verdict, its model card.
 
@@ -153,8 +159,8 @@ def prepare_version(
     the aliases move only after all of them succeeded (docs/design.md, "Champion, challenger and rollback").
     """
     for key, value in {"model_family": family, "data_run_id": data_run_id}.items():
-        client.set_model_version_tag(args.model_name, version.version, key, value)
-    result = decide_gate(client, args, version, data_run_id)
+        client.set_model_version_tag(model_name, version.version, key, value)
+    result = decide_gate(client, model_name, settings, version, data_run_id)
     publish_model_card(client, version)
     print(f"model card: {CARD_ARTIFACT} on run {version.run_id}, and the description of v{version.version}", flush=True)
     return result
@@ -173,19 +179,33 @@ def withdraw_version(client: MlflowClient, version: ModelVersion) -> str:
     return f"v{version.version}, registered by this run, was withdrawn"
 
 
-def register(args: SimpleNamespace) -> None:
-    ceiling = validate(args)
-    log_step_params(vars(args))
+def register(
+    metric: str,
+    data_run_id: str,
+    model_name: str,
+    bootstrap_samples: int,
+    min_gate_rows: int,
+    seed: int,
+    max_behaviour_failure_rate: str,
+) -> None:
+    """Rank the data run's candidates by `metric`, register the best, and let the gate move `@champion`.
+
+    The options are the click command's (`python -m steps.register --help` says what each means).
+    """
+    parameters = dict(locals())  # every option, as `log_step_params` records them
+    ceiling = validate(model_name, min_gate_rows, bootstrap_samples, max_behaviour_failure_rate)
+    log_step_params(parameters)
     mlflow.set_tag("behaviour_gate", "off" if ceiling is None else f"{BEHAVIOUR_METRIC} <= {ceiling}")
     client = MlflowClient()
-    data_run_id = resolve_data_run(args.data_run_id)
-    best = pick_best(client, data_run_id, args.metric, ceiling)
+    data_run_id = resolve_data_run(data_run_id)
+    best = pick_best(client, data_run_id, metric, ceiling)
 
-    version, created = model_version_for(client, args.model_name, best["run_id"])
+    version, created = model_version_for(client, model_name, best["run_id"])
     action = "registered" if created else "reusing"
-    print(f"{action} {args.model_name} version {version.version} (run {best['run_id']})", flush=True)
+    print(f"{action} {model_name} version {version.version} (run {best['run_id']})", flush=True)
+    settings = GateSettings(metric, min_gate_rows, bootstrap_samples, seed)
     try:
-        result = prepare_version(client, args, version, data_run_id, best["model_family"])
+        result = prepare_version(client, model_name, settings, version, data_run_id, best["model_family"])
     except BaseException as error:
         fate = withdraw_version(client, version) if created else f"v{version.version} existed before and is kept"
         if isinstance(error, MlflowException):
@@ -194,15 +214,15 @@ def register(args: SimpleNamespace) -> None:
         print(f"register: {fate}", file=sys.stderr, flush=True)
         raise
     mlflow.set_tag("registered_version", version.version)
-    mlflow.set_tag("outcome", apply_gate(client, args, version, result))
+    mlflow.set_tag("outcome", apply_gate(client, model_name, version, result))
 
-    final = current_champion(client, args.model_name)
+    final = current_champion(client, model_name)
     mlflow.set_tag("champion_version", final.version)
-    print(f"\n@{ALIAS} is {args.model_name} version {final.version} (run {final.run_id}). Serve it with:")
-    print(f"  mlflow models serve -m models:/{args.model_name}@{ALIAS} -p 5001 --env-manager local", flush=True)
+    print(f"\n@{ALIAS} is {model_name} version {final.version} (run {final.run_id}). Serve it with:")
+    print(f"  mlflow models serve -m models:/{model_name}@{ALIAS} -p 5001 --env-manager local", flush=True)
 
 
-def report_gate(args: SimpleNamespace, version: ModelVersion, champion: ModelVersion | None, result: dict) -> None:
+def report_gate(version: ModelVersion, champion: ModelVersion | None, result: dict) -> None:
     """Say what the gate compared and decided, in one block a user can read in the console."""
     if champion is None:
         print(f"gate on {result['rows']} validation rows, metric {result['metric']}:")
@@ -243,9 +263,10 @@ def report_gate(args: SimpleNamespace, version: ModelVersion, champion: ModelVer
 @click.command(help=__doc__)
 @click.option(
     "--metric",
+    type=click.Choice(RANKABLE),
     default=DECISION_METRIC,
     show_default=True,
-    help=f"validation metric that ranks the candidates and decides the gate: {', '.join(RANKABLE)}",
+    help="validation metric that ranks the candidates and decides the gate",
 )
 @data_run_option
 @click.option("--model-name", default=MODEL_NAME, show_default=True, help="registered model to add the version to")
@@ -270,8 +291,7 @@ def report_gate(args: SimpleNamespace, version: ModelVersion, champion: ModelVer
     help=f"empty = off; else a candidate whose {BEHAVIOUR_METRIC} exceeds it (or never evaluated) is not eligible",
 )
 def main(**options: object) -> None:
-    args = SimpleNamespace(**options)
-    run_step("register", lambda run: register(args))
+    run_step("register", lambda run: register(**options))
 
 
 if __name__ == "__main__":

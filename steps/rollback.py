@@ -10,8 +10,6 @@ step prints what to restart or redeploy.
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import click
 import mlflow
 from mlflow.tracking import MlflowClient
@@ -48,31 +46,37 @@ def target_version(client: MlflowClient, model_name: str, to_version: str) -> tu
     return champion, target
 
 
-def rollback(args: SimpleNamespace) -> None:
-    if not args.reason.strip():
+def rollback(model_name: str, to_version: str, reason: str) -> None:
+    """Move `@champion` back and record why; print what to restart or redeploy.
+
+    Args:
+        model_name: the registered model whose champion moves.
+        to_version: the version to restore (empty = the previous champion on record).
+        reason: why, in words; recorded on both versions.
+    """
+    if not reason.strip():
         raise StepError("reason must say why the champion is rolled back (it is recorded on both versions)")
-    log_step_params(vars(args))
+    log_step_params({"model_name": model_name, "to_version": to_version, "reason": reason})
     client = MlflowClient()
-    champion, target = target_version(client, args.model_name, args.to_version)
-    move_champion(client, args.model_name, target, f"rollback: {args.reason.strip()}")
-    client.set_model_version_tag(args.model_name, champion.version, "champion.rolled_back", "true")
+    champion, target = target_version(client, model_name, to_version)
+    move_champion(client, model_name, target, f"rollback: {reason.strip()}")
+    client.set_model_version_tag(model_name, champion.version, "champion.rolled_back", "true")
     mlflow.set_tags({"outcome": "rolled_back", "from_version": champion.version, "to_version": target.version})
-    print(f"@{CHAMPION_ALIAS} of {args.model_name}: v{champion.version} -> v{target.version} ({args.reason.strip()})")
+    print(f"@{CHAMPION_ALIAS} of {model_name}: v{champion.version} -> v{target.version} ({reason.strip()})")
     print("next:")
     print(
         f"  a local server serves the alias as it was at start: restart it (mlflow models serve -m "
-        f"models:/{args.model_name}@{CHAMPION_ALIAS} -p 5001 --env-manager local)"
+        f"models:/{model_name}@{CHAMPION_ALIAS} -p 5001 --env-manager local)"
     )
-    print(f"  Azure: rerun CD with MODEL_URI=models:/{args.model_name}/{target.version} (docs/deploy.md)", flush=True)
+    print(f"  Azure: rerun CD with MODEL_URI=models:/{model_name}/{target.version} (docs/deploy.md)", flush=True)
 
 
 @click.command(help=__doc__)
 @click.option("--model-name", default=MODEL_NAME, show_default=True, help="registered model whose champion moves")
 @click.option("--to-version", default="", help="version to restore (empty = the previous champion on record)")
-@click.option("--reason", default="", help="why, in words; recorded on both versions (required)")
+@click.option("--reason", required=True, help="why, in words; recorded on both versions")
 def main(**options: object) -> None:
-    args = SimpleNamespace(**options)
-    run_step("rollback", lambda run: rollback(args))
+    run_step("rollback", lambda run: rollback(**options))
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ import json
 import os
 import tempfile
 import time
-from types import SimpleNamespace
 
 import click
 import mlflow
@@ -24,36 +23,59 @@ from steps.lib.spark_scoring import DEFAULT_MASTER, build_spark, check_paths, ch
 from steps.lib.tracking import StepError, log_step_params, run_step
 
 
-def validate(args: SimpleNamespace) -> float | None:
-    if args.batch_size < 1 or args.partitions < 0:
+def parse_threshold(batch_size: int, partitions: int, threshold: str | None) -> float | None:
+    """The decision threshold (None = the model's own), after the sizes are checked."""
+    if batch_size < 1 or partitions < 0:
         raise StepError("batch_size must be >= 1 and partitions >= 0 (0 = one per core)")
-    if args.threshold in ("", None):
+    if threshold in ("", None):
         return None
     try:
-        threshold = float(args.threshold)
+        value = float(threshold)
     except ValueError:
-        raise StepError(f"threshold must be a number between 0 and 1 (or empty), got {args.threshold!r}") from None
-    if not 0.0 <= threshold <= 1.0:
-        raise StepError(f"threshold must be between 0 and 1, got {threshold}")
-    return threshold
+        raise StepError(f"threshold must be a number between 0 and 1 (or empty), got {threshold!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise StepError(f"threshold must be between 0 and 1, got {value}")
+    return value
 
 
-def run(args: SimpleNamespace) -> None:
-    threshold = validate(args)
-    input_path, output_path = check_paths(args.input, args.output, args.overwrite)
+def run(
+    model_uri: str,
+    input: str,
+    output: str,
+    spark_master: str,
+    batch_size: int,
+    partitions: int,
+    threshold: str,
+    overwrite: bool,
+) -> None:
+    """Score `input` into `output` on Spark with the model's pyfunc; log the summary on the active run.
+
+    Args:
+        model_uri: the model to score with (any MLflow model URI).
+        input: .csv or .parquet (file or folder) with a `text` column.
+        output: the Parquet output path (a folder, as Spark writes it).
+        spark_master: Spark master URL (empty = $SPARK_MASTER or local mode).
+        batch_size: rows per model call (Arrow batch).
+        partitions: scoring partitions (0 = at least one per core).
+        threshold: decision threshold in [0, 1], as text (empty = the model's own).
+        overwrite: replace an existing output.
+    """
+    parameters = dict(locals())  # the options as given, logged below
+    decision = parse_threshold(batch_size, partitions, threshold)
+    input_path, output_path = check_paths(input, output, overwrite)
     check_runtime()
-    master = args.spark_master or os.environ.get("SPARK_MASTER") or DEFAULT_MASTER
-    log_step_params(vars(args))
+    master = spark_master or os.environ.get("SPARK_MASTER") or DEFAULT_MASTER
+    log_step_params(parameters)
     mlflow.set_tag("spark_master", master)  # the resolved URL (the param may be empty)
     with tempfile.TemporaryDirectory() as tmp:
-        model_path = fetch_model(args.model_uri, tmp)
-        print(f"scoring {input_path} with {args.model_uri} on Spark {master}", flush=True)
+        model_path = fetch_model(model_uri, tmp)
+        print(f"scoring {input_path} with {model_uri} on Spark {master}", flush=True)
         started = time.perf_counter()
         spark = build_spark(master)
         startup = time.perf_counter() - started
         try:
             summary = score_file(
-                spark, model_path, input_path, output_path, args.batch_size, args.partitions, threshold, args.overwrite
+                spark, model_path, input_path, output_path, batch_size, partitions, decision, overwrite
             )
         finally:
             spark.stop()
@@ -85,8 +107,7 @@ def run(args: SimpleNamespace) -> None:
 @click.option("--threshold", default="", help="decision threshold in [0, 1] (empty = the model's own)")
 @click.option("--overwrite", type=FLAG, default=False, show_default=True, help="replace an existing output")
 def main(**options: object) -> None:
-    args = SimpleNamespace(**options)
-    run_step("score_batch", lambda active: run(args))
+    run_step("score_batch", lambda active: run(**options))
 
 
 if __name__ == "__main__":

@@ -9,8 +9,6 @@ promoted here: the gate in `register` decides; this is what the support team wou
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import click
 import mlflow
 import numpy as np
@@ -73,14 +71,22 @@ def compare(traffic: Traffic, scored: dict[str, Scored]) -> tuple[dict[str, floa
     return metrics, table[~agree].reset_index(drop=True)
 
 
-def shadow(args: SimpleNamespace) -> None:
-    if args.champion_uri.strip() == args.challenger_uri.strip():
-        raise StepError(f"champion_uri and challenger_uri are the same model ({args.champion_uri}): nothing to compare")
-    traffic = read_traffic(args.input)
-    runs = {role: check_model(getattr(args, f"{role}_uri"), role) for role in ROLES}
-    log_step_params(vars(args))
+def shadow(input: str, champion_uri: str, challenger_uri: str) -> None:
+    """Score the traffic with both models; log and print where they agree, disagree and (with labels) err.
+
+    Args:
+        input: recent tweets: .csv/.parquet with `text` (and `label`), or feedback.db.
+        champion_uri: the model serving today.
+        challenger_uri: the model it is compared with.
+    """
+    if champion_uri.strip() == challenger_uri.strip():
+        raise StepError(f"champion_uri and challenger_uri are the same model ({champion_uri}): nothing to compare")
+    traffic = read_traffic(input)
+    uris = {"champion": champion_uri, "challenger": challenger_uri}
+    runs = {role: check_model(uris[role], role) for role in ROLES}
+    log_step_params({"input": input, "champion_uri": champion_uri, "challenger_uri": challenger_uri})
     mlflow.set_tags({f"{role}_run_id": run_id for role, run_id in runs.items()} | {"input_source": traffic.source})
-    scored = {role: score_splits(getattr(args, f"{role}_uri"), {"traffic": traffic.texts})["traffic"] for role in ROLES}
+    scored = {role: score_splits(uris[role], {"traffic": traffic.texts})["traffic"] for role in ROLES}
     metrics, disagreements = compare(traffic, scored)
     mlflow.log_metrics(metrics)
     mlflow.log_table(disagreements, "shadow/disagreements.json")
@@ -106,8 +112,7 @@ def shadow(args: SimpleNamespace) -> None:
 @click.option("--champion-uri", default=CHAMPION_URI, show_default=True, help="the model serving today")
 @click.option("--challenger-uri", default=CHALLENGER_URI, show_default=True, help="the model it is compared with")
 def main(**options: object) -> None:
-    args = SimpleNamespace(**options)
-    run_step("shadow", lambda run: shadow(args))
+    run_step("shadow", lambda run: shadow(**options))
 
 
 if __name__ == "__main__":

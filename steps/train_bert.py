@@ -43,6 +43,7 @@ from steps.lib.operating_point import policy_from_args
 from steps.lib.pretrained import (
     DEFAULT_PRETRAINED,
     LABEL_SCHEMES,
+    LR_SCHEDULERS,
     Resolution,
     load_pretrained,
     position_limit,
@@ -64,35 +65,25 @@ ONNX_PACKAGES = (
 )
 TORCH_PACKAGES = (*ONNX_PACKAGES[:1], "torch", "transformers", *ONNX_PACKAGES[2:])
 TORCH_CPU_INDEX = "--extra-index-url https://download.pytorch.org/whl/cpu"
-LR_SCHEDULERS = ("linear", "cosine", "constant_with_warmup")  # transformers' names, passed to TrainingArguments
 # How the encoder meets the two labelled sets (docs/design.md, "Complaints"): the sentiment corpus, then
 # the complaint training split at a lower rate (the default, the best on validation); the complaint split
 # alone; or one shuffled pass over both, the complaint split repeated `complaint_epochs` times.
 RECIPES = ("sentiment_then_complaints", "complaints_only", "mixture")
 MIN_LENGTH = 8
+BF16 = ("auto", "true", "false")
 
 
 def validate(args: SimpleNamespace) -> None:
     """Parameter checks that need no model; the max_length limit is checked once the model is loaded."""
     policy_from_args(args)
-    if args.preprocessing not in VARIANTS:
-        raise StepError(f"unknown preprocessing {args.preprocessing!r}; valid choices: {', '.join(VARIANTS)}")
     if args.max_length < MIN_LENGTH:
         raise StepError(f"max_length must be at least {MIN_LENGTH} tokens, got {args.max_length}")
     if args.epochs <= 0 or args.batch_size < 1 or args.learning_rate <= 0:
         raise StepError("epochs and learning_rate must be > 0 and batch_size >= 1")
     if not 0 <= args.warmup_ratio < 1 or args.weight_decay < 0 or args.max_train_samples < 0:
         raise StepError("warmup_ratio must be in [0, 1), weight_decay >= 0, max_train_samples >= 0 (0 = all)")
-    if args.label_scheme not in LABEL_SCHEMES:
-        raise StepError(f"label_scheme must be one of {', '.join(LABEL_SCHEMES)}, got {args.label_scheme!r}")
-    if args.lr_scheduler not in LR_SCHEDULERS:
-        raise StepError(f"lr_scheduler must be one of {', '.join(LR_SCHEDULERS)}, got {args.lr_scheduler!r}")
-    if args.recipe not in RECIPES:
-        raise StepError(f"recipe must be one of {', '.join(RECIPES)}, got {args.recipe!r}")
     if args.complaint_epochs <= 0 or args.complaint_learning_rate <= 0:
         raise StepError("complaint_epochs and complaint_learning_rate must be > 0")
-    if args.bf16 not in ("auto", "true", "false"):
-        raise StepError(f"bf16 must be auto, true or false, got {args.bf16!r}")
 
 
 def log_resolution(resolution: Resolution) -> None:
@@ -267,13 +258,14 @@ def train(args: SimpleNamespace) -> None:
     default="",
     help=f"hub id or local folder (empty = {DEFAULT_PRETRAINED}, which alone may fall back offline)",
 )
-@click.option("--preprocessing", default="none", show_default=True, help=f"text variant: {', '.join(VARIANTS)}")
+@click.option("--preprocessing", type=click.Choice(VARIANTS), default="none", show_default=True, help="text variant")
 @click.option("--max-length", type=WHOLE_NUMBER, default=64, show_default=True, help="tokens per tweet, at most")
 @click.option(
     "--recipe",
+    type=click.Choice(RECIPES),
     default=RECIPES[0],
     show_default=True,
-    help=f"how the two labelled sets are learned: {', '.join(RECIPES)}",
+    help="how the two labelled sets are learned",
 )
 @click.option("--epochs", type=float, default=1.0, show_default=True, help="passes over the sentiment corpus")
 @click.option("--batch-size", type=WHOLE_NUMBER, default=32, show_default=True, help="tweets per optimiser step")
@@ -290,12 +282,14 @@ def train(args: SimpleNamespace) -> None:
 )
 @click.option(
     "--lr-scheduler",
+    type=click.Choice(LR_SCHEDULERS),
     default="linear",
     show_default=True,
-    help=f"learning-rate decay after warmup: {', '.join(LR_SCHEDULERS)}",
+    help="learning-rate decay after warmup",
 )
 @click.option(
     "--label-scheme",
+    type=click.Choice(tuple(LABEL_SCHEMES)),
     default="binary",
     show_default=True,
     help="the sentiment stage's classes: binary (negative or not) or three_class (neutral/negative/positive)",
@@ -310,7 +304,11 @@ def train(args: SimpleNamespace) -> None:
     help="stratified sample of the sentiment corpus (0 = all)",
 )
 @click.option(
-    "--bf16", default="auto", show_default=True, help="bfloat16 autocast: auto (where the CPU has it), true, false"
+    "--bf16",
+    type=click.Choice(BF16),
+    default="auto",
+    show_default=True,
+    help="bfloat16 autocast: auto (where the CPU has it), true, false",
 )
 @click.option("--export-onnx", type=FLAG, default=True, show_default=True, help="serve an ONNX graph")
 @click.option(

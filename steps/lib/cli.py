@@ -122,8 +122,8 @@ def seed_option(function: Callable) -> Callable:
 def policy_options(function: Callable) -> Callable:
     """The four operating-point options, the same on every training step and on `main` (steps.lib.operating_point).
 
-    Defaults come from `ThresholdPolicy`, so the command line and the library never disagree; the values
-    are checked by `policy_from_args`, not here.
+    Defaults come from `ThresholdPolicy`, so the command line and the library never disagree; click
+    refuses an unknown policy name, `policy_from_args` checks the ranges.
 
     Args:
         function: the step's command function.
@@ -135,9 +135,10 @@ def policy_options(function: Callable) -> Callable:
     return stack(
         click.option(
             "--threshold-policy",
+            type=click.Choice(POLICIES),
             default=defaults.name,
             show_default=True,
-            help=f"how the threshold is chosen on validation: {', '.join(POLICIES)}",
+            help="how the threshold is chosen on validation",
         ),
         click.option(
             "--cost-ratio",

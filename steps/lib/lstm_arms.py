@@ -36,8 +36,8 @@ CURVE_NAMES = {
 ARM_OPTIONS: dict[str, tuple[click.ParamType | type, object, str]] = {
     "epochs": (WHOLE_NUMBER, 5, "upper bound; early stopping usually ends sooner"),
     "patience": (WHOLE_NUMBER, 1, "epochs without a better validation AUC before stopping"),
-    "preprocessing": (str, "stem", f"text variant: {', '.join(VARIANTS)}"),
-    "embeddings": (str, "word2vec", f"initial vectors: {', '.join(EMBEDDINGS)}"),
+    "preprocessing": (click.Choice(VARIANTS), "stem", "text variant"),
+    "embeddings": (click.Choice(EMBEDDINGS), "word2vec", "initial vectors"),
     "trainable_embeddings": (FLAG, True, "fine-tune the initial vectors"),
     "vocab_size": (WHOLE_NUMBER, 10_000, "word ids, padding and out-of-vocabulary included"),
     "max_length": (WHOLE_NUMBER, 32, "tokens kept per tweet (the rest truncated)"),
@@ -92,10 +92,6 @@ def validate_arm(args: SimpleNamespace) -> None:
     """
     args = SimpleNamespace(**({name: spec[1] for name, spec in ARM_OPTIONS.items()} | vars(args)))
     policy_from_args(args)
-    if args.preprocessing not in VARIANTS:
-        raise StepError(f"unknown preprocessing {args.preprocessing!r}; valid choices: {', '.join(VARIANTS)}")
-    if args.embeddings not in EMBEDDINGS:
-        raise StepError(f"unknown embeddings {args.embeddings!r}; valid choices: {', '.join(EMBEDDINGS)}")
     for name in POSITIVE_SIZES + POSITIVE_GENSIM:
         if getattr(args, name) <= 0:
             raise StepError(f"{name} must be a positive integer, got {getattr(args, name)}")

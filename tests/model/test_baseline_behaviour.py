@@ -7,6 +7,8 @@ P(negative)), on hand-written cases kept here, apart from the reported behaviour
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
@@ -33,12 +35,14 @@ def model():
     """P(negative) of raw tweets, through the default baseline fitted on the main job's training split."""
     labelled, _ = load_complaint_labels()
     splits = prepared_splits(labelled, max_rows=0, seed=42)
-    args = parse(train_baseline.main)
-    pipeline = train_baseline.build_pipeline(args)
-    pipeline.fit(normalize_batch(splits["train"]["text"], args.preprocessing), splits["train"]["label"])
+    options = vars(parse(train_baseline.main))  # the command's defaults
+    pipeline = train_baseline.build_pipeline(
+        **{name: options[name] for name in inspect.signature(train_baseline.build_pipeline).parameters}
+    )
+    pipeline.fit(normalize_batch(splits["train"]["text"], options["preprocessing"]), splits["train"]["label"])
 
     def proba(texts: list[str]) -> np.ndarray:
-        return pipeline.predict_proba(normalize_batch(texts, args.preprocessing))[:, 1]
+        return pipeline.predict_proba(normalize_batch(texts, options["preprocessing"]))[:, 1]
 
     proba.validation = splits["val"]
     return proba

@@ -86,8 +86,6 @@ def test_training_reuses_the_newest_prepared_data_when_none_is_given(tracking, p
     ("entry_point", "params", "message"),
     [
         ("prepare_data", {"source": "sentiment140", "path": "/nonexistent/tweets.csv"}, "file not found"),
-        ("prepare_data", {"source": "reddit"}, "unknown source 'reddit'"),
-        ("train_baseline", {"preprocessing": "porter"}, "valid choices: none, stem, lemma"),
         ("train_baseline", {"data_run_id": "0" * 32}, "does not exist"),
     ],
 )
@@ -100,6 +98,26 @@ def test_bad_parameters_fail_the_run_with_one_line(tracking, prepared_run_id, en
     assert run.info.status == "FAILED"
     assert not MlflowClient().list_artifacts(run.info.run_id, "data")
     assert "candidate" not in run.data.tags
+
+
+@pytest.mark.parametrize(
+    ("entry_point", "params", "message"),
+    [
+        ("prepare_data", {"source": "reddit"}, "'--source': 'reddit' is not one of 'embedded', 'sentiment140',"),
+        ("train_baseline", {"preprocessing": "porter"}, "'porter' is not one of 'none', 'stem', 'lemma'"),
+    ],
+)
+def test_an_unknown_choice_fails_the_run_with_one_line_naming_the_accepted_values(
+    tracking, prepared_run_id, entry_point, params, message
+):
+    result = mlflow_run(tracking, entry_point, check=False, **params)
+    assert result.returncode != 0
+    error_lines = [line for line in result.stderr.splitlines() if line.startswith("Error: Invalid value for")]
+    assert len(error_lines) == 1 and message in error_lines[0]
+    assert "Traceback" not in result.stderr
+    run = MlflowClient().get_run(run_id_of(result))
+    assert run.info.status == "FAILED"
+    assert not MlflowClient().list_artifacts(run.info.run_id)
 
 
 def test_served_baseline_answers_the_contract(serve, baseline_run_id):

@@ -119,7 +119,6 @@ def test_tensorflow_backend_trains_and_is_recorded(tracking, prepared_run_id, mo
 @pytest.mark.parametrize(
     ("params", "message"),
     [
-        ({"preprocessing": "stemming"}, "unknown preprocessing 'stemming'; valid choices: none, stem, lemma"),
         ({"data_run_id": "0" * 32}, f"data_run_id '{'0' * 32}' does not exist"),
     ],
 )

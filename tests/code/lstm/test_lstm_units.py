@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import zipfile
 
+import click
 import h5py
 import numpy as np
 import pandas as pd
@@ -129,8 +130,6 @@ def test_fasttext_builds_vectors_for_words_it_never_saw():
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--preprocessing", "stemming"], "unknown preprocessing 'stemming'; valid choices: none, stem, lemma"),
-        (["--embeddings", "glove"], "unknown embeddings 'glove'; valid choices: learned, word2vec, fasttext"),
         (["--units", "0"], "units must be a positive integer, got 0"),
         (["--max-length", "-4"], "max_length must be a positive integer, got -4"),
         (["--vocab-size", "2"], "vocab_size must be at least 3"),
@@ -143,6 +142,18 @@ def test_fasttext_builds_vectors_for_words_it_never_saw():
 def test_bad_parameters_are_refused_naming_the_problem(argv, message):
     with pytest.raises(StepError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
         validate_arm(parse(train_lstm, argv))
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--preprocessing", "stemming"], "'stemming' is not one of 'none', 'stem', 'lemma'"),
+        (["--embeddings", "glove"], "'glove' is not one of 'learned', 'word2vec', 'fasttext'"),
+    ],
+)
+def test_unknown_choices_are_refused_by_the_command_line(argv, message):
+    with pytest.raises(click.BadParameter, match=message):
+        parse(train_lstm, argv)
 
 
 def test_defaults_are_valid():

@@ -105,4 +105,5 @@ def test_bad_parameters_stop_with_a_one_line_error(tracking, monkeypatch, capsys
         main(["--metric", "val_speed"])
     assert stopped.value.code == 2
     error = capsys.readouterr().err.strip().splitlines()
-    assert error == [f"register: error: unknown metric 'val_speed'; valid choices: {', '.join(RANKABLE)}"]
+    accepted = ", ".join(f"'{name}'" for name in RANKABLE)
+    assert error[-1] == f"Error: Invalid value for '--metric': 'val_speed' is not one of {accepted}."

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import click
 import mlflow
 import pandas as pd
 import pytest
@@ -61,18 +62,13 @@ def test_cli_defaults_are_the_measured_ones():
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"preprocessing": "stemming"}, "unknown preprocessing"),
         ({"max_length": 4}, "at least 8"),
         ({"epochs": 0}, "epochs"),
         ({"batch_size": 0}, "batch_size"),
         ({"warmup_ratio": 1.0}, "warmup_ratio"),
         ({"max_train_samples": -1}, "max_train_samples"),
-        ({"recipe": "sentiment_only"}, "recipe must be one of sentiment_then_complaints, complaints_only, mixture"),
         ({"complaint_epochs": 0}, "complaint_epochs and complaint_learning_rate must be > 0"),
         ({"complaint_learning_rate": -1e-5}, "complaint_epochs and complaint_learning_rate must be > 0"),
-        ({"bf16": "yes"}, "bf16 must be auto, true or false"),
-        ({"label_scheme": "five_class"}, "label_scheme must be one of binary, three_class, got 'five_class'"),
-        ({"lr_scheduler": "step"}, "lr_scheduler must be one of linear, cosine, constant_with_warmup"),
         ({"threshold_policy": "max_f2"}, "threshold_policy must be one of cost, f_beta, precision_floor"),
         ({"min_precision": 1.5}, r"min_precision must be in \(0, 1\], got 1.5"),
     ],
@@ -81,6 +77,22 @@ def test_bad_parameters_stop_with_one_line(overrides, message):
     with pytest.raises(StepError, match=message) as error:
         train_bert.validate(arguments(**overrides))
     assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--preprocessing", "stemming"], "'stemming' is not one of 'none', 'stem', 'lemma'"),
+        (["--recipe", "sentiment_only"], "is not one of 'sentiment_then_complaints', 'complaints_only', 'mixture'"),
+        (["--bf16", "yes"], "'yes' is not one of 'auto', 'true', 'false'"),
+        (["--label-scheme", "five_class"], "'five_class' is not one of 'binary', 'three_class'"),
+        (["--lr-scheduler", "step"], "'step' is not one of 'linear', 'cosine', 'constant_with_warmup'"),
+        (["--threshold-policy", "max_f2"], "'max_f2' is not one of 'cost', 'f_beta', 'precision_floor'"),
+    ],
+)
+def test_unknown_choices_are_refused_by_the_command_line(argv, message):
+    with pytest.raises(click.BadParameter, match=message):
+        parse(train_bert.main, argv)
 
 
 def test_three_class_targets_keep_negative_as_class_one():
