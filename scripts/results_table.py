@@ -2,10 +2,18 @@
 
 \b
 python scripts/results_table.py [--experiment tweet-reaction-prediction] [--data-run-id ID]
+python scripts/results_table.py --json docs/results/main_job.json   # save the figures for the docs
+
+With --json the candidates' figures are also written to a result file in the repository, with the run
+ids, the commit and the dates: `python scripts/render_docs.py` renders the docs' quality tables from it,
+so the docs never need the tracking store.
 """
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime
+from pathlib import Path
 from types import SimpleNamespace
 
 import click
@@ -15,6 +23,7 @@ from mlflow.tracking import MlflowClient
 
 from steps.lib.cli import data_run_option, experiment_option
 from steps.lib.ranking import DECISION_METRIC
+from steps.lib.registry import CHAMPION_ALIAS, MODEL_NAME
 from steps.lib.tracking import newest_prepared_run_id
 
 QUALITY = ["macro_f1", "false_alarm_rate", "miss_rate", "roc_auc", "pr_auc", "f1", "precision", "recall", "accuracy"]
@@ -87,19 +96,79 @@ def calibration_table(runs: pd.DataFrame) -> str:
     return selected(runs, columns)
 
 
+TABLES = {
+    "Quality": quality_table,
+    "Operating point": operating_point_table,
+    "Behaviour (failure rates)": behaviour_table,
+    "Calibration": calibration_table,
+}
+KEPT_COLUMNS = ("name", "tags.model_family", "params.threshold_policy")  # besides every metric
+
+
+def iso(milliseconds: float | None) -> str:
+    """An MLflow timestamp as ISO 8601 in UTC (empty when the run has none)."""
+    if milliseconds is None or pd.isna(milliseconds):
+        return ""
+    return datetime.fromtimestamp(milliseconds / 1000, UTC).isoformat(timespec="seconds")
+
+
+def champion_record() -> dict:
+    """The registry's champion (version and run id), or an empty record when the store has none."""
+    try:
+        version = MlflowClient().get_model_version_by_alias(MODEL_NAME, CHAMPION_ALIAS)
+    except mlflow.exceptions.MlflowException:
+        return {}
+    return {"model": MODEL_NAME, "alias": CHAMPION_ALIAS, "version": version.version, "run_id": version.run_id}
+
+
+def record(runs: pd.DataFrame, experiment: str) -> dict:
+    """The candidates' figures with their provenance: what `--json` writes and `frame` reads back."""
+    client = MlflowClient()
+    first = client.get_run(runs["run_id"].iloc[0])
+    parent_id = first.data.tags.get("mlflow.parentRunId", "")
+    parent = client.get_run(parent_id) if parent_id else None
+    source = parent or first
+    rows = []
+    for _, run in runs.iterrows():
+        figures = {key: run[key] for key in runs.columns if key.startswith("metrics.") or key in KEPT_COLUMNS}
+        figures = {key: value for key, value in figures.items() if not pd.isna(value)}
+        rows.append({"run_id": run["run_id"], "git_commit": run.get("tags.mlflow.source.git.commit", ""), **figures})
+    return {
+        "what": "Candidate runs of one main job, as `python scripts/results_table.py --json` read them from the store",
+        "provenance": {
+            "experiment": experiment,
+            "data_run_id": first.data.tags.get("data_run_id", ""),
+            "main_run_id": parent_id,
+            "git_commit": source.data.tags.get("mlflow.source.git.commit", ""),
+            "started": iso(source.info.start_time),
+            "ended": iso(source.info.end_time),
+            "behaviour_suite": first.data.tags.get("behaviour_suite", ""),
+            "champion": champion_record(),
+            "written": datetime.now(UTC).isoformat(timespec="seconds"),
+        },
+        "runs": rows,
+    }
+
+
+def frame(saved: dict) -> pd.DataFrame:
+    """The runs of a `--json` file as the frame the tables read (the order they were saved in)."""
+    return pd.DataFrame([{key: value for key, value in run.items() if key != "git_commit"} for run in saved["runs"]])
+
+
 @click.command(help=__doc__)
 @experiment_option("tabulated")
 @data_run_option
+@click.option("--json", "json_path", default="", help="also write the candidates' figures and provenance here")
 def main(**options: object) -> None:
     args = SimpleNamespace(**options)
     runs = candidate_runs(args.experiment, args.data_run_id)
-    for title, table in (
-        ("Quality", quality_table),
-        ("Operating point", operating_point_table),
-        ("Behaviour (failure rates)", behaviour_table),
-        ("Calibration", calibration_table),
-    ):
+    for title, table in TABLES.items():
         print(f"\n### {title}\n\n{table(runs)}")
+    if args.json_path and not runs.empty:
+        path = Path(args.json_path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(record(runs, args.experiment), indent=1) + "\n")
+        print(f"\nwrote {path}")
 
 
 if __name__ == "__main__":
