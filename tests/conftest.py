@@ -53,6 +53,13 @@ CANDIDATE_METRICS = {
 RESPONSE_FIELDS = {"label", "proba_negative", "threshold", "model_version", "val_precision", "val_recall"}
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The fast lane, `pytest -m "not slow"`: every test that starts real processes or a browser leaves it."""
+    for item in items:
+        if item.get_closest_marker("integration") or item.get_closest_marker("browser"):
+            item.add_marker(pytest.mark.slow)
+
+
 @dataclass
 class Tracking:
     uri: str
