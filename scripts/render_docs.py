@@ -643,6 +643,33 @@ def behaviour_suite_size(root: Path) -> str:
     )
 
 
+SUITE_RUNS = "docs/results/suite_runs.json"
+
+
+@renders("suite_runs", SUITE_RUNS)
+def suite_runs(root: Path) -> str:
+    """How long the suite and its fast lane took, each run with its commit, machine and load."""
+    runs = read_json(root, SUITE_RUNS)["runs"]
+    rows = [
+        [
+            run["lane"],
+            f"{run['tests_passed']:,}",
+            f"{int(run['seconds'] // 60)} min {int(run['seconds'] % 60)} s",
+            f"{run['cpu']}, {run['cores']} cores",
+            run["load"],
+            commit(run["git_commit"]),
+            run["date"],
+        ]
+        for run in runs
+    ]
+    header = ["lane", "passed", "pytest time", "machine", "load beside it", "commit", "date"]
+    return (
+        table(header, ["l", "r", "r", "l", "l", "l", "l"], rows)
+        + "\n\n"
+        + f"_Rendered from `{SUITE_RUNS}` (each run's own record)._"
+    )
+
+
 # --- the documents ------------------------------------------------------------------------------------
 
 
