@@ -112,9 +112,8 @@ def adapt(args: SimpleNamespace) -> None:
         mlflow.set_tags({"adapted_from": version_uri(champion), "model_name": args.model_name})
         classifier, model, tokenizer, seconds = fine_tune_registered(registered, rows, args, workdir)
         # The served graph is chosen on the champion's validation split: the held-out verdicts only judge.
-        export = SimpleNamespace(max_length=classifier.max_length, export_onnx=True, quantize=True)
         artifacts = {HF_MODEL_ARTIFACT: str(save_hf_model(model, tokenizer, workdir / HF_MODEL_ARTIFACT))}
-        artifacts |= choose_backend(classifier, model, workdir, base["val"], export)
+        artifacts |= choose_backend(classifier, model, workdir, base["val"], export_onnx=True, quantize=True)
         requirements = serving_requirements(ONNX_ARTIFACT in artifacts)
         log_candidate(classifier, "transformer", splits, seconds, artifacts, requirements, policy=None)
     register_through_gate(client, args)

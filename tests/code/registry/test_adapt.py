@@ -141,7 +141,8 @@ def test_a_candidate_that_got_worse_is_registered_but_never_promoted(
         return classifier, model, tokenizer, seconds
 
     monkeypatch.setattr(adapt, "fine_tune_registered", worst)
-    monkeypatch.setattr(adapt, "choose_backend", lambda *args: {})  # serve the torch weights; the scores above win
+    # serve the torch weights; the scores above win
+    monkeypatch.setattr(adapt, "choose_backend", lambda *args, **kwargs: {})
     client = MlflowClient()
     before = client.get_registered_model(model_name).aliases[CHAMPION_ALIAS]
     run_id = adapt_in_process(registry_tracking, model_name, verdict_file)
