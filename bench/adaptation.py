@@ -109,10 +109,10 @@ def main(
     configure_tracking()
     torch.set_num_threads(os.cpu_count() or 1)
     defaults = parse(adapt_step.main)  # the command's own defaults
-    replay = defaults.replay
+    replay = defaults["replay"]
     record = {
         "provenance": provenance(model_uri),
-        "settings": {"epochs": defaults.epochs, "learning_rate": defaults.learning_rate, "replay": replay},
+        "settings": {"epochs": defaults["epochs"], "learning_rate": defaults["learning_rate"], "replay": replay},
         "points": [],
     }
     labelled, digest = load_complaint_labels()
@@ -168,7 +168,7 @@ def registered_classifier(registered, workdir: Path):
 def training_settings(seed: int) -> FineTuning:
     """Exactly what `adapt` trains with by default (its command's own defaults), with this point's seed."""
     options = parse(adapt_step.main, ["--seed", str(seed)])
-    return adaptation_settings(options.epochs, options.learning_rate, options.batch_size, options.seed)
+    return adaptation_settings(options["epochs"], options["learning_rate"], options["batch_size"], options["seed"])
 
 
 def save(record: dict, out: str) -> None:

@@ -287,10 +287,10 @@ def main(
     cost_ratio: float,
     beta: float,
     min_precision: float,
-    **arm_options: object,
+    **arm: object,
 ) -> None:
     policy = ThresholdPolicy(threshold_policy, cost_ratio, beta, min_precision)
-    run_step("train_lstm", lambda run: train(data_run_id, seed, LstmArm(**arm_options), policy))
+    run_step("train_lstm", lambda run: train(data_run_id, seed, LstmArm(**arm), policy))
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ TWEET = "Cancelled flights again, waiting!! @united 😡 http://t.co/x"
 
 def arm_of(argv: list[str] = ()) -> LstmArm:
     """The arm train_lstm's command line describes."""
-    return LstmArm.of(vars(parse(train_lstm, argv)))
+    return LstmArm.of(parse(train_lstm, argv))
 
 
 def vocabulary(token_lists, max_size=50, max_length=6, preprocessing="none") -> Vocabulary:

@@ -71,7 +71,7 @@ def verdict_file(tmp_path_factory) -> str:
 def adapt_in_process(tracking, monkeypatch, model_name: str, verdicts: str) -> str:
     """`adapt` in this process (so a test may replace a part), inside a run of the module's experiment."""
     argv = ["--verdicts", verdicts, "--model-name", model_name, "--replay", "40", "--epochs", "1"]
-    options = vars(parse(adapt.main, [*argv, "--learning-rate", "0.001"]))
+    options = parse(adapt.main, [*argv, "--learning-rate", "0.001"])
     monkeypatch.setattr(adaptation, "FIXED_SETTINGS", adaptation.FIXED_SETTINGS | {"bf16": "false"})
     with mlflow.start_run(experiment_id=tracking.experiment_id) as run:
         adapt.adapt(**options)

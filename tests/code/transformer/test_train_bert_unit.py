@@ -66,15 +66,16 @@ def stages(rows: dict[str, pd.DataFrame], **overrides) -> list:
 
 def test_cli_defaults_are_the_measured_ones():
     parsed = parse(train_bert.main)
-    assert (parsed.pretrained, parsed.max_length, parsed.epochs, parsed.batch_size) == ("", 64, 1.0, 32)
-    assert parsed.max_train_samples == 0  # all of the sentiment corpus
-    assert (parsed.recipe, parsed.complaint_epochs, parsed.complaint_learning_rate) == (
+    assert (parsed["pretrained"], parsed["max_length"], parsed["epochs"], parsed["batch_size"]) == ("", 64, 1.0, 32)
+    assert parsed["max_train_samples"] == 0  # all of the sentiment corpus
+    assert (parsed["recipe"], parsed["complaint_epochs"], parsed["complaint_learning_rate"]) == (
         "sentiment_then_complaints",
         3.0,
         3e-5,
     )  # the best of the recipes on the complaint validation split (docs/design.md, "Complaints")
-    assert parsed.export_onnx is True and parsed.quantize is True
-    assert parse(train_bert.main, ["--max-length", "48.0", "--bf16", "true"]).max_length == 48
+    assert parsed["export_onnx"] is True and parsed["quantize"] is True
+    assert parse(train_bert.main, ["--max-length", "48.0", "--bf16", "true"])["max_length"] == 48
+    assert parsed == arguments(learning_rate=1e-4)  # the tests' starting point is the command's, a faster rate aside
 
 
 @pytest.mark.parametrize(
