@@ -26,7 +26,6 @@ import os
 import tempfile
 from functools import partial
 from pathlib import Path
-from types import SimpleNamespace
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
@@ -42,7 +41,7 @@ import torch
 
 from steps import adapt as adapt_step
 from steps.lib.adaptation import (
-    FIXED_SETTINGS,
+    adaptation_settings,
     decision_figures,
     download_transformer,
     fine_tune_registered,
@@ -50,6 +49,7 @@ from steps.lib.adaptation import (
 )
 from steps.lib.cli import parse
 from steps.lib.complaint_labels import load_complaint_labels
+from steps.lib.fine_tune import FineTuning
 from steps.lib.provenance import provenance
 from steps.lib.tracking import configure_tracking
 from steps.lib.transformer_data import subsample
@@ -77,7 +77,9 @@ def judged(classifier, judge: pd.DataFrame) -> dict[str, float]:
     return decision_figures(judge["label"].to_numpy(), proba >= classifier.threshold)
 
 
-def one_point(registered, replay_pool, verdicts, settings, replay: int, workdir: Path) -> tuple[object, float]:
+def one_point(
+    registered, replay_pool, verdicts, settings: FineTuning, replay: int, workdir: Path
+) -> tuple[object, float]:
     """One adaptation, as a run nested under the bench's run (its loss curve and settings in the UI)."""
     rows = learning_rows(verdicts, replay_pool, replay, settings.seed)
     with mlflow.start_run(nested=True, run_name=f"adapt-{len(verdicts)}-seed{settings.seed}-replay{replay}"):
@@ -106,11 +108,11 @@ def main(
         return
     configure_tracking()
     torch.set_num_threads(os.cpu_count() or 1)
-    defaults = training_settings(seed=0)
-    replay = defaults.replay
+    defaults = parse(adapt_step.main)  # the command's own defaults
+    replay = defaults["replay"]
     record = {
         "provenance": provenance(model_uri),
-        "settings": {"epochs": defaults.epochs, "learning_rate": defaults.learning_rate, "replay": replay},
+        "settings": {"epochs": defaults["epochs"], "learning_rate": defaults["learning_rate"], "replay": replay},
         "points": [],
     }
     labelled, digest = load_complaint_labels()
@@ -163,9 +165,10 @@ def registered_classifier(registered, workdir: Path):
     return classifier
 
 
-def training_settings(seed: int) -> SimpleNamespace:
+def training_settings(seed: int) -> FineTuning:
     """Exactly what `adapt` trains with by default (its command's own defaults), with this point's seed."""
-    return SimpleNamespace(**vars(parse(adapt_step.main, ["--seed", str(seed)])), **FIXED_SETTINGS)
+    options = parse(adapt_step.main, ["--seed", str(seed)])
+    return adaptation_settings(options["epochs"], options["learning_rate"], options["batch_size"], options["seed"])
 
 
 def save(record: dict, out: str) -> None:

@@ -31,7 +31,7 @@ from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, set_
 
 from pyfunc.transformer_model import OnnxBackend, TorchBackend, TransformerTweetClassifier, cpu_count
 from steps.lib.cli import WHOLE_NUMBER, data_run_option, seed_option
-from steps.lib.fine_tune import training_arguments
+from steps.lib.fine_tune import FineTuning, training_arguments
 from steps.lib.pretrained import DEFAULT_PRETRAINED, load_pretrained, resolve_and_load
 from steps.lib.tracking import configure_tracking, load_splits, newest_prepared_run_id
 from steps.lib.transformer_data import encode_dataset, served_encoder, subsample
@@ -66,11 +66,11 @@ def newest_prepared_run() -> str:
     return run_id
 
 
-def measure_training(args, model, tokenizer, dataset):
+def measure_training(settings: FineTuning, steps: int, model, tokenizer, dataset):
     clock = StepClock()
     with tempfile.TemporaryDirectory() as tmp:
-        arguments = training_arguments(args, tmp)
-        arguments.max_steps = args.steps + SKIPPED_STEPS
+        arguments = training_arguments(settings, tmp)
+        arguments.max_steps = steps + SKIPPED_STEPS
         arguments.disable_tqdm = True
         trainer = Trainer(
             model=model,
@@ -116,8 +116,16 @@ def measure_scoring(classifier: TransformerTweetClassifier, texts: list[str]) ->
 @seed_option
 def main(**options: object) -> None:
     args = SimpleNamespace(**options)
-    args.epochs, args.learning_rate, args.warmup_ratio, args.weight_decay = 1.0, 5e-5, 0.06, 0.01
-    args.lr_scheduler = "linear"
+    settings = FineTuning(
+        epochs=1.0,
+        batch_size=args.batch_size,
+        learning_rate=5e-5,
+        lr_scheduler="linear",
+        warmup_ratio=0.06,
+        weight_decay=0.01,
+        bf16=args.bf16,
+        seed=args.seed,
+    )
     threads = args.threads or cpu_count()
     torch.set_num_threads(threads)
     configure_tracking()
@@ -130,7 +138,7 @@ def main(**options: object) -> None:
     sample = subsample(splits["train"], (args.steps + SKIPPED_STEPS) * args.batch_size * 4, args.seed)
     dataset = encode_dataset(encoder, sample["text"].tolist(), sample["label"].to_numpy())
 
-    clock, model = measure_training(args, model, tokenizer, dataset)
+    clock, model = measure_training(settings, args.steps, model, tokenizer, dataset)
     wall, cpu = np.array(clock.wall[SKIPPED_STEPS:]), np.array(clock.cpu[SKIPPED_STEPS:])
     print(
         f"training: {len(wall)} steps of {args.batch_size} (max_length {args.max_length}, bf16={args.bf16}): "

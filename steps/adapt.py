@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import os
 import tempfile
+from dataclasses import asdict
 from pathlib import Path
-from types import SimpleNamespace
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as train_bert: idle OpenMP threads sleep
 
@@ -26,10 +26,10 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.tracking import MlflowClient
 
 from pyfunc.transformer_model import HF_MODEL_ARTIFACT, ONNX_ARTIFACT
-from steps.lib.adaptation import FIXED_SETTINGS, download_transformer, fine_tune_registered, learning_rows
+from steps.lib.adaptation import adaptation_settings, download_transformer, fine_tune_registered, learning_rows
 from steps.lib.candidate import log_candidate
 from steps.lib.cli import WHOLE_NUMBER, seed_option
-from steps.lib.fine_tune import save_hf_model
+from steps.lib.fine_tune import FineTuning, save_hf_model
 from steps.lib.gate import GateSettings, champion_data_run
 from steps.lib.ranking import DECISION_METRIC
 from steps.lib.registry import CHAMPION_ALIAS, MODEL_NAME, current_champion, model_version_for
@@ -41,16 +41,16 @@ from steps.train_bert import choose_backend, serving_requirements
 MIN_GATE_ROWS = 20  # the held-out verdicts the champion never trained on, at the fewest (2 x 10 per label)
 
 
-def validate(args: SimpleNamespace) -> None:
-    if not args.verdicts:
+def validate(verdicts: str, settings: FineTuning, replay: int, model_name: str) -> None:
+    if not verdicts:
         raise StepError(
             "adapt needs -P verdicts=<.csv or .parquet with text and label, or the dashboard's feedback.db>"
         )
-    if args.epochs <= 0 or args.learning_rate <= 0 or args.batch_size < 1:
+    if settings.epochs <= 0 or settings.learning_rate <= 0 or settings.batch_size < 1:
         raise StepError("epochs and learning_rate must be > 0 and batch_size >= 1")
-    if args.replay < 0:
-        raise StepError(f"replay must be >= 0 (0 = no replay), got {args.replay}")
-    if not args.model_name.strip():
+    if replay < 0:
+        raise StepError(f"replay must be >= 0 (0 = no replay), got {replay}")
+    if not model_name.strip():
         raise StepError("model_name must not be empty")
 
 
@@ -80,58 +80,71 @@ def log_prepared(splits: dict[str, pd.DataFrame], verdicts: pd.DataFrame, source
     mlflow.set_tag("data_run_id", run_id)  # the gate scores this run's own `val`: the held-out verdicts
 
 
-def adapt(args: SimpleNamespace) -> None:
-    validate(args)
-    log_step_params(vars(args))
-    verdicts = load_verdicts(args.verdicts)
-    learn, judged = hold_out(verdicts, args.seed)
+def adapt(
+    verdicts: str,
+    model_name: str,
+    epochs: float,
+    learning_rate: float,
+    replay: int,
+    batch_size: int,
+    bootstrap_samples: int,
+    seed: int,
+) -> None:
+    """Fine-tune the champion on the verdicts, log the result as a candidate and register it through the gate.
+
+    The options are the click command's (`python -m steps.adapt --help` says what each means); a
+    relative `verdicts` path is read from the current directory and logged as an absolute one.
+    """
+    verdicts = str(Path(verdicts).expanduser().resolve()) if verdicts else verdicts
+    settings = adaptation_settings(epochs, learning_rate, batch_size, seed)
+    validate(verdicts, settings, replay, model_name)
+    options = {"verdicts": verdicts, "model_name": model_name, "replay": replay, "bootstrap_samples": bootstrap_samples}
+    log_step_params(options | asdict(settings))  # the Trainer's settings too, those fixed to train_bert's included
+    given = load_verdicts(verdicts)
+    learn, judged = hold_out(given, seed)
     client = MlflowClient()
-    champion = current_champion(client, args.model_name)
+    champion = current_champion(client, model_name)
     if champion is None:
-        raise StepError(f"{args.model_name} has no @{CHAMPION_ALIAS} to adapt: run the main job first")
+        raise StepError(f"{model_name} has no @{CHAMPION_ALIAS} to adapt: run the main job first")
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         registered = download_transformer(version_uri(champion), workdir / "champion")  # refuses a non-transformer
         base = champion_splits(client, champion)
-        rows = learning_rows(learn, base["train"], args.replay, args.seed)
+        rows = learning_rows(learn, base["train"], replay, seed)
         splits = {
             "train": rows[["text", "label"]].assign(source=rows["origin"]),
             "val": judged[["text", "label"]].assign(source="held_out_verdict"),
             "test": base["test"],
         }
         print(
-            f"verdicts {args.verdicts}: {len(verdicts):,} distinct tweets; learning from {len(learn):,} "
+            f"verdicts {verdicts}: {len(given):,} distinct tweets; learning from {len(learn):,} "
             f"(+{int((rows['origin'] == 'replay').sum()):,} replayed from v{champion.version}'s training split), "
             f"judged on {len(judged):,} held out ({HELD_OUT_FRACTION:.0%})",
             flush=True,
         )
-        log_prepared(splits, verdicts, args.verdicts)
-        mlflow.log_metrics(
-            {"verdicts": len(verdicts), "verdicts_learned": len(learn), "verdicts_held_out": len(judged)}
-        )
-        mlflow.set_tags({"adapted_from": version_uri(champion), "model_name": args.model_name})
-        classifier, model, tokenizer, seconds = fine_tune_registered(registered, rows, args, workdir)
+        log_prepared(splits, given, verdicts)
+        mlflow.log_metrics({"verdicts": len(given), "verdicts_learned": len(learn), "verdicts_held_out": len(judged)})
+        mlflow.set_tags({"adapted_from": version_uri(champion), "model_name": model_name})
+        classifier, model, tokenizer, seconds = fine_tune_registered(registered, rows, settings, workdir)
         # The served graph is chosen on the champion's validation split: the held-out verdicts only judge.
-        export = SimpleNamespace(max_length=classifier.max_length, export_onnx=True, quantize=True)
         artifacts = {HF_MODEL_ARTIFACT: str(save_hf_model(model, tokenizer, workdir / HF_MODEL_ARTIFACT))}
-        artifacts |= choose_backend(classifier, model, workdir, base["val"], export)
+        artifacts |= choose_backend(classifier, model, workdir, base["val"], export_onnx=True, quantize=True)
         requirements = serving_requirements(ONNX_ARTIFACT in artifacts)
         log_candidate(classifier, "transformer", splits, seconds, artifacts, requirements, policy=None)
-    register_through_gate(client, args)
+    register_through_gate(client, model_name, GateSettings(DECISION_METRIC, MIN_GATE_ROWS, bootstrap_samples, seed))
 
 
-def register_through_gate(client: MlflowClient, args: SimpleNamespace) -> None:
+def register_through_gate(client: MlflowClient, model_name: str, gate: GateSettings) -> None:
     """Register this run's model; the gate (on the held-out verdicts) decides whether it becomes the champion."""
     run_id = mlflow.active_run().info.run_id
-    gate = GateSettings(DECISION_METRIC, MIN_GATE_ROWS, args.bootstrap_samples, args.seed)
-    version, _ = model_version_for(client, args.model_name, run_id)
-    print(f"registered {args.model_name} version {version.version} (run {run_id})", flush=True)
+    version, _ = model_version_for(client, model_name, run_id)
+    print(f"registered {model_name} version {version.version} (run {run_id})", flush=True)
     try:
-        result = prepare_version(client, args.model_name, gate, version, run_id, "transformer")
+        result = prepare_version(client, model_name, gate, version, run_id, "transformer")
     except BaseException:
         print(f"adapt: {withdraw_version(client, version)}", flush=True)
         raise
-    outcome = apply_gate(client, args.model_name, version, result)
+    outcome = apply_gate(client, model_name, version, result)
     mlflow.set_tags({"registered_version": version.version, "outcome": outcome})
 
 
@@ -158,10 +171,7 @@ def register_through_gate(client: MlflowClient, args: SimpleNamespace) -> None:
 @click.option("--bootstrap-samples", type=WHOLE_NUMBER, default=1000, show_default=True, help="for the gate's interval")
 @seed_option
 def main(**options: object) -> None:
-    args = SimpleNamespace(**options, **FIXED_SETTINGS)
-    if args.verdicts:
-        args.verdicts = str(Path(args.verdicts).expanduser().resolve())
-    run_step("adapt", lambda run: adapt(args))
+    run_step("adapt", lambda run: adapt(**options))
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 
 import click
 import matplotlib.pyplot as plt
@@ -31,8 +30,16 @@ from scipy.stats import rankdata
 
 from pyfunc.transformer_model import cpu_count
 from steps.lib.cli import FLAG, WHOLE_NUMBER, data_run_option, policy_options, seed_option
-from steps.lib.lstm_arms import CURVE_NAMES, DECISION_METRIC, EMBEDDINGS, FORWARDED, arm_options, validate_arm
-from steps.lib.operating_point import POLICY_ARGUMENTS
+from steps.lib.lstm_arms import (
+    CURVE_NAMES,
+    DECISION_METRIC,
+    EMBEDDINGS,
+    FORWARDED,
+    LstmArm,
+    arm_options,
+    validate_arm,
+)
+from steps.lib.operating_point import POLICY_ARGUMENTS, ThresholdPolicy
 from steps.lib.tracking import (
     PROJECT_ROOT,
     StepError,
@@ -100,12 +107,19 @@ class Decision:
 class Arms:
     """Launches train_lstm children under the active run, once per (preprocessing, embeddings)."""
 
-    def __init__(self, args: SimpleNamespace, data_run_id: str) -> None:
-        self.args = args
+    def __init__(self, forwarded: dict[str, object], data_run_id: str, parallel_arms: int) -> None:
+        """Arms of the active run.
+
+        Args:
+            forwarded: what every arm is given unchanged, by `FORWARDED_TO_ARMS` name.
+            data_run_id: the prepare_data run every arm trains on.
+            parallel_arms: arms trained side by side (0 = one per core).
+        """
+        self.forwarded = forwarded
         self.data_run_id = data_run_id
         self.parent = mlflow.active_run().info
         self.run_ids: dict[str, str] = {}
-        self.parallel = max(1, args.parallel_arms or cpu_count())
+        self.parallel = max(1, parallel_arms or cpu_count())
 
     def run_together(self, arms: list[tuple[str, str]]) -> list[str]:
         """Train the arms not trained yet side by side, `parallel` at a time, and return every arm's run id.
@@ -131,7 +145,7 @@ class Arms:
     def _submit(self, preprocessing: str, embeddings: str):
         """Start one arm as a child run (asynchronously); returns MLflow's SubmittedRun."""
         label = f"{preprocessing}+{embeddings}"
-        parameters = {key: str(getattr(self.args, key)) for key in FORWARDED_TO_ARMS}
+        parameters = {key: str(self.forwarded[key]) for key in FORWARDED_TO_ARMS}
         parameters |= {"data_run_id": self.data_run_id, "preprocessing": preprocessing, "embeddings": embeddings}
         child = MlflowClient().create_run(
             self.parent.experiment_id,
@@ -246,14 +260,14 @@ def markdown_table(table: pd.DataFrame) -> str:
 
 
 def decisions_markdown(
-    args: SimpleNamespace, data_run_id: str, decisions: list[Decision], table: pd.DataFrame, rows: int
+    seed: int, epochs: int, data_run_id: str, decisions: list[Decision], table: pd.DataFrame, rows: int
 ) -> str:
     """The record a reader needs: setting, the table, each decision with its figures."""
     shown = table.drop(columns=["run_id"])
     lines = [
         "# LSTM comparisons",
         "",
-        f"Prepared data run `{data_run_id}`, seed {args.seed}, at most {args.epochs} epochs with early stopping "
+        f"Prepared data run `{data_run_id}`, seed {seed}, at most {epochs} epochs with early stopping "
         f"on validation AUC. Every arm trains and is scored on the same split; decisions use validation ROC AUC "
         f"only, test figures are for the record.",
         "",
@@ -265,33 +279,57 @@ def decisions_markdown(
     return "\n".join(lines)
 
 
-def compare(args: SimpleNamespace) -> None:
-    validate(args)
-    data_run_id = resolve_data_run_id(args.data_run_id)
-    log_step_params(vars(args))
+def compare(
+    data_run_id: str,
+    embeddings: str,
+    learned_control: bool,
+    parallel_arms: int,
+    seed: int,
+    arm: LstmArm,
+    policy: ThresholdPolicy,
+) -> None:
+    """Train the arms of both comparisons (and the control) as child runs; decide each on validation ROC AUC.
+
+    Args:
+        data_run_id: the prepare_data run (empty = the newest finished one).
+        embeddings: the embeddings of comparison 1 (stemming vs lemmatisation).
+        learned_control: also train the arm with learned embeddings.
+        parallel_arms: arms trained side by side (0 = one per core).
+        seed: every arm's seed, and the bootstrap's.
+        arm: what every arm is given: the `FORWARDED` knobs, the others at train_lstm's defaults
+            (preprocessing and embeddings are set per arm).
+        policy: every arm's operating-point policy.
+    """
+    validate(parallel_arms, arm, policy)
+    data_run_id = resolve_data_run_id(data_run_id)
+    options = {"data_run_id": data_run_id, "embeddings": embeddings, "learned_control": learned_control}
+    options |= {"parallel_arms": parallel_arms, "seed": seed}
+    options |= {name: getattr(arm, name) for name in FORWARDED} | policy.params()
+    log_step_params(options)
     record_data_run_id(data_run_id)
-    arms = Arms(args, data_run_id)
+    arms = Arms({key: options[key] for key in FORWARDED_TO_ARMS}, data_run_id, parallel_arms)
 
     variants = ("stem", "lemma")
-    first = dict(zip(variants, arms.run_together([(variant, args.embeddings) for variant in variants]), strict=True))
-    preprocessing = decide(f"Stemming vs lemmatisation (embeddings: {args.embeddings})", first, args.seed)
+    first = dict(zip(variants, arms.run_together([(variant, embeddings) for variant in variants]), strict=True))
+    preprocessing = decide(f"Stemming vs lemmatisation (embeddings: {embeddings})", first, seed)
     best = preprocessing.winner
     # The second comparison and the control both use the winning preprocessing: train them side by side.
     round_two = [(best, vectors) for vectors in ("word2vec", "fasttext")]
-    round_two += [(best, "learned")] if args.learned_control else []
+    round_two += [(best, "learned")] if learned_control else []
     trained = dict(zip((vectors for _, vectors in round_two), arms.run_together(round_two), strict=True))
     second = {vectors: trained[vectors] for vectors in ("word2vec", "fasttext")}
-    embeddings = decide(f"Word2Vec vs FastText (preprocessing: {best})", second, args.seed)
-    decisions = [preprocessing, embeddings]
-    if args.learned_control:
-        control = {"pretrained": second[embeddings.winner], "learned": trained["learned"]}
-        decisions.append(decide(f"Control: {embeddings.winner} vectors vs learned embeddings", control, args.seed))
+    word_vectors = decide(f"Word2Vec vs FastText (preprocessing: {best})", second, seed)
+    decisions = [preprocessing, word_vectors]
+    if learned_control:
+        control = {"pretrained": second[word_vectors.winner], "learned": trained["learned"]}
+        decisions.append(decide(f"Control: {word_vectors.winner} vectors vs learned embeddings", control, seed))
 
     table = comparison_table(arms.run_ids).sort_values(DECISION_METRIC, ascending=False)
     rows = len(validation_predictions(first["stem"]))
     with tempfile.TemporaryDirectory() as tmp:
         table.to_csv(Path(tmp) / "table.csv", index=False)
-        Path(tmp, "decisions.md").write_text(decisions_markdown(args, data_run_id, decisions, table, rows))
+        record = decisions_markdown(seed, arm.epochs, data_run_id, decisions, table, rows)
+        Path(tmp, "decisions.md").write_text(record)
         mlflow.log_artifacts(tmp, artifact_path="comparison")
     mlflow.log_table(table, "comparison/table.json")
     chart = comparison_chart(table)
@@ -301,7 +339,7 @@ def compare(args: SimpleNamespace) -> None:
     mlflow.set_tags(
         {
             "decision.preprocessing": preprocessing.winner,
-            "decision.embeddings": embeddings.winner,
+            "decision.embeddings": word_vectors.winner,
             "best_lstm_run_id": best_run["run_id"],
         }
     )
@@ -310,11 +348,11 @@ def compare(args: SimpleNamespace) -> None:
         print(f"{decision.title}: {decision.winner} ({decision.winner_auc:.4f} vs {decision.loser_auc:.4f})")
 
 
-def validate(args: SimpleNamespace) -> None:
+def validate(parallel_arms: int, arm: LstmArm, policy: ThresholdPolicy) -> None:
     """Comparison-level checks, then the arm checks on what every arm will get, before any arm starts."""
-    if args.parallel_arms < 0:
-        raise StepError(f"parallel_arms must be >= 0 (0 = one per core), got {args.parallel_arms}")
-    validate_arm(SimpleNamespace(**{key: getattr(args, key) for key in FORWARDED_TO_ARMS}))
+    if parallel_arms < 0:
+        raise StepError(f"parallel_arms must be >= 0 (0 = one per core), got {parallel_arms}")
+    validate_arm(arm, policy)
 
 
 @click.command(help=__doc__)
@@ -339,9 +377,23 @@ def validate(args: SimpleNamespace) -> None:
 @seed_option
 @arm_options(FORWARDED)
 @policy_options
-def main(**options: object) -> None:
-    args = SimpleNamespace(**options)
-    run_step("compare_lstm", lambda run: compare(args))
+def main(
+    data_run_id: str,
+    embeddings: str,
+    learned_control: bool,
+    parallel_arms: int,
+    seed: int,
+    threshold_policy: str,
+    cost_ratio: float,
+    beta: float,
+    min_precision: float,
+    **forwarded: object,
+) -> None:
+    arm, policy = LstmArm.of(forwarded), ThresholdPolicy(threshold_policy, cost_ratio, beta, min_precision)
+    run_step(
+        "compare_lstm",
+        lambda run: compare(data_run_id, embeddings, learned_control, parallel_arms, seed, arm, policy),
+    )
 
 
 if __name__ == "__main__":

@@ -8,8 +8,6 @@ of recomputed (`use_cache`; steps.lib.run_cache says what the key covers).
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import click
 import mlflow
 from mlflow.tracking import MlflowClient
@@ -18,7 +16,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_PARENT_RUN_ID, ML
 from steps.lib.cli import FLAG, WHOLE_NUMBER, policy_options, seed_option
 from steps.lib.datasets import SOURCES
 from steps.lib.lstm_arms import lstm_candidates
-from steps.lib.operating_point import policy_from_args
+from steps.lib.operating_point import ThresholdPolicy
 from steps.lib.pretrained import LABEL_SCHEMES, LR_SCHEDULERS
 from steps.lib.registry import CHAMPION_URI, MODEL_NAME, current_champion
 from steps.lib.run_cache import CODE_VERSION_TAG, INPUT_DIGEST_TAG, code_version, input_digest
@@ -109,27 +107,47 @@ class Pipeline:
         return submitted.run_id
 
 
-def run_pipeline(args: SimpleNamespace) -> None:
-    """prepare_data -> baseline -> LSTM comparisons -> transformer -> evaluate each candidate -> register."""
-    policy = policy_from_args(args).params()  # one policy for every family; a bad parameter fails here
-    expected_candidates = 1 + (3 + args.lstm_learned_control) + 1
-    steps = Pipeline(total_steps=4 + expected_candidates + 1, use_cache=args.use_cache)
+def run_pipeline(
+    source: str,
+    path: str,
+    feedback_db: str,
+    max_rows: int,
+    seed: int,
+    use_cache: bool,
+    lstm_epochs: int,
+    lstm_learned_control: bool,
+    transformer_pretrained: str,
+    transformer_max_train_samples: int,
+    transformer_max_length: int,
+    transformer_epochs: float,
+    transformer_label_scheme: str,
+    transformer_learning_rate: float,
+    transformer_lr_scheduler: str,
+    threshold_policy: str,
+    cost_ratio: float,
+    beta: float,
+    min_precision: float,
+) -> None:
+    """prepare_data -> baseline -> LSTM comparisons -> transformer -> evaluate each candidate -> register.
+
+    The options are the click command's (`python -m steps.main --help` says what each means); each
+    `transformer_<name>` is passed to train_bert as `<name>` (`TRANSFORMER_FORWARDED`).
+    """
+    options = dict(locals())
+    # one policy for every family; a bad parameter fails here
+    policy = ThresholdPolicy(threshold_policy, cost_ratio, beta, min_precision).validate().params()
+    expected_candidates = 1 + (3 + lstm_learned_control) + 1
+    steps = Pipeline(total_steps=4 + expected_candidates + 1, use_cache=use_cache)
     data_run_id = steps.step(
         "prepare_data",
-        {
-            "source": args.source,
-            "path": args.path,
-            "max_rows": args.max_rows,
-            "seed": args.seed,
-            "feedback_db": args.feedback_db,
-        },
+        {"source": source, "path": path, "max_rows": max_rows, "seed": seed, "feedback_db": feedback_db},
     )
-    common = {"data_run_id": data_run_id, "seed": args.seed}
+    common = {"data_run_id": data_run_id, "seed": seed}
     candidates = [steps.step("train_baseline", common | policy)]
-    lstm = {"epochs": args.lstm_epochs, "learned_control": args.lstm_learned_control}
+    lstm = {"epochs": lstm_epochs, "learned_control": lstm_learned_control}
     compare = steps.step("compare_lstm", common | policy | lstm)
     candidates += lstm_candidates(compare)
-    transformer = {name: getattr(args, f"transformer_{name}") for name in TRANSFORMER_FORWARDED}
+    transformer = {name: options[f"transformer_{name}"] for name in TRANSFORMER_FORWARDED}
     candidates.append(steps.step("train_bert", common | policy | transformer))
     steps.total_steps = steps.done + len(candidates) + 1
     for run_id in candidates:
@@ -213,8 +231,7 @@ def print_summary(candidate_run_ids: list[str], experiment_id: str) -> None:
 )
 @policy_options
 def main(**options: object) -> None:
-    args = SimpleNamespace(**options)
-    run_step("main", lambda run: run_pipeline(args))
+    run_step("main", lambda run: run_pipeline(**options))
 
 
 if __name__ == "__main__":

@@ -13,9 +13,10 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
-from types import SimpleNamespace
+from typing import TYPE_CHECKING
 
 # Before torch loads OpenMP: idle worker threads sleep instead of spinning, which on a shared 2-core
 # machine would burn the core the other process needs (docs/design.md, "Known traps"). Set it to override.
@@ -39,7 +40,7 @@ from pyfunc.transformer_model import (
 )
 from steps.lib.candidate import log_candidate, predict_in_batches
 from steps.lib.cli import FLAG, WHOLE_NUMBER, data_run_option, policy_options, seed_option
-from steps.lib.operating_point import policy_from_args
+from steps.lib.operating_point import ThresholdPolicy
 from steps.lib.pretrained import (
     DEFAULT_PRETRAINED,
     LABEL_SCHEMES,
@@ -51,6 +52,9 @@ from steps.lib.pretrained import (
 )
 from steps.lib.tracking import SENTIMENT_SPLIT, StepError, log_step_params, pinned, prepare_training, run_step
 from steps.lib.transformer_data import encode_dataset, served_encoder, subsample, training_targets
+
+if TYPE_CHECKING:  # steps.lib.fine_tune imports transformers and torch: only `train` loads it
+    from steps.lib.fine_tune import FineTuning
 
 ONNX_PACKAGES = (
     "mlflow",
@@ -73,16 +77,32 @@ MIN_LENGTH = 8
 BF16 = ("auto", "true", "false")
 
 
-def validate(args: SimpleNamespace) -> None:
-    """Parameter checks that need no model; the max_length limit is checked once the model is loaded."""
-    policy_from_args(args)
-    if args.max_length < MIN_LENGTH:
-        raise StepError(f"max_length must be at least {MIN_LENGTH} tokens, got {args.max_length}")
-    if args.epochs <= 0 or args.batch_size < 1 or args.learning_rate <= 0:
+def validate(
+    policy: ThresholdPolicy,
+    settings: FineTuning,
+    max_length: int,
+    max_train_samples: int,
+    complaint_epochs: float,
+    complaint_learning_rate: float,
+) -> None:
+    """Parameter checks that need no model; the max_length limit is checked once the model is loaded.
+
+    Args:
+        policy: the operating-point policy, checked first.
+        settings: the Trainer settings of the command (its epochs and learning rate are the sentiment stage's).
+        max_length: tokens per tweet.
+        max_train_samples: the sentiment corpus's sample size (0 = all).
+        complaint_epochs: the complaint stage's epochs.
+        complaint_learning_rate: the complaint stage's learning rate.
+    """
+    policy.validate()
+    if max_length < MIN_LENGTH:
+        raise StepError(f"max_length must be at least {MIN_LENGTH} tokens, got {max_length}")
+    if settings.epochs <= 0 or settings.batch_size < 1 or settings.learning_rate <= 0:
         raise StepError("epochs and learning_rate must be > 0 and batch_size >= 1")
-    if not 0 <= args.warmup_ratio < 1 or args.weight_decay < 0 or args.max_train_samples < 0:
+    if not 0 <= settings.warmup_ratio < 1 or settings.weight_decay < 0 or max_train_samples < 0:
         raise StepError("warmup_ratio must be in [0, 1), weight_decay >= 0, max_train_samples >= 0 (0 = all)")
-    if args.complaint_epochs <= 0 or args.complaint_learning_rate <= 0:
+    if complaint_epochs <= 0 or complaint_learning_rate <= 0:
         raise StepError("complaint_epochs and complaint_learning_rate must be > 0")
 
 
@@ -117,9 +137,17 @@ def use_onnx(classifier: TransformerTweetClassifier, path: Path, batch_size: int
 
 
 def choose_backend(
-    classifier: TransformerTweetClassifier, model, workdir: Path, val: pd.DataFrame, args: SimpleNamespace
+    classifier: TransformerTweetClassifier,
+    model,
+    workdir: Path,
+    val: pd.DataFrame,
+    export_onnx: bool,
+    quantize: bool,
 ) -> dict[str, str]:
     """Score validation with torch, then with each export; serve the fastest one that keeps the AUC.
+
+    `export_onnx` offers the fp32 ONNX graph (at the classifier's max_length), `quantize` its int8
+    version as well; torch serves when neither is kept.
 
     Dynamic int8 quantises activations with one scale per call, so in a batch a tweet's score would
     depend on its neighbours (and their padding). The int8 graph is therefore served one tweet per
@@ -133,14 +161,14 @@ def choose_backend(
     metrics: dict[str, float] = {"val_roc_auc_torch": torch_auc}
     artifacts: dict[str, str] = {}
     backend = "torch"
-    if args.export_onnx:
+    if export_onnx:
         started = time.perf_counter()
-        fp32 = export_onnx(model, workdir / "model.onnx", classifier.encoder.pad_id, args.max_length)
+        fp32 = export_onnx(model, workdir / "model.onnx", classifier.encoder.pad_id, classifier.max_length)
         metrics["onnx_export_seconds"] = time.perf_counter() - started
         use_onnx(classifier, fp32, DEFAULT_BATCH_SIZE)
         metrics |= parity("onnx", reference, predict_in_batches(classifier, texts, "validation (onnx)"), y_val)
         artifacts[ONNX_ARTIFACT], backend = str(fp32), "onnx"
-        if args.quantize:  # int8 applies to the ONNX graph: without export there is nothing to quantise
+        if quantize:  # int8 applies to the ONNX graph: without export there is nothing to quantise
             int8 = quantize_int8(fp32, workdir / "model_int8.onnx")
             use_onnx(classifier, int8, batch_size=1)
             metrics |= parity(
@@ -158,88 +186,140 @@ def choose_backend(
     return artifacts
 
 
-def describe_training_data(dataset: list[dict], stage: str, resolution: Resolution, args: SimpleNamespace) -> None:
+def describe_training_data(
+    dataset: list[dict], stage: str, resolution: Resolution, settings: FineTuning, max_length: int
+) -> None:
     """Log one stage's token statistics and print what it is about to train, on which hardware settings."""
     import torch
 
     from steps.lib.fine_tune import resolve_bf16
 
     lengths = np.array([len(row["input_ids"]) for row in dataset])
-    truncated = float(np.mean(lengths >= args.max_length))
+    truncated = float(np.mean(lengths >= max_length))
     mlflow.log_metrics({f"{stage}_tokens_mean": float(lengths.mean()), f"{stage}_truncated_share": truncated})
-    mlflow.set_tag("bf16_autocast", str(resolve_bf16(args.bf16)).lower())
+    mlflow.set_tag("bf16_autocast", str(resolve_bf16(settings.bf16)).lower())
     print(
         f"{stage}: fine-tuning {resolution.resolved} on {len(dataset)} tweets ({lengths.mean():.1f} tokens on "
-        f"average, {truncated:.2%} truncated at {args.max_length}): {args.epochs:g} epoch(s) of batches of "
-        f"{args.batch_size} at {args.learning_rate:g}, bf16 autocast {resolve_bf16(args.bf16)}, "
+        f"average, {truncated:.2%} truncated at {max_length}): {settings.epochs:g} epoch(s) of batches of "
+        f"{settings.batch_size} at {settings.learning_rate:g}, bf16 autocast {resolve_bf16(settings.bf16)}, "
         f"{torch.get_num_threads()} threads",
         flush=True,
     )
 
 
 def training_stages(
-    splits: dict[str, pd.DataFrame], args: SimpleNamespace
-) -> list[tuple[str, pd.DataFrame, np.ndarray, SimpleNamespace]]:
-    """The recipe as stages: a name, the rows, their class ids, and the stage's epochs and learning rate.
+    splits: dict[str, pd.DataFrame],
+    recipe: str,
+    settings: FineTuning,
+    complaint_epochs: float,
+    complaint_learning_rate: float,
+    max_train_samples: int,
+    label_scheme: str,
+) -> list[tuple[str, pd.DataFrame, np.ndarray, FineTuning]]:
+    """The recipe as stages: a name, the rows, their class ids, and the stage's Trainer settings.
 
     The sentiment corpus is sampled by `max_train_samples` and labelled by `label_scheme`; a complaint
-    is class 1 (`negative`, what the model serves) under both schemes, anything else class 0.
+    is class 1 (`negative`, what the model serves) under both schemes, anything else class 0. The
+    sentiment stage (and a mixture) trains with `settings`, the complaint stage with its own epochs
+    and learning rate.
     """
     complaints = splits["train"]
-    at_complaint_rate = SimpleNamespace(
-        **vars(args) | {"epochs": args.complaint_epochs, "learning_rate": args.complaint_learning_rate}
-    )
-    if args.recipe == "complaints_only":
+    at_complaint_rate = replace(settings, epochs=complaint_epochs, learning_rate=complaint_learning_rate)
+    if recipe == "complaints_only":
         return [("complaints", complaints, complaints["label"].to_numpy(), at_complaint_rate)]
-    sentiment = subsample(splits[SENTIMENT_SPLIT], args.max_train_samples, args.seed)
-    sentiment_targets = training_targets(sentiment, args.label_scheme)
-    if args.recipe == "mixture":
-        copies = max(1, round(args.complaint_epochs))
+    sentiment = subsample(splits[SENTIMENT_SPLIT], max_train_samples, settings.seed)
+    sentiment_targets = training_targets(sentiment, label_scheme)
+    if recipe == "mixture":
+        copies = max(1, round(complaint_epochs))
         rows = pd.concat([sentiment, *[complaints] * copies], ignore_index=True)
         targets = np.concatenate([sentiment_targets, *[complaints["label"].to_numpy()] * copies])
-        return [("mixture", rows, targets, args)]
+        return [("mixture", rows, targets, settings)]
     return [
-        ("sentiment", sentiment, sentiment_targets, args),
+        ("sentiment", sentiment, sentiment_targets, settings),
         ("complaints", complaints, complaints["label"].to_numpy(), at_complaint_rate),
     ]
 
 
-def train(args: SimpleNamespace) -> None:
+def train(
+    data_run_id: str,
+    pretrained: str,
+    preprocessing: str,
+    max_length: int,
+    recipe: str,
+    epochs: float,
+    batch_size: int,
+    learning_rate: float,
+    complaint_epochs: float,
+    complaint_learning_rate: float,
+    lr_scheduler: str,
+    label_scheme: str,
+    warmup_ratio: float,
+    weight_decay: float,
+    max_train_samples: int,
+    bf16: str,
+    export_onnx: bool,
+    quantize: bool,
+    seed: int,
+    threshold_policy: str,
+    cost_ratio: float,
+    beta: float,
+    min_precision: float,
+) -> None:
+    """Fine-tune the pretrained transformer by the recipe, choose its served graph, log it as a candidate.
+
+    The options are the click command's (`python -m steps.train_bert --help` says what each means);
+    the Trainer's are gathered once, as `FineTuning` (the complaint stage replaces epochs and rate).
+    """
+    parameters = dict(locals())  # every option, as `log_step_params` records them
     import torch
     from transformers import set_seed
 
-    from steps.lib.fine_tune import fine_tune, save_hf_model
+    from steps.lib.fine_tune import FineTuning, fine_tune, save_hf_model
 
-    validate(args)
+    policy = ThresholdPolicy(threshold_policy, cost_ratio, beta, min_precision)
+    settings = FineTuning(
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        lr_scheduler=lr_scheduler,
+        warmup_ratio=warmup_ratio,
+        weight_decay=weight_decay,
+        bf16=bf16,
+        seed=seed,
+    )
+    validate(policy, settings, max_length, max_train_samples, complaint_epochs, complaint_learning_rate)
     torch.set_num_threads(cpu_count())
-    log_step_params(vars(args))
-    _, splits = prepare_training(args.data_run_id)
+    log_step_params(parameters)
+    _, splits = prepare_training(data_run_id)
     if splits["train"].empty:
         raise StepError("the complaint training split is empty: nothing to fine-tune on (check the prepare_data run)")
-    stages = training_stages(splits, args)
-    set_seed(args.seed)  # before loading: the classification head is initialised at load time
-    load = partial(load_pretrained, label_scheme=args.label_scheme)
-    (tokenizer, model), resolution = resolve_and_load(args.pretrained, load)
+    stages = training_stages(
+        splits, recipe, settings, complaint_epochs, complaint_learning_rate, max_train_samples, label_scheme
+    )
+    set_seed(seed)  # before loading: the classification head is initialised at load time
+    load = partial(load_pretrained, label_scheme=label_scheme)
+    (tokenizer, model), resolution = resolve_and_load(pretrained, load)
     log_resolution(resolution)
     limit = position_limit(tokenizer, model.config)
-    if args.max_length > limit:
-        raise StepError(f"max_length {args.max_length} exceeds the limit of {resolution.resolved} ({limit} tokens)")
+    if max_length > limit:
+        raise StepError(f"max_length {max_length} exceeds the limit of {resolution.resolved} ({limit} tokens)")
 
-    encoder = served_encoder(tokenizer, args.max_length, args.preprocessing)
+    encoder = served_encoder(tokenizer, max_length, preprocessing)
     train_seconds = 0.0
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         for stage, rows, targets, settings in stages:
             dataset = encode_dataset(encoder, rows["text"].tolist(), targets)
-            describe_training_data(dataset, stage, resolution, settings)
+            describe_training_data(dataset, stage, resolution, settings, max_length)
             model, figures = fine_tune(model, tokenizer, dataset, settings, str(workdir / stage), stage)
             train_seconds += figures.pop("train_seconds")
             mlflow.log_metrics({f"{stage}_{key}": value for key, value in figures.items()})
         model = model.float().eval()
         hf_dir = save_hf_model(model, tokenizer, workdir / HF_MODEL_ARTIFACT)
-        classifier = TransformerTweetClassifier(args.preprocessing, args.max_length)
+        classifier = TransformerTweetClassifier(preprocessing, max_length)
         classifier.attach(encoder, TorchBackend(model))
-        artifacts = {HF_MODEL_ARTIFACT: str(hf_dir)} | choose_backend(classifier, model, workdir, splits["val"], args)
+        artifacts = {HF_MODEL_ARTIFACT: str(hf_dir)}
+        artifacts |= choose_backend(classifier, model, workdir, splits["val"], export_onnx, quantize)
         log_candidate(
             classifier,
             "transformer",
@@ -247,7 +327,7 @@ def train(args: SimpleNamespace) -> None:
             train_seconds,
             artifacts,
             serving_requirements(ONNX_ARTIFACT in artifacts),
-            policy_from_args(args),
+            policy,
         )
 
 
@@ -317,8 +397,7 @@ def train(args: SimpleNamespace) -> None:
 @seed_option
 @policy_options
 def main(**options: object) -> None:
-    args = SimpleNamespace(**options)
-    run_step("train_bert", lambda run: train(args))
+    run_step("train_bert", lambda run: train(**options))
 
 
 if __name__ == "__main__":

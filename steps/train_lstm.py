@@ -17,9 +17,9 @@ import random
 import sys
 import tempfile
 import time
+from dataclasses import asdict
 from importlib.metadata import version
 from pathlib import Path
-from types import SimpleNamespace
 
 import click
 import mlflow
@@ -37,8 +37,8 @@ from pyfunc.keras_model import (
 )
 from steps.lib.candidate import log_candidate
 from steps.lib.cli import data_run_option, policy_options, seed_option
-from steps.lib.lstm_arms import CURVE_NAMES, arm_options, validate_arm
-from steps.lib.operating_point import policy_from_args
+from steps.lib.lstm_arms import CURVE_NAMES, LstmArm, arm_options, validate_arm
+from steps.lib.operating_point import ThresholdPolicy
 from steps.lib.tracking import SENTIMENT_SPLIT, StepError, log_step_params, pinned, prepare_training, run_step
 
 SERVING_PACKAGES = ("mlflow", "keras", "numpy", "pandas", "emoji", "nltk", "lemminflect", "azure-monitor-opentelemetry")
@@ -78,22 +78,22 @@ def configure_runtime(seed: int, backend: str, threads: int) -> None:
         print(f"TensorFlow runtime already initialised: threads={threads} not applied", flush=True)
 
 
-def train_word_vectors(token_lists: list[list[str]], args: SimpleNamespace):
+def train_word_vectors(token_lists: list[list[str]], arm: LstmArm, seed: int):
     """Word2Vec or FastText on the training tweets only: one worker and a seed, so reruns match."""
     from gensim.models import FastText, Word2Vec
 
     options = dict(
         sentences=token_lists,
-        vector_size=args.embedding_dim,
-        window=args.window,
-        min_count=args.min_count,
-        sg=args.sg,
-        epochs=args.w2v_epochs,
+        vector_size=arm.embedding_dim,
+        window=arm.window,
+        min_count=arm.min_count,
+        sg=arm.sg,
+        epochs=arm.w2v_epochs,
         workers=1,
-        seed=args.seed,
+        seed=seed,
     )
-    if args.embeddings == "fasttext":
-        return FastText(bucket=args.fasttext_bucket, **options)
+    if arm.embeddings == "fasttext":
+        return FastText(bucket=arm.fasttext_bucket, **options)
     return Word2Vec(**options)
 
 
@@ -113,24 +113,24 @@ def embedding_matrix(vocabulary: Vocabulary, vectors, dim: int, seed: int) -> tu
     return matrix, len(known) / max(len(vocabulary) - 2, 1)
 
 
-def build_model(args: SimpleNamespace, vocabulary_size: int, weights: np.ndarray | None):
+def build_model(arm: LstmArm, vocabulary_size: int, weights: np.ndarray | None, seed: int):
     """Embedding (masked padding) -> BiLSTM -> dropout -> sigmoid, compiled for AUC."""
     keras = import_keras()
-    inputs = keras.Input(shape=(args.max_length,), dtype="int32", name="token_ids")
+    inputs = keras.Input(shape=(arm.max_length,), dtype="int32", name="token_ids")
     embedded = keras.layers.Embedding(
         vocabulary_size,
-        args.embedding_dim,
+        arm.embedding_dim,
         mask_zero=True,
         weights=None if weights is None else [weights],
-        trainable=args.trainable_embeddings or weights is None,
+        trainable=arm.trainable_embeddings or weights is None,
         name="embedding",
     )(inputs)
-    encoded = keras.layers.Bidirectional(keras.layers.LSTM(args.units), name="bilstm")(embedded)
-    dropped = keras.layers.Dropout(args.dropout, seed=args.seed)(encoded)
+    encoded = keras.layers.Bidirectional(keras.layers.LSTM(arm.units), name="bilstm")(embedded)
+    dropped = keras.layers.Dropout(arm.dropout, seed=seed)(encoded)
     outputs = keras.layers.Dense(1, activation="sigmoid", name="p_negative")(dropped)
     model = keras.Model(inputs, outputs, name="bilstm_tweet_classifier")
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=args.learning_rate),
+        optimizer=keras.optimizers.Adam(learning_rate=arm.learning_rate),
         loss="binary_crossentropy",
         metrics=[keras.metrics.AUC(name="auc")],
     )
@@ -156,18 +156,18 @@ def epoch_curves_callback(stage: str):
     return EpochCurves()
 
 
-def fit(model, x_train, y_train, x_val, y_val, args: SimpleNamespace, stage: str) -> dict[str, float]:
+def fit(model, x_train, y_train, x_val, y_val, arm: LstmArm, stage: str) -> dict[str, float]:
     """Train with early stopping on validation AUC (best weights restored); the stage's curves go to MLflow."""
     keras = import_keras()
     stopping = keras.callbacks.EarlyStopping(
-        monitor="val_auc", mode="max", patience=args.patience, restore_best_weights=True, verbose=1
+        monitor="val_auc", mode="max", patience=arm.patience, restore_best_weights=True, verbose=1
     )
     history = model.fit(
         x_train,
         y_train,
         validation_data=(x_val, y_val),
-        epochs=args.epochs,
-        batch_size=args.batch_size,
+        epochs=arm.epochs,
+        batch_size=arm.batch_size,
         shuffle=True,
         callbacks=[stopping, epoch_curves_callback(stage)],
         verbose=1 if sys.stdout.isatty() else 2,  # live bars in a terminal, one line per epoch in logs
@@ -194,20 +194,27 @@ def serving_requirements(backend: str) -> list[str]:
     return [*pinned(*SERVING_PACKAGES), *pinned("tensorflow-cpu")]
 
 
-def initial_weights(vocabulary: Vocabulary, train_tokens: list[list[str]], args: SimpleNamespace):
+def initial_weights(vocabulary: Vocabulary, train_tokens: list[list[str]], arm: LstmArm, seed: int):
     """None for learned embeddings; else the gensim model and the matrix it gives the embedding layer."""
-    if args.embeddings == "learned":
+    if arm.embeddings == "learned":
         return None, None, {}
-    print(f"training {args.embeddings} vectors on {len(train_tokens)} tweets (gensim, 1 worker)", flush=True)
+    print(f"training {arm.embeddings} vectors on {len(train_tokens)} tweets (gensim, 1 worker)", flush=True)
     started = time.perf_counter()
-    vectors_model = train_word_vectors(train_tokens, args)
-    weights, coverage = embedding_matrix(vocabulary, vectors_model.wv, args.embedding_dim, args.seed)
+    vectors_model = train_word_vectors(train_tokens, arm, seed)
+    weights, coverage = embedding_matrix(vocabulary, vectors_model.wv, arm.embedding_dim, seed)
     seconds = time.perf_counter() - started
     return weights, vectors_model, {"embedding_coverage": coverage, "embedding_train_seconds": seconds}
 
 
-def log_artifacts_and_candidate(classifier: KerasTweetClassifier, vectors_model, splits, train_seconds, args) -> None:
-    """The gensim model as an artifact, then the candidate: `.keras` file + vocabulary JSON in the pyfunc."""
+def log_artifacts_and_candidate(
+    classifier: KerasTweetClassifier,
+    vectors_model,
+    splits,
+    train_seconds: float,
+    embeddings: str,
+    policy: ThresholdPolicy,
+) -> None:
+    """The gensim model (named by `embeddings`) as an artifact, then the candidate: `.keras` file + vocabulary JSON."""
     with tempfile.TemporaryDirectory() as tmp:
         model_path, vocabulary_path = Path(tmp) / "model.keras", Path(tmp) / "vocabulary.json"
         inference_copy(classifier.model).save(model_path)
@@ -216,47 +223,56 @@ def log_artifacts_and_candidate(classifier: KerasTweetClassifier, vectors_model,
         if vectors_model is not None:
             vectors_dir = Path(tmp) / "vectors"
             vectors_dir.mkdir()
-            vectors_model.save(str(vectors_dir / f"{args.embeddings}.model"))
-            mlflow.log_artifacts(str(vectors_dir), artifact_path=f"embeddings/{args.embeddings}")
+            vectors_model.save(str(vectors_dir / f"{embeddings}.model"))
+            mlflow.log_artifacts(str(vectors_dir), artifact_path=f"embeddings/{embeddings}")
         artifacts = {MODEL_ARTIFACT: str(model_path), VOCABULARY_ARTIFACT: str(vocabulary_path)}
         requirements = serving_requirements(classifier.keras_backend)
-        log_candidate(classifier, "lstm", splits, train_seconds, artifacts, requirements, policy_from_args(args))
+        log_candidate(classifier, "lstm", splits, train_seconds, artifacts, requirements, policy)
 
 
-def train(args: SimpleNamespace) -> None:
-    validate_arm(args)
+def train(data_run_id: str, seed: int, arm: LstmArm, policy: ThresholdPolicy) -> None:
+    """Train one BiLSTM arm on the prepared data run (the sentiment corpus, then complaints); log it as a candidate.
+
+    Args:
+        data_run_id: the prepare_data run (empty = the newest finished one).
+        seed: seeds python, numpy, the backend, gensim and dropout.
+        arm: the architecture, embeddings and training knobs (`python -m steps.train_lstm --help`).
+        policy: how the threshold is chosen on validation.
+    """
+    validate_arm(arm, policy)
     backend = keras_backend()
-    log_step_params(vars(args) | {"keras_backend": backend})
+    options = {"data_run_id": data_run_id, "seed": seed} | asdict(arm) | policy.params()
+    log_step_params(options | {"keras_backend": backend})
     mlflow.set_tag("keras_backend", backend)
-    _, splits = prepare_training(args.data_run_id)
-    configure_runtime(args.seed, backend, args.threads)
+    _, splits = prepare_training(data_run_id)
+    configure_runtime(seed, backend, arm.threads)
 
     started = time.perf_counter()  # training time includes normalisation and gensim, as the baseline's does
     stages = {name: splits[split] for name, split in (("sentiment", SENTIMENT_SPLIT), ("complaints", "train"))}
-    tokens = {name: Vocabulary.tokenize(rows["text"], args.preprocessing) for name, rows in stages.items()}
-    val_tokens = Vocabulary.tokenize(splits["val"]["text"], args.preprocessing)
+    tokens = {name: Vocabulary.tokenize(rows["text"], arm.preprocessing) for name, rows in stages.items()}
+    val_tokens = Vocabulary.tokenize(splits["val"]["text"], arm.preprocessing)
     every_training_tweet = tokens["sentiment"] + tokens["complaints"]
-    vocabulary = Vocabulary.fit(every_training_tweet, args.vocab_size, args.max_length, args.preprocessing)
+    vocabulary = Vocabulary.fit(every_training_tweet, arm.vocab_size, arm.max_length, arm.preprocessing)
     stats = {
         "vocabulary_size": len(vocabulary),
         "val_oov_rate": vocabulary.oov_rate(val_tokens),
-        "train_truncated_share": float(np.mean([len(tweet) > args.max_length for tweet in every_training_tweet])),
+        "train_truncated_share": float(np.mean([len(tweet) > arm.max_length for tweet in every_training_tweet])),
     }
-    weights, vectors_model, vector_stats = initial_weights(vocabulary, every_training_tweet, args)
-    model = build_model(args, len(vocabulary), weights)
+    weights, vectors_model, vector_stats = initial_weights(vocabulary, every_training_tweet, arm, seed)
+    model = build_model(arm, len(vocabulary), weights, seed)
     stats["trainable_parameters"] = sum(int(np.prod(weight.shape)) for weight in model.trainable_weights)
     x_val, y_val = vocabulary.encode_tokens(val_tokens), splits["val"]["label"].to_numpy("float32")
     for name, rows in stages.items():  # the sentiment corpus first, then the complaints it is judged on
         print(f"BiLSTM on {backend}, {name}: {len(rows)} tweets, vocabulary {len(vocabulary)}", flush=True)
         x_train, y_train = vocabulary.encode_tokens(tokens[name]), rows["label"].to_numpy("float32")
-        stage_stats = fit(model, x_train, y_train, x_val, y_val, args, name)
+        stage_stats = fit(model, x_train, y_train, x_val, y_val, arm, name)
         stats |= {f"{name}_{key}": value for key, value in stage_stats.items()}
     train_seconds = time.perf_counter() - started
     mlflow.log_metrics(stats | vector_stats)
 
-    classifier = KerasTweetClassifier(args.preprocessing, keras_backend=backend, threads=args.threads)
+    classifier = KerasTweetClassifier(arm.preprocessing, keras_backend=backend, threads=arm.threads)
     classifier.model, classifier.vocabulary = model, vocabulary
-    log_artifacts_and_candidate(classifier, vectors_model, splits, train_seconds, args)
+    log_artifacts_and_candidate(classifier, vectors_model, splits, train_seconds, arm.embeddings, policy)
 
 
 @click.command(help=__doc__)
@@ -264,9 +280,17 @@ def train(args: SimpleNamespace) -> None:
 @seed_option
 @arm_options()
 @policy_options
-def main(**options: object) -> None:
-    args = SimpleNamespace(**options)
-    run_step("train_lstm", lambda run: train(args))
+def main(
+    data_run_id: str,
+    seed: int,
+    threshold_policy: str,
+    cost_ratio: float,
+    beta: float,
+    min_precision: float,
+    **arm: object,
+) -> None:
+    policy = ThresholdPolicy(threshold_policy, cost_ratio, beta, min_precision)
+    run_step("train_lstm", lambda run: train(data_run_id, seed, LstmArm(**arm), policy))
 
 
 if __name__ == "__main__":

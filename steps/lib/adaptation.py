@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
+from typing import TYPE_CHECKING
 
 import mlflow
 import numpy as np
@@ -19,8 +19,28 @@ from pyfunc.transformer_model import HF_MODEL_ARTIFACT, TorchBackend, Transforme
 from steps.lib.tracking import StepError
 from steps.lib.transformer_data import encode_dataset, served_encoder, subsample
 
+if TYPE_CHECKING:
+    from steps.lib.fine_tune import FineTuning
+
 # train_bert's schedule, warmup, weight decay and autocast: adapt changes only the rate, the epochs and the data.
 FIXED_SETTINGS = {"lr_scheduler": "linear", "warmup_ratio": 0.06, "weight_decay": 0.01, "bf16": "auto"}
+
+
+def adaptation_settings(epochs: float, learning_rate: float, batch_size: int, seed: int) -> FineTuning:
+    """What adapt fine-tunes with: its own epochs, rate, batch size and seed, and `FIXED_SETTINGS`.
+
+    Args:
+        epochs: passes over the verdicts and the replay.
+        learning_rate: peak rate.
+        batch_size: tweets per optimiser step.
+        seed: the Trainer's seed.
+
+    Returns:
+        The Trainer settings.
+    """
+    from steps.lib.fine_tune import FineTuning
+
+    return FineTuning(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed, **FIXED_SETTINGS)
 
 
 @dataclass
@@ -77,15 +97,14 @@ def learning_rows(verdicts: pd.DataFrame, replay: pd.DataFrame, replay_size: int
 
 
 def fine_tune_registered(
-    registered: RegisteredTransformer, rows: pd.DataFrame, settings: SimpleNamespace, workdir: Path
+    registered: RegisteredTransformer, rows: pd.DataFrame, settings: FineTuning | None, workdir: Path
 ) -> tuple[TransformerTweetClassifier, object, object, float]:
     """Continue training the registered weights on `rows`; the decision rule stays the registered one.
 
     Args:
         registered: as `download_transformer` returns it.
         rows: `text` and `label` (1 = the team must answer).
-        settings: epochs, batch_size, learning_rate, lr_scheduler, warmup_ratio, weight_decay, bf16, seed
-            (unused without rows: the registered model as it is).
+        settings: the Trainer's (`adaptation_settings`); unused without rows: the registered model as it is.
         workdir: the Trainer's working folder.
 
     Returns:

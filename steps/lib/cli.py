@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from types import SimpleNamespace
 
 import click
 
@@ -123,7 +122,7 @@ def policy_options(function: Callable) -> Callable:
     """The four operating-point options, the same on every training step and on `main` (steps.lib.operating_point).
 
     Defaults come from `ThresholdPolicy`, so the command line and the library never disagree; click
-    refuses an unknown policy name, `policy_from_args` checks the ranges.
+    refuses an unknown policy name, `ThresholdPolicy.validate` checks the ranges.
 
     Args:
         function: the step's command function.
@@ -160,7 +159,7 @@ def policy_options(function: Callable) -> Callable:
     )(function)
 
 
-def parse(command: click.Command, argv: Sequence[str] = ()) -> SimpleNamespace:
+def parse(command: click.Command, argv: Sequence[str] = ()) -> dict[str, object]:
     """The options a command would run with, parsed and typed but not run.
 
     Args:
@@ -168,7 +167,7 @@ def parse(command: click.Command, argv: Sequence[str] = ()) -> SimpleNamespace:
         argv: its command-line arguments (none = every default).
 
     Returns:
-        The options by name, as the command's body receives them.
+        The options by name, as the command's body receives them (its keyword arguments).
     """
     with command.make_context(command.name, list(argv)) as context:
-        return SimpleNamespace(**context.params)
+        return dict(context.params)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -22,6 +23,31 @@ from transformers import (
 
 FLUSH_EVERY = 50  # per-step metrics are sent in batches: one store write per step would slow training
 BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
+
+
+@dataclass(frozen=True)
+class FineTuning:
+    """One training stage's Trainer settings: what `train_bert` and `adapt` choose, typed once.
+
+    Attributes:
+        epochs: passes over the stage's rows (a fraction ends the last pass early).
+        batch_size: tweets per optimiser step.
+        learning_rate: peak rate, after warmup.
+        lr_scheduler: decay after warmup, a transformers name (`steps.lib.pretrained.LR_SCHEDULERS`).
+        warmup_ratio: share of the steps warming up, in [0, 1).
+        weight_decay: AdamW weight decay.
+        bf16: bfloat16 autocast, `auto`, `true` or `false` (`resolve_bf16`).
+        seed: the Trainer's seed and data seed.
+    """
+
+    epochs: float
+    batch_size: int
+    learning_rate: float
+    lr_scheduler: str
+    warmup_ratio: float
+    weight_decay: float
+    bf16: str
+    seed: int
 
 
 def cpu_has_bf16() -> bool:
@@ -84,12 +110,11 @@ class LossInProgressBar(ProgressCallback):
             self.training_bar.set_postfix(loss=f"{logs['loss']:.4f}", refresh=False)
 
 
-def training_arguments(args, output_dir: str) -> TrainingArguments:
+def training_arguments(settings: FineTuning, output_dir: str) -> TrainingArguments:
     """Warmup then the chosen decay, batches of similar length, no checkpoints, no third-party reporters.
 
     Args:
-        args: the step's options: epochs, batch_size, learning_rate, lr_scheduler, warmup_ratio,
-            weight_decay, bf16 and seed.
+        settings: the stage's epochs, batch size, rates, schedule, autocast and seed.
         output_dir: the Trainer's working folder (no checkpoints are saved).
 
     Returns:
@@ -97,14 +122,14 @@ def training_arguments(args, output_dir: str) -> TrainingArguments:
     """
     return TrainingArguments(
         output_dir=output_dir,
-        num_train_epochs=args.epochs,
-        per_device_train_batch_size=args.batch_size,
-        learning_rate=args.learning_rate,
-        lr_scheduler_type=args.lr_scheduler,
-        warmup_steps=float(args.warmup_ratio),  # a float in [0, 1) is a ratio of the total steps
-        weight_decay=args.weight_decay,
+        num_train_epochs=settings.epochs,
+        per_device_train_batch_size=settings.batch_size,
+        learning_rate=settings.learning_rate,
+        lr_scheduler_type=settings.lr_scheduler,
+        warmup_steps=float(settings.warmup_ratio),  # a float in [0, 1) is a ratio of the total steps
+        weight_decay=settings.weight_decay,
         train_sampling_strategy="group_by_length",
-        bf16=resolve_bf16(args.bf16),
+        bf16=resolve_bf16(settings.bf16),
         logging_strategy="steps",
         logging_steps=1,
         save_strategy="no",
@@ -112,8 +137,8 @@ def training_arguments(args, output_dir: str) -> TrainingArguments:
         report_to="none",
         use_cpu=True,
         dataloader_pin_memory=False,
-        seed=args.seed,
-        data_seed=args.seed,
+        seed=settings.seed,
+        data_seed=settings.seed,
         disable_tqdm=False,
     )
 
@@ -122,7 +147,7 @@ def fine_tune(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
     dataset: list[dict],
-    args,
+    settings: FineTuning,
     output_dir: str,
     stage: str = "",
 ) -> tuple[PreTrainedModel, dict[str, float]]:
@@ -134,7 +159,7 @@ def fine_tune(
         model: the pretrained model with its classification head.
         tokenizer: its tokenizer, which pads each batch.
         dataset: as `steps.lib.transformer_data.encode_dataset` returns it.
-        args: the step's options (see `training_arguments`).
+        settings: the stage's Trainer settings.
         output_dir: the Trainer's working folder.
         stage: prefixes the loss and rate histories and names the curve, when training goes in stages.
 
@@ -145,7 +170,7 @@ def fine_tune(
     logger = MlflowStepLogger(stage)
     trainer = Trainer(
         model=model,
-        args=training_arguments(args, output_dir),
+        args=training_arguments(settings, output_dir),
         train_dataset=dataset,
         data_collator=DataCollatorWithPadding(tokenizer),
         processing_class=tokenizer,

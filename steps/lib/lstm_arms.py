@@ -6,8 +6,8 @@ here, so a default or a check is written once.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from types import SimpleNamespace
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 
 import click
 from mlflow.tracking import MlflowClient
@@ -15,7 +15,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from pyfunc.normalize import VARIANTS
 from steps.lib.cli import FLAG, WHOLE_NUMBER, stack
-from steps.lib.operating_point import policy_from_args
+from steps.lib.operating_point import ThresholdPolicy
 from steps.lib.tracking import StepError
 
 EMBEDDINGS = ("learned", "word2vec", "fasttext")
@@ -81,31 +81,67 @@ def arm_options(names: Iterable[str] = tuple(ARM_OPTIONS)) -> Callable[[Callable
     )
 
 
-def validate_arm(args: SimpleNamespace) -> None:
+@dataclass(frozen=True)
+class LstmArm:
+    """One arm's knobs, typed: the `ARM_OPTIONS` (which hold their defaults and help), in their order."""
+
+    epochs: int
+    patience: int
+    preprocessing: str
+    embeddings: str
+    trainable_embeddings: bool
+    vocab_size: int
+    max_length: int
+    embedding_dim: int
+    units: int
+    dropout: float
+    batch_size: int
+    learning_rate: float
+    threads: int
+    sg: int
+    window: int
+    min_count: int
+    w2v_epochs: int
+    fasttext_bucket: int
+
+    @classmethod
+    def of(cls, options: Mapping[str, object]) -> LstmArm:
+        """The arm these options describe, any arm option not among them at its default.
+
+        Args:
+            options: option values by name; names that are not arm options are ignored.
+
+        Returns:
+            The arm (not checked: `validate_arm` does).
+        """
+        return cls(**{name: options.get(name, spec[1]) for name, spec in ARM_OPTIONS.items()})
+
+
+def validate_arm(arm: LstmArm, policy: ThresholdPolicy) -> None:
     """Every arm parameter checked before anything is logged, so a typo never leaves a half-made candidate.
 
     Args:
-        args: arm options (any not given take their defaults) and the four policy options.
+        arm: the arm's knobs.
+        policy: its operating-point policy, checked first.
 
     Raises:
         StepError: naming the first bad parameter and its value.
     """
-    args = SimpleNamespace(**({name: spec[1] for name, spec in ARM_OPTIONS.items()} | vars(args)))
-    policy_from_args(args)
+    policy.validate()
     for name in POSITIVE_SIZES + POSITIVE_GENSIM:
-        if getattr(args, name) <= 0:
-            raise StepError(f"{name} must be a positive integer, got {getattr(args, name)}")
-    if args.vocab_size < 3:
-        raise StepError(f"vocab_size must be at least 3 (padding, out-of-vocabulary, a word), got {args.vocab_size}")
-    if args.patience < 0:
-        raise StepError(f"patience must be >= 0, got {args.patience}")
-    if not 0.0 <= args.dropout < 1.0:
-        raise StepError(f"dropout must be in [0, 1), got {args.dropout}")
-    if args.learning_rate <= 0:
-        raise StepError(f"learning_rate must be positive, got {args.learning_rate}")
-    if args.sg not in (0, 1):
-        raise StepError(f"sg must be 0 (CBOW) or 1 (skip-gram), got {args.sg}")
-    if args.embeddings == "learned" and not args.trainable_embeddings:
+        if getattr(arm, name) <= 0:
+            raise StepError(f"{name} must be a positive integer, got {getattr(arm, name)}")
+    if arm.vocab_size < 3:
+        raise StepError(f"vocab_size must be at least 3 (padding, out-of-vocabulary, a word), got {arm.vocab_size}")
+    if arm.patience < 0:
+        raise StepError(f"patience must be >= 0, got {arm.patience}")
+    if not 0.0 <= arm.dropout < 1.0:
+        raise StepError(f"dropout must be in [0, 1), got {arm.dropout}")
+    if arm.learning_rate <= 0:
+        raise StepError(f"learning_rate must be positive, got {arm.learning_rate}")
+    if arm.sg not in (0, 1):
+        raise StepError(f"sg must be 0 (CBOW) or 1 (skip-gram), got {arm.sg}")
+    if arm.embeddings == "learned" and not arm.trainable_embeddings:
         raise StepError("trainable_embeddings=false freezes random vectors: use it with word2vec or fasttext")
 
 

@@ -240,19 +240,4 @@ def operating_curve(y_true: np.ndarray, proba: np.ndarray, threshold: float) -> 
     }
 
 
-def policy_from_args(args) -> ThresholdPolicy:
-    """The validated policy of parsed arguments (raises `PolicyError` naming the bad parameter).
-
-    Args:
-        args: parsed options with `threshold_policy`, `cost_ratio`, `beta` and `min_precision`.
-
-    Returns:
-        The policy, already validated.
-
-    Raises:
-        PolicyError: an unknown policy name, or a parameter out of its range.
-    """
-    return ThresholdPolicy(args.threshold_policy, args.cost_ratio, args.beta, args.min_precision).validate()
-
-
 POLICY_ARGUMENTS = ("threshold_policy", "cost_ratio", "beta", "min_precision")

@@ -35,7 +35,7 @@ def model():
     """P(negative) of raw tweets, through the default baseline fitted on the main job's training split."""
     labelled, _ = load_complaint_labels()
     splits = prepared_splits(labelled, max_rows=0, seed=42)
-    options = vars(parse(train_baseline.main))  # the command's defaults
+    options = parse(train_baseline.main)  # the command's defaults
     pipeline = train_baseline.build_pipeline(
         **{name: options[name] for name in inspect.signature(train_baseline.build_pipeline).parameters}
     )

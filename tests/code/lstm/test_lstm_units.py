@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import zipfile
+from dataclasses import fields
 
 import click
 import h5py
@@ -24,12 +25,18 @@ from pyfunc.keras_model import (
 )
 from steps.compare_lstm import Decision, markdown_table, paired_auc_interval, resampled_auc
 from steps.lib.cli import parse
-from steps.lib.lstm_arms import validate_arm
+from steps.lib.lstm_arms import ARM_OPTIONS, LstmArm, validate_arm
+from steps.lib.operating_point import ThresholdPolicy
 from steps.lib.tracking import StepError
 from steps.train_lstm import build_model, embedding_matrix, inference_copy, serving_requirements
 from steps.train_lstm import main as train_lstm
 
 TWEET = "Cancelled flights again, waiting!! @united 😡 http://t.co/x"
+
+
+def arm_of(argv: list[str] = ()) -> LstmArm:
+    """The arm train_lstm's command line describes."""
+    return LstmArm.of(parse(train_lstm, argv))
 
 
 def vocabulary(token_lists, max_size=50, max_length=6, preprocessing="none") -> Vocabulary:
@@ -141,7 +148,7 @@ def test_fasttext_builds_vectors_for_words_it_never_saw():
 )
 def test_bad_parameters_are_refused_naming_the_problem(argv, message):
     with pytest.raises(StepError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
-        validate_arm(parse(train_lstm, argv))
+        validate_arm(arm_of(argv), ThresholdPolicy())
 
 
 @pytest.mark.parametrize(
@@ -157,7 +164,14 @@ def test_unknown_choices_are_refused_by_the_command_line(argv, message):
 
 
 def test_defaults_are_valid():
-    validate_arm(parse(train_lstm))
+    validate_arm(arm_of(), ThresholdPolicy())
+
+
+def test_an_arm_is_the_arm_options_and_any_not_given_take_their_defaults():
+    assert [field.name for field in fields(LstmArm)] == list(ARM_OPTIONS)
+    assert LstmArm.of({"units": 3, "seed": 7}) == LstmArm.of(
+        {name: spec[1] for name, spec in ARM_OPTIONS.items()} | {"units": 3}
+    )
 
 
 def test_served_requirements_pin_the_cpu_build_of_torch():
@@ -173,9 +187,9 @@ def test_served_requirements_pin_the_cpu_build_of_torch():
 def tiny_pyfunc(tmp_path_factory):
     """A tiny untrained BiLSTM saved as the pyfunc's artifacts, and the classifier loaded from them."""
     folder = tmp_path_factory.mktemp("keras_pyfunc")
-    args = parse(train_lstm, ["--max-length", "6", "--embedding-dim", "4", "--units", "3"])
+    arm = arm_of(["--max-length", "6", "--embedding-dim", "4", "--units", "3"])
     vocab = vocabulary(Vocabulary.tokenize(["lost my bag", "great crew thanks"], "stem"), preprocessing="stem")
-    model = build_model(args, len(vocab), weights=None)
+    model = build_model(arm, len(vocab), weights=None, seed=42)
     model.save(folder / "model.keras")
     vocab.save(folder / "vocabulary.json")
     classifier = KerasTweetClassifier("stem", keras_backend="torch", threshold=0.5, model_version="lstm:test")
@@ -249,8 +263,8 @@ def test_resampled_auc_matches_scikit_learn_with_ties():
 
 
 def test_inference_copy_drops_the_optimizer_state_and_predicts_the_same(tmp_path):
-    args = parse(train_lstm, ["--max-length", "6", "--embedding-dim", "4", "--units", "3"])
-    model = build_model(args, 50, weights=None)
+    arm = arm_of(["--max-length", "6", "--embedding-dim", "4", "--units", "3"])
+    model = build_model(arm, 50, weights=None, seed=42)
     model.fit(np.ones((4, 6), dtype="int32"), np.zeros(4), verbose=0)  # builds the optimizer's slots
     inference_copy(model).save(tmp_path / "model.keras")
     with zipfile.ZipFile(tmp_path / "model.keras") as archive, archive.open("model.weights.h5") as weights:

@@ -7,7 +7,6 @@ registered under this module's own model name; the verdicts are real tweets of t
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 
 import mlflow
 import numpy as np
@@ -16,6 +15,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from steps import adapt
+from steps.lib import adaptation
 from steps.lib.cli import parse
 from steps.lib.complaint_labels import load_complaint_labels
 from steps.lib.registry import CHALLENGER_ALIAS, CHAMPION_ALIAS
@@ -68,13 +68,13 @@ def verdict_file(tmp_path_factory) -> str:
     return str(path)
 
 
-def adapt_in_process(tracking, model_name: str, verdicts: str, **overrides) -> str:
+def adapt_in_process(tracking, monkeypatch, model_name: str, verdicts: str) -> str:
     """`adapt` in this process (so a test may replace a part), inside a run of the module's experiment."""
-    args = parse(adapt.main, ["--verdicts", verdicts, "--model-name", model_name, "--replay", "40", "--epochs", "1"])
-    args = SimpleNamespace(**vars(args) | {"lr_scheduler": "linear", "warmup_ratio": 0.06, "weight_decay": 0.01})
-    args = SimpleNamespace(**vars(args) | {"bf16": "false", "learning_rate": 1e-3, **overrides})
+    argv = ["--verdicts", verdicts, "--model-name", model_name, "--replay", "40", "--epochs", "1"]
+    options = parse(adapt.main, [*argv, "--learning-rate", "0.001"])
+    monkeypatch.setattr(adaptation, "FIXED_SETTINGS", adaptation.FIXED_SETTINGS | {"bf16": "false"})
     with mlflow.start_run(experiment_id=tracking.experiment_id) as run:
-        adapt.adapt(args)
+        adapt.adapt(**options)
     return run.info.run_id
 
 
@@ -141,10 +141,11 @@ def test_a_candidate_that_got_worse_is_registered_but_never_promoted(
         return classifier, model, tokenizer, seconds
 
     monkeypatch.setattr(adapt, "fine_tune_registered", worst)
-    monkeypatch.setattr(adapt, "choose_backend", lambda *args: {})  # serve the torch weights; the scores above win
+    # serve the torch weights; the scores above win
+    monkeypatch.setattr(adapt, "choose_backend", lambda *args, **kwargs: {})
     client = MlflowClient()
     before = client.get_registered_model(model_name).aliases[CHAMPION_ALIAS]
-    run_id = adapt_in_process(registry_tracking, model_name, verdict_file)
+    run_id = adapt_in_process(registry_tracking, monkeypatch, model_name, verdict_file)
     run = client.get_run(run_id)
     version = client.get_model_version(model_name, run.data.tags["registered_version"])
     assert version.tags["gate.passed"] == "false"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from types import SimpleNamespace
 
 import click
@@ -11,13 +12,15 @@ import pytest
 
 from steps import train_bert
 from steps.lib.cli import parse
+from steps.lib.fine_tune import FineTuning
 from steps.lib.onnx_export import AUC_TOLERANCE, keeps_auc
 from steps.lib.pretrained import LABEL_SCHEMES, position_limit
 from steps.lib.tracking import StepError
 from steps.lib.transformer_data import subsample, training_targets
 
 
-def arguments(**overrides) -> SimpleNamespace:
+def arguments(**overrides) -> dict[str, object]:
+    """Every option of `train_bert.train`, at the values these tests start from, with `overrides`."""
     defaults = dict(
         data_run_id="",
         pretrained="",
@@ -43,20 +46,36 @@ def arguments(**overrides) -> SimpleNamespace:
         beta=2.0,
         min_precision=0.8,
     )
-    return SimpleNamespace(**(defaults | overrides))
+    return defaults | overrides
+
+
+def stages(rows: dict[str, pd.DataFrame], **overrides) -> list:
+    """`training_stages` of these options, given their Trainer settings as `train` gathers them."""
+    options = arguments(**overrides)
+    settings = FineTuning(**{field.name: options[field.name] for field in fields(FineTuning)})
+    return train_bert.training_stages(
+        rows,
+        options["recipe"],
+        settings,
+        options["complaint_epochs"],
+        options["complaint_learning_rate"],
+        options["max_train_samples"],
+        options["label_scheme"],
+    )
 
 
 def test_cli_defaults_are_the_measured_ones():
     parsed = parse(train_bert.main)
-    assert (parsed.pretrained, parsed.max_length, parsed.epochs, parsed.batch_size) == ("", 64, 1.0, 32)
-    assert parsed.max_train_samples == 0  # all of the sentiment corpus
-    assert (parsed.recipe, parsed.complaint_epochs, parsed.complaint_learning_rate) == (
+    assert (parsed["pretrained"], parsed["max_length"], parsed["epochs"], parsed["batch_size"]) == ("", 64, 1.0, 32)
+    assert parsed["max_train_samples"] == 0  # all of the sentiment corpus
+    assert (parsed["recipe"], parsed["complaint_epochs"], parsed["complaint_learning_rate"]) == (
         "sentiment_then_complaints",
         3.0,
         3e-5,
     )  # the best of the recipes on the complaint validation split (docs/design.md, "Complaints")
-    assert parsed.export_onnx is True and parsed.quantize is True
-    assert parse(train_bert.main, ["--max-length", "48.0", "--bf16", "true"]).max_length == 48
+    assert parsed["export_onnx"] is True and parsed["quantize"] is True
+    assert parse(train_bert.main, ["--max-length", "48.0", "--bf16", "true"])["max_length"] == 48
+    assert parsed == arguments(learning_rate=1e-4)  # the tests' starting point is the command's, a faster rate aside
 
 
 @pytest.mark.parametrize(
@@ -74,8 +93,9 @@ def test_cli_defaults_are_the_measured_ones():
     ],
 )
 def test_bad_parameters_stop_with_one_line(overrides, message):
+    """Checked first: no run is active, nothing is loaded or logged before the error."""
     with pytest.raises(StepError, match=message) as error:
-        train_bert.validate(arguments(**overrides))
+        train_bert.train(**arguments(**overrides))
     assert "\n" not in str(error.value)
 
 
@@ -152,7 +172,7 @@ def bert_step(tracking, monkeypatch, tiny_pretrained):
         splits = {"train": rows.head(train_rows), "val": rows, "test": rows, "sentiment": rows}
         monkeypatch.setattr(train_bert, "prepare_training", lambda data_run_id: ("prepared", splits))
         with mlflow.start_run(experiment_id=tracking.experiment_id):
-            train_bert.train(arguments(pretrained=str(tiny_pretrained), **overrides))
+            train_bert.train(**arguments(pretrained=str(tiny_pretrained), **overrides))
 
     return run
 
@@ -182,9 +202,9 @@ def recipe_rows() -> dict[str, pd.DataFrame]:
 
 
 def test_the_default_recipe_learns_the_sentiment_corpus_then_the_complaints_at_their_own_rate():
-    stages = train_bert.training_stages(recipe_rows(), arguments(max_train_samples=12, label_scheme="three_class"))
-    assert [(name, len(rows)) for name, rows, _, _ in stages] == [("sentiment", 12), ("complaints", 8)]
-    (_, _, sentiment_targets, first), (_, _, complaint_targets, second) = stages
+    default = stages(recipe_rows(), max_train_samples=12, label_scheme="three_class")
+    assert [(name, len(rows)) for name, rows, _, _ in default] == [("sentiment", 12), ("complaints", 8)]
+    (_, _, sentiment_targets, first), (_, _, complaint_targets, second) = default
     assert set(sentiment_targets) == {0, 1, 2}  # three_class applies to the sentiment stage
     assert list(complaint_targets) == [1, 0] * 4  # a complaint is class 1, what the model serves
     assert (first.epochs, first.learning_rate) == (1.0, 5e-5)
@@ -192,8 +212,8 @@ def test_the_default_recipe_learns_the_sentiment_corpus_then_the_complaints_at_t
 
 
 def test_complaints_only_skips_the_sentiment_corpus_and_mixture_repeats_the_complaints():
-    only = train_bert.training_stages(recipe_rows(), arguments(recipe="complaints_only"))
+    only = stages(recipe_rows(), recipe="complaints_only")
     assert [(name, len(rows)) for name, rows, _, _ in only] == [("complaints", 8)]
-    mixed = train_bert.training_stages(recipe_rows(), arguments(recipe="mixture", complaint_epochs=2.0))
+    mixed = stages(recipe_rows(), recipe="mixture", complaint_epochs=2.0)
     assert [(name, len(rows)) for name, rows, _, _ in mixed] == [("mixture", 30 + 2 * 8)]
     assert mixed[0][3].learning_rate == 5e-5  # one pass at the sentiment stage's rate

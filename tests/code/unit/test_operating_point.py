@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from pyfunc.contract import at_curve, format_predictions
-from steps.lib.cli import parse, policy_options
+from steps.lib.cli import policy_options
 from steps.lib.operating_point import (
     PolicyError,
     ThresholdPolicy,
@@ -16,7 +16,6 @@ from steps.lib.operating_point import (
     empirical_min_cost_threshold,
     expected_cost,
     operating_curve,
-    policy_from_args,
 )
 from steps.lib.tracking import StepError
 
@@ -82,16 +81,17 @@ def test_bad_policy_parameters_name_the_parameter_and_value(policy, message):
 
 @click.command()
 @policy_options
-def policy_command(**options: object) -> None:
-    """A command with only the policy options, as every training step has them."""
+def policy_command(threshold_policy: str, cost_ratio: float, beta: float, min_precision: float) -> ThresholdPolicy:
+    """A command with only the policy options, as every training step has them, building the policy as they do."""
+    return ThresholdPolicy(threshold_policy, cost_ratio, beta, min_precision).validate()
 
 
 def test_policy_arguments_parse_to_a_validated_policy():
-    default = policy_from_args(parse(policy_command))
+    default = policy_command.main([], standalone_mode=False)
     assert default == ThresholdPolicy("cost", 2.0, 2.0, 0.8)
     assert default.params() == {"threshold_policy": "cost", "cost_ratio": 2.0, "beta": 2.0, "min_precision": 0.8}
     with pytest.raises(PolicyError, match="cost_ratio must be > 0"):
-        policy_from_args(parse(policy_command, ["--cost-ratio", "0"]))
+        policy_command.main(["--cost-ratio", "0"], standalone_mode=False)
 
 
 def test_what_a_threshold_means_on_validation():

@@ -16,12 +16,12 @@ SIZES = np.array([10_000, 30_000, 50_000, 100_000])
 def test_the_command_line_reads_as_documented():
     """docs/scaling.md's spellings: comma-separated --sizes, repeated --extra-step, bare flags."""
     defaults = parse(main)
-    assert (defaults.sizes, defaults.extra_step, defaults.champion_uri) == (
+    assert (defaults["sizes"], defaults["extra_step"], defaults["champion_uri"]) == (
         (10_000, 30_000, 50_000, 100_000),
         (),
         CHAMPION_URI,
     )
-    assert (defaults.no_spark, defaults.replot) == (False, False)
+    assert (defaults["no_spark"], defaults["replot"]) == (False, False)
     argv = [
         "--sizes",
         "2000,5000",
@@ -31,10 +31,10 @@ def test_the_command_line_reads_as_documented():
         "--extra-step",
         "train_bert:--max-train-samples 5000",
     ]
-    args = parse(main, argv)
-    assert (args.sizes, args.no_spark) == ((2000, 5000), True)
-    assert args.extra_step == ("train_lstm", "train_bert:--max-train-samples 5000")
-    assert parse(main, ["--replot"]).replot is True
+    options = parse(main, argv)
+    assert (options["sizes"], options["no_spark"]) == ((2000, 5000), True)
+    assert options["extra_step"] == ("train_lstm", "train_bert:--max-train-samples 5000")
+    assert parse(main, ["--replot"])["replot"] is True
 
 
 @pytest.mark.parametrize(("fixed", "scale", "exponent"), [(20.0, 0.5, 1.0), (15.0, 0.02, 1.5), (0.0, 3.0, 1.0)])

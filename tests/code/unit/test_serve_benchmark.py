@@ -68,12 +68,16 @@ def test_a_scenario_with_errors_misses_its_goal(flaky_server):
 def test_the_command_line_takes_several_scenarios_in_one_value():
     """`--concurrency 1,4,16`: one scenario per number; a fraction or an empty list is refused by name."""
     defaults = parse(serve_benchmark.main)
-    assert (defaults.model_uri, defaults.concurrency, defaults.batch_sizes) == (CHAMPION_URI, (1, 4, 16), (1, 32))
-    assert defaults.skip_naive is False
-    args = parse(serve_benchmark.main, ["--concurrency", "1,4", "--batch-sizes", "32", "--skip-naive"])
-    assert (args.concurrency, args.batch_sizes, args.skip_naive) == ((1, 4), (32,), True)
-    assert parse(serve_benchmark.main, ["--concurrency", "2 8.0"]).concurrency == (2, 8)
-    assert (defaults.rounds, parse(serve_benchmark.main, ["--rounds", "5.0"]).rounds) == (3, 5)
+    assert (defaults["model_uri"], defaults["concurrency"], defaults["batch_sizes"]) == (
+        CHAMPION_URI,
+        (1, 4, 16),
+        (1, 32),
+    )
+    assert defaults["skip_naive"] is False
+    options = parse(serve_benchmark.main, ["--concurrency", "1,4", "--batch-sizes", "32", "--skip-naive"])
+    assert (options["concurrency"], options["batch_sizes"], options["skip_naive"]) == ((1, 4), (32,), True)
+    assert parse(serve_benchmark.main, ["--concurrency", "2 8.0"])["concurrency"] == (2, 8)
+    assert (defaults["rounds"], parse(serve_benchmark.main, ["--rounds", "5.0"])["rounds"]) == (3, 5)
     with pytest.raises(click.BadParameter, match="take at least 1"):
         parse(serve_benchmark.main, ["--rounds", "0"])
     for bad in ("1,4.5", ","):
