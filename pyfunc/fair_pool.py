@@ -8,13 +8,22 @@ batch each, so a request waits for at most one batch of each request ahead of it
 still gets every idle cycle (docs/serving.md, "Fair scheduling").
 
 `concurrent.futures` has no fair executor: its pools keep one shared FIFO queue. Like its pools, the
-workers hold only the line of waiting requests, never the pool: a pool nobody references any more
-(a model loaded again for each Spark task) closes its line and its workers exit.
+workers hold only the line of waiting requests, never the pool, and nothing of a request once its item
+is done: a request's function is usually a bound method of the model that owns the pool, so a worker that
+kept its last request would keep the model, and with it the pool, alive. A pool nobody references any
+more (a model loaded again for each Spark task) closes its line and its workers exit.
+
+At interpreter exit the live pools are shut down and their workers joined (for at most `EXIT_WAIT_S`)
+before Python finalises: a daemon worker still running at finalisation that frees a torch tensor or
+returns from a torch op retakes the GIL inside C++ code that may not unwind, and the thread exit that
+CPython forces there aborts the process ("terminate called without an active exception").
 """
 
 from __future__ import annotations
 
+import atexit
 import threading
+import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -22,6 +31,8 @@ from typing import Generic, TypeVar
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
+
+EXIT_WAIT_S = 5.0  # at exit, how long the workers may take to finish what is queued
 
 
 class _Request(Generic[Item, Result]):
@@ -86,13 +97,26 @@ class _Line:
 
 
 def _work(line: _Line) -> None:
-    while (task := line.next()) is not None:
-        request, index = task
-        try:
-            result, error = request.function(request.items[index]), None
-        except BaseException as raised:  # handed to the caller, who raises it
-            result, error = None, raised
-        line.finish(request, index, result, error)
+    while _serve_one(line):
+        pass
+
+
+def _serve_one(line: _Line) -> bool:
+    """Run the next item; False once the line is closed and idle.
+
+    A function of its own, so the request, its function and its result go with this frame: between
+    items the worker references nothing but the line.
+    """
+    task = line.next()
+    if task is None:
+        return False
+    request, index = task
+    try:
+        result, error = request.function(request.items[index]), None
+    except BaseException as raised:  # handed to the caller, who raises it
+        result, error = None, raised
+    line.finish(request, index, result, error)
+    return True
 
 
 class FairPool:
@@ -110,6 +134,7 @@ class FairPool:
         for thread in self._threads:
             thread.start()
         weakref.finalize(self, self._line.close)  # unreferenced: the workers finish the line, then exit
+        _live_pools.add(self)
 
     @property
     def closed(self) -> bool:
@@ -154,3 +179,23 @@ class FairPool:
             for thread in self._threads:
                 if thread is not threading.current_thread():
                     thread.join()
+
+
+_live_pools: weakref.WeakSet[FairPool] = weakref.WeakSet()
+
+
+def _close_and_join(pools: list[FairPool], wait_s: float) -> None:
+    """Close every pool, then join their workers, all of them within `wait_s` seconds."""
+    for pool in pools:
+        pool._line.close()
+    deadline = time.monotonic() + wait_s
+    for pool in pools:
+        for thread in pool._threads:
+            if thread is not threading.current_thread():
+                thread.join(max(0.0, deadline - time.monotonic()))
+
+
+@atexit.register
+def _shutdown_live_pools() -> None:
+    """At exit, before finalisation can catch a worker mid-item: close the live pools, join their workers."""
+    _close_and_join(list(_live_pools), EXIT_WAIT_S)

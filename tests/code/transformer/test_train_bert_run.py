@@ -120,6 +120,37 @@ def test_served_model_answers_the_contract(bert_run_id, serve):
     assert server.invocations({"dataframe_records": [{"text": "still serving"}]}).status_code == 200
 
 
+def test_without_onnx_export_the_run_finishes_and_serves_torch(tracking, prepared_run_id, tiny_pretrained, serve):
+    """export_onnx=false used to die with "terminate called without an active exception" once the pyfunc
+    was logged: the torch models its checks load were freed by a scoring worker while Python finalised."""
+    result = mlflow_run(
+        tracking,
+        "train_bert",
+        check=False,
+        data_run_id=prepared_run_id,
+        pretrained=str(tiny_pretrained),
+        max_length=16,
+        batch_size=16,
+        max_train_samples=200,
+        complaint_epochs=1,
+        export_onnx="false",
+    )
+    assert "terminate called" not in result.stderr, result.stderr[-3000:]
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_id = run_id_of(result)
+    run = MlflowClient().get_run(run_id)
+    assert run.info.status == "FINISHED" and run.data.tags["inference_backend"] == "torch"
+    assert "val_roc_auc_onnx" not in run.data.metrics and run.data.metrics["served_parity_max_abs_diff"] < 1e-6
+    model_files = {f.path.rsplit("/", 1)[-1] for f in MlflowClient().list_artifacts(run_id, "model/artifacts")}
+    assert model_files == {"hf_model"}
+    server = serve(f"runs:/{run_id}/model")
+    answer = server.invocations({"dataframe_records": [{"text": "@united lost my bag again"}, {"text": "thanks"}]})
+    assert answer.status_code == 200, answer.text
+    rows = answer.json()["predictions"]
+    assert len(rows) == 2 and all(0.0 <= row["proba_negative"] <= 1.0 for row in rows)
+    assert rows[0]["model_version"] == f"transformer:{run_id}"
+
+
 def test_explicit_pretrained_that_cannot_be_loaded_fails_the_run(tracking, prepared_run_id):
     result = mlflow_run(
         tracking, "train_bert", check=False, data_run_id=prepared_run_id, pretrained="no-such-org/no-such-model"

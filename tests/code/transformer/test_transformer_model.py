@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import pickle
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -23,6 +26,7 @@ from pyfunc.transformer_model import (
     negative_proba,
 )
 from steps.lib.pretrained import load_pretrained
+from tests.conftest import REPO
 
 TEXTS = [
     "@united lost my bag AGAIN!!! worst airline ever 😡 http://t.co/x",
@@ -132,6 +136,43 @@ def test_load_artifacts_prefers_onnx_and_falls_back_to_torch(tiny_pretrained, on
     model.load_artifacts({HF_MODEL_ARTIFACT: str(tiny_pretrained)})
     assert isinstance(model.backend, TorchBackend)
     np.testing.assert_allclose(model.raw_proba(TEXTS), via_onnx, atol=1e-5)
+
+
+# What `mlflow.pyfunc.log_model` (input example check) and the served-model timing do in `train_bert` with
+# export_onnx=false: load torch-backed models, score, drop them, then let the process exit.
+TORCH_MODELS_DROPPED_THEN_EXIT = """
+import gc, sys, time, weakref
+from pyfunc.transformer_model import HF_MODEL_ARTIFACT, TransformerTweetClassifier
+
+def score_and_drop(path):
+    model = TransformerTweetClassifier("none", 16)
+    model.load_artifacts({HF_MODEL_ARTIFACT: path})  # no ONNX artifact: torch
+    model.raw_proba(["my flight was delayed again", "thanks"])
+    return weakref.ref(model)
+
+dropped = [score_and_drop(sys.argv[1]) for _ in range(4)]
+deadline = time.monotonic() + 10  # a worker may still be returning from its last batch
+while gc.collect() >= 0 and any(ref() is not None for ref in dropped) and time.monotonic() < deadline:
+    time.sleep(0.01)
+print("models still alive:", sum(ref() is not None for ref in dropped), flush=True)
+"""
+
+
+def test_dropped_torch_models_are_freed_and_the_process_exits_cleanly(tiny_pretrained):
+    """A worker that kept its last request kept the model alive until the exit hook woke it, and it then freed
+    the torch model while Python finalised: std::terminate, exit status 134, the train_bert run FAILED."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run(
+        [sys.executable, "-c", TORCH_MODELS_DROPPED_THEN_EXIT, str(tiny_pretrained)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert "terminate called" not in result.stderr, result.stderr[-2000:]
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "models still alive: 0" in result.stdout
 
 
 def test_threshold_is_stored_and_overridable_per_request(tiny_encoder, onnx_path):

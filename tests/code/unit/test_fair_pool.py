@@ -5,9 +5,11 @@ from __future__ import annotations
 import gc
 import threading
 import time
+import weakref
 
 import pytest
 
+from pyfunc import fair_pool
 from pyfunc.fair_pool import FairPool
 
 WAIT_S = 10.0
@@ -106,6 +108,33 @@ def test_a_pool_nobody_references_any_more_lets_its_workers_exit():
     del workers
     gc.collect()
     wait_until(lambda: not any(thread.is_alive() for thread in threads), "the dropped pool's workers to exit")
+
+
+def test_a_worker_keeps_nothing_of_a_request_so_a_model_that_owns_its_pool_can_be_dropped():
+    """The served models submit a bound method of themselves: a worker that kept its last request kept the
+    model and its pool alive, until the exit hook woke it and it freed a torch model during finalisation."""
+
+    class Owner:
+        def __init__(self) -> None:
+            self.pool = FairPool(1, thread_name_prefix="test-owner")
+
+        def double(self, x: int) -> int:
+            return 2 * x
+
+    owner = Owner()
+    assert owner.pool.map(owner.double, [1, 2]) == [2, 4]
+    threads, dropped = owner.pool._threads, weakref.ref(owner)
+    del owner  # the worker may still be returning from the item: give it a moment, not forever
+    wait_until(lambda: gc.collect() >= 0 and dropped() is None, "the worker to let go of the request it ran")
+    wait_until(lambda: not any(thread.is_alive() for thread in threads), "the dropped owner's workers to exit")
+
+
+def test_at_exit_the_live_pools_are_closed_and_their_workers_joined_before_finalisation():
+    workers = FairPool(2, thread_name_prefix="test-exit")
+    assert workers.map(str, [1]) == ["1"]
+    assert workers in fair_pool._live_pools  # what the exit hook shuts down (the other tests' pools stay up)
+    fair_pool._close_and_join([workers], fair_pool.EXIT_WAIT_S)
+    assert workers.closed and not any(thread.is_alive() for thread in workers._threads)
 
 
 def test_a_pool_needs_a_worker():
