@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt
 import mlflow
 import numpy as np
 import pandas as pd
+from mlflow.entities import Dataset as DatasetEntity
 from tqdm.auto import tqdm
 
 from pyfunc.contract import INPUT_EXAMPLE, TweetClassifier, apply_temperature, signature
@@ -33,6 +34,7 @@ from steps.lib.operating_point import (
     empirical_min_cost_threshold,
     operating_curve,
 )
+from steps.lib.tracking import run_datasets
 
 PYFUNC_CODE = str(Path(__file__).resolve().parents[2] / "pyfunc")
 SCORING_BATCH = 256
@@ -127,6 +129,27 @@ def choose_operating_point(
     return metrics
 
 
+def log_linked_metrics(metrics: dict[str, float], model_id: str, datasets: dict[str, DatasetEntity]) -> None:
+    """Log the run's metrics linked to its logged model, each `val_`/`test_` one to the dataset it was computed on.
+
+    The run gets every metric once, as `mlflow.log_metrics` alone would log it; the LoggedModel gets
+    them too, so the Models tab lists the model with its metrics, grouped by the `val`/`test` dataset
+    inputs of the run (a split the run logged no input for is linked to the model only).
+
+    Args:
+        metrics: the metrics, by key.
+        model_id: the logged model's id (`ModelInfo.model_id`).
+        datasets: the run's dataset inputs, by name (`steps.lib.tracking.run_datasets`).
+    """
+    by_split = {split: {k: v for k, v in metrics.items() if k.startswith(f"{split}_")} for split in ("val", "test")}
+    linked = set().union(*by_split.values())
+    if rest := {key: value for key, value in metrics.items() if key not in linked}:
+        mlflow.log_metrics(rest, model_id=model_id)
+    for split, values in by_split.items():
+        if values:
+            mlflow.log_metrics(values, model_id=model_id, dataset=datasets.get(split))
+
+
 def log_candidate(
     model: TweetClassifier,
     family: str,
@@ -138,8 +161,9 @@ def log_candidate(
 ) -> str:
     """Choose the threshold on validation, log metrics, plots and the servable pyfunc; return its URI.
 
-    Metrics are logged as soon as they exist, before the model is logged and reloaded, so a run whose
-    model logging fails still shows what it measured. Call it inside the candidate's active run.
+    The model is logged first, then the metrics linked to it (`log_linked_metrics`); when logging the
+    model fails, the metrics are logged on the run alone before the error propagates, so the run
+    still shows what it measured. Call it inside the candidate's active run.
 
     Args:
         model: the trained pyfunc; its temperature, threshold, operating curve and version are set here.
@@ -183,22 +207,26 @@ def log_candidate(
             mlflow.log_figure(figure, name)
             plt.close(figure)
         mlflow.log_table(_predictions_table(splits[split], proba[split], threshold), f"predictions/{split}.json")
-    mlflow.log_metrics(metrics)
-    profile = reference_profile(splits["train"]["text"].tolist(), splits["val"]["text"].tolist(), proba["val"])
-    mlflow.log_dict(profile, PROFILE_ARTIFACT)  # what `monitor` measures drift against
     summary = ", ".join(f"{key}={metrics[key]:.4f}" for key in SUMMARY_METRICS)
     print(f"{family}: {summary}, threshold={threshold:.3f}", flush=True)
 
     print(f"logging the {family} pyfunc", flush=True)
-    info = mlflow.pyfunc.log_model(
-        name="model",
-        python_model=model,
-        artifacts=artifacts,
-        code_paths=[PYFUNC_CODE],
-        signature=signature(threshold),
-        input_example=INPUT_EXAMPLE,
-        pip_requirements=pip_requirements,
-    )
+    try:
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=model,
+            artifacts=artifacts,
+            code_paths=[PYFUNC_CODE],
+            signature=signature(threshold),
+            input_example=INPUT_EXAMPLE,
+            pip_requirements=pip_requirements,
+        )
+    except Exception:
+        mlflow.log_metrics(metrics)  # what the run measured stays on it when its model cannot be logged
+        raise
+    log_linked_metrics(metrics, info.model_id, run_datasets(run_id))
+    profile = reference_profile(splits["train"]["text"].tolist(), splits["val"]["text"].tolist(), proba["val"])
+    mlflow.log_dict(profile, PROFILE_ARTIFACT)  # what `monitor` measures drift against
     timing_texts = splits["val"]["text"].tolist()[:TIMING_SAMPLE]
-    mlflow.log_metrics(_time_served_model(info.model_uri, timing_texts, proba["val"]))
+    mlflow.log_metrics(_time_served_model(info.model_uri, timing_texts, proba["val"]), model_id=info.model_id)
     return info.model_uri

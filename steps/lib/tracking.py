@@ -13,6 +13,7 @@ from typing import Any
 import mlflow
 import pandas as pd
 from mlflow.data.dataset_source import DatasetSource
+from mlflow.entities import Dataset as DatasetEntity
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
@@ -228,6 +229,19 @@ def log_dataset_inputs(splits: dict[str, pd.DataFrame], data_run_id: str) -> Non
         source = RunArtifactDatasetSource(f"{artifact_uri}/data/{split}.parquet")
         dataset = mlflow.data.from_pandas(frame, source=source, name=split, targets="label")
         mlflow.log_input(dataset, context=DATASET_CONTEXTS[split])
+
+
+def run_datasets(run_id: str) -> dict[str, DatasetEntity]:
+    """The datasets a run logged as inputs, by name (the last listed of a name when it logged several).
+
+    Args:
+        run_id: the run.
+
+    Returns:
+        Each input's dataset entity: what `mlflow.log_metrics(..., dataset=...)` links metrics to.
+    """
+    inputs = MlflowClient().get_run(run_id).inputs
+    return {i.dataset.name: i.dataset for i in (inputs.dataset_inputs if inputs else [])}
 
 
 def record_data_run_id(resolved: str) -> None:

@@ -66,6 +66,13 @@ def test_baseline_run_logs_the_candidate_contract(tracking, prepared_run_id, bas
     plots = {f.path for f in client.list_artifacts(baseline_run_id, "plots")}
     assert {"plots/val_confusion_matrix.png", "plots/val_roc_curve.png", "plots/test_pr_curve.png"} <= plots
     assert [i.dataset.name for i in run.inputs.dataset_inputs] == ["train", "val", "test", "sentiment"]
+    # The Models tab: the logged model carries the run's metrics, val_/test_ ones on the split's dataset input.
+    digests = {i.dataset.name: i.dataset.digest for i in run.inputs.dataset_inputs}
+    linked = {m.key: m for m in mlflow.get_logged_model(run.outputs.model_outputs[-1].model_id).metrics}
+    for key in CANDIDATE_METRICS:
+        assert linked[key].value == pytest.approx(run.data.metrics[key]), key
+        split = key.split("_")[0] if key.startswith(("val_", "test_")) else None
+        assert (linked[key].dataset_name, linked[key].dataset_digest) == (split, digests.get(split)), key
     info = mlflow.models.get_model_info(f"runs:/{baseline_run_id}/model")
     assert info.signature.inputs.input_names() == ["text"]
     assert info.signature.params.params[0].default == pytest.approx(run.data.metrics["threshold"])
