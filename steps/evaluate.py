@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import time
+from functools import partial
 
 import click
 import matplotlib.pyplot as plt
@@ -31,6 +32,7 @@ from steps.lib.behaviour import (
 )
 from steps.lib.cli import WHOLE_NUMBER
 from steps.lib.registry import CHAMPION_URI
+from steps.lib.scoring import predict_in_chunks
 from steps.lib.service_traffic import (
     ServiceTrafficError,
     errors_by_kind,
@@ -63,12 +65,15 @@ def candidate_run_id(model_uri: str) -> str:
 
 
 def pyfunc_predictor(model_uri: str):
-    """Score texts through the model's pyfunc `predict`, the code path `mlflow models serve` runs."""
+    """Score texts through the model's pyfunc `predict`, the code path `mlflow models serve` runs.
+
+    The returned `predict(texts, desc="scoring")` scores `PREDICT_BATCH` tweets at a time, with a
+    progress bar labelled `desc` on stderr.
+    """
     model = mlflow.pyfunc.load_model(model_uri)
 
-    def predict(texts: list[str]) -> pd.DataFrame:
-        batches = [texts[start : start + PREDICT_BATCH] for start in range(0, len(texts), PREDICT_BATCH)]
-        return pd.concat([model.predict(pd.DataFrame({"text": batch})) for batch in batches], ignore_index=True)
+    def predict(texts: list[str], desc: str = "scoring") -> pd.DataFrame:
+        return predict_in_chunks(model, texts, PREDICT_BATCH, desc)
 
     return predict
 
@@ -226,9 +231,9 @@ def evaluate(model_uri: str, suite: str, service_traffic: str, worst_errors: int
     print(f"evaluating {model_uri} (run {run_id}, family {family})", flush=True)
 
     predict = pyfunc_predictor(model_uri)
-    rates, results, suite_report = behaviour(predict, suite, run_id)
+    rates, results, suite_report = behaviour(partial(predict, desc="scoring behaviour cases"), suite, run_id)
     print_rates(results)
-    traffic = score_traffic(predict, service_traffic, run_id)
+    traffic = score_traffic(partial(predict, desc="scoring service traffic"), service_traffic, run_id)
     error_report = errors(run_id, worst_errors)
     calibration_report = calibration(run_id)
     MlflowClient().set_tag(run_id, "evaluated_by", mlflow.active_run().info.run_id)

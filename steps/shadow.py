@@ -86,7 +86,7 @@ def shadow(input: str, champion_uri: str, challenger_uri: str) -> None:
     runs = {role: check_model(uris[role], role) for role in ROLES}
     log_step_params({"input": input, "champion_uri": champion_uri, "challenger_uri": challenger_uri})
     mlflow.set_tags({f"{role}_run_id": run_id for role, run_id in runs.items()} | {"input_source": traffic.source})
-    scored = {role: score_splits(uris[role], {"traffic": traffic.texts})["traffic"] for role in ROLES}
+    scored = {role: score_splits(uris[role], {"traffic": traffic.texts}, role)["traffic"] for role in ROLES}
     metrics, disagreements = compare(traffic, scored)
     mlflow.log_metrics(metrics)
     mlflow.log_table(disagreements, "shadow/disagreements.json")

@@ -19,6 +19,7 @@ from mlflow.tracking import MlflowClient
 from steps.lib.fair_comparison import MIN_GATE_ROWS, GateRows, gate_rows
 from steps.lib.metrics import METRIC_FUNCTIONS
 from steps.lib.ranking import DECISION_METRIC, reported_test_metric
+from steps.lib.scoring import predict_in_chunks, progress
 from steps.lib.tracking import StepError, load_splits
 
 SCORING_BATCH = 512
@@ -61,12 +62,15 @@ def metric_value(metric: str, labels: np.ndarray, scored: Scored) -> float:
     return float(METRIC_FUNCTIONS[metric.split("_", 1)[1]](labels, scored.proba, scored.threshold))
 
 
-def score_splits(model_uri: str, splits: dict[str, list[str]]) -> dict[str, Scored]:
+def score_splits(model_uri: str, splits: dict[str, list[str]], role: str = "") -> dict[str, Scored]:
     """P(negative) and threshold per split through the registered pyfunc, exactly what the server answers.
+
+    Scored `SCORING_BATCH` tweets at a time, with a progress bar per split on stderr.
 
     Args:
         model_uri: a `models:/` or `runs:/` URI.
         splits: texts per split name.
+        role: what the model is here (`candidate`, `champion`), named on the progress bars.
 
     Returns:
         The model's scores per split.
@@ -74,8 +78,8 @@ def score_splits(model_uri: str, splits: dict[str, list[str]]) -> dict[str, Scor
     model = mlflow.pyfunc.load_model(model_uri)
     scored = {}
     for split, texts in splits.items():
-        batches = [texts[start : start + SCORING_BATCH] for start in range(0, len(texts), SCORING_BATCH)]
-        output = pd.concat([model.predict(pd.DataFrame({"text": batch})) for batch in batches], ignore_index=True)
+        desc = f"scoring {split}" + (f" ({role})" if role else "")
+        output = predict_in_chunks(model, texts, SCORING_BATCH, desc)
         scored[split] = Scored(output["proba_negative"].to_numpy(dtype=float), float(output["threshold"].iloc[0]))
     return scored
 
@@ -86,6 +90,7 @@ def bootstrap_difference(
     """95% percentile interval of metric(candidate) - metric(champion), resampling the same rows for both.
 
     Stratified by class, so every resample keeps the split's class balance and AUC stays defined.
+    A progress bar on stderr counts the resamples.
 
     Args:
         metric: a logged metric key, such as `val_roc_auc`.
@@ -101,7 +106,7 @@ def bootstrap_difference(
     rng = np.random.default_rng(seed)
     by_class = [np.flatnonzero(labels == value) for value in (0, 1)]
     differences = np.empty(samples)
-    for i in range(samples):
+    for i in progress(range(samples), desc=f"gate bootstrap ({metric})", unit="resample"):
         rows = np.concatenate([rng.choice(members, size=len(members), replace=True) for members in by_class])
         resampled = labels[rows]
         differences[i] = metric_value(metric, resampled, candidate.on(rows))
@@ -160,7 +165,7 @@ def compare_with_champion(
     splits = load_splits(data_run_id)
     texts = {split: splits[split]["text"].tolist() for split in SPLITS}
     labels = {split: splits[split]["label"].to_numpy() for split in SPLITS}
-    candidate = score_splits(f"models:/{model_name}/{version.version}", texts)
+    candidate = score_splits(f"models:/{model_name}/{version.version}", texts, "candidate")
     test_metric = reported_test_metric(settings.metric)
     result = {
         "metric": settings.metric,
@@ -174,7 +179,7 @@ def compare_with_champion(
     result |= {"rows_basis": rows["val"].basis, "rows_note": rows["val"].note, "rows": int(rows["val"].mask.sum())}
     if not rows["val"].fair:
         return result | {"passed": False, "champion_value": None}
-    incumbent = score_splits(f"models:/{model_name}/{champion.version}", texts)
+    incumbent = score_splits(f"models:/{model_name}/{champion.version}", texts, "champion")
     val, test = rows["val"].mask, rows["test"].mask
     mine, theirs = candidate["val"].on(val), incumbent["val"].on(val)
     low, high = bootstrap_difference(
