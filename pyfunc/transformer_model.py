@@ -21,6 +21,7 @@ import os
 import threading
 from pathlib import Path
 
+import joblib
 import numpy as np
 from tokenizers import Tokenizer
 
@@ -37,22 +38,16 @@ OUTPUT_NAME = "logits"
 # every token the model can see for any real text; training goes through the same cut.
 CHARS_PER_TOKEN = 32
 DEFAULT_BATCH_SIZE = 64
-CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")  # cgroup v2: "<quota> <period>" or "max <period>"
 
 
 def cpu_count() -> int:
-    """Cores this process may use: CPU affinity, capped by a cgroup v2 quota (containers, Web Apps).
+    """Cores this process may use: joblib's count, which honours CPU affinity and a cgroup CPU quota
+    (containers, Web Apps), capped by OMP_NUM_THREADS when that is set (a Spark task's share).
 
     Returns:
-        At least 1; no more than OMP_NUM_THREADS when that is set (a Spark task's share).
+        At least 1.
     """
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    try:
-        quota, period = CGROUP_CPU_MAX.read_text().split()[:2]
-        if quota != "max":
-            cores = min(cores, max(1, int(int(quota) / int(period))))
-    except (OSError, ValueError):
-        pass
+    cores = joblib.cpu_count()
     # A Spark executor runs several tasks at once and sets OMP_NUM_THREADS to spark.task.cpus: honour it.
     threads = os.environ.get("OMP_NUM_THREADS", "")
     if threads.isdigit() and int(threads) > 0:

@@ -61,6 +61,7 @@ ONNX_PACKAGES = (
     "onnxruntime",
     "tokenizers",
     "numpy",
+    "joblib",
     "pandas",
     "emoji",
     "nltk",

@@ -203,29 +203,27 @@ def test_encoder_reads_the_pad_token_of_the_saved_tokenizer(tiny_pretrained):
 
 
 @pytest.mark.parametrize(
-    ("affinity", "cpu_max", "omp", "expected"),
+    ("usable", "omp", "expected"),
     [
-        (8, "max 100000", None, 8),  # no quota: every core the process may run on
-        (8, "200000 100000", None, 2),  # a 2-core container quota caps the 8 visible cores
-        (8, "50000 100000", None, 1),  # half a core still gets one worker
-        (8, "max 100000", "3", 3),  # a Spark task's OMP_NUM_THREADS caps it further
-        (2, "400000 100000", "16", 2),  # neither quota nor OMP_NUM_THREADS raises the affinity
-        (4, None, "not-a-number", 4),  # no cgroup v2 file, unusable OMP_NUM_THREADS: affinity alone
+        (8, None, 8),  # every core joblib counts (affinity, capped by a cgroup quota)
+        (2, None, 2),  # a 2-core container quota, as joblib reads it
+        (8, "3", 3),  # a Spark task's OMP_NUM_THREADS caps it further
+        (2, "16", 2),  # OMP_NUM_THREADS never raises it
+        (4, "not-a-number", 4),  # an unusable OMP_NUM_THREADS is ignored
     ],
 )
-def test_cpu_count_honours_affinity_cgroup_quota_and_omp_threads(
-    monkeypatch, tmp_path, affinity, cpu_max, omp, expected
-):
-    monkeypatch.setattr(transformer_model.os, "sched_getaffinity", lambda pid: set(range(affinity)))
-    cgroup = tmp_path / "cpu.max"
-    if cpu_max is not None:
-        cgroup.write_text(cpu_max + "\n")
-    monkeypatch.setattr(transformer_model, "CGROUP_CPU_MAX", cgroup)
+def test_cpu_count_is_joblibs_count_capped_by_omp_threads(monkeypatch, usable, omp, expected):
+    monkeypatch.setattr(transformer_model.joblib, "cpu_count", lambda: usable)
     if omp is None:
         monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     else:
         monkeypatch.setenv("OMP_NUM_THREADS", omp)
     assert cpu_count() == expected
+
+
+def test_cpu_count_never_exceeds_the_cores_this_process_may_run_on(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert 1 <= cpu_count() <= len(os.sched_getaffinity(0))
 
 
 def test_attaching_again_shuts_the_previous_worker_pool_down(tiny, tiny_encoder):
