@@ -19,6 +19,8 @@ from mlflow import MlflowClient
 from steps.lib.model_card import publish_model_card
 from tests.conftest import REPO, Tracking, mlflow_run, run_id_of
 
+pytestmark = pytest.mark.integration  # drives mlflow run, mlflow ui, model servers and Chromium
+
 MODEL_NAME = "capture-test-model"  # registered by this module only: the session store is shared
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

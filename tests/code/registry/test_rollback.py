@@ -115,6 +115,7 @@ def test_no_champion_at_all_is_an_error(registry_tracking, monkeypatch, capsys):
     assert "has no @champion: there is nothing to roll back" in capsys.readouterr().err
 
 
+@pytest.mark.integration
 def test_the_entry_point_runs_through_mlflow_run(registry_tracking, three_versions):
     result = mlflow_run(registry_tracking, "rollback", model_name=three_versions, reason="smoke via mlflow run")
     assert "v2 -> v1" in result.stdout

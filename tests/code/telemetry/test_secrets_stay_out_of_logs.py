@@ -21,6 +21,8 @@ from tests.code.telemetry.appinsights_capture import OFFLINE_ENV, CaptureServer
 from tests.code.telemetry.test_alert_rule import RULE, add_feedback, minute, wrong_at
 from tests.conftest import free_port, mlflow_run, run_id_of
 
+pytestmark = pytest.mark.integration  # a real run, a model server and a capture server
+
 REPO = Path(__file__).resolve().parents[3]
 TOKEN = "T0SECRET/B0SECRET/XoXoSeCrEtToKeN"  # as in a Slack incoming-webhook URL
 

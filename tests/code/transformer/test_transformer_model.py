@@ -158,6 +158,7 @@ print("models still alive:", sum(ref() is not None for ref in dropped), flush=Tr
 """
 
 
+@pytest.mark.integration
 def test_dropped_torch_models_are_freed_and_the_process_exits_cleanly(tiny_pretrained):
     """A worker that kept its last request kept the model alive until the exit hook woke it, and it then freed
     the torch model while Python finalised: std::terminate, exit status 134, the train_bert run FAILED."""
