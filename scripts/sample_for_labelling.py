@@ -91,10 +91,13 @@ DRAWS = {
         "seed": 20261210,
         "first_id": 13000,
         "match": (
-            r"\bthanks? (a lot|for nothing|for (making|ruining|losing|leaving|the (wait|delay|hold)))|\blove (how|that|it when)\b"
-            r"|\b(way to go|good job|great job|nice job|well done|nice work|great work|bravo)\b|\bbest \w+ ever\b|#not\b"
+            r"\bthanks? (a lot|for nothing|for (making|ruining|losing|leaving|the (wait|delay|hold)))"
+            r"|\blove (how|that|it when)\b"
+            r"|\b(way to go|good job|great job|nice job|well done|nice work|great work|bravo)\b"
+            r"|\bbest \w+ ever\b|#not\b"
             r"|#fail|#sarcasm|\bas (always|usual)\b|\bjust what i (needed|wanted)\b|\boh (great|good|joy)\b"
-            r"|\bwhat a (great|wonderful|fantastic)\b|\b(back up|working again|works now|all set|problem solved|issue solved"
+            r"|\bwhat a (great|wonderful|fantastic)\b"
+            r"|\b(back up|working again|works now|all set|problem solved|issue solved"
             r"|taken care of|got it fixed|fixed it|sorted it|sorted out|resolved)\b"
             r"|\bthanks? (so much )?for (the|your) (help|quick|fast|prompt|reply|response|assistance|support)\b"
             r"|\b(appreciate|appreciated) (the|your) (help|quick|fast|prompt|reply|response|assistance)\b"
