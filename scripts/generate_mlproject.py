@@ -38,8 +38,8 @@ HEADER = f"""\
 name: tweet-reaction-prediction
 
 # `mlflow run . --env-manager local` uses the active virtual environment (see README);
-# without it MLflow builds this conda environment (needs the network).
-conda_env: conda.yaml
+# without it MLflow builds a virtual environment from python_env.yaml (Python 3.11 and the locked pins; needs PyPI).
+python_env: python_env.yaml
 
 entry_points:
 """

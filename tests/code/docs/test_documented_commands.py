@@ -130,10 +130,10 @@ WALKS = (
     Walk("mlflow run . -e shadow --env-manager local -P input=$PWD/feedback.db", prepare=("name_a_challenger",)),
     Walk('mlflow run . -e rollback --env-manager local -P reason="v7 flags every question"'),
     Walk('mlflow run . -e rollback --env-manager local -P reason="flags every refund question"'),
-    Walk("python -m dashboard.alerts --db feedback.db"),
-    Walk("python -m dashboard.alerts"),
+    Walk("python -m monitoring.alerts --db feedback.db"),
+    Walk("python -m monitoring.alerts"),
     Walk(
-        "python -m dashboard.alerts --db feedback.db --watch 30 --webhook-url https://hooks.example.com/...",
+        "python -m monitoring.alerts --db feedback.db --watch 30 --webhook-url https://hooks.example.com/...",
         serves_for=5,
     ),
     Walk("python -m tests.code.telemetry.appinsights_capture --record envelopes.jsonl", serves_for=5),

@@ -17,7 +17,7 @@ from typing import ClassVar
 
 import pytest
 
-from dashboard.alerts import (
+from monitoring.alerts import (
     KQL_TEMPLATE,
     AlertRule,
     WrongPrediction,
@@ -431,7 +431,7 @@ def test_cli_shows_the_window_fires_once_and_posts_the_webhook(store):
     _Webhook.received = []
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Webhook)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    command = [sys.executable, "-m", "dashboard.alerts", "--db", str(store), "--webhook-url"]
+    command = [sys.executable, "-m", "monitoring.alerts", "--db", str(store), "--webhook-url"]
     command += [f"http://127.0.0.1:{server.server_address[1]}/hook"]
     try:
         first = subprocess.run([*command, "--now", minute(3).isoformat()], cwd=REPO, capture_output=True, text=True)
@@ -457,7 +457,7 @@ def test_cli_shows_the_window_fires_once_and_posts_the_webhook(store):
 def test_cli_interval_sets_the_lookback(store):
     for m in (0, 1, 2):
         add_feedback(store, minute(m), False)
-    command = [sys.executable, "-m", "dashboard.alerts", "--db", str(store), "--now", minute(12).isoformat()]
+    command = [sys.executable, "-m", "monitoring.alerts", "--db", str(store), "--now", minute(12).isoformat()]
     quiet = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
     assert quiet.returncode == 0 and "status: ok" in quiet.stdout, quiet.stderr
     hourly = subprocess.run([*command, "--interval-minutes", "60"], cwd=REPO, capture_output=True, text=True)

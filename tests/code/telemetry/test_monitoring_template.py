@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from dashboard.alerts import KQL_MEASURE, KQL_TEMPLATE, AlertRule, kql_query
+from monitoring.alerts import KQL_MEASURE, KQL_TEMPLATE, AlertRule, kql_query
 from pyfunc.telemetry import DASHBOARD_SERVICE, MODEL_SERVICE
 from tests.code.arm_templates import check_arm_template
 from tests.code.telemetry.appinsights_capture import INVOCATIONS_REQUEST, CaptureServer, base_data, telemetry_env
@@ -235,7 +235,7 @@ def test_roles_are_the_documented_ones(emitted):
 
 
 def test_alert_query_is_the_python_rule():
-    """One source of truth: the template holds dashboard.alerts.KQL_TEMPLATE and fills it with format()."""
+    """One source of truth: the template holds monitoring.alerts.KQL_TEMPLATE and fills it with format()."""
     assert template()["variables"]["queryTemplate"] == KQL_TEMPLATE
     assert template_query() == AlertRule().kql() == kql_query(timedelta(minutes=5), DASHBOARD_SERVICE)
     staging = "tweet-sentiment-dashboard-staging"

@@ -16,7 +16,7 @@ import mlflow
 import pytest
 import requests
 
-from dashboard.alerts import evaluate, post_webhook
+from monitoring.alerts import evaluate, post_webhook
 from tests.code.telemetry.appinsights_capture import OFFLINE_ENV, CaptureServer
 from tests.code.telemetry.test_alert_rule import RULE, add_feedback, minute, wrong_at
 from tests.conftest import free_port, mlflow_run, run_id_of
@@ -62,7 +62,7 @@ def test_a_failed_webhook_post_logs_the_host_and_the_reason_never_the_token(fail
 def test_the_alert_cli_that_fires_never_prints_the_webhook_url(failing_webhook, store):
     for m in (0, 1, 2):
         add_feedback(store, minute(m), False)
-    command = [sys.executable, "-m", "dashboard.alerts", "--db", str(store), "--now", minute(3).isoformat()]
+    command = [sys.executable, "-m", "monitoring.alerts", "--db", str(store), "--now", minute(3).isoformat()]
     result = subprocess.run(
         [*command, "--webhook-url", failing_webhook], cwd=REPO, capture_output=True, text=True, timeout=60
     )

@@ -23,7 +23,7 @@ stands for `itemCount` events (rows of the local store are never sampled and cou
 A burst stays in the lookback for up to `lookback` after it happened, so consecutive checks see it
 again; the cooldown is what keeps it to one alert, and it is never shorter than the lookback (`mute`).
 
-    python -m dashboard.alerts --db feedback.db [--threshold 3 --window-minutes 5 --cooldown-minutes 15]
+    python -m monitoring.alerts --db feedback.db [--threshold 3 --window-minutes 5 --cooldown-minutes 15]
                                [--interval-minutes 1 | --watch SECONDS] [--webhook-url URL]
 """
 
@@ -77,7 +77,7 @@ KQL_TEMPLATE = (
 # The column the Azure rule measures (metricMeasureColumn, aggregated with Maximum).
 KQL_MEASURE = "wrong_in_window"
 
-_log = logging.getLogger("dashboard.alerts")
+_log = logging.getLogger("monitoring.alerts")
 
 
 @dataclass(frozen=True)

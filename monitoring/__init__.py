@@ -1,0 +1,1 @@
+"""Operations' side of the product: the wrong-prediction alert, run where Azure Monitor is not."""
