@@ -154,7 +154,7 @@ def choose_backend(
     depend on its neighbours (and their padding). The int8 graph is therefore served one tweet per
     call: still cheaper than fp32 in batches (docs/serving.md), and a tweet always gets the same probability.
     """
-    from steps.lib.onnx_export import export_onnx, keeps_auc, parity, quantize_int8
+    from steps.lib import onnx_export  # the module, not its export_onnx: the flag of the same name decides
 
     texts, y_val = val["text"].tolist(), val["label"].to_numpy()
     reference = predict_in_batches(classifier, texts, "validation (torch)")
@@ -164,18 +164,19 @@ def choose_backend(
     backend = "torch"
     if export_onnx:
         started = time.perf_counter()
-        fp32 = export_onnx(model, workdir / "model.onnx", classifier.encoder.pad_id, classifier.max_length)
+        fp32 = onnx_export.export_onnx(model, workdir / "model.onnx", classifier.encoder.pad_id, classifier.max_length)
         metrics["onnx_export_seconds"] = time.perf_counter() - started
         use_onnx(classifier, fp32, DEFAULT_BATCH_SIZE)
-        metrics |= parity("onnx", reference, predict_in_batches(classifier, texts, "validation (onnx)"), y_val)
+        scored = predict_in_batches(classifier, texts, "validation (onnx)")
+        metrics |= onnx_export.parity("onnx", reference, scored, y_val)
         artifacts[ONNX_ARTIFACT], backend = str(fp32), "onnx"
         if quantize:  # int8 applies to the ONNX graph: without export there is nothing to quantise
-            int8 = quantize_int8(fp32, workdir / "model_int8.onnx")
+            int8 = onnx_export.quantize_int8(fp32, workdir / "model_int8.onnx")
             use_onnx(classifier, int8, batch_size=1)
-            metrics |= parity(
+            metrics |= onnx_export.parity(
                 "onnx_int8", reference, predict_in_batches(classifier, texts, "validation (onnx int8)"), y_val
             )
-            if keeps_auc(torch_auc, metrics["val_roc_auc_onnx_int8"]):
+            if onnx_export.keeps_auc(torch_auc, metrics["val_roc_auc_onnx_int8"]):
                 artifacts[ONNX_ARTIFACT], backend = str(int8), "onnx_int8"
             else:
                 print(f"int8 dropped: val AUC {metrics['val_roc_auc_onnx_int8']:.4f} vs torch {torch_auc:.4f}")
