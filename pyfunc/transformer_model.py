@@ -115,12 +115,9 @@ class TextEncoder:
 class OnnxBackend:
     """Logits from the exported graph in ONNX Runtime, one session for the process."""
 
-    def __init__(self, path: str, threads: int, disabled_optimizers: tuple[str, ...] = ()) -> None:
-        """One session on `path` with `threads` intra-op threads.
-
-        `disabled_optimizers` names ONNX Runtime graph rewrites to skip, for graphs that a rewrite would
-        compute wrongly (the per-token int8 variant of `bench/graph_variants.py`); the served graphs need none.
-        """
+    def __init__(self, path: str, threads: int) -> None:
+        """One session on `path` with `threads` intra-op threads, every graph rewrite on (the served graphs
+        need none disabled; docs/design.md, "Known traps", names the one that per-token graphs would)."""
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -131,9 +128,7 @@ class OnnxBackend:
         # Spinning workers keep their core busy while they wait, which costs throughput as soon as another
         # process wants the core (docs/serving.md, "Speed").
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(
-            path, options, providers=["CPUExecutionProvider"], disabled_optimizers=list(disabled_optimizers)
-        )
+        self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
 
     def logits(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         feeds = {INPUT_NAMES[0]: input_ids, INPUT_NAMES[1]: attention_mask}

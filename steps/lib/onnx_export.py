@@ -40,7 +40,7 @@ def export_onnx(
     (a mask of all ones could let the model skip masking at trace time). The graph is traced with
     eager attention whatever the model trains with: ONNX Runtime runs it in 247 kernels a call
     instead of SDPA's 331, 9% faster one tweet per call on the Intel Xeon and 1-6% on the AMD EPYC,
-    with the same test ROC AUC (docs/serving.md, "The limit: a roofline of the served transformer").
+    with the same test ROC AUC (docs/research_log.md, "The limit: a roofline of the served transformer").
 
     Args:
         model: the fine-tuned sequence classifier (put in eval mode); its attention implementation is
