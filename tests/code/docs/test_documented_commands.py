@@ -24,6 +24,7 @@ import mlflow
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from dashboard.feedback import Feedback, FeedbackStore, record_feedback
 from steps.lib.complaint_labels import load_complaint_labels
@@ -31,7 +32,7 @@ from steps.lib.datasets import load_embedded
 from steps.lib.registry import CHALLENGER_ALIAS, CHAMPION_ALIAS, model_version_for, move_champion
 from tests.code.docs.documented import documented_commands
 from tests.code.transformer.conftest import build_tiny_distilbert
-from tests.conftest import REPO, Tracking, new_tracking
+from tests.conftest import REPO, Tracking, new_tracking, run_id_of
 
 MODEL_NAME = "tweet-sentiment"  # the docs' commands use the default registered model
 EXPERIMENT = "tweet-reaction-prediction"  # README: export MLFLOW_EXPERIMENT_NAME=tweet-reaction-prediction
@@ -82,6 +83,8 @@ class Walk:
     # Seconds a command that serves until stopped must stay up; 0 = it must finish with exit code 0.
     serves_for: float = 0
     prepare: tuple[str, ...] = field(default=())  # names of `Walker` methods that set the stage first
+    # Names of `Walker` methods that check what the command made, given its finished process.
+    checks: tuple[str, ...] = field(default=())
 
 
 # In walking order: each command finds what the commands before it made.
@@ -120,7 +123,7 @@ WALKS = (
         "-P output=abfss://scores@<account>.dfs.core.windows.net/2026/11/25/ -P partitions=64"
     ),
     Walk("mlflow run . -e monitor --env-manager local -P input=$PWD/recent_tweets.csv"),
-    Walk("mlflow run . --env-manager local"),
+    Walk("mlflow run . --env-manager local", checks=("every_step_ran_and_a_champion_passed_the_gate",)),
     Walk("mlflow run . --env-manager local -P feedback_db=$PWD/feedback.db"),
     Walk(
         "mlflow run . -e adapt --env-manager local -P verdicts=$PWD/feedback.db",
@@ -170,7 +173,9 @@ def walker(tmp_path_factory) -> Walker:
 def test_documented_command_works(walker: Walker, walk: Walk):
     for stage in walk.prepare:
         getattr(walker, stage)()
-    walker.run(walk)
+    result = walker.run(walk)
+    for check in walk.checks:
+        getattr(walker, check)(result)
 
 
 class Walker:
@@ -228,14 +233,16 @@ class Walker:
                 words += shlex.split(extra.format(**values))
         return words, env
 
-    def run(self, walk: Walk) -> None:
+    def run(self, walk: Walk) -> subprocess.CompletedProcess | None:
+        """Run the command as documented; a finished command's process is returned for the walk's checks."""
         argv, env = self.argv(walk)
         cwd = REPO if argv[:2] == ["mlflow", "run"] else self.work
         if walk.serves_for:
             self.serve_briefly(argv, env, cwd, walk.serves_for)
-            return
+            return None
         result = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=1200)
         assert result.returncode == 0, f"{shlex.join(argv)}\n{result.stdout[-3000:]}\n{what_went_wrong(result.stderr)}"
+        return result
 
     def serve_briefly(self, argv: list[str], env: dict[str, str], cwd: Path, seconds: float) -> None:
         """Start a command that runs until stopped, check it is still up after `seconds`, then stop it."""
@@ -252,6 +259,35 @@ class Walker:
             except subprocess.TimeoutExpired:
                 process.kill()
         assert "Traceback" not in log.read_text(), log.read_text()[-4000:]
+
+    def every_step_ran_and_a_champion_passed_the_gate(self, result: subprocess.CompletedProcess) -> None:
+        """The main job chained every step (nested under its run, or reused from an identical finished one),
+        every candidate ran the behaviour suite, and the champion it names is a candidate that passed the gate."""
+        client = MlflowClient(self.tracking.uri)
+        parent = run_id_of(result)
+        assert "==> [1/" in result.stdout, result.stdout[-2000:]
+        experiment = client.get_experiment_by_name(EXPERIMENT)
+        children = client.search_runs([experiment.experiment_id], f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{parent}'")
+        reused = [
+            client.get_run(run_id) for run_id in re.findall(r"reusing finished run ([0-9a-f]{32})", result.stdout)
+        ]
+        steps = sorted(run.data.tags.get("mlflow.project.entryPoint") for run in children + reused)
+        expected = ["prepare_data", "train_baseline", "compare_lstm", "train_bert", "register"] + ["evaluate"] * 5
+        assert steps == sorted(expected), result.stdout[-3000:]
+        assert all(run.info.status == "FINISHED" for run in children)
+        steps_runs = children + reused
+        comparisons = [
+            run.info.run_id for run in steps_runs if run.data.tags.get("mlflow.project.entryPoint") == "compare_lstm"
+        ]
+        arms = client.search_runs([experiment.experiment_id], f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{comparisons[0]}'")
+        candidates = [run for run in steps_runs + arms if run.data.tags.get("candidate") == "true"]
+        families = sorted(run.data.tags["model_family"] for run in candidates)
+        assert families == ["baseline", "lstm", "lstm", "lstm", "transformer"], families
+        assert all("behaviour_failure_rate" in run.data.metrics for run in candidates)
+        champion = client.get_model_version_by_alias(MODEL_NAME, CHAMPION_ALIAS)
+        assert champion.run_id in {run.info.run_id for run in candidates}
+        assert champion.tags["gate.passed"] == "true"
+        assert f"champion: {MODEL_NAME} version {champion.version}" in result.stdout
 
     def copy_scaling_results(self) -> None:
         """The measured CSVs `--replot` redraws from, in the folder the walk gives it instead of docs/."""
