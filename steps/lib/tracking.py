@@ -85,24 +85,61 @@ def check_tracking_server(uri: str, timeout: float = TRACKING_PROBE_TIMEOUT) -> 
 
 
 def run_step(step: str, body: Callable[[Run], None]) -> None:
-    """Run `body` inside the step's MLflow run; a StepError fails the run with a one-line message.
+    """Run `body` inside the step's MLflow run; a StepError fails the run with a one-line message, and so
+    does a tracking server lost during the step (docs/design.md, "Tracking server lost mid-step").
 
     Args:
         step: the step's name, tagged `step` on the run.
         body: the step's work, given the active run.
 
     Raises:
-        SystemExit: status 2 after a StepError, its message printed to stderr.
+        SystemExit: status 2 after a StepError, 3 after the tracking server stopped answering, the message
+            printed to stderr.
     """
     try:
         configure_tracking()
-        with mlflow.start_run() as run:
-            mlflow.set_tag("step", step)
-            print(f"==> {step}: run {run.info.run_id} in experiment {run.info.experiment_id}", flush=True)
-            body(run)
     except StepError as error:
         print(f"{step}: error: {error}", file=sys.stderr, flush=True)
         sys.exit(2)
+    try:
+        run = mlflow.start_run()
+        try:
+            mlflow.set_tag("step", step)
+            print(f"==> {step}: run {run.info.run_id} in experiment {run.info.experiment_id}", flush=True)
+            body(run)
+        except BaseException:
+            if tracking_lost():
+                raise  # ending the run would wait out the client's retries a second time
+            mlflow.end_run("FAILED")
+            raise
+        mlflow.end_run()
+    except Exception as error:
+        if tracking_lost():
+            uri = mlflow.get_tracking_uri()
+            print(
+                f"{step}: error: the tracking server {uri} stopped answering during the step; its run stays "
+                "RUNNING there. Rerun the step once the server answers (a new run; main reuses finished runs only)",
+                file=sys.stderr,
+                flush=True,
+            )
+            sys.exit(3)
+        if isinstance(error, StepError):
+            print(f"{step}: error: {error}", file=sys.stderr, flush=True)
+            sys.exit(2)
+        raise
+
+
+def tracking_lost() -> bool:
+    """Whether the step's tracking server has stopped answering (only http(s) stores can be lost).
+
+    Returns:
+        True when a quick authenticated probe of the server fails.
+    """
+    try:
+        check_tracking_server(mlflow.get_tracking_uri())
+    except StepError:
+        return True
+    return False
 
 
 def resolve_data_run_id(data_run_id: str) -> str:

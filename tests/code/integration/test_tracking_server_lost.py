@@ -1,0 +1,87 @@
+"""The tracking server lost in the middle of a step: one line, no traceback, and a rerun that finishes.
+
+A real `mlflow server` on 127.0.0.1 (SQLite store, proxied artifacts), stopped as the step announces its
+run. The client's retries are turned off here so the test does not wait them out; with MLflow's
+defaults the same failure comes after the retries (docs/reliability.md measures how long).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tests.conftest import REPO, ServerProcess, free_port
+
+pytestmark = pytest.mark.integration
+
+
+def tracking_server(root: Path) -> ServerProcess:
+    """`mlflow server` as a team runs it, with its own store under `root`, ready to answer."""
+    port = free_port()
+    command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}"]
+    command += ["--artifacts-destination", str(root / "artifacts"), "-h", "127.0.0.1", "-p", str(port)]
+    command += ["--workers", "1"]
+    server = ServerProcess(command, dict(os.environ), root / f"server-{port}.log", port)
+    server.name = "tracking server"
+    server.wait_until_ok(f"http://127.0.0.1:{port}/health", timeout=120)
+    return server
+
+
+def step_env(server: ServerProcess) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("MLFLOW_")}
+    return env | {
+        "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{server.port}",
+        "MLFLOW_EXPERIMENT_NAME": "lost",
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
+        "PYTHONPATH": str(REPO),
+    }
+
+
+def step(name: str, *args: str) -> list[str]:
+    return [sys.executable, "-m", f"steps.{name}", *args]
+
+
+def test_a_step_that_loses_its_tracking_server_fails_in_one_line_and_a_rerun_finishes(tmp_path):
+    server = tracking_server(tmp_path)
+    env = step_env(server)
+    try:
+        prepared = subprocess.run(step("prepare_data", "--max-rows", "600"), cwd=REPO, env=env, capture_output=True)
+        assert prepared.returncode == 0, prepared.stderr.decode()[-3000:]
+        training = subprocess.Popen(
+            step("train_baseline", "--min-df", "1"),
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for line in training.stdout:
+            if line.startswith("==> train_baseline: run "):
+                lost_run_id = line.split()[3]
+                break
+        server.stop()  # the server goes away while the step is under way
+        _, stderr = training.communicate(timeout=300)
+    finally:
+        server.stop()
+    assert training.returncode == 3, stderr[-3000:]
+    assert "Traceback" not in stderr, stderr[-3000:]
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("train_baseline: error: the tracking server http://127.0.0.1:") and "Rerun" in last
+
+    server = tracking_server(tmp_path)  # back, on the same store
+    env = step_env(server)
+    try:
+        rerun = subprocess.run(step("train_baseline", "--min-df", "1"), cwd=REPO, env=env, capture_output=True)
+        client = MlflowClient(env["MLFLOW_TRACKING_URI"])
+        lost = client.get_run(lost_run_id)
+        runs = client.search_runs([lost.info.experiment_id], "tags.step = 'train_baseline'")
+    finally:
+        server.stop()
+    assert rerun.returncode == 0, rerun.stderr.decode()[-3000:]
+    assert lost.info.status == "RUNNING"  # nobody could tell the lost server; main never reuses it
+    assert sorted(run.info.status for run in runs) == ["FINISHED", "RUNNING"]
