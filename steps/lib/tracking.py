@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import sys
 import tempfile
@@ -108,25 +110,50 @@ def run_step(step: str, body: Callable[[Run], None]) -> None:
             print(f"==> {step}: run {run.info.run_id} in experiment {run.info.experiment_id}", flush=True)
             body(run)
         except BaseException:
-            if tracking_lost():
-                raise  # ending the run would wait out the client's retries a second time
-            mlflow.end_run("FAILED")
+            if not tracking_lost():  # a lost server would make ending the run wait out the retries again
+                with contextlib.suppress(Exception):  # a full disk may refuse the status too
+                    mlflow.end_run("FAILED")
             raise
         mlflow.end_run()
     except Exception as error:
-        if tracking_lost():
-            uri = mlflow.get_tracking_uri()
-            print(
-                f"{step}: error: the tracking server {uri} stopped answering during the step; its run stays "
-                "RUNNING there. Rerun the step once the server answers (a new run; main reuses finished runs only)",
-                file=sys.stderr,
-                flush=True,
-            )
+        if reason := store_failure(error):
+            print(f"{step}: error: {reason}", file=sys.stderr, flush=True)
             sys.exit(3)
         if isinstance(error, StepError):
             print(f"{step}: error: {error}", file=sys.stderr, flush=True)
             sys.exit(2)
         raise
+
+
+def store_failure(error: BaseException) -> str | None:
+    """Why the step's tracking store, not the step, failed it, in one line; None when the store is fine.
+
+    A full disk under the store or its artifacts (seen anywhere in the chain of causes) and a tracking
+    server that stopped answering are faults of the machine, not bugs: the user needs what to do, not a
+    traceback (docs/design.md, "Tracking server lost mid-step").
+    """
+    uri = mlflow.get_tracking_uri()
+    if disk_full(error):
+        return f"the disk under the tracking store {uri} or its artifacts is full: free space, then rerun the step"
+    if tracking_lost():
+        return (
+            f"the tracking server {uri} stopped answering during the step; its run stays RUNNING there. "
+            "Rerun the step once the server answers (a new run; main reuses finished runs only)"
+        )
+    return None
+
+
+def disk_full(error: BaseException | None) -> bool:
+    """Whether `error` or any exception behind it says the disk is full (errno ENOSPC, or SQLite's own words)."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+            return True
+        if "database or disk is full" in str(error) or "No space left on device" in str(error):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
 
 
 def tracking_lost() -> bool:

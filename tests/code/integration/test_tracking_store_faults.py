@@ -1,8 +1,10 @@
-"""The tracking server lost in the middle of a step: one line, no traceback, and a rerun that finishes.
+"""The tracking store failing under a step: one line saying what to do, and a rerun that finishes.
 
-A real `mlflow server` on 127.0.0.1 (SQLite store, proxied artifacts), stopped as the step announces its
-run. The client's retries are turned off here so the test does not wait them out; with MLflow's
-defaults the same failure comes after the retries (docs/reliability.md measures how long).
+The server lost: a real `mlflow server` on 127.0.0.1 (SQLite store, proxied artifacts), stopped as the
+step announces its run. The client's retries are turned off here so the test does not wait them out;
+with MLflow's defaults the same failure comes after the retries (docs/reliability.md says how long).
+The disk full: a SQLite store and its artifacts on a real 3 MiB tmpfs, filled up (mounting needs
+root, as the CI machine has; elsewhere that test skips with the reason).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -85,3 +88,47 @@ def test_a_step_that_loses_its_tracking_server_fails_in_one_line_and_a_rerun_fin
     assert rerun.returncode == 0, rerun.stderr.decode()[-3000:]
     assert lost.info.status == "RUNNING"  # nobody could tell the lost server; main never reuses it
     assert sorted(run.info.status for run in runs) == ["FINISHED", "RUNNING"]
+
+
+@pytest.fixture
+def small_disk(tmp_path) -> Iterator[Path]:
+    mount_point = tmp_path / "disk"
+    mount_point.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount_point)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {mounted.stderr.decode().strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def fill(disk: Path, leave_kib: int) -> Path:
+    """Take all but `leave_kib` KiB of the disk with one file, and return it (delete it to make room)."""
+    stat = os.statvfs(disk)
+    filler = disk / "filler"
+    filler.write_bytes(b"\0" * max(0, stat.f_bavail * stat.f_frsize - leave_kib * 1024))
+    return filler
+
+
+def test_a_step_on_a_full_disk_fails_in_one_line_and_a_rerun_finishes_once_there_is_room(small_disk):
+    env = {key: value for key, value in os.environ.items() if not key.startswith("MLFLOW_")}
+    env |= {"MLFLOW_TRACKING_URI": f"sqlite:///{small_disk / 'mlflow.db'}", "PYTHONPATH": str(REPO)}
+    env["MLFLOW_EXPERIMENT_NAME"] = "full"
+    prepared = subprocess.run(step("prepare_data", "--max-rows", "600"), cwd=small_disk, env=env, capture_output=True)
+    assert prepared.returncode == 0, prepared.stderr.decode()[-3000:]
+    filler = fill(small_disk, leave_kib=150)
+    training = subprocess.run(step("train_baseline", "--min-df", "1"), cwd=small_disk, env=env, capture_output=True)
+    stderr = training.stderr.decode()
+    assert training.returncode == 3, stderr[-3000:]
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("train_baseline: error: the disk under the tracking store") and "free space" in last
+
+    filler.unlink()
+    rerun = subprocess.run(step("train_baseline", "--min-df", "1"), cwd=small_disk, env=env, capture_output=True)
+    assert rerun.returncode == 0, rerun.stderr.decode()[-3000:]
+    runs = MlflowClient(env["MLFLOW_TRACKING_URI"]).search_runs(
+        [MlflowClient(env["MLFLOW_TRACKING_URI"]).get_experiment_by_name("full").experiment_id],
+        "tags.step = 'train_baseline' and attributes.status = 'FINISHED'",
+    )
+    assert len(runs) == 1
