@@ -154,7 +154,7 @@ def resolve_explain(params: dict[str, Any] | None) -> bool:
         InvalidInput: `explain` is not true or false.
     """
     value = (params or {}).get(EXPLAIN_PARAM, False)
-    if not isinstance(value, bool | np.bool_):
+    if not isinstance(value, (bool, np.bool_)):
         raise InvalidInput(f"params.explain must be true or false, got {value!r}")
     return bool(value)
 
