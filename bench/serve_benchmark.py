@@ -10,12 +10,16 @@ figures pool its rounds. Prints requests/s, tweets/s, p50/p95/p99 latency and th
 (the whole process tree), both tables, and the figures against the goals, pooled and round by round:
 >= 8x the naive reference's best tweets/s with 32-tweet requests at concurrency 4, and a single-tweet
 p50 <= 5 ms on the Intel Xeon of docs/serving.md, which another CPU meets as the same ratio to the
-naive reference's p50 (5 / 8.8).
+naive reference's p50 (5 / 8.8). With `--explain` the champion also answers single-tweet requests that
+ask for each word's contribution (`params.explain`, docs/serving.md, "Explanations") at concurrency 1,
+taking its turn in every round, so the cost of an explanation is stated beside the plain p50 of the
+same run.
 
 \b
     python bench/serve_benchmark.py                                  # the champion
     python bench/serve_benchmark.py --model-uri models:/tweet-sentiment/3 --requests 100
     python bench/serve_benchmark.py --model-uri runs:/<id>/model --hf-model DIR --max-length 64
+    python bench/serve_benchmark.py --skip-naive --explain --json docs/serve_benchmark_explain.json
 
 Run it from the repository root with the project's virtual environment active and
 MLFLOW_TRACKING_URI pointing at the store that holds the model.
@@ -56,6 +60,7 @@ GOAL_RATIO = 8.0  # champion tweets/s (32-tweet requests, concurrency 4) over th
 GOAL_SINGLE_P50_MS = 5.0  # single-tweet p50 at concurrency 1, set on the Intel Xeon (AVX-512 VNNI/AMX) ...
 NAIVE_SINGLE_P50_XEON_MS = 8.8  # ... where the naive reference's was 8.8 ms (docs/serving.md, "Final figures")
 WARMUP_REQUESTS = 8
+EXPLAINED = "champion_explained"  # the series of single-tweet requests that ask for explanations
 
 
 @dataclass
@@ -169,11 +174,43 @@ def champion_body(texts: list[str]) -> dict:
     return {"dataframe_split": {"columns": ["text"], "data": [[text] for text in texts]}}
 
 
+def explained_body(texts: list[str]) -> dict:
+    """The champion's request that asks for each word's contribution to P(negative)."""
+    return champion_body(texts) | {"params": {"explain": True}}
+
+
 def naive_body(texts: list[str]) -> dict:
     return {"texts": texts}
 
 
 BODIES = {"champion": champion_body, "naive": naive_body}
+
+
+def check_explains(server: Server, texts: list[str]) -> None:
+    """Stop before measuring a model that ignores `params.explain` (logged before explanations): its
+    figures would be those of plain requests."""
+    response = requests.post(server.predict_url, json=explained_body(texts[:1]), timeout=60)
+    if response.status_code != 200 or "explanation" not in response.json()["predictions"][0]:
+        raise SystemExit(f"the model does not explain (HTTP {response.status_code}: {response.text[:300]})")
+
+
+def words_per_tweet(texts: list[str]) -> float:
+    """The median number of words a tweet is explained by: each costs the server one more scored tweet."""
+    from pyfunc.explain import word_spans
+
+    return float(np.median([len(word_spans(text)) for text in texts]))
+
+
+def explanation_cost(champion: list[Result], explained: list[Result]) -> str:
+    """The single-tweet p50 with explanations against the plain one of the same run."""
+    plain, asked = scenario(champion, 1, 1), scenario(explained, 1, 1)
+    if not (plain and asked):
+        return ""
+    return (
+        f"- single-tweet p50 with explanations at concurrency 1: {asked.percentile(50):.1f} ms, "
+        f"{asked.percentile(50) / plain.percentile(50):.1f}x the {plain.percentile(50):.1f} ms without "
+        f"({asked.errors} failed requests)"
+    )
 
 
 def drive(
@@ -454,6 +491,12 @@ def at_least_one(ctx: click.Context, param: click.Parameter, value: int) -> int:
 )
 @click.option("--texts", default="", show_default=True, help="CSV/Parquet with a text column (empty = embedded tweets)")
 @click.option("--skip-naive/--no-skip-naive", default=False, show_default=True, help="measure the served model only")
+@click.option(
+    "--explain/--no-explain",
+    default=False,
+    show_default=True,
+    help="also time single-tweet requests that ask for explanations (concurrency 1)",
+)
 @click.option("--json", default="", show_default=True, help="also write every figure to this JSON file")
 @click.option("--seed", type=WHOLE_NUMBER, default=7, show_default=True, help="seed of the tweets' sample")
 def main(**options: object) -> None:
@@ -484,10 +527,17 @@ def main(**options: object) -> None:
                 f"naive reference: {hf_dir} (max_length {max_length}), idle RSS {servers['naive'].rss_mb():.0f} MB",
                 flush=True,
             )
+        if args.explain:
+            check_explains(servers["champion"], texts)
+            rounds[EXPLAINED] = []
+        single_tweet = SimpleNamespace(**vars(args) | {"batch_sizes": (1,), "concurrency": (1,)})
         for turn in range(1, args.rounds + 1):
             print(f"round {turn} of {args.rounds}", flush=True)
             for name, server in servers.items():
                 rounds[name].append(run_all(server, BODIES[name], texts, args))
+            if args.explain:
+                print("  (with explanations)", flush=True)
+                rounds[EXPLAINED].append(run_all(servers["champion"], explained_body, texts, single_tweet))
     finally:
         for server in servers.values():
             server.stop()
@@ -500,6 +550,9 @@ def main(**options: object) -> None:
         print(table(results["naive"]))
     print(f"\nPooled over {args.rounds} round(s), the servers taking turns:")
     print("\n".join(verdict(results["champion"], results.get("naive", []))))
+    if EXPLAINED in results:
+        print(explanation_cost(results["champion"], results[EXPLAINED]))
+        print(f"- the tweets have a median of {words_per_tweet(texts):g} words, each one more scored tweet")
     if "naive" in rounds and args.rounds > 1:
         print("\n".join(round_by_round(rounds["champion"], rounds["naive"])))
     if warning:
@@ -511,6 +564,8 @@ def main(**options: object) -> None:
         summary = {name: [r.summary() for r in rs] for name, rs in results.items()}
         summary["rounds"] = {name: [[r.summary() for r in rs] for rs in runs] for name, runs in rounds.items()}
         header = {"machine": host, "provenance": origin, "warning": warning, "rounds_taken": args.rounds}
+        if EXPLAINED in results:
+            header["words_per_tweet_median"] = words_per_tweet(texts)
         Path(args.json).write_text(json.dumps(header | summary, indent=2))
 
 

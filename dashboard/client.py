@@ -13,7 +13,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import requests
@@ -49,6 +49,14 @@ class ModelServerError(Exception):
 
 
 @dataclass(frozen=True)
+class WordContribution:
+    """One word of the tweet, as sent, and how much it added to P(negative) (docs/design.md, "Explanations")."""
+
+    word: str
+    contribution: float
+
+
+@dataclass(frozen=True)
 class Prediction:
     """One response row of the serving contract (docs/design.md)."""
 
@@ -59,6 +67,25 @@ class Prediction:
     # What the threshold in use means on the model's validation split (None: the model ships no figures).
     val_precision: float | None = None
     val_recall: float | None = None
+    # Each word's contribution, in text order, when asked for (`predict(..., explain=True)`); else None.
+    explanation: tuple[WordContribution, ...] | None = None
+
+    def top_words(self, count: int = 3) -> list[str]:
+        """The words that most pushed the served label, strongest first: what a wrong prediction is blamed on.
+
+        For `negative`, the words whose removal lowers P(negative) most; for `not_negative`, those
+        whose removal raises it most. Words that pushed the other way are left out.
+
+        Args:
+            count: at most this many words.
+
+        Returns:
+            The words, none without an explanation.
+        """
+        sign = 1.0 if self.label == LABELS[0] else -1.0
+        pushing = [entry for entry in self.explanation or () if sign * entry.contribution > 0]
+        pushing.sort(key=lambda entry: sign * entry.contribution, reverse=True)
+        return [entry.word for entry in pushing[:count]]
 
 
 @dataclass(frozen=True)
@@ -86,11 +113,17 @@ def env_float(name: str, default: float) -> float:
 _BATCH_SLOTS = threading.Semaphore(max(1, int(env_float("DASHBOARD_BATCH_REQUESTS", DEFAULT_BATCH_REQUESTS))))
 
 
-def request_body(texts: Sequence[str], threshold: float | None) -> dict[str, Any]:
-    """MLflow's `dataframe_split` form with a `text` column; the threshold travels as `params`."""
+def request_body(texts: Sequence[str], threshold: float | None, explain: bool = False) -> dict[str, Any]:
+    """MLflow's `dataframe_split` form with a `text` column; the threshold and `explain` travel as `params`,
+    each only when asked for, so a plain request stays the plain request."""
     body: dict[str, Any] = {"dataframe_split": {"columns": ["text"], "data": [[text] for text in texts]}}
+    params: dict[str, Any] = {}
     if threshold is not None:
-        body["params"] = {"threshold": float(threshold)}
+        params["threshold"] = float(threshold)
+    if explain:
+        params["explain"] = True
+    if params:
+        body["params"] = params
     return body
 
 
@@ -117,8 +150,22 @@ def _optional_float(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def parse_predictions(response: requests.Response, expected: int) -> list[Prediction]:
-    """Check a 200 answer against the contract; anything else is a `bad_response`."""
+def parse_explanation(value: Any) -> tuple[WordContribution, ...] | None:
+    """A row's `explanation` (a list of `{"word", "contribution"}`), or None when the row has none.
+
+    Raises:
+        ValueError: an explanation that is not such a list.
+    """
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise ValueError(f"explanation is {type(value).__name__}, not a list")
+    return tuple(WordContribution(str(entry["word"]), float(entry["contribution"])) for entry in value)
+
+
+def parse_predictions(response: requests.Response, expected: int, explained: bool = False) -> list[Prediction]:
+    """Check a 200 answer against the contract (with an explanation per row when `explained`);
+    anything else is a `bad_response`."""
 
     def bad(why: str) -> ModelServerError:
         return ModelServerError(
@@ -150,10 +197,19 @@ def parse_predictions(response: requests.Response, expected: int) -> list[Predic
             for row in rows
         ]
     except (KeyError, TypeError, ValueError) as error:
-        raise bad(f"a prediction lacks label, proba_negative or threshold: {error}") from None
+        raise bad(
+            f"a prediction lacks label, proba_negative or threshold, or has a broken explanation: {error}"
+        ) from None
     if any(prediction.label not in LABELS for prediction in predictions):
         raise bad("unknown label")
-    return predictions
+    try:
+        explanations = [parse_explanation(row.get("explanation")) for row in rows]
+    except (KeyError, TypeError, ValueError) as error:
+        raise bad(f"a broken explanation: {error!r}") from None
+    if explained and None in explanations:
+        raise bad("no explanation, though one was asked for; the served model may predate explanations")
+    pairs = zip(predictions, explanations, strict=True)
+    return [replace(prediction, explanation=explanation) for prediction, explanation in pairs]
 
 
 def shift_row_numbers(message: str, offset: int) -> str:
@@ -205,10 +261,18 @@ class ModelClient:
                 "unreachable", f"Cannot call the model server at {self.base_url}: {error}. Check MODEL_SERVER_URL."
             ) from None
 
-    def predict(self, texts: Sequence[str], threshold: float | None = None, timeout: float | None = None) -> Scored:
-        """Score texts in one request; `threshold=None` uses the model's stored threshold."""
+    def predict(
+        self, texts: Sequence[str], threshold: float | None = None, timeout: float | None = None, explain: bool = False
+    ) -> Scored:
+        """Score texts in one request; `threshold=None` uses the model's stored threshold.
+
+        `explain=True` asks for each word's contribution to P(negative) (`Prediction.explanation`); it
+        costs a scored tweet per word, and the server explains a limited number of rows per request
+        (docs/serving.md, "Explanations").
+        """
         started = time.perf_counter()
-        response = self._request("POST", "/invocations", timeout or self.timeout, json=request_body(texts, threshold))
+        body = request_body(texts, threshold, explain)
+        response = self._request("POST", "/invocations", timeout or self.timeout, json=body)
         latency_ms = (time.perf_counter() - started) * 1000
         if 400 <= response.status_code < 500:
             raise ModelServerError(
@@ -222,7 +286,7 @@ class ModelClient:
                 f"The model server failed while scoring (HTTP {response.status_code}): {server_message(response)}",
                 response.status_code,
             )
-        return Scored(parse_predictions(response, len(texts)), latency_ms)
+        return Scored(parse_predictions(response, len(texts), explain), latency_ms)
 
     def predict_in_chunks(
         self,

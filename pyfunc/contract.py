@@ -19,13 +19,17 @@ from mlflow.models import ModelSignature
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.pyfunc import PythonModel
 from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
+from mlflow.types.schema import Array, Object, Property
 
+from pyfunc.explain import explain
 from pyfunc.limits import ServingLimits
 from pyfunc.scoring_server_shim import in_scoring_server, install_request_guard
 from pyfunc.telemetry import MODEL_SERVICE, configure_telemetry, record_failure, record_predictions
 
 T = TypeVar("T")
 TEXT_COLUMN = "text"
+EXPLAIN_PARAM = "explain"
+EXPLANATION_COLUMN = "explanation"
 LABELS = {1: "negative", 0: "not_negative"}
 INPUT_EXAMPLE = pd.DataFrame(
     {TEXT_COLUMN: ["@united lost my bag again, worst airline ever", "Thanks for the smooth flight :)"]}
@@ -73,12 +77,13 @@ def load_artifact(artifacts: dict[str, str], name: str, loader: Callable[[str], 
         ) from error
 
 
-def validate_texts(model_input: Any, limits: ServingLimits | None = None) -> list[str]:
+def validate_texts(model_input: Any, limits: ServingLimits | None = None, explained: bool = False) -> list[str]:
     """Return the texts to score, or raise naming the first offending row.
 
     Args:
         model_input: the request as MLflow passes it: a DataFrame, or a dict of columns.
         limits: the scoring server's limits; a batch over its row limit is refused before any row is read.
+        explained: whether the request asks for explanations (held to the lower explained-rows limit).
 
     Returns:
         The `text` column as a list of non-blank strings.
@@ -86,7 +91,7 @@ def validate_texts(model_input: Any, limits: ServingLimits | None = None) -> lis
     Raises:
         InvalidInput: not a table, no `text` column, no rows, or a row whose text is null, not a
             string, or blank.
-        LimitExceeded: more rows than `limits` allows.
+        LimitExceeded: more rows than `limits` allows (explained or not).
     """
     if isinstance(model_input, dict):
         model_input = pd.DataFrame(model_input)
@@ -98,7 +103,7 @@ def validate_texts(model_input: Any, limits: ServingLimits | None = None) -> lis
     if len(model_input) == 0:
         raise InvalidInput("empty batch: send at least one row with a 'text' value")
     if limits is not None:
-        limits.check_rows(len(model_input))
+        limits.check_rows(len(model_input), explained)
     texts = model_input[TEXT_COLUMN].tolist()
     for row, text in enumerate(texts):
         if text is None or (isinstance(text, float) and math.isnan(text)):
@@ -131,6 +136,27 @@ def resolve_threshold(params: dict[str, Any] | None, stored: float) -> float:
     if not 0.0 <= value <= 1.0:
         raise InvalidInput(f"params.threshold must be between 0 and 1, got {value}")
     return value
+
+
+def resolve_explain(params: dict[str, Any] | None) -> bool:
+    """Whether the request asked for each word's contribution (`params.explain`, false unless sent).
+
+    MLflow's signature check refuses a non-boolean before the model runs; this holds the same rule
+    for callers that call the PythonModel directly.
+
+    Args:
+        params: the request's params (None when it sends none).
+
+    Returns:
+        True only for `explain: true`.
+
+    Raises:
+        InvalidInput: `explain` is not true or false.
+    """
+    value = (params or {}).get(EXPLAIN_PARAM, False)
+    if not isinstance(value, (bool, np.bool_)):
+        raise InvalidInput(f"params.explain must be true or false, got {value!r}")
+    return bool(value)
 
 
 def at_curve(curve: dict[str, np.ndarray] | None, threshold: float) -> tuple[float, float]:
@@ -212,8 +238,10 @@ def signature(threshold: float) -> ModelSignature:
         threshold: the model's stored threshold.
 
     Returns:
-        The signature: a `text` input, the response columns, and `threshold` as an optional param.
+        The signature: a `text` input, the response columns (`explanation` only when asked for), and
+        `threshold` and `explain` as optional params.
     """
+    word_contribution = Object([Property("word", "string"), Property("contribution", "double")])
     return ModelSignature(
         inputs=Schema([ColSpec("string", TEXT_COLUMN)]),
         outputs=Schema(
@@ -224,9 +252,12 @@ def signature(threshold: float) -> ModelSignature:
                 ColSpec("string", "model_version"),
                 ColSpec("double", "val_precision", required=False),
                 ColSpec("double", "val_recall", required=False),
+                ColSpec(Array(word_contribution), EXPLANATION_COLUMN, required=False),
             ]
         ),
-        params=ParamSchema([ParamSpec("threshold", "double", float(threshold))]),
+        params=ParamSchema(
+            [ParamSpec("threshold", "double", float(threshold)), ParamSpec(EXPLAIN_PARAM, "boolean", False)]
+        ),
     )
 
 
@@ -299,33 +330,53 @@ class TweetClassifier(PythonModel):
         """
         return apply_temperature(self.raw_proba(texts), getattr(self, "temperature", 1.0))
 
+    def score(self, texts: list[str]) -> np.ndarray:
+        """`predict_proba`, in the scoring server stopped once the request outlives its timeout.
+
+        Args:
+            texts: raw tweets.
+
+        Returns:
+            Calibrated P(negative) per text, in order.
+
+        Raises:
+            RequestAbandoned: in the scoring server, the request outlived its timeout.
+        """
+        limits = self.serving_limits
+        if limits is None:
+            return self.predict_proba(texts)
+        return limits.score_before_deadline(self.predict_proba, texts)
+
     def predict(self, context, model_input, params: dict[str, Any] | None = None) -> pd.DataFrame:
         """Answer a request in the response contract; telemetry counts it, failed or not.
 
         Args:
             context: unused (MLflow's pyfunc signature).
             model_input: the request's table, with a `text` column.
-            params: the request's params; `threshold` overrides the stored one.
+            params: the request's params; `threshold` overrides the stored one, `explain: true` adds
+                the `explanation` column (docs/design.md, "Explanations").
 
         Returns:
-            As `format_predictions` returns it.
+            As `format_predictions` returns it, plus `explanation` when asked for: per row, each word's
+            `{"word", "contribution"}` to P(negative), in text order.
 
         Raises:
             InvalidInput: a malformed request or threshold (MLflow's server answers 400). Any error is
                 recorded by telemetry, then raised again.
-            LimitExceeded: in the scoring server, more rows than its limit (a 400 naming it).
+            LimitExceeded: in the scoring server, more rows than its limit, or than its explained-rows
+                limit when explanations are asked for (a 400 naming it).
             RequestAbandoned: in the scoring server, the request outlived its timeout (the client has a 504).
         """
         try:
             limits = self.serving_limits
-            texts = validate_texts(model_input, limits)
+            explained = resolve_explain(params)
+            texts = validate_texts(model_input, limits, explained)
             threshold = resolve_threshold(params, self.threshold)
             curve = getattr(self, "operating_curve", None)  # models logged before the curve existed have none
-            if limits is None:
-                proba = self.predict_proba(texts)
-            else:
-                proba = limits.score_before_deadline(self.predict_proba, texts)
+            proba = self.score(texts)
             predictions = format_predictions(proba, threshold, self.model_version, curve)
+            if explained:
+                predictions[EXPLANATION_COLUMN] = explain(texts, proba, self.score)
         except Exception as error:
             record_failure(self.model_version, error)
             raise

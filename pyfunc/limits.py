@@ -28,7 +28,11 @@ from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, RESOURCE_EXHAU
 
 MAX_ROWS_ENV = "MAX_ROWS_PER_REQUEST"
 MAX_BYTES_ENV = "MAX_REQUEST_BYTES"
+MAX_EXPLAINED_ROWS_ENV = "MAX_EXPLAINED_ROWS_PER_REQUEST"
 DEFAULT_MAX_ROWS = 2_000
+# An explained tweet costs one scored tweet per word (pyfunc/explain.py): 100 tweets of 20 words cost
+# what a 2,000-row request costs.
+DEFAULT_MAX_EXPLAINED_ROWS = 100
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 # The deepest request form is `{"dataframe_split": {"data": [["text"]]}}` (4 levels); 32 leaves room.
 MAX_JSON_DEPTH = 32
@@ -76,11 +80,13 @@ class ServingLimits:
 
     max_rows: int = DEFAULT_MAX_ROWS
     max_bytes: int = DEFAULT_MAX_BYTES
+    max_explained_rows: int = DEFAULT_MAX_EXPLAINED_ROWS
     timeout_s: float = 60.0
 
     @classmethod
     def from_env(cls) -> ServingLimits:
-        """The limits `MAX_ROWS_PER_REQUEST`, `MAX_REQUEST_BYTES` and MLflow's request timeout set.
+        """The limits `MAX_ROWS_PER_REQUEST`, `MAX_REQUEST_BYTES`, `MAX_EXPLAINED_ROWS_PER_REQUEST` and
+        MLflow's request timeout set.
 
         Raises:
             ValueError: a limit that is not a whole number >= 1 (the server then refuses to start).
@@ -88,15 +94,28 @@ class ServingLimits:
         return cls(
             max_rows=positive_int_from_env(MAX_ROWS_ENV, DEFAULT_MAX_ROWS),
             max_bytes=positive_int_from_env(MAX_BYTES_ENV, DEFAULT_MAX_BYTES),
+            max_explained_rows=positive_int_from_env(MAX_EXPLAINED_ROWS_ENV, DEFAULT_MAX_EXPLAINED_ROWS),
             timeout_s=float(MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT.get()),
         )
 
-    def check_rows(self, rows: int) -> None:
+    def check_rows(self, rows: int, explained: bool = False) -> None:
         """Refuse a batch over the row limit before any of it is scored.
 
+        An explained batch is held to its own, lower limit first: that is the limit it must meet.
+
+        Args:
+            rows: rows in the request.
+            explained: whether the request asks for explanations (`params.explain`).
+
         Raises:
-            LimitExceeded: more rows than `max_rows` (a 400 naming the limit and how to change it).
+            LimitExceeded: more rows than `max_rows`, or than `max_explained_rows` when explained
+                (a 400 naming the limit and how to change it).
         """
+        if explained and rows > self.max_explained_rows:
+            raise LimitExceeded(
+                f"{rows:,} rows to explain in one request; this server explains at most {self.max_explained_rows:,} "
+                f"({MAX_EXPLAINED_ROWS_ENV}). Ask for explanations of fewer rows, or send without params.explain."
+            )
         if rows > self.max_rows:
             raise LimitExceeded(
                 f"{rows:,} rows in one request; this server takes at most {self.max_rows:,} "

@@ -6,8 +6,9 @@ background threads (a dead or hanging ingestion endpoint only delays those threa
 swallows its own errors, so telemetry can neither fail nor slow a prediction.
 
 Environment (besides the distro's own `OTEL_*` / `APPLICATIONINSIGHTS_*` variables):
-- `TELEMETRY_SEND_TEXT=true` puts the tweet text into `wrong_prediction` events (privacy switch, off by default:
-  unset, the events carry labels, probability and model version only).
+- `TELEMETRY_SEND_TEXT=true` puts the tweet text, and the words that most pushed the prediction when the
+  caller explained it, into `wrong_prediction` events (privacy switch, off by default: unset, the events
+  carry labels, probability and model version only).
 - `OTEL_TRACES_SAMPLER` / `OTEL_TRACES_SAMPLER_ARG` lower the trace sampling; unset, every request is kept
   (the distro's default would rate-limit to 5 traces per second and drop errors with the rest).
 - `OTEL_SDK_DISABLED=true` turns telemetry off even with a connection string (e.g. while training).
@@ -293,13 +294,20 @@ def send_text() -> bool:
 
 
 def emit_wrong_prediction(
-    *, text: str | None, predicted_label: str, proba_negative: float, true_label: str, model_version: str
+    *,
+    text: str | None,
+    predicted_label: str,
+    proba_negative: float,
+    true_label: str,
+    model_version: str,
+    top_words: Sequence[str] = (),
 ) -> None:
     """Send a `wrong_prediction` custom event (customEvents in Application Insights) for a flagged prediction.
 
     Properties: predicted_label, true_label, proba_negative, model_name, model_version and, only when
-    `TELEMETRY_SEND_TEXT=true`, text; proba_negative is also a customMeasurement. Configures telemetry
-    for the dashboard on first use if nobody did; a no-op when telemetry is off. Exported in the background.
+    `TELEMETRY_SEND_TEXT=true`, text and top_words (a JSON list: the tweet's own words, so as private as
+    the text); proba_negative is also a customMeasurement. Configures telemetry for the dashboard on
+    first use if nobody did; a no-op when telemetry is off. Exported in the background.
 
     Args:
         text: the tweet, sent only when the switch is on (None leaves it out whatever the switch says).
@@ -307,6 +315,8 @@ def emit_wrong_prediction(
         proba_negative: the probability it served.
         true_label: the label the user gave.
         model_version: the model's `family:run_id`.
+        top_words: the words that most pushed the served label, strongest first (docs/design.md,
+            "Explanations"); sent only when the switch is on, left out when empty.
     """
     if _enabled is None:
         configure_telemetry(DASHBOARD_SERVICE)
@@ -322,8 +332,11 @@ def emit_wrong_prediction(
             "proba_negative": proba,
             **model_dimensions(str(model_version)),
         }
-        if text is not None and send_text():
-            attributes["text"] = str(text)
+        if send_text():
+            if text is not None:
+                attributes["text"] = str(text)
+            if top_words:
+                attributes["top_words"] = json.dumps([str(word) for word in top_words], ensure_ascii=False)
         _events.info(WRONG_PREDICTION_EVENT, extra=attributes)
     except Exception:
         _log.debug("telemetry: emitting wrong_prediction failed", exc_info=True)

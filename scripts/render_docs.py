@@ -232,6 +232,38 @@ def serve_benchmark_goals(root: Path) -> str:
     )
 
 
+# --- the cost of explanations: docs/serve_benchmark_explain.json -------------------------------------
+
+SERVE_EXPLAIN = "docs/serve_benchmark_explain.json"
+
+
+@renders("serve_benchmark_explain", SERVE_EXPLAIN)
+def serve_benchmark_explain(root: Path) -> str:
+    """Single-tweet latency with and without explanations, from one run of the serving benchmark."""
+    data = read_json(root, SERVE_EXPLAIN)
+    source = data["provenance"]
+    plain, explained = scenario(data["champion"], 1, 1), scenario(data["champion_explained"], 1, 1)
+    header = ["single-tweet requests", "requests", "errors", "requests/s", "p50 ms", "p95 ms", "p99 ms"]
+
+    def row(name: str, r: dict) -> list[str]:
+        figures = [num(r["requests_per_s"]), num(r["p50_ms"]), num(r["p95_ms"]), num(r["p99_ms"])]
+        return [name, f"{r['requests']:,}", str(r["errors"]), *figures]
+
+    rows = [row("plain", plain), row("`params.explain: true`", explained)]
+    ratio = explained["p50_ms"] / plain["p50_ms"]
+    words = data["words_per_tweet_median"]
+    lines = [
+        f"_Served model `{source['model_name']}` v{source['model_version']} (run `{source['model_run_id'][:8]}`),"
+        f" concurrency 1, {data['rounds_taken']} rounds pooled, load average {source['load_at_start']} at start._",
+        table(header, ["l"] + ["r"] * (len(header) - 1), rows),
+        f"- **With explanations: {explained['p50_ms']:.1f} ms** p50, {ratio:.1f}x the {plain['p50_ms']:.1f} ms"
+        f" without, in the same run. The tweets have a median of {words:g} words: each is one more tweet scored.",
+    ]
+    if data.get("warning"):
+        lines.append(f"- {data['warning']}.")
+    return "\n\n".join([*lines[:2], "\n".join(lines[2:]), from_file(SERVE_EXPLAIN, source, "bench/serve_benchmark.py")])
+
+
 # --- the main job's quality figures: docs/results/main_job.json ---------------------------------------
 
 MAIN_JOB = "docs/results/main_job.json"

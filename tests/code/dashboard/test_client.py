@@ -9,7 +9,15 @@ import time
 
 import pytest
 
-from dashboard.client import DEFAULT_BATCH_REQUESTS, ModelClient, ModelServerError, request_body
+from dashboard.client import (
+    DEFAULT_BATCH_REQUESTS,
+    ModelClient,
+    ModelServerError,
+    Prediction,
+    WordContribution,
+    request_body,
+)
+from tests.code.dashboard.conftest import contract_answer
 
 
 @pytest.fixture
@@ -45,6 +53,56 @@ def test_no_threshold_leaves_params_out_so_the_model_default_applies(server):
     assert "params" not in server.requests[0][2]
     assert scored.predictions[0].threshold == 0.42
     assert request_body(["a"], None) == {"dataframe_split": {"columns": ["text"], "data": [["a"]]}}
+
+
+def explained_answer(body: dict) -> tuple[int, str, bytes]:
+    """The contract's answer with an explanation per row: each word's contribution is its length / 100."""
+    texts = [row[0] for row in body["dataframe_split"]["data"]]
+    rows = json.loads(contract_answer(body)[2])["predictions"]
+    for text, row in zip(texts, rows, strict=True):
+        row["explanation"] = [{"word": word, "contribution": len(word) / 100} for word in text.split()]
+    return 200, "application/json", json.dumps({"predictions": rows}).encode()
+
+
+def test_explain_is_asked_for_as_a_param_and_each_word_comes_back(server):
+    server.reply = lambda path, body: explained_answer(body)
+    scored = ModelClient(server.url).predict(["lost my bag"], threshold=0.3, explain=True)
+    assert server.requests[0][2]["params"] == {"threshold": 0.3, "explain": True}
+    assert scored.predictions[0].explanation == (
+        WordContribution("lost", 0.04),
+        WordContribution("my", 0.02),
+        WordContribution("bag", 0.03),
+    )
+
+
+def test_without_explain_the_request_and_the_predictions_are_as_before(server):
+    scored = ModelClient(server.url).predict(["lost my bag"])
+    assert "params" not in server.requests[0][2]
+    assert scored.predictions[0].explanation is None
+    assert request_body(["a"], 0.5, explain=False) == request_body(["a"], 0.5)
+
+
+@pytest.mark.parametrize(
+    ("explanation", "why"),
+    [(None, "no explanation, though one was asked for"), ("lost", "a broken explanation"), ([{"w": 1}], "broken")],
+)
+def test_a_missing_or_broken_explanation_is_a_bad_response(server, explanation, why):
+    row = {"label": "negative", "proba_negative": 0.9, "threshold": 0.5, "model_version": "baseline:x"}
+    payload = json.dumps({"predictions": [row | ({} if explanation is None else {"explanation": explanation})]})
+    server.reply = lambda path, body: (200, "application/json", payload.encode())
+    with pytest.raises(ModelServerError, match=why) as caught:
+        ModelClient(server.url).predict(["lost my bag"], explain=True)
+    assert caught.value.kind == "bad_response"
+
+
+def test_top_words_are_those_that_pushed_the_served_label_strongest_first():
+    explanation = (WordContribution("lost", 0.2), WordContribution("thanks", -0.3), WordContribution("bag", 0.4))
+    flagged = Prediction("negative", 0.9, 0.5, "baseline:x", explanation=explanation)
+    assert flagged.top_words() == ["bag", "lost"]
+    assert flagged.top_words(1) == ["bag"]
+    missed = Prediction("not_negative", 0.1, 0.5, "baseline:x", explanation=explanation)
+    assert missed.top_words() == ["thanks"]
+    assert Prediction("negative", 0.9, 0.5, "baseline:x").top_words() == []
 
 
 def test_base_url_comes_from_model_server_url_with_the_documented_default(monkeypatch, server):

@@ -216,6 +216,18 @@ def test_pyfunc_answers_the_contract_and_pickles_without_its_model(tiny_pyfunc):
     assert not {"model", "vocabulary"} & set(classifier.__getstate__())
 
 
+def test_pyfunc_explains_each_word_by_leaving_it_out(tiny_pyfunc):
+    """Contributions through the served encoding and model (docs/design.md, "Explanations")."""
+    classifier = tiny_pyfunc[0]
+    text = "lost my bag, thanks"
+    frame = classifier.predict(None, pd.DataFrame({"text": [text]}), params={"explain": True})
+    explanation = frame["explanation"].iloc[0]
+    assert [entry["word"] for entry in explanation] == ["lost", "my", "bag,", "thanks"]
+    without = classifier.predict_proba(["my bag, thanks", "lost bag, thanks", "lost my thanks", "lost my bag,"])
+    expected = frame["proba_negative"].iloc[0] - without
+    np.testing.assert_allclose([entry["contribution"] for entry in explanation], expected, atol=1e-6)
+
+
 def test_pyfunc_refuses_a_vocabulary_of_another_variant(tiny_pyfunc, tmp_path):
     vocab = tiny_pyfunc[2]
     Vocabulary(vocab.tokens, vocab.max_length, "lemma").save(tmp_path / "vocabulary.json")

@@ -5,6 +5,7 @@ A process configures the Azure Monitor distro once, so every case runs in its ow
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -18,7 +19,8 @@ REPO = Path(__file__).resolve().parents[3]
 EMIT = """
 from pyfunc.telemetry import emit_wrong_prediction
 emit_wrong_prediction(text="@united two hours on the tarmac, thanks a lot", predicted_label="not_negative",
-                      proba_negative=0.31, true_label="negative", model_version="baseline:0123abcd")
+                      proba_negative=0.31, true_label="negative", model_version="baseline:0123abcd",
+                      top_words=["thanks", "tarmac"])
 """
 
 
@@ -46,6 +48,7 @@ def test_wrong_prediction_event_carries_the_feedback(capture):
     assert properties["model_version"] == "baseline:0123abcd"
     assert properties["model_name"] == "baseline"
     assert properties["text"] == "@united two hours on the tarmac, thanks a lot"
+    assert json.loads(properties["top_words"]) == ["thanks", "tarmac"]
     assert event["measurements"] == {"proba_negative": pytest.approx(0.31)}
     [envelope] = [e for e in capture.of_type("EventData") if base_data(e).get("name") == "wrong_prediction"]
     assert envelope["name"] == "Microsoft.ApplicationInsights.Event"
@@ -57,7 +60,7 @@ def test_the_text_stays_out_unless_opted_in(capture, switch):
     env = capture.env if switch is None else {**capture.env, "TELEMETRY_SEND_TEXT": switch}
     run_python(EMIT, env)
     [event] = capture.wait_for(lambda: wrong_predictions(capture))
-    assert "text" not in event["properties"]
+    assert "text" not in event["properties"] and "top_words" not in event["properties"]
     assert "tarmac" not in str(event)
     assert event["properties"]["true_label"] == "negative"
     assert event["properties"]["model_version"] == "baseline:0123abcd"

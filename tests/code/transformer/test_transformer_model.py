@@ -190,6 +190,20 @@ def test_threshold_is_stored_and_overridable_per_request(tiny_encoder, onnx_path
     assert list(middle["label"]) == [LABELS[int(p >= cut)] for p in proba]
 
 
+def test_explain_leaves_each_word_out_through_the_served_graph(tiny_encoder, onnx_path):
+    """Each contribution is the served P(negative) less that of the tweet without the word, scored by the
+    same ONNX graph, batched with the rest of the request (docs/design.md, "Explanations")."""
+    model = classifier(tiny_encoder, OnnxBackend(str(onnx_path), 1), batch_size=3)
+    texts = TEXTS[:3]
+    frame = model.predict(None, pd.DataFrame({"text": texts}), params={"explain": True})
+    for text, proba, explanation in zip(texts, frame["proba_negative"], frame["explanation"], strict=True):
+        words = text.split()
+        assert [entry["word"] for entry in explanation] == words
+        without = model.predict_proba([" ".join(words[:i] + words[i + 1 :]) for i in range(len(words))])
+        np.testing.assert_allclose([entry["contribution"] for entry in explanation], proba - without, atol=1e-6)
+    assert "explanation" not in model.predict(None, pd.DataFrame({"text": texts})).columns
+
+
 def test_runtime_pieces_are_not_pickled(tiny_encoder, onnx_path):
     model = classifier(tiny_encoder, OnnxBackend(str(onnx_path), 1))
     restored = pickle.loads(pickle.dumps(model))

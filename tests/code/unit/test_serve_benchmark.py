@@ -133,3 +133,20 @@ def test_a_round_with_failed_requests_keeps_its_errors_in_the_pooled_scenario():
     (merged,) = serve_benchmark.pooled([[scenario("champion", 1, 1, 8.0, 100.0)], [failing]])
     assert (merged.errors, merged.first_error) == (3, "HTTP 500: boom")
     assert "missed, 3 failed requests" in serve_benchmark.verdict([merged], [])[0]
+
+
+def test_explained_requests_are_the_champions_request_with_the_explain_param():
+    assert serve_benchmark.explained_body(["a"]) == serve_benchmark.champion_body(["a"]) | {"params": {"explain": True}}
+    assert "params" not in serve_benchmark.champion_body(["a"])
+    assert parse(serve_benchmark.main)["explain"] is False
+    assert parse(serve_benchmark.main, ["--explain"])["explain"] is True
+
+
+def test_the_cost_of_an_explanation_is_stated_against_the_plain_p50_of_the_same_run():
+    plain = [scenario("champion", 1, 1, 5.0, 200.0), scenario("champion", 1, 32, 50.0, 600.0)]
+    explained = [scenario("champion", 1, 1, 20.0, 50.0)]
+    line = serve_benchmark.explanation_cost(plain, explained)
+    assert line == (
+        "- single-tweet p50 with explanations at concurrency 1: 20.0 ms, 4.0x the 5.0 ms without (0 failed requests)"
+    )
+    assert serve_benchmark.words_per_tweet(["lost my bag", "ok", "a b c d"]) == 3.0

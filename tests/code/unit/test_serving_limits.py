@@ -31,8 +31,10 @@ def test_nesting_is_judged_outside_strings_only(body, too_deep):
 def test_limits_come_from_the_environment_with_thousands_separators(monkeypatch):
     monkeypatch.setenv("MAX_ROWS_PER_REQUEST", "20_000")
     monkeypatch.setenv("MAX_REQUEST_BYTES", "1048576")
+    monkeypatch.setenv("MAX_EXPLAINED_ROWS_PER_REQUEST", "1_000")
     monkeypatch.setenv("MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT", "15")
-    assert ServingLimits.from_env() == ServingLimits(max_rows=20_000, max_bytes=1_048_576, timeout_s=15.0)
+    expected = ServingLimits(max_rows=20_000, max_bytes=1_048_576, max_explained_rows=1_000, timeout_s=15.0)
+    assert ServingLimits.from_env() == expected
 
 
 @pytest.mark.parametrize("value", ["0", "-5", "lots", "1.5"])
@@ -51,6 +53,18 @@ def test_rows_and_bytes_at_the_limit_pass_and_one_more_is_refused():
     with pytest.raises(LimitExceeded) as refused:
         bounds.check_body_size(101)
     assert refused.value.get_http_status_code() == 413
+
+
+def test_explained_rows_have_their_own_limit_named_first():
+    bounds = ServingLimits(max_rows=10, max_explained_rows=3)
+    bounds.check_rows(3, explained=True)
+    bounds.check_rows(10)
+    with pytest.raises(LimitExceeded, match="4 rows to explain in one request; this server explains at most 3") as e:
+        bounds.check_rows(4, explained=True)
+    assert "(MAX_EXPLAINED_ROWS_PER_REQUEST)" in e.value.message and e.value.get_http_status_code() == 400
+    # Over both limits: the explained one is named, as the one the request must meet.
+    with pytest.raises(LimitExceeded, match="5,000 rows to explain"):
+        bounds.check_rows(5_000, explained=True)
 
 
 def test_scoring_in_chunks_keeps_every_score_in_order():
