@@ -477,6 +477,48 @@ def reliability_hostile(root: Path) -> str:
     )
 
 
+SLOW_CLIENTS = "docs/reliability_slow_clients.json"
+
+
+@renders("reliability_slow_clients", SLOW_CLIENTS)
+def reliability_slow_clients(root: Path) -> str:
+    data = read_json(root, SLOW_CLIENTS)
+    idle = data["idle"]
+    rows = [
+        [
+            "none (idle server)",
+            "",
+            f"{num(idle['ping']['p50_ms'])} / {num(idle['ping']['max_ms'])}",
+            f"{num(idle['one_tweet']['p50_ms'])} / {num(idle['one_tweet']['max_ms'])}",
+            "",
+        ]
+    ]
+    for case in data["cases"]:
+        closed = case["closed_by_server"]
+        fate = (
+            f"{closed:,} closed within {case['closed_after_s_max']:.0f} s ({', '.join(case['answers'])})"
+            if closed
+            else f"none closed in {case['held_s']:.0f} s"
+        )
+        rows.append(
+            [
+                case["case"],
+                f"{case['connections']:,}",
+                f"{num(case['ping']['p50_ms'])} / {num(case['ping']['max_ms'])}",
+                f"{num(case['one_tweet']['p50_ms'])} / {num(case['one_tweet']['max_ms'])}",
+                fate + (f"; {case['other_clients_failed']} other calls failed" if case["other_clients_failed"] else ""),
+            ]
+        )
+    header = ["slow clients", "connections", "`/ping` p50 / max ms", "one tweet p50 / max ms", "the slow connections"]
+    warning = f"\n\n- {data['warning']}" if data.get("warning") else ""
+    return (
+        table(header, ["l", "r", "r", "r", "l"], rows)
+        + warning
+        + "\n\n"
+        + from_file(SLOW_CLIENTS, data["provenance"], "bench/slow_clients.py")
+    )
+
+
 @renders("reliability_soak", SOAK)
 def reliability_soak(root: Path) -> str:
     data = read_json(root, SOAK)
