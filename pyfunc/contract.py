@@ -91,7 +91,7 @@ def validate_texts(model_input: Any, limits: ServingLimits | None = None, explai
     Raises:
         InvalidInput: not a table, no `text` column, no rows, or a row whose text is null, not a
             string, or blank.
-        LimitExceeded: more rows than `limits` allows (explained or not).
+        LimitExceeded: more rows than `limits` allows (explained or not), or a text over its per-text bound.
     """
     if isinstance(model_input, dict):
         model_input = pd.DataFrame(model_input)
@@ -112,6 +112,8 @@ def validate_texts(model_input: Any, limits: ServingLimits | None = None, explai
             raise InvalidInput(f"row {row}: text must be a string, got {type(text).__name__}")
         if not text.strip():
             raise InvalidInput(f"row {row}: text is empty")
+        if limits is not None:
+            limits.check_text_length(row, text)
     return texts
 
 

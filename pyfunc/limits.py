@@ -19,6 +19,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,17 +30,25 @@ from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, RESOURCE_EXHAU
 MAX_ROWS_ENV = "MAX_ROWS_PER_REQUEST"
 MAX_BYTES_ENV = "MAX_REQUEST_BYTES"
 MAX_EXPLAINED_ROWS_ENV = "MAX_EXPLAINED_ROWS_PER_REQUEST"
+MAX_TEXT_CHARS_ENV = "MAX_TEXT_CHARS"
 DEFAULT_MAX_ROWS = 2_000
 # An explained tweet costs one scored tweet per word (pyfunc/explain.py): 100 tweets of 20 words cost
 # what a 2,000-row request costs.
 DEFAULT_MAX_EXPLAINED_ROWS = 100
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
+# A tweet is at most 280 characters (25,000 for the longest posts); 100,000 keeps every demanding but real
+# text and refuses a body-sized single text, whose normalisation and telemetry scan would run unbounded.
+DEFAULT_MAX_TEXT_CHARS = 100_000
 # The deepest request form is `{"dataframe_split": {"data": [["text"]]}}` (4 levels); 32 leaves room.
 MAX_JSON_DEPTH = 32
 # Rows scored between two deadline checks: small enough that abandoned work stops within a second or so.
 DEADLINE_CHUNK_ROWS = 256
 
 _log = logging.getLogger(__name__)
+
+# When the request guard first saw the request (time.monotonic()): MLflow runs `predict` on a thread that
+# inherits the request's context, so the deadline counts from arrival, not from when scoring began.
+REQUEST_ARRIVED: ContextVar[float | None] = ContextVar("request_arrived", default=None)
 
 
 class LimitExceeded(MlflowException):
@@ -81,6 +90,7 @@ class ServingLimits:
     max_rows: int = DEFAULT_MAX_ROWS
     max_bytes: int = DEFAULT_MAX_BYTES
     max_explained_rows: int = DEFAULT_MAX_EXPLAINED_ROWS
+    max_text_chars: int = DEFAULT_MAX_TEXT_CHARS
     timeout_s: float = 60.0
 
     @classmethod
@@ -95,6 +105,7 @@ class ServingLimits:
             max_rows=positive_int_from_env(MAX_ROWS_ENV, DEFAULT_MAX_ROWS),
             max_bytes=positive_int_from_env(MAX_BYTES_ENV, DEFAULT_MAX_BYTES),
             max_explained_rows=positive_int_from_env(MAX_EXPLAINED_ROWS_ENV, DEFAULT_MAX_EXPLAINED_ROWS),
+            max_text_chars=positive_int_from_env(MAX_TEXT_CHARS_ENV, DEFAULT_MAX_TEXT_CHARS),
             timeout_s=float(MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT.get()),
         )
 
@@ -122,6 +133,23 @@ class ServingLimits:
                 f"({MAX_ROWS_ENV}). Send the batch in smaller requests."
             )
 
+    def check_text_length(self, row: int, text: str) -> None:
+        """Refuse a text longer than the per-text bound before any of it is normalised or scanned.
+
+        Raises:
+            LimitExceeded: the text has more than `max_text_chars` characters (a 400 naming the row and the limit).
+        """
+        if len(text) > self.max_text_chars:
+            raise LimitExceeded(
+                f"row {row}: text of {len(text):,} characters; this server takes at most {self.max_text_chars:,} "
+                f"({MAX_TEXT_CHARS_ENV}). Send the text in parts, or shorten it."
+            )
+
+    def deadline(self) -> float:
+        """When the request's time runs out (monotonic clock): its arrival (now outside a request) plus the timeout."""
+        arrived = REQUEST_ARRIVED.get()
+        return (time.monotonic() if arrived is None else arrived) + self.timeout_s
+
     def check_body_size(self, size: int) -> None:
         """Refuse a body over the byte limit (a 413), from its Content-Length or as it arrives."""
         if size > self.max_bytes:
@@ -132,7 +160,9 @@ class ServingLimits:
             )
 
     def score_before_deadline(self, score: Callable[[list[str]], np.ndarray], texts: list[str]) -> np.ndarray:
-        """Score in chunks and stop once the request has outlived the server's timeout.
+        """Score in chunks and stop once the request has outlived the server's timeout, counted from its
+        arrival: a request that waited its turn behind others, or the second scoring of an explained one,
+        spends the same budget, and work nobody waits for stops before it starts.
 
         The chunks are a multiple of every family's own batch, and each family's score for a tweet is
         independent of the tweets beside it, so chunking changes no score.
@@ -140,9 +170,7 @@ class ServingLimits:
         Raises:
             RequestAbandoned: the timeout passed with rows left; MLflow has answered the client with a 504.
         """
-        if len(texts) <= DEADLINE_CHUNK_ROWS:
-            return score(texts)
-        deadline = time.monotonic() + self.timeout_s
+        deadline = self.deadline()
         parts = []
         for start in range(0, len(texts), DEADLINE_CHUNK_ROWS):
             if time.monotonic() > deadline:

@@ -8,13 +8,14 @@ adds it to the server's app, on the MLflow and FastAPI versions that was verifie
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from mlflow.pyfunc.scoring_server import CONTENT_TYPES
 
-from pyfunc.limits import LimitExceeded, ServingLimits, json_refusal, refusal_body
+from pyfunc.limits import REQUEST_ARRIVED, LimitExceeded, ServingLimits, json_refusal, refusal_body
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -40,6 +41,7 @@ class RequestGuard:
         if scope["type"] != "http" or scope.get("path") != GUARDED_PATH or scope.get("method") != "POST":
             await self.app(scope, receive, send)
             return
+        REQUEST_ARRIVED.set(time.monotonic())  # the scoring deadline counts from here (pyfunc.limits)
         content_type = header(scope, b"content-type")
         if not content_type:
             message = f"send a Content-Type header, one of {', '.join(CONTENT_TYPES)}"

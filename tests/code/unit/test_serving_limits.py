@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import json
 
 import numpy as np
@@ -92,3 +93,35 @@ def test_scoring_stops_at_the_first_chunk_after_the_deadline(monkeypatch):
     with pytest.raises(RequestAbandoned, match="stopped after 256 of 1,000 rows: the request outlived the 1 s timeout"):
         ServingLimits(timeout_s=1).score_before_deadline(score, [str(i) for i in range(1000)])
     assert scored == [256]
+
+
+def test_the_deadline_counts_from_arrival_so_a_request_that_waited_out_its_time_scores_nothing(monkeypatch):
+    monkeypatch.setattr(limits.time, "monotonic", lambda: 100.0)
+    scored = []
+
+    def score(chunk: list[str]) -> np.ndarray:
+        scored.append(len(chunk))
+        return np.zeros(len(chunk))
+
+    def waited_in_line() -> None:
+        limits.REQUEST_ARRIVED.set(100.0 - 61)  # arrived 61 s ago: its client already has the 504
+        ServingLimits(timeout_s=60).score_before_deadline(score, ["one tweet"])
+
+    with pytest.raises(RequestAbandoned, match="stopped after 0 of 1 rows"):
+        contextvars.copy_context().run(waited_in_line)
+    assert scored == []
+    fresh = contextvars.copy_context()
+    fresh.run(limits.REQUEST_ARRIVED.set, 100.0 - 59)
+    assert fresh.run(ServingLimits(timeout_s=60).score_before_deadline, score, ["one tweet"]).tolist() == [0.0]
+
+
+def test_a_text_over_the_per_text_bound_is_refused_naming_its_row(monkeypatch):
+    bound = ServingLimits(max_text_chars=10)
+    bound.check_text_length(0, "x" * 10)
+    with pytest.raises(
+        LimitExceeded, match=r"row 3: text of 11 characters; this server takes at most 10 \(MAX_TEXT_CHARS\)"
+    ):
+        bound.check_text_length(3, "x" * 11)
+    monkeypatch.setenv("MAX_TEXT_CHARS", "20_000")
+    assert ServingLimits.from_env().max_text_chars == 20_000
+    assert ServingLimits().max_text_chars == limits.DEFAULT_MAX_TEXT_CHARS == 100_000
