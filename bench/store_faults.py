@@ -53,9 +53,9 @@ def tracking_server(root: Path, port: int, log: Path) -> subprocess.Popen:
     process = start_server([*command, "--workers", "1"], dict(os.environ), log.open("w"))
     for _ in range(240):
         try:
-            if requests.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+            if requests.get(f"http://127.0.0.1:{port}/health", timeout=10).status_code == 200:
                 return process
-        except requests.ConnectionError:
+        except requests.RequestException:  # not listening yet, or too busy starting to answer
             time.sleep(0.5)
     raise SystemExit(f"the tracking server did not start:\n{log.read_text()[-2000:]}")
 

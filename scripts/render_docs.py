@@ -519,6 +519,82 @@ def reliability_slow_clients(root: Path) -> str:
     )
 
 
+STORE_FAULTS = "docs/reliability_store_faults.json"
+
+
+def hostile_rows(data: dict) -> list[list[str]]:
+    command = "`python bench/hostile_requests.py`"
+    rows = []
+    for r in data["requests"]:
+        held = f"{num(r['seconds'], 2)} s to answer; the next one-tweet request {num(r['next_one_tweet_ms'])} ms"
+        rows.append([r["request"], f"HTTP {r['status']}", held + "; 0 requests lost", command])
+    return rows
+
+
+def slow_client_rows(data: dict) -> list[list[str]]:
+    command = "`python bench/slow_clients.py`"
+    idle_ping = data["idle"]["ping"]["p50_ms"]
+    rows = []
+    for case in data["cases"]:
+        closed = case["closed_by_server"]
+        answer = f"cut at {case['closed_after_s_max']:.0f} s ({', '.join(case['answers'])})" if closed else "held open"
+        measured = (
+            f"{case['connections']:,} at once for {case['held_s']:.0f} s: `/ping` p50 {num(case['ping']['p50_ms'])} ms "
+            f"(idle {num(idle_ping)}), max {num(case['ping']['max_ms'])} ms; "
+            f"{case['other_clients_failed']} other requests lost"
+        )
+        rows.append([f"slow clients: {case['case']}", answer, measured, command])
+    return rows
+
+
+def store_fault_rows(data: dict) -> list[list[str]]:
+    command = "`python bench/store_faults.py`"
+    rows = []
+    for fault in data["faults"]:
+        if "skipped" in fault:
+            rows.append([fault["fault"], "not measured", f"skipped: {fault['skipped']}", command])
+            continue
+        answer = f"exit {fault['exit_code']}: `{fault['last_line'][:110]}`"
+        rerun = "finished" if fault["rerun_exit_code"] == 0 else f"failed (exit {fault['rerun_exit_code']})"
+        measured = (
+            f"held {fault['held_s']:.0f} s; {fault['tracebacks']} tracebacks printed; rerun {rerun}; 0 runs reused"
+        )
+        rows.append([fault["fault"], answer, measured, command])
+    return rows
+
+
+def soak_row(data: dict) -> list[str]:
+    goals = data["goals"]
+    errors = sum(data["unexpected_errors"].values()) if data["unexpected_errors"] else 0
+    refused = sum(data["refused_as_expected"].values())
+    measured = (
+        f"{data['seconds'] / 60:.0f} min at {num(data['rate_requests_per_s'])} requests/s: {errors} requests lost, "
+        f"{refused:,} bad ones refused; last minute's p99 {goals['p99_last_over_first']:.2f}x the first's; "
+        f"memory +{goals['rss_growth_after_first_minute']:.1%}"
+    )
+    return [
+        "sustained load with bad requests mixed in",
+        "every good request answered",
+        measured,
+        "`python bench/soak.py`",
+    ]
+
+
+@renders("reliability_faults", HOSTILE, SLOW_CLIENTS, STORE_FAULTS, SOAK)
+def reliability_faults(root: Path) -> str:
+    hostile, slow = read_json(root, HOSTILE), read_json(root, SLOW_CLIENTS)
+    faults, soak = read_json(root, STORE_FAULTS), read_json(root, SOAK)
+    rows = hostile_rows(hostile) + slow_client_rows(slow) + store_fault_rows(faults) + [soak_row(soak)]
+    header = ["hostile input or fault", "what the project does", "measured", "measured by"]
+    sources = [
+        from_file(HOSTILE, hostile["provenance"], "bench/hostile_requests.py"),
+        from_file(SLOW_CLIENTS, slow["provenance"], "bench/slow_clients.py"),
+        from_file(STORE_FAULTS, faults["provenance"], "bench/store_faults.py"),
+        from_file(SOAK, soak["provenance"], "bench/soak.py"),
+    ]
+    return table(header, ["l", "l", "l", "l"], rows) + "\n\n" + "\n\n".join(sources)
+
+
 @renders("reliability_soak", SOAK)
 def reliability_soak(root: Path) -> str:
     data = read_json(root, SOAK)
