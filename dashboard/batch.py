@@ -2,14 +2,15 @@
 
 The output follows `score_batch`'s convention (docs/design.md, "Batch scoring"): every input row is
 kept, invalid rows get `valid=False` and empty predictions, and only valid rows are sent to the model.
-An upload is held to a size and a row count (`MAX_UPLOAD_BYTES`, `MAX_UPLOAD_ROWS`), and the
-download cannot run a spreadsheet formula (docs/design.md, "Dashboard input and output").
+An upload is held to a size, a row count and a column count (`MAX_UPLOAD_BYTES`, `MAX_UPLOAD_ROWS`,
+`MAX_UPLOAD_COLUMNS`), and the download cannot run a spreadsheet formula (docs/design.md, "Dashboard input and output").
 """
 
 from __future__ import annotations
 
 import io
 import os
+import re
 
 import pandas as pd
 
@@ -19,12 +20,19 @@ TEXT_COLUMN = "text"
 PREDICTION_COLUMNS = ("label", "proba_negative", "threshold", "model_version")
 MAX_UPLOAD_BYTES_ENV = "MAX_UPLOAD_BYTES"
 MAX_UPLOAD_ROWS_ENV = "MAX_UPLOAD_ROWS"
+MAX_UPLOAD_COLUMNS_ENV = "MAX_UPLOAD_COLUMNS"
 # Under the websocket's message limit (`panel serve --websocket-max-message-size`, 20 MiB by default),
 # which the base64-encoded file must fit; 100,000 tweets take about two minutes on the champion.
 DEFAULT_MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 DEFAULT_MAX_UPLOAD_ROWS = 100_000
+# A tweet export has a handful of columns; a file of a million one-byte columns would cost the parser (and
+# every table the page draws) far more than its bytes suggest, so the header is judged before the rows.
+DEFAULT_MAX_UPLOAD_COLUMNS = 200
 # What makes a spreadsheet read a cell as a formula (OWASP's list for CSV injection).
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+# A spreadsheet whose locale splits on another list separator (`;` in much of Europe, tab, `|`) reads the
+# text after one as a cell of its own: a formula character there is live too (`x;=1+1`).
+FORMULA_AFTER_SEPARATOR = re.compile(r"([,;|\t])(\s*)(?=[=+\-@])")
 
 
 class BatchError(ValueError):
@@ -54,6 +62,7 @@ def read_csv(data: bytes) -> pd.DataFrame:
             f"The file is {len(data) / 2**20:.1f} MiB; the dashboard takes files up to {max_bytes / 2**20:.1f} MiB "
             f"({MAX_UPLOAD_BYTES_ENV}). Split it, or score it with `mlflow run . -e score_batch`."
         )
+    check_columns(data)
     for encoding in ("utf-8-sig", "latin-1"):
         try:
             frame = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, encoding=encoding)
@@ -69,6 +78,22 @@ def read_csv(data: bytes) -> pd.DataFrame:
             f"({MAX_UPLOAD_ROWS_ENV}). Split it, or score it with `mlflow run . -e score_batch`."
         )
     return frame
+
+
+def check_columns(data: bytes) -> None:
+    """Refuse a file with more columns than the dashboard takes, judged from its first line alone.
+
+    Raises:
+        BatchError: more separators on the header line than `MAX_UPLOAD_COLUMNS` allows.
+    """
+    max_columns = upload_limit(MAX_UPLOAD_COLUMNS_ENV, DEFAULT_MAX_UPLOAD_COLUMNS)
+    header = data.split(b"\n", 1)[0]
+    columns = header.count(b",") + 1  # an upper bound: a quoted header name may hold a comma
+    if columns > max_columns:
+        raise BatchError(
+            f"The file has about {columns:,} columns; the dashboard takes up to {max_columns:,} "
+            f"({MAX_UPLOAD_COLUMNS_ENV}). Keep the text column and a few others."
+        )
 
 
 def text_column(frame: pd.DataFrame) -> str:
@@ -108,14 +133,16 @@ def join_predictions(frame: pd.DataFrame, valid: pd.Series, predictions: list[Pr
 
 
 def neutralise_formula(cell: object) -> object:
-    """A text cell a spreadsheet would run as a formula, made inert with a leading apostrophe.
+    """A text cell a spreadsheet would run as a formula, made inert with an apostrophe: at its start, and
+    after every list separator that a spreadsheet in another locale would split the cell on.
 
     Excel, LibreOffice and Google Sheets show the apostrophe-prefixed text as typed; numbers and
     other text pass unchanged.
     """
-    if isinstance(cell, str) and cell.startswith(FORMULA_STARTS):
-        return "'" + cell
-    return cell
+    if not isinstance(cell, str):
+        return cell
+    cell = FORMULA_AFTER_SEPARATOR.sub(r"\1\2'", cell)
+    return "'" + cell if cell.startswith(FORMULA_STARTS) else cell
 
 
 def to_csv_bytes(scored: pd.DataFrame) -> bytes:

@@ -84,3 +84,28 @@ def test_a_carriage_return_inside_a_tweet_keeps_its_row_whole():
     scored = join_predictions(frame, valid_mask(frame["text"]), [prediction(0.9), prediction(0.8), prediction(0.1)])
     round_trip = pd.read_csv(io.BytesIO(to_csv_bytes(scored)), dtype=str, keep_default_na=False)
     assert round_trip["text"].tolist() == ["late\ragain", "lost\nbag", "ok"]
+
+
+@pytest.mark.parametrize(
+    ("cell", "safe"),
+    [
+        ("x;=1+1", "x;'=1+1"),
+        ("ok, =HYPERLINK(\"http://evil\")", "ok, '=HYPERLINK(\"http://evil\")"),
+        ("a|@SUM(A1)", "a|'@SUM(A1)"),
+        ("a\t+1", "a\t'+1"),
+        ("=1+1;=2", "'=1+1;'=2"),
+        ("late again; sorry", "late again; sorry"),
+    ],
+)
+def test_a_formula_after_any_list_separator_is_made_inert(cell, safe):
+    frame = pd.DataFrame({"text": [cell]})
+    scored = join_predictions(frame, valid_mask(frame["text"]), [prediction(0.9)])
+    round_trip = pd.read_csv(io.BytesIO(to_csv_bytes(scored)), dtype=str, keep_default_na=False)
+    assert round_trip["text"].tolist() == [safe]
+
+
+def test_a_file_over_the_column_limit_is_refused_before_its_rows_are_read(monkeypatch):
+    monkeypatch.setenv("MAX_UPLOAD_COLUMNS", "5")
+    assert list(read_csv(b"a,b,c,d,text\n1,2,3,4,late again\n").columns) == ["a", "b", "c", "d", "text"]
+    with pytest.raises(BatchError, match=r"about 6 columns; the dashboard takes up to 5 \(MAX_UPLOAD_COLUMNS\)"):
+        read_csv(b"a,b,c,d,e,text\n" + b"1,2,3,4,5,late again\n" * 10)
