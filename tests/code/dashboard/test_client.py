@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 
 import pytest
 
 from dashboard.client import DEFAULT_BATCH_REQUESTS, ModelClient, ModelServerError, request_body
+from harness.servers import free_port
 
 
 @pytest.fixture
@@ -19,10 +19,7 @@ def server(fake_server):
 
 def closed_port_url() -> str:
     """A URL where nothing listens (bound then released), so connecting is refused."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
+    return f"http://127.0.0.1:{free_port()}"
 
 
 def test_request_uses_dataframe_split_with_text_column_and_threshold_param(server):
