@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from harness.provenance import provenance
 from steps import adapt as adapt_step
 from steps.lib.adaptation import (
     adaptation_settings,
@@ -50,7 +51,6 @@ from steps.lib.adaptation import (
 from steps.lib.cli import parse
 from steps.lib.complaint_labels import load_complaint_labels
 from steps.lib.fine_tune import FineTuning
-from steps.lib.provenance import provenance
 from steps.lib.tracking import configure_tracking
 from steps.lib.transformer_data import subsample
 

@@ -34,13 +34,12 @@ from types import SimpleNamespace
 
 import click
 import numpy as np
-import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.serve_benchmark import busy_warning, free_port, load_texts, machine, server_env, start_champion
+from bench.serve_benchmark import busy_warning, load_texts, machine, server_env, start_champion
+from harness.provenance import provenance
+from harness.servers import DashboardServer
 from steps.lib.cli import WHOLE_NUMBER
-from steps.lib.processes import start_server, stop_server
-from steps.lib.provenance import provenance
 from steps.lib.registry import CHAMPION_URI
 
 REPO = Path(__file__).resolve().parent.parent
@@ -52,28 +51,12 @@ SAVED = re.compile(r"Saved as feedback|Saved the \d+ waiting verdicts as feedbac
 PREDICTIONS_PER_TESTER = 4
 
 
-def start_dashboard(model_url: str, setting: str, feedback_db: Path, log_path: Path):
-    """`panel serve dashboard/app.py` with one setting's extra arguments; returns (process, port, url)."""
-    port = free_port()
-    command = ["panel", "serve", "dashboard/app.py", "--address", "127.0.0.1", "--port", str(port)]
-    command += ["--allow-websocket-origin", f"127.0.0.1:{port}"]
-    command += [] if setting == "default" else shlex.split(setting)
-    env = server_env() | {"MODEL_SERVER_URL": model_url, "FEEDBACK_DB": str(feedback_db)}
+def start_dashboard(model_url: str, setting: str, feedback_db: Path, log_path: Path) -> DashboardServer:
+    """`panel serve dashboard/app.py` with one setting's extra arguments and an empty feedback store, ready."""
+    env = server_env() | {"FEEDBACK_DB": str(feedback_db)}
     env.pop("MLFLOW_TRACKING_URI", None)  # the registry line is optional; it would add a lookup per prediction
-    log = log_path.open("w")
-    process = start_server(command, env, log, cwd=REPO)
-    url = f"http://127.0.0.1:{port}/app"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"panel serve exited:\n{log_path.read_text()[-3000:]}")
-        try:
-            if requests.get(url, timeout=5).status_code == 200:
-                return process, port, url
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.3)
-    raise SystemExit(f"panel serve not ready after 120 s; log: {log_path}")
+    extra_args = [] if setting == "default" else shlex.split(setting)
+    return DashboardServer(model_url, env, log_path, extra_args).wait_ready(timeout=120, poll=0.3)
 
 
 class Tester:
@@ -257,17 +240,15 @@ def main(**options: object) -> None:
         try:
             for number, setting in enumerate(settings):
                 feedback_db = Path(folder) / f"feedback-{number}.db"
-                process, port, app_url = start_dashboard(
-                    model.url, setting, feedback_db, Path(folder) / f"panel-{number}.log"
-                )
-                try:
+                log_path = Path(folder) / f"panel-{number}.log"
+                with start_dashboard(model.url, setting, feedback_db, log_path) as dashboard:
                     started = time.perf_counter()
                     crew = asyncio.run(
-                        run_testers(app_url, args.testers, texts, csv_path, args.csv_rows, args.action_timeout)
+                        run_testers(
+                            dashboard.app_url, args.testers, texts, csv_path, args.csv_rows, args.action_timeout
+                        )
                     )
                     wall_s = time.perf_counter() - started
-                finally:
-                    stop_server(process, port)
                 summary = summarise(setting, crew, stored_feedback(feedback_db), wall_s)
                 summaries.append(summary)
                 print("\n" + table(summary), flush=True)

@@ -27,8 +27,8 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.serve_benchmark import busy_warning, champion_body, load_texts, machine, start_champion
+from harness.provenance import provenance
 from pyfunc.limits import DEFAULT_MAX_ROWS
-from steps.lib.provenance import provenance
 from steps.lib.registry import CHAMPION_URI
 
 JSON = {"Content-Type": "application/json"}

@@ -31,8 +31,8 @@ import click
 import numpy as np
 import pandas as pd
 
+from harness.provenance import provenance
 from steps.lib.cli import WHOLE_NUMBER, WHOLE_NUMBERS, seed_option
-from steps.lib.provenance import provenance
 from steps.lib.registry import CHAMPION_URI
 
 REPO = Path(__file__).resolve().parent.parent
@@ -345,7 +345,7 @@ def print_tables(steps: pd.DataFrame, projected: pd.DataFrame, scoring: pd.DataF
 def report(steps: pd.DataFrame, scoring: pd.DataFrame, out: Path, origin: dict[str, str] | None = None) -> None:
     """Project, then write the CSVs (each row with the run's provenance) and the chart, and print the tables.
 
-    `origin` (steps.lib.provenance, taken at the start of the measurement) becomes columns of every CSV;
+    `origin` (harness.provenance, taken at the start of the measurement) becomes columns of every CSV;
     a `--replot` keeps the columns the measured run wrote.
     """
     if origin:

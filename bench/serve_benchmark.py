@@ -27,14 +27,11 @@ MLFLOW_TRACKING_URI pointing at the store that holds the model.
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import itertools
 import json
 import os
-import socket
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -45,12 +42,11 @@ from types import SimpleNamespace
 import click
 import numpy as np
 import pandas as pd
-import psutil
 import requests
 
+from harness.provenance import cpu_model, provenance
+from harness.servers import ModelServer, ServerProcess, free_port, with_interpreter_path
 from steps.lib.cli import WHOLE_NUMBER, WHOLE_NUMBERS
-from steps.lib.processes import start_server, stop_server
-from steps.lib.provenance import cpu_model, provenance
 from steps.lib.registry import CHAMPION_URI
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -61,6 +57,7 @@ GOAL_SINGLE_P50_MS = 5.0  # single-tweet p50 at concurrency 1, set on the Intel 
 NAIVE_SINGLE_P50_XEON_MS = 8.8  # ... where the naive reference's was 8.8 ms (docs/serving.md, "Final figures")
 WARMUP_REQUESTS = 8
 EXPLAINED = "champion_explained"  # the series of single-tweet requests that ask for explanations
+SERVER_START_TIMEOUT_S = 300  # loading transformer weights on a busy 2-core machine takes a while
 
 
 @dataclass
@@ -95,79 +92,36 @@ class Result:
         return record
 
 
-class Server:
-    """A server process on 127.0.0.1: started, probed until ready, its RSS sampled, then stopped."""
+class NaiveServer(ServerProcess):
+    """The naive reference (`bench/naive_server.py`) under uvicorn, one worker, on a free 127.0.0.1 port."""
 
-    def __init__(self, name: str, command: list[str], env: dict[str, str], port: int, predict_path: str) -> None:
-        self.name = name
-        self.url = f"http://127.0.0.1:{port}"
-        self.predict_url = self.url + predict_path
-        self.log = tempfile.NamedTemporaryFile("w+", prefix=f"bench-{name}-", suffix=".log", delete=False)  # noqa: SIM115
-        self.port = port
-        self.process = start_server(command, env, self.log)
+    ready_path = "/ping"
 
-    def wait_ready(self, timeout: float = 300) -> Server:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise SystemExit(f"{self.name} server exited:\n{Path(self.log.name).read_text()[-3000:]}")
-            try:
-                if requests.get(f"{self.url}/ping", timeout=2).status_code == 200:
-                    return self
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.5)
-        self.stop()
-        raise SystemExit(f"{self.name} server not ready after {timeout}s; log: {self.log.name}")
-
-    def _tree(self) -> list[psutil.Process]:
-        """The server and its children (`mlflow models serve` runs uvicorn as a child process)."""
-        try:
-            root = psutil.Process(self.process.pid)
-            return [root, *root.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            return []
-
-    def rss_mb(self) -> float:
-        total = 0
-        for process in self._tree():
-            with contextlib.suppress(psutil.NoSuchProcess):
-                total += process.memory_info().rss
-        return total / 2**20
-
-    def stop(self) -> None:
-        """Stop the whole process group (uvicorn outlives the `mlflow` CLI) and wait for the port to close."""
-        stop_server(self.process, self.port)
-        self.log.close()
-        os.unlink(self.log.name)
+    def __init__(self, hf_dir: Path, max_length: int) -> None:
+        port = free_port()
+        command = [sys.executable, "-m", "uvicorn", "--app-dir", str(BENCH_DIR), "naive_server:app"]
+        command += ["--host", "127.0.0.1", "--port", str(port), "--workers", "1", "--log-level", "warning"]
+        env = server_env() | {"NAIVE_MODEL_DIR": str(hf_dir), "NAIVE_MAX_LENGTH": str(max_length)}
+        super().__init__(command, env, None, port, name="naive")
+        self.predict_url = f"{self.url}/predict"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+Server = ModelServer | NaiveServer  # what the benchmarks drive: a name, a `predict_url`, `rss_mb()`, `stop()`
 
 
 def server_env() -> dict[str, str]:
-    """`mlflow models serve --env-manager local` execs `uvicorn` from PATH: use this interpreter's."""
-    env = {**os.environ, "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")}
+    """The environment of every server a benchmark starts: this interpreter's tools first, the hub offline."""
+    env = with_interpreter_path(dict(os.environ))
     env.setdefault("HF_HUB_OFFLINE", "1")
     return env
 
 
-def start_champion(model_uri: str, workers: int) -> Server:
-    port = free_port()
-    command = ["mlflow", "models", "serve", "-m", model_uri, "--env-manager", "local"]
-    command += ["-h", "127.0.0.1", "-p", str(port), "-w", str(workers)]
-    return Server("champion", command, server_env(), port, "/invocations").wait_ready()
+def start_champion(model_uri: str, workers: int) -> ModelServer:
+    return ModelServer(model_uri, server_env(), workers=workers, name="champion").wait_ready(SERVER_START_TIMEOUT_S)
 
 
-def start_naive(hf_dir: Path, max_length: int) -> Server:
-    port = free_port()
-    command = [sys.executable, "-m", "uvicorn", "--app-dir", str(BENCH_DIR), "naive_server:app"]
-    command += ["--host", "127.0.0.1", "--port", str(port), "--workers", "1", "--log-level", "warning"]
-    env = server_env() | {"NAIVE_MODEL_DIR": str(hf_dir), "NAIVE_MAX_LENGTH": str(max_length)}
-    return Server("naive", command, env, port, "/predict").wait_ready()
+def start_naive(hf_dir: Path, max_length: int) -> NaiveServer:
+    return NaiveServer(hf_dir, max_length).wait_ready(SERVER_START_TIMEOUT_S)
 
 
 def champion_body(texts: list[str]) -> dict:

@@ -32,7 +32,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.serve_benchmark import busy_warning, champion_body, machine, start_champion
-from steps.lib.provenance import provenance
+from harness.provenance import provenance
 from steps.lib.registry import CHAMPION_URI
 
 ONE_TWEET = json.dumps(champion_body(["could you check on my refund from March?"])).encode()

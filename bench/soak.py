@@ -42,8 +42,8 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.serve_benchmark import Server, busy_warning, champion_body, load_texts, machine, start_champion
+from harness.provenance import provenance
 from steps.lib.cli import WHOLE_NUMBER
-from steps.lib.provenance import provenance
 from steps.lib.registry import CHAMPION_URI
 
 SHARE_SINGLE, SHARE_BATCH = 0.70, 0.25  # the rest are invalid requests

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,19 +23,12 @@ import time
 from pathlib import Path
 
 import click
-import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from steps.lib.processes import start_server, stop_server
-from steps.lib.provenance import provenance
+from harness.provenance import provenance
+from harness.servers import TrackingServer
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def step_env(tracking_uri: str) -> dict[str, str]:
@@ -47,19 +39,6 @@ def step_env(tracking_uri: str) -> dict[str, str]:
     return env | {"PATH": path}  # `mlflow run --env-manager local` runs `python` from PATH
 
 
-def tracking_server(root: Path, port: int, log: Path) -> subprocess.Popen:
-    command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}"]
-    command += ["--artifacts-destination", str(root / "artifacts"), "-h", "127.0.0.1", "-p", str(port)]
-    process = start_server([*command, "--workers", "1"], dict(os.environ), log.open("w"))
-    for _ in range(240):
-        try:
-            if requests.get(f"http://127.0.0.1:{port}/health", timeout=10).status_code == 200:
-                return process
-        except requests.RequestException:  # not listening yet, or too busy starting to answer
-            time.sleep(0.5)
-    raise SystemExit(f"the tracking server did not start:\n{log.read_text()[-2000:]}")
-
-
 def last_line(text: str) -> str:
     lines = [line for line in text.strip().splitlines() if line.strip()]
     return lines[-1][:300] if lines else ""
@@ -67,9 +46,8 @@ def last_line(text: str) -> str:
 
 def server_lost(root: Path, through_mlflow_run: bool) -> dict:
     """Stop the server as the step announces its run; time until the command exits, then rerun."""
-    port = free_port()
-    server = tracking_server(root, port, root / "server.log")
-    env = step_env(f"http://127.0.0.1:{port}")
+    server = TrackingServer(root, dict(os.environ)).wait_ready(timeout=300)
+    env = step_env(server.url)
     baseline = [sys.executable, "-m", "steps.train_baseline", "--min-df", "1"]
     if through_mlflow_run:
         baseline = ["mlflow", "run", str(REPO), "-e", "train_baseline", "--env-manager", "local", "-P", "min_df=1"]
@@ -81,17 +59,17 @@ def server_lost(root: Path, through_mlflow_run: bool) -> dict:
             for line in process.stdout:
                 if line.startswith("==> train_baseline: run "):
                     break
-            stop_server(server, port)
+            server.stop()
             lost_at = time.monotonic()
             process.stdout.read()
             process.wait()
             held_s = time.monotonic() - lost_at
             errors.seek(0)
             stderr = errors.read()
-        server = tracking_server(root, port, root / "server-again.log")
+        server = TrackingServer(root, dict(os.environ), server.port).wait_ready(timeout=300)
         rerun = subprocess.run(baseline, cwd=REPO, env=env, capture_output=True, text=True)
     finally:
-        stop_server(server, port)
+        server.stop()
     return {
         "fault": "tracking server lost mid-step" + (" (mlflow run)" if through_mlflow_run else " (the step alone)"),
         "exit_code": process.returncode,

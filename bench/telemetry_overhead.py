@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import tempfile
 import time
 from contextlib import ExitStack
@@ -29,19 +27,11 @@ import click
 import numpy as np
 import requests
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))  # the ingestion stand-ins the tests use
-from steps.lib.cli import WHOLE_NUMBER  # noqa: E402
-from steps.lib.processes import start_server, stop_server  # noqa: E402
-from steps.lib.provenance import provenance  # noqa: E402
-from steps.lib.registry import CHAMPION_URI  # noqa: E402
-from tests.code.telemetry.appinsights_capture import (  # noqa: E402
-    OFFLINE_ENV,
-    CaptureServer,
-    HangingServer,
-    closed_port,
-    connection_string,
-)
+from harness.appinsights_capture import OFFLINE_ENV, CaptureServer, HangingServer, connection_string
+from harness.provenance import provenance
+from harness.servers import ModelServer, free_port
+from steps.lib.cli import WHOLE_NUMBER
+from steps.lib.registry import CHAMPION_URI
 
 TEXTS = [
     "@united lost my bag again, worst airline ever",
@@ -57,42 +47,24 @@ PRODUCTION_EXPORT = {key: value for key, value in OFFLINE_ENV.items() if not key
 class Case:
     name: str
     env: dict[str, str]
-    port: int = 0
-    process: subprocess.Popen | None = None
+    server: ModelServer | None = None
     latencies_ms: list[float] = field(default_factory=list)
     errors: int = 0
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return self.server.url
 
 
 def start(case: Case, model_uri: str, log_dir: Path) -> None:
-    case.port = closed_port()
-    command = ["mlflow", "models", "serve", "-m", model_uri, "--env-manager", "local"]
-    command += ["-h", "127.0.0.1", "-p", str(case.port), "-w", "1"]
-    log = open(log_dir / f"{case.name}.log", "w")  # noqa: SIM115 (lives as long as the server)
-    env = {**os.environ, **case.env, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    case.process = start_server(command, env, log)
-
-
-def wait_ready(case: Case, log_dir: Path, timeout: float = 300) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if case.process.poll() is not None:
-            raise SystemExit(f"{case.name}: server exited\n{(log_dir / f'{case.name}.log').read_text()[-3000:]}")
-        try:
-            if requests.get(f"{case.url}/ping", timeout=1).status_code == 200:
-                return
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.5)
-    raise SystemExit(f"{case.name}: not ready after {timeout}s")
+    """Serve the model with the case's telemetry settings; `stop` stops it (the servers start all at once)."""
+    env = {**os.environ, **case.env}
+    case.server = ModelServer(model_uri, env, log_dir / f"{case.name}.log", name=case.name)
 
 
 def stop(case: Case) -> None:
-    if case.process:
-        stop_server(case.process, case.port)
+    if case.server:
+        case.server.stop()
 
 
 def timed_request(session: requests.Session, case: Case, text: str) -> None:
@@ -175,7 +147,7 @@ def main(**options: object) -> None:
         cases = [
             Case("telemetry off", {"APPLICATIONINSIGHTS_CONNECTION_STRING": ""}),
             Case("on, endpoint up (capture server)", sending_to(capture.port, "up")),
-            Case("on, endpoint down (closed port)", sending_to(closed_port(), "down")),
+            Case("on, endpoint down (closed port)", sending_to(free_port(), "down")),
             Case("on, endpoint failing (HTTP 500)", sending_to(failing.port, "failing")),
             Case("on, endpoint hanging (no answer)", sending_to(hanging.port, "hanging")),
         ]
@@ -184,7 +156,7 @@ def main(**options: object) -> None:
         for case in cases:
             start(case, args.model_uri, log_dir)
         for case in cases:
-            wait_ready(case, log_dir)
+            case.server.wait_ready(timeout=300)
         print(f"{len(cases)} servers ready; timing {args.requests} requests each", flush=True)
         run(cases, args.requests, args.warmup)
         time.sleep(7)  # spans leave every 5 s by default: let the up case's last batch arrive before counting

@@ -9,7 +9,7 @@
 #   4. `docker build` with the host's CA bundle as build argument, `docker run`, the smoke test of
 #      /invocations (scripts/smoke_test.py), the image size, `docker stop`
 #   5. telemetry: the container's connection string points at the repository's local capture server
-#      (tests/code/telemetry/appinsights_capture.py, on the Docker bridge's host address), and the
+#      (harness/appinsights_capture.py, on the Docker bridge's host address), and the
 #      script fails unless request items for POST /invocations and metric items arrive there
 #
 #   bash scripts/build_image.sh [MODEL_URI_OR_DIR]          (default models:/tweet-sentiment@champion)
@@ -140,7 +140,7 @@ start_capture() {
   gateway="$(docker network inspect bridge -f '{{(index .IPAM.Config 0).Gateway}}')"
   capture_port="$("$python" -c 'import socket; s = socket.socket(); s.bind(("", 0)); print(s.getsockname()[1])')"
   step "local Application Insights capture on $gateway:$capture_port"
-  "$python" -m tests.code.telemetry.appinsights_capture --host "$gateway" --port "$capture_port" \
+  "$python" -m harness.appinsights_capture --host "$gateway" --port "$capture_port" \
     --record "$capture_record" &
   capture_pid=$!
   # A connection string is no secret here (a dummy key, a local endpoint), but it goes in by environment

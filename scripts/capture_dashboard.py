@@ -15,27 +15,19 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import functools
 import importlib.util
 import math
 import os
 import random
-import socket
-import subprocess
-import sys
 import tempfile
-import time
-import urllib.parse
-from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
 import click
 import ftfy
-import requests
 from playwright.sync_api import Page, expect, sync_playwright
 
-from steps.lib.processes import start_server, stop_server
+from harness.servers import DashboardServer, ModelServer
 from steps.lib.registry import CHAMPION_URI
 
 REPO = Path(__file__).resolve().parent.parent
@@ -47,6 +39,7 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 WAIT_MS = 60_000
+SERVER_START_TIMEOUT_S = 180
 TWEET = "@united lost my bag again and nobody answers the phone. Worst airline ever."
 MILD_TWEET = "@AmericanAir flight delayed 40 minutes, but the crew kept us informed"
 SCRIPT_TWEET = '<script>alert("hi")</script> <b>not bold</b> thanks @JetBlue, smooth flight!'
@@ -65,43 +58,6 @@ def absolute_store_uri(uri: str) -> str:
     if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
         return prefix + str(Path(uri.removeprefix(prefix)).resolve())
     return uri
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_http(url: str, process: subprocess.Popen | None, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            sys.exit(f"the process serving {url} exited with code {process.returncode}")
-        with contextlib.suppress(requests.RequestException):
-            if requests.get(url, timeout=5).status_code == 200:
-                return
-        time.sleep(0.5)
-    sys.exit(f"{url} did not answer within {timeout:.0f} s")
-
-
-@contextlib.contextmanager
-def started(command: list[str], env: dict[str, str], ready_url: str) -> Iterator[subprocess.Popen]:
-    """Run a server until the block ends; its output goes to a log file kept (and named) on failure."""
-    log = tempfile.NamedTemporaryFile("w", prefix="capture-", suffix=".log", delete=False)  # noqa: SIM115
-    process = start_server(command, env, log, cwd=REPO)
-    succeeded = False
-    try:
-        wait_http(ready_url, process)
-        yield process
-        succeeded = True
-    finally:
-        stop_server(process, urllib.parse.urlsplit(ready_url).port)
-        log.close()
-        if succeeded:
-            os.unlink(log.name)
-        else:
-            print(f"log of `{' '.join(command[:3])}`: {log.name}", file=sys.stderr)
 
 
 def sample_csv(path: Path, rows: int, seed: int = 7) -> Path:
@@ -258,35 +214,25 @@ def capture(app_url: str, out: Path, csv_path: Path, stop_model_server=None) -> 
 def main(**options: object) -> None:
     args = SimpleNamespace(**options)
     args.out.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env = dict(os.environ)  # the harness puts this interpreter's tools first on PATH
     if tracking_uri := os.environ.get("MLFLOW_TRACKING_URI"):
         env["MLFLOW_TRACKING_URI"] = absolute_store_uri(tracking_uri)
 
     with contextlib.ExitStack() as stack, tempfile.TemporaryDirectory() as scratch:
         model_url, stop = args.model_server_url, None
         if not model_url:
-            port = free_port()
-            model_url = f"http://127.0.0.1:{port}"
-            command = ["mlflow", "models", "serve", "-m", args.model_uri, "-p", str(port)]
-            command += ["--env-manager", "local", "-h", "127.0.0.1", "-w", "1"]
+            model = stack.enter_context(ModelServer(args.model_uri, env))
+            model_url = model.url
             print(f"serving {args.model_uri} at {model_url}", flush=True)
-            process = stack.enter_context(started(command, env, f"{model_url}/ping"))
-            # the whole process group: SIGTERM to the `mlflow` leader alone leaves uvicorn answering
-            stop = functools.partial(stop_server, process, port)
+            model.wait_ready(timeout=SERVER_START_TIMEOUT_S)
+            stop = model.stop  # the whole process group; the "server down" shot needs it gone
         app_url = args.dashboard_url
         if not app_url:
-            port = free_port()
-            app_url = f"http://127.0.0.1:{port}/app"
-            dashboard_env = {
-                **env,
-                "MODEL_SERVER_URL": model_url,
-                "DASHBOARD_CHUNK_ROWS": "100",
-                "FEEDBACK_DB": str(Path(scratch) / "feedback.db"),
-            }
-            command = ["panel", "serve", "dashboard/app.py", "--address", "127.0.0.1", "--port", str(port)]
-            command += ["--allow-websocket-origin", f"127.0.0.1:{port}"]
+            dashboard_env = {**env, "DASHBOARD_CHUNK_ROWS": "100", "FEEDBACK_DB": str(Path(scratch) / "feedback.db")}
+            dashboard = stack.enter_context(DashboardServer(model_url, dashboard_env))
+            app_url = dashboard.app_url
             print(f"dashboard at {app_url}", flush=True)
-            stack.enter_context(started(command, dashboard_env, app_url))
+            dashboard.wait_ready(timeout=SERVER_START_TIMEOUT_S)
         csv_path = args.csv or sample_csv(Path(scratch) / "tweets.csv", rows=300)
         shots = capture(app_url, args.out, csv_path, stop_model_server=stop)
 

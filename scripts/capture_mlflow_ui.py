@@ -33,7 +33,8 @@ from mlflow.tracking import MlflowClient
 from playwright.sync_api import Page, expect, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
-from capture_dashboard import CHROMIUM_ARGS, WAIT_MS, absolute_store_uri, free_port, started
+from capture_dashboard import CHROMIUM_ARGS, SERVER_START_TIMEOUT_S, WAIT_MS, absolute_store_uri
+from harness.servers import ServerProcess, free_port
 from results_table import candidate_runs
 from steps.lib.cli import experiment_option
 from steps.lib.registry import CHAMPION_ALIAS, MODEL_NAME
@@ -53,10 +54,10 @@ def mlflow_ui(tracking_uri: str) -> Iterator[str]:
     port = free_port()
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", tracking_uri]
     command += ["--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
-    url = f"http://127.0.0.1:{port}"
-    print(f"mlflow ui on {tracking_uri} at {url}", flush=True)
-    with started(command, dict(os.environ), f"{url}/health"):
-        yield url
+    with ServerProcess(command, dict(os.environ), None, port, cwd=REPO, name="mlflow ui") as server:
+        print(f"mlflow ui on {tracking_uri} at {server.url}", flush=True)
+        server.wait_until_ok(f"{server.url}/health", timeout=SERVER_START_TIMEOUT_S)
+        yield server.url
 
 
 def champion_version(client: MlflowClient, model_name: str, alias: str) -> str:

@@ -26,10 +26,10 @@ import pandas as pd
 from matplotlib.ticker import MaxNLocator
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
-from scipy.stats import rankdata
 
 from pyfunc.transformer_model import cpu_count
 from steps.lib.cli import FLAG, WHOLE_NUMBER, data_run_option, policy_options, seed_option
+from steps.lib.gate import Scored, bootstrap_difference
 from steps.lib.lstm_arms import (
     CURVE_NAMES,
     DECISION_METRIC,
@@ -177,28 +177,15 @@ def validation_predictions(run_id: str) -> pd.DataFrame:
     return client.load_table(client.get_run(run_id).info.experiment_id, "predictions/val.json", run_ids=[run_id])
 
 
-def resampled_auc(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
-    """ROC AUC of every row of (resamples, rows) arrays at once: Mann-Whitney U from average ranks."""
-    ranks = rankdata(scores, axis=1)
-    positives = labels.sum(axis=1)
-    negatives = labels.shape[1] - positives
-    return ((ranks * labels).sum(axis=1) - positives * (positives + 1) / 2) / (positives * negatives)
-
-
 def paired_auc_interval(run_a: str, run_b: str, seed: int) -> tuple[float, float]:
-    """Bootstrap 95% interval of AUC(a) - AUC(b), resampling the same validation tweets for both."""
+    """Bootstrap 95% interval of AUC(a) - AUC(b), resampling the same validation tweets for both (the gate's)."""
     a, b = validation_predictions(run_a), validation_predictions(run_b)
     if len(a) != len(b) or not (a["text"].to_numpy() == b["text"].to_numpy()).all():
         raise StepError(f"runs {run_a} and {run_b} were not scored on the same validation rows")
-    rows = np.random.default_rng(seed).integers(0, len(a), size=(BOOTSTRAP_SAMPLES, len(a)))
-    labels = a["label"].to_numpy()[rows]
-    two_classes = (labels.min(axis=1) == 0) & (labels.max(axis=1) == 1)  # a one-class resample has no AUC
-    rows, labels = rows[two_classes], labels[two_classes]
-    differences = resampled_auc(labels, a["proba_negative"].to_numpy()[rows]) - resampled_auc(
-        labels, b["proba_negative"].to_numpy()[rows]
-    )
-    low, high = np.percentile(differences, [2.5, 97.5])
-    return float(low), float(high)
+    # ROC AUC does not depend on the threshold: any one will do.
+    first, second = (Scored(run["proba_negative"].to_numpy(dtype=float), 0.5) for run in (a, b))
+    labels = a["label"].to_numpy()
+    return bootstrap_difference(DECISION_METRIC, labels, first, second, BOOTSTRAP_SAMPLES, seed, desc="arm bootstrap")
 
 
 def decide(title: str, arms: dict[str, str], seed: int) -> Decision:

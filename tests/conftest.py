@@ -4,21 +4,18 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
-import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
 import pytest
-import requests
 from hypothesis import settings as hypothesis_settings
 from mlflow.tracking import MlflowClient
 
-from steps.lib.processes import start_server, stop_server
+from harness.servers import ModelServer
 
 REPO = Path(__file__).resolve().parent.parent
 VENV_BIN = str(Path(sys.executable).parent)
@@ -133,72 +130,6 @@ def prepared_run_id(tracking: Tracking) -> str:
 @pytest.fixture(scope="session")
 def baseline_run_id(tracking: Tracking, prepared_run_id: str) -> str:
     return run_id_of(mlflow_run(tracking, "train_baseline", data_run_id=prepared_run_id, min_df=1))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class ServerProcess:
-    """A server on a 127.0.0.1 port, run as its own process group, its output in a log shown when it fails."""
-
-    name = "server"
-
-    def __init__(
-        self, command: list[str], env: dict[str, str], log_path: Path, port: int, cwd: Path | None = None
-    ) -> None:
-        self.log_path = log_path
-        self.port = port
-        self._log = open(log_path, "w")  # noqa: SIM115 (closed in stop())
-        self.process = start_server(command, env, self._log, cwd=cwd)
-
-    def wait_until_ok(self, url: str, timeout: float, poll: float = 0.5) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"{self.name} exited:\n{self.log()[-3000:]}")
-            try:
-                if requests.get(url, timeout=5).status_code == 200:
-                    return
-            except requests.ConnectionError:
-                pass
-            time.sleep(poll)
-        raise AssertionError(f"{self.name} not ready after {timeout}s:\n{self.log()[-3000:]}")
-
-    def log(self) -> str:
-        return self.log_path.read_text()
-
-    def stop(self) -> None:
-        """Stop every process of the server (uvicorn outlives the `mlflow` CLI) and wait for the port to close."""
-        stop_server(self.process, self.port)
-        self._log.close()
-
-
-class ModelServer(ServerProcess):
-    """`mlflow models serve` on 127.0.0.1, started and stopped by the test."""
-
-    name = "model server"
-
-    def __init__(self, model_uri: str, env: dict[str, str], log_path: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        command = ["mlflow", "models", "serve", "-m", model_uri, "--env-manager", "local"]
-        command += ["-h", "127.0.0.1", "-p", str(self.port), "-w", "1"]
-        super().__init__(command, env, log_path, self.port)
-
-    def wait_ready(self, timeout: float = 120) -> ModelServer:
-        self.wait_until_ok(f"{self.url}/ping", timeout)
-        return self
-
-    def invocations(self, body, content_type: str = "application/json", **kwargs) -> requests.Response:
-        data = body if isinstance(body, (str, bytes)) else None
-        json_body = None if data is not None else body
-        headers = {"Content-Type": content_type}
-        return requests.post(
-            f"{self.url}/invocations", data=data, json=json_body, headers=headers, timeout=120, **kwargs
-        )
 
 
 @pytest.fixture

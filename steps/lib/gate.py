@@ -15,6 +15,7 @@ import pandas as pd
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from sklearn.utils import resample
 
 from steps.lib.fair_comparison import MIN_GATE_ROWS, GateRows, gate_rows
 from steps.lib.metrics import METRIC_FUNCTIONS
@@ -85,12 +86,19 @@ def score_splits(model_uri: str, splits: dict[str, list[str]], role: str = "") -
 
 
 def bootstrap_difference(
-    metric: str, labels: np.ndarray, candidate: Scored, champion: Scored, samples: int, seed: int
+    metric: str,
+    labels: np.ndarray,
+    candidate: Scored,
+    champion: Scored,
+    samples: int,
+    seed: int,
+    desc: str = "gate bootstrap",
 ) -> tuple[float, float]:
     """95% percentile interval of metric(candidate) - metric(champion), resampling the same rows for both.
 
-    Stratified by class, so every resample keeps the split's class balance and AUC stays defined.
-    A progress bar on stderr counts the resamples.
+    The project's one bootstrap: the gate's interval and `compare_lstm`'s between two arms. Stratified by
+    class (scikit-learn's `resample`), so every resample keeps the rows' class balance and AUC stays
+    defined (docs/design.md, "The gate"). A progress bar on stderr counts the resamples.
 
     Args:
         metric: a logged metric key, such as `val_roc_auc`.
@@ -99,15 +107,16 @@ def bootstrap_difference(
         champion: the champion's scores on the same rows.
         samples: how many resamples.
         seed: the resampling seed.
+        desc: what the progress bar calls the resampling (the metric is added).
 
     Returns:
         The interval's low and high ends.
     """
-    rng = np.random.default_rng(seed)
-    by_class = [np.flatnonzero(labels == value) for value in (0, 1)]
+    random_state = np.random.RandomState(seed)
+    every_row = np.arange(len(labels))
     differences = np.empty(samples)
-    for i in progress(range(samples), desc=f"gate bootstrap ({metric})", unit="resample"):
-        rows = np.concatenate([rng.choice(members, size=len(members), replace=True) for members in by_class])
+    for i in progress(range(samples), desc=f"{desc} ({metric})", unit="resample"):
+        rows = resample(every_row, stratify=labels, random_state=random_state)
         resampled = labels[rows]
         differences[i] = metric_value(metric, resampled, candidate.on(rows))
         differences[i] -= metric_value(metric, resampled, champion.on(rows))

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ModelServer, ServerProcess, free_port
+from harness import servers
+from harness.servers import ModelServer, ServerProcess
 
-REPO = Path(__file__).resolve().parents[3]
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -96,25 +96,17 @@ def fake_server() -> Iterator[FakeServer]:
     fake.stop()
 
 
-class DashboardServer(ServerProcess):
-    """`panel serve dashboard/app.py` exactly as the README runs it, on a free 127.0.0.1 port."""
-
-    name = "panel serve"
+class DashboardServer(servers.DashboardServer):
+    """The dashboard with a feedback store of the test's own and no registry line (unit-tested on its own)."""
 
     def __init__(self, model_server_url: str, feedback_db: Path, log_path: Path, **env: str) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.app_url = f"{self.url}/app"
         self.feedback_db = feedback_db
-        environment = {**os.environ, "MODEL_SERVER_URL": model_server_url, "FEEDBACK_DB": str(feedback_db), **env}
-        environment.pop("MLFLOW_TRACKING_URI", None)  # the registry line is optional; unit-tested on its own
-        command = ["panel", "serve", "dashboard/app.py", "--address", "127.0.0.1", "--port", str(self.port)]
-        command += ["--allow-websocket-origin", f"127.0.0.1:{self.port}"]
-        super().__init__(command, environment, log_path, self.port, cwd=REPO)
+        environment = {**os.environ, "FEEDBACK_DB": str(feedback_db), **env}
+        environment.pop("MLFLOW_TRACKING_URI", None)
+        super().__init__(model_server_url, environment, log_path)
 
-    def wait_ready(self, timeout: float = 60) -> DashboardServer:
-        self.wait_until_ok(self.app_url, timeout, poll=0.3)
-        return self
+    def wait_ready(self, timeout: float = 60, poll: float = 0.3) -> DashboardServer:
+        return super().wait_ready(timeout, poll)
 
 
 @pytest.fixture

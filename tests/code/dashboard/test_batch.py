@@ -90,7 +90,7 @@ def test_a_carriage_return_inside_a_tweet_keeps_its_row_whole():
     ("cell", "safe"),
     [
         ("x;=1+1", "x;'=1+1"),
-        ("ok, =HYPERLINK(\"http://evil\")", "ok, '=HYPERLINK(\"http://evil\")"),
+        ('ok, =HYPERLINK("http://evil")', 'ok, \'=HYPERLINK("http://evil")'),
         ("a|@SUM(A1)", "a|'@SUM(A1)"),
         ("a\t+1", "a\t'+1"),
         ("=1+1;=2", "'=1+1;'=2"),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 
@@ -17,6 +16,7 @@ from dashboard.client import (
     WordContribution,
     request_body,
 )
+from harness.servers import free_port
 from tests.code.dashboard.conftest import contract_answer
 
 
@@ -27,10 +27,7 @@ def server(fake_server):
 
 def closed_port_url() -> str:
     """A URL where nothing listens (bound then released), so connecting is refused."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
+    return f"http://127.0.0.1:{free_port()}"
 
 
 def test_request_uses_dataframe_split_with_text_column_and_threshold_param(server):

@@ -139,7 +139,7 @@ WALKS = (
         "python -m monitoring.alerts --db feedback.db --watch 30 --webhook-url https://hooks.example.com/...",
         serves_for=5,
     ),
-    Walk("python -m tests.code.telemetry.appinsights_capture --record envelopes.jsonl", serves_for=5),
+    Walk("python -m harness.appinsights_capture --record envelopes.jsonl", serves_for=5),
     Walk("python -m bench.scaling --replot", extra_args=("--out", "{work}/scaling"), prepare=("copy_scaling_results",)),
     Walk("python -m bench.scaling", extra_args=("--sizes", "400", "--slow-model-rows", "50", "--no-spark", "{bench}")),
     Walk(

@@ -16,7 +16,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,7 +23,8 @@ import pytest
 from azure.storage.blob import BlobServiceClient
 from mlflow import MlflowClient
 
-from tests.conftest import REPO, ModelServer, free_port, run_id_of
+from harness.servers import ModelServer, free_port, wait_port_closed
+from tests.conftest import REPO, run_id_of
 
 pytestmark = pytest.mark.integration
 
@@ -211,12 +211,7 @@ def stop_azurite(server) -> None:
     """Kill the blob store alone, as an outage would; PostgreSQL and mlflow server stay up."""
     pid = int((server["home"] / "run" / "azurite.pid").read_text())
     os.killpg(pid, signal.SIGKILL)
-    for _ in range(40):
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", int(server["env"]["AZURITE_PORT"]))) != 0:
-                return
-        time.sleep(0.25)
-    raise AssertionError("Azurite still listens after SIGKILL")
+    wait_port_closed(int(server["env"]["AZURITE_PORT"]), timeout=10)
 
 
 def test_a_blob_store_outage_during_register_leaves_no_version_behind(server, registered):

@@ -18,24 +18,18 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import REPO, ServerProcess, free_port
+from harness.servers import TrackingServer
+from tests.conftest import REPO
 
 pytestmark = pytest.mark.integration
 
 
-def tracking_server(root: Path) -> ServerProcess:
-    """`mlflow server` as a team runs it, with its own store under `root`, ready to answer."""
-    port = free_port()
-    command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}"]
-    command += ["--artifacts-destination", str(root / "artifacts"), "-h", "127.0.0.1", "-p", str(port)]
-    command += ["--workers", "1"]
-    server = ServerProcess(command, dict(os.environ), root / f"server-{port}.log", port)
-    server.name = "tracking server"
-    server.wait_until_ok(f"http://127.0.0.1:{port}/health", timeout=120)
-    return server
+def tracking_server(root: Path, port: int | None = None) -> TrackingServer:
+    """`mlflow server` with its own store under `root`, ready to answer (the same port after a restart)."""
+    return TrackingServer(root, dict(os.environ), port).wait_ready(timeout=120)
 
 
-def step_env(server: ServerProcess) -> dict[str, str]:
+def step_env(server: TrackingServer) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("MLFLOW_")}
     return env | {
         "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{server.port}",
@@ -76,7 +70,7 @@ def test_a_step_that_loses_its_tracking_server_fails_in_one_line_and_a_rerun_fin
     last = stderr.strip().splitlines()[-1]
     assert last.startswith("train_baseline: error: the tracking server http://127.0.0.1:") and "Rerun" in last
 
-    server = tracking_server(tmp_path)  # back, on the same store
+    server = tracking_server(tmp_path, server.port)  # back, on the same store and port
     env = step_env(server)
     try:
         rerun = subprocess.run(step("train_baseline", "--min-df", "1"), cwd=REPO, env=env, capture_output=True)

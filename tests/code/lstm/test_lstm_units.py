@@ -23,7 +23,7 @@ from pyfunc.keras_model import (
     Vocabulary,
     import_keras,
 )
-from steps.compare_lstm import Decision, markdown_table, paired_auc_interval, resampled_auc
+from steps.compare_lstm import Decision, markdown_table, paired_auc_interval
 from steps.lib.cli import parse
 from steps.lib.lstm_arms import ARM_OPTIONS, LstmArm, validate_arm
 from steps.lib.operating_point import ThresholdPolicy
@@ -263,15 +263,6 @@ def test_paired_interval_is_zero_for_identical_runs_and_positive_for_a_clearly_b
     assert paired_auc_interval("good", "good", seed=1) == (0.0, 0.0)
     low, high = paired_auc_interval("good", "noise", seed=1)
     assert 0.3 < low <= high < 0.6
-
-
-def test_resampled_auc_matches_scikit_learn_with_ties():
-    from sklearn.metrics import roc_auc_score
-
-    rng = np.random.default_rng(4)
-    labels, scores = rng.integers(0, 2, (5, 60)), rng.integers(0, 6, (5, 60)) / 5  # many ties
-    expected = [roc_auc_score(y, s) for y, s in zip(labels, scores, strict=True)]
-    np.testing.assert_allclose(resampled_auc(labels, scores), expected)
 
 
 def test_inference_copy_drops_the_optimizer_state_and_predicts_the_same(tmp_path):

@@ -16,7 +16,8 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from tests.conftest import ModelServer, Tracking
+from harness.servers import ModelServer
+from tests.conftest import Tracking
 
 MODEL_NAME = "tweet-sentiment"
 ALIAS = "champion"

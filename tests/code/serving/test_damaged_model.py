@@ -12,7 +12,7 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from tests.conftest import ModelServer
+from harness.servers import ModelServer
 
 pytestmark = pytest.mark.integration
 

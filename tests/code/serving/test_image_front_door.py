@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 import requests
 
+from harness.servers import ServerProcess, free_port
 from pyfunc.limits import DEFAULT_MAX_BYTES, DEFAULT_MAX_ROWS
-from tests.conftest import ServerProcess, Tracking, free_port
+from tests.conftest import Tracking
 
 pytestmark = pytest.mark.integration
 

@@ -13,8 +13,8 @@ import time
 import pytest
 import requests
 
+from harness.servers import ModelServer
 from pyfunc.limits import DEFAULT_MAX_BYTES, DEFAULT_MAX_ROWS, DEFAULT_MAX_TEXT_CHARS, MAX_JSON_DEPTH
-from tests.conftest import ModelServer
 
 pytestmark = pytest.mark.integration
 

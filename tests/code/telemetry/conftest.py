@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.code.telemetry.appinsights_capture import CaptureServer, telemetry_env
+from harness.appinsights_capture import CaptureServer, telemetry_env
 
 
 @pytest.fixture

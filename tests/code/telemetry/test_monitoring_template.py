@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
+from harness.appinsights_capture import INVOCATIONS_REQUEST, CaptureServer, base_data, telemetry_env
 from monitoring.alerts import KQL_MEASURE, KQL_TEMPLATE, AlertRule, kql_query
 from pyfunc.telemetry import DASHBOARD_SERVICE, MODEL_SERVICE
 from tests.code.arm_templates import check_arm_template
-from tests.code.telemetry.appinsights_capture import INVOCATIONS_REQUEST, CaptureServer, base_data, telemetry_env
 
 REPO = Path(__file__).resolve().parents[3]
 TEMPLATE = REPO / "deploy" / "monitoring" / "wrong_prediction_alert.json"

@@ -16,10 +16,11 @@ import mlflow
 import pytest
 import requests
 
+from harness.appinsights_capture import OFFLINE_ENV, CaptureServer
+from harness.servers import free_port
 from monitoring.alerts import evaluate, post_webhook
-from tests.code.telemetry.appinsights_capture import OFFLINE_ENV, CaptureServer
 from tests.code.telemetry.test_alert_rule import RULE, add_feedback, minute, wrong_at
-from tests.conftest import free_port, mlflow_run, run_id_of
+from tests.conftest import mlflow_run, run_id_of
 
 pytestmark = pytest.mark.integration  # a real run, a model server and a capture server
 

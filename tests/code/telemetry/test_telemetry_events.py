@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.code.telemetry.appinsights_capture import base_data
+from harness.appinsights_capture import base_data
 
 REPO = Path(__file__).resolve().parents[3]
 EMIT = """

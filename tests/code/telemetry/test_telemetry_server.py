@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from tests.code.telemetry.appinsights_capture import (
+from harness.appinsights_capture import (
     INVOCATIONS_REQUEST,
     CaptureServer,
     HangingServer,

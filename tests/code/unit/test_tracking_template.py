@@ -32,8 +32,9 @@ from mlflow.store.artifact.azure_blob_artifact_repo import AzureBlobArtifactRepo
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from harness.servers import ServerProcess, free_port
 from tests.code.arm_templates import check_arm_template
-from tests.conftest import REPO, ServerProcess, free_port
+from tests.conftest import REPO
 
 TRACKING = REPO / "deploy" / "tracking"
 TEMPLATE = TRACKING / "azure" / "tracking_server.json"

@@ -2,10 +2,10 @@
 
 The Azure Monitor exporter POSTs JSON arrays of envelopes (gzip-compressed or not) to `/v2.1/track`;
 this server records them and answers the way the service does, so the exporter counts them as delivered.
-Also used by `bench/telemetry_overhead.py` (endpoint up), beside a port that refuses and one that hangs,
-and run as a process by `scripts/build_image.sh`, whose container posts to it:
+The telemetry tests and `bench/telemetry_overhead.py` (endpoint up, beside a port that refuses and one
+that hangs) use it in-process; `scripts/build_image.sh` runs it as a process, and its container posts to it:
 
-    python -m tests.code.telemetry.appinsights_capture --host 172.17.0.1 --port 8765 --record envelopes.jsonl
+    python -m harness.appinsights_capture --host 172.17.0.1 --port 8765 --record envelopes.jsonl
 """
 
 from __future__ import annotations
@@ -166,13 +166,6 @@ class HangingServer:
         self._socket.close()
         for connection in self._accepted:
             connection.close()
-
-
-def closed_port() -> int:
-    """A port nothing listens on (bound then released): the ingestion endpoint down."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @click.command(help="Serve the capture endpoint until stopped, appending each envelope to --record (JSON lines).")
