@@ -57,7 +57,7 @@ def test_an_error_answer_keeps_its_message_and_loses_its_trace_to_the_log(caplog
 
 
 def test_a_server_error_loses_its_trace_too():
-    status, document, body = answer(500, {"error_code": "INTERNAL_ERROR", "message": "boom", "stack_trace": TRACE})
+    status, document, _ = answer(500, {"error_code": "INTERNAL_ERROR", "message": "boom", "stack_trace": TRACE})
     assert status == 500 and document == {"error_code": "INTERNAL_ERROR", "message": "boom"}
 
 
