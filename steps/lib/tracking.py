@@ -17,6 +17,8 @@ from mlflow.entities import Dataset as DatasetEntity
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
+from steps.lib.run_cache import CODE_DIGEST_TAG, code_version
+
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 EXPERIMENT_NAME = "tweet-reaction-prediction"
 SPLITS = ("train", "val", "test")
@@ -88,7 +90,7 @@ def run_step(step: str, body: Callable[[Run], None]) -> None:
     """Run `body` inside the step's MLflow run; a StepError fails the run with a one-line message.
 
     Args:
-        step: the step's name, tagged `step` on the run.
+        step: the step's name, tagged `step` on the run beside the code digest `main`'s cache compares.
         body: the step's work, given the active run.
 
     Raises:
@@ -97,7 +99,8 @@ def run_step(step: str, body: Callable[[Run], None]) -> None:
     try:
         configure_tracking()
         with mlflow.start_run() as run:
-            mlflow.set_tag("step", step)
+            # Both read by `main`'s run cache: which of the project's steps ran, on which code (steps.lib.run_cache).
+            mlflow.set_tags({"step": step, CODE_DIGEST_TAG: code_version(PROJECT_ROOT)})
             print(f"==> {step}: run {run.info.run_id} in experiment {run.info.experiment_id}", flush=True)
             body(run)
     except StepError as error:
