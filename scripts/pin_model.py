@@ -31,6 +31,7 @@ from mlflow.exceptions import MlflowException
 
 from steps.lib.release import folder_digest, release_refusal
 
+IMAGE_TAG_PART = re.compile(r"\w[\w.-]{0,119}")  # a Docker tag's characters, room left for `-m<version>`
 MODEL_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[\w-]+)|/(?P<version>\d+))$")
 
 
@@ -121,12 +122,28 @@ def download_verified(pin: dict[str, str], tags: dict[str, str], dest: Path) -> 
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def tag_safe(context: click.Context, parameter: click.Parameter, value: str) -> str:
+    """A commit id that can start an image tag: it travels into `docker build -t` and the step outputs."""
+    if not IMAGE_TAG_PART.fullmatch(value):
+        raise click.BadParameter(
+            f"must be at most 120 letters, digits, '_', '.' or '-' (an image tag's), got {value!r}"
+        )
+    return value
+
+
 @click.command(help=__doc__)
 @click.option("--model-uri", default="models:/tweet-sentiment@champion", show_default=True, help="alias or version URI")
 @click.option(
     "--dest", type=click.Path(path_type=Path), default=Path("build/model"), show_default=True, help="empty folder"
 )
-@click.option("--git-sha", envvar="GITHUB_SHA", default="local", show_default=True, help="the image's code commit")
+@click.option(
+    "--git-sha",
+    envvar="GITHUB_SHA",
+    default="local",
+    show_default=True,
+    callback=tag_safe,
+    help="the image's code commit",
+)
 def main(model_uri: str, dest: Path, git_sha: str) -> None:
     if dest.exists() and any(dest.iterdir()):
         raise SystemExit(f"pin_model: {dest} is not empty: remove it first (a model is never mixed with another)")

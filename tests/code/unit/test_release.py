@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from click.testing import CliRunner
 
+from scripts import pin_model
 from scripts.pin_model import PinError, output_lines
 from steps.lib.release import ARTIFACT_DIGEST_TAG, folder_digest, release_refusal
 
@@ -72,3 +74,12 @@ def test_a_registry_value_cannot_add_step_outputs_of_its_own():
     assert github_outputs(output_lines(pin, "ghadelimiter_1234")) == pin
     with pytest.raises(PinError, match="delimiter"):
         output_lines({"source": "x\nghadelimiter_1234\nrun_id=planted"}, "ghadelimiter_1234")
+
+
+@pytest.mark.parametrize("git_sha", ["abc 123", "abc\nmodel_version=9", "a" * 121, "-leading-dash"])
+def test_a_commit_id_that_cannot_start_an_image_tag_is_refused_before_the_registry_is_asked(git_sha):
+    result = CliRunner().invoke(
+        pin_model.main, ["--git-sha", git_sha], env={"MLFLOW_TRACKING_URI": "http://127.0.0.1:9"}
+    )
+    assert result.exit_code == 2
+    assert "Invalid value for '--git-sha': must be at most 120 letters" in result.output
