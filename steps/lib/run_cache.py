@@ -24,7 +24,9 @@ _CHUNK = 1 << 20
 
 def _git(root: Path, *args: str) -> str | None:
     try:
-        result = subprocess.run(["git", *args], cwd=root, capture_output=True, check=True, timeout=60)
+        # Read-only: no index refresh, so a step's digest never holds the lock a user's `git commit` needs.
+        command = ["git", "--no-optional-locks", *args]
+        result = subprocess.run(command, cwd=root, capture_output=True, check=True, timeout=60)
     except (OSError, subprocess.SubprocessError):
         return None
     return result.stdout.decode("utf-8", "replace")
