@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 
+import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PROJECT_ENTRY_POINT
@@ -113,6 +114,11 @@ def test_run_step_records_the_step_and_the_code_it_runs(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking.uri)
     monkeypatch.setenv("MLFLOW_EXPERIMENT_ID", tracking.experiment_id)
     seen: list[str] = []
-    run_step("prepare_data", lambda run: seen.append(run.info.run_id))
+    session_uri = mlflow.get_tracking_uri()  # a process-wide URI set by another test outranks the variable
+    mlflow.set_tracking_uri(tracking.uri)
+    try:
+        run_step("prepare_data", lambda run: seen.append(run.info.run_id))
+    finally:
+        mlflow.set_tracking_uri(session_uri)
     tags = MlflowClient(tracking.uri).get_run(seen[0]).data.tags
     assert tags["step"] == "prepare_data" and tags[CODE_DIGEST_TAG] == code_version(PROJECT_ROOT)
