@@ -14,7 +14,8 @@
 #       -e MODEL_URI=models:/tweet-sentiment@champion tweet-sentiment
 #
 # Paths given as build arguments are relative to the build context (the repository root); .dockerignore
-# only lets Dockerfile, requirements.lock, docker/ and build/ into the context.
+# only lets Dockerfile, requirements.lock, docker/, build/model/, build/ca-bundle.pem and build/wheels/ into
+# the context (the deploy guide keeps secrets under build/ too).
 ARG BASE_IMAGE=python:3.11-slim-bookworm
 FROM ${BASE_IMAGE}
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from mlflow.pyfunc.scoring_server import CONTENT_TYPES
 
+from pyfunc.error_answers import without_stack_traces
 from pyfunc.limits import REQUEST_ARRIVED, LimitExceeded, ServingLimits, json_refusal, refusal_body
 
 Scope = MutableMapping[str, Any]
@@ -31,13 +32,16 @@ _large_body_judges = ThreadPoolExecutor(max_workers=2, thread_name_prefix="reque
 class RequestGuard:
     """ASGI middleware: a 413 for a body over the byte limit, a 400 for JSON that MLflow's parser would
     fail on (nested too deep, a number too long to read), a 415 for no content type (MLflow's handler
-    fails on it with a 500); else the app. Nothing here costs more than linear time on the event loop."""
+    fails on it with a 500); else the app, whose error answers lose their stack trace to the log
+    (`pyfunc.error_answers`). Nothing here costs more than linear time on the event loop."""
 
     def __init__(self, app: ASGIApp, limits: ServingLimits) -> None:
         self.app = app
         self.limits = limits
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            send = without_stack_traces(send, scope.get("path", ""))
         if scope["type"] != "http" or scope.get("path") != GUARDED_PATH or scope.get("method") != "POST":
             await self.app(scope, receive, send)
             return

@@ -5,12 +5,18 @@
 #
 #   bash scripts/tracking_server.sh up       start what is not running, print the lines to export
 #   bash scripts/tracking_server.sh status   say what runs, where; exit 0 only when all three run
+#   (neither prints a password: the export lines read it from its file, and the admin's file is named)
 #   bash scripts/tracking_server.sh down     stop all three (the data stays for the next `up`)
 #
 # Settings (environment): TRACKING_SERVER_HOME (state: data, logs, secrets; default .tracking-server),
 # TRACKING_HOST (127.0.0.1), TRACKING_PORT (5050), POSTGRES_PORT (5433), AZURITE_PORT (10000),
 # TRACKING_AUTH (`none` or `basic`; default none on 127.0.0.1/localhost, and any other host demands
-# `basic`: MLflow's basic-auth app, users and permissions kept in the same PostgreSQL cluster).
+# `basic`: MLflow's basic-auth app, users and permissions kept in the same PostgreSQL cluster),
+# TRACKING_PUBLIC_URI (the https:// address of a TLS proxy in front of the server: demanded with any host
+# beyond this machine, since basic auth sends the password with every request and `mlflow server` speaks
+# plain HTTP). With basic auth the pipeline runs as the user `pipeline`, not as `admin`: it may write the
+# Default experiment, what it creates and the registered model; the admin account only manages users
+# (docs/design.md, "Who may write the registry").
 # Needs: bash scripts/install.sh server (PostgreSQL, Azurite, psycopg2 and azure-storage-blob).
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
@@ -20,9 +26,12 @@ port="${TRACKING_PORT:-5050}"
 pg_port="${POSTGRES_PORT:-5433}"
 blob_port="${AZURITE_PORT:-10000}"
 python="${PYTHON:-$repo/.venv/bin/python}"
+public_uri="${TRACKING_PUBLIC_URI:-}"
 account=mlflowlocal     # the emulated storage account; its key is generated at the first `up`
 container=mlflow        # the artifact container
 db_user=mlflow
+pipeline_user=pipeline
+model_name=tweet-sentiment   # steps/lib/registry.py's MODEL_NAME
 case "$host" in 127.0.0.1 | localhost) default_auth=none ;; *) default_auth=basic ;; esac
 auth="${TRACKING_AUTH:-$default_auth}"
 
@@ -60,6 +69,12 @@ check_requirements() {
     basic) ;;
     none) [ "$default_auth" = none ] || fail "TRACKING_HOST=$host reaches beyond this machine: it needs TRACKING_AUTH=basic" ;;
     *) fail "TRACKING_AUTH must be none or basic, got '$auth'" ;;
+  esac
+  case "$public_uri" in
+    https://?*) ;;
+    "") [ "$default_auth" = none ] || fail "TRACKING_HOST=$host reaches beyond this machine over plain HTTP," \
+      "where basic auth would send passwords in clear: put a TLS proxy in front and set TRACKING_PUBLIC_URI=https://<its address>" ;;
+    *) fail "TRACKING_PUBLIC_URI must be the https:// address of the TLS proxy in front, got '$public_uri'" ;;
   esac
   pg_bin >/dev/null
   azurite_bin >/dev/null
@@ -173,12 +188,54 @@ EOF
   fail "mlflow server answers no /health on port $port (log: $home/logs/mlflow.log)"
 }
 
-print_exports() {
+ensure_pipeline_user() { # the account the pipeline, serving and CD use locally: not the admin
+  [ "$auth" = basic ] || return 0
+  secret pipeline_password >/dev/null
+  # As admin, once: create the user, let it write the Default experiment and the registered model if
+  # an earlier admin-run pipeline created that. Experiments and models it creates itself are its own.
+  MLFLOW_TRACKING_URI="http://127.0.0.1:$port" MLFLOW_TRACKING_USERNAME=admin \
+    MLFLOW_TRACKING_PASSWORD="$(secret admin_password)" PIPELINE_PASSWORD="$(secret pipeline_password)" \
+    "$python" - "$pipeline_user" "$model_name" >>"$home/logs/users.log" 2>&1 <<'PY' ||
+import os, sys
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+from mlflow.server.auth.client import AuthServiceClient
+
+user, model = sys.argv[1:]
+auth = AuthServiceClient(os.environ["MLFLOW_TRACKING_URI"])
+try:
+    auth.get_user(user)
+except MlflowException:
+    auth.create_user(user, os.environ["PIPELINE_PASSWORD"])
+    print(f"created user {user}")
+
+
+def grant(kind: str, name: str, permission: str) -> None:
+    try:
+        auth.grant_user_permission(user, kind, name, permission)
+    except MlflowException as error:  # granted at an earlier `up`
+        if error.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+
+
+grant("experiment", "0", "EDIT")
+try:
+    MlflowClient().get_registered_model(model)
+except MlflowException:
+    pass  # the pipeline's first register creates it, and owns it
+else:
+    grant("registered_model", model, "MANAGE")
+PY
+    fail "could not create the user $pipeline_user (log: $home/logs/users.log)"
+}
+
+print_exports() { # no password is printed: the lines read the pipeline's from its file when pasted
   echo "# the pipeline, the model server and CD read these:"
-  echo "export MLFLOW_TRACKING_URI=http://$host:$port"
+  echo "export MLFLOW_TRACKING_URI=$(cat "$home/run/uri" 2>/dev/null || echo "http://$host:$port")"
   if [ "$(cat "$home/run/auth" 2>/dev/null || echo none)" = basic ]; then
-    echo "export MLFLOW_TRACKING_USERNAME=admin"
-    echo "export MLFLOW_TRACKING_PASSWORD=$(cat "$home/secrets/admin_password")"
+    echo "export MLFLOW_TRACKING_USERNAME=$pipeline_user"
+    printf 'export MLFLOW_TRACKING_PASSWORD="$(cat %q)"\n' "$home/secrets/pipeline_password"
+    echo "# the admin's password (managing users only: docs/deploy.md) is in $home/secrets/admin_password"
   fi
 }
 
@@ -209,7 +266,9 @@ up() {
   pid_alive postgres || start_postgres
   pid_alive azurite || start_azurite
   echo "$auth" >"$home/run/auth"
+  echo "${public_uri:-http://$host:$port}" >"$home/run/uri"
   pid_alive mlflow || start_mlflow
+  ensure_pipeline_user
   say "up: runs and the registry in PostgreSQL (127.0.0.1:$pg_port), artifacts in Azurite" \
     "(http://127.0.0.1:$blob_port/$account/$container); logs in $home/logs"
   print_exports

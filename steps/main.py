@@ -2,8 +2,9 @@
 
 Each step runs through `mlflow.projects.run`, as in MLflow's multistep workflow example: its outputs
 are artifacts that the next step takes by run id. A finished run of the same entry point with the
-same parameters, code version (commit plus uncommitted changes) and input digest is reused instead
-of recomputed (`use_cache`; steps.lib.run_cache says what the key covers).
+same parameters, code digest (commit plus uncommitted changes, recorded by the step itself) and input
+digest is reused instead of recomputed (`use_cache`; steps.lib.run_cache says what the key covers and
+docs/design.md, "Candidate runs", what stops a planted run).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from steps.lib.lstm_arms import lstm_candidates
 from steps.lib.operating_point import ThresholdPolicy
 from steps.lib.pretrained import LABEL_SCHEMES, LR_SCHEDULERS
 from steps.lib.registry import CHAMPION_URI, MODEL_NAME, current_champion
-from steps.lib.run_cache import CODE_VERSION_TAG, INPUT_DIGEST_TAG, code_version, input_digest
+from steps.lib.run_cache import CODE_DIGEST_TAG, INPUT_DIGEST_TAG, code_version, input_digest
 from steps.lib.tracking import PROJECT_ROOT, run_step
 
 # The transformer's defaults here: every training tweet (0 = all) for one epoch at learning rate
@@ -37,8 +38,12 @@ FILE_PARAMETERS = ("path", "feedback_db")  # parameters naming files whose bytes
 def find_finished(
     client: MlflowClient, entry_point: str, parameters: dict[str, str], depends_on: dict[str, str], experiment_id: str
 ) -> str | None:
-    """A finished run of this entry point with these parameters and the same dependency key (steps.lib.run_cache)."""
-    query = f"tags.`{MLFLOW_PROJECT_ENTRY_POINT}` = '{entry_point}' and attributes.status = 'FINISHED'"
+    """A finished run of this project's step `entry_point` with these parameters and the same dependency key.
+
+    The step's own tags decide: `step` (written by `run_step`) must name the entry point, and the code
+    digest it recorded must be `depends_on`'s (steps.lib.run_cache).
+    """
+    query = f"tags.step = '{entry_point}' and attributes.status = 'FINISHED'"
     for run in client.search_runs([experiment_id], query, order_by=["attributes.start_time DESC"]):
         if any(run.data.tags.get(tag) != value for tag, value in depends_on.items()):
             continue
@@ -62,7 +67,7 @@ class Pipeline:
 
     def dependency_key(self, entry_point: str, parameters: dict[str, str]) -> dict[str, str]:
         """What a reusable run must share besides its parameters: the code, and the bytes of its file inputs."""
-        key = {CODE_VERSION_TAG: self.code_version}
+        key = {CODE_DIGEST_TAG: self.code_version}
         files = [parameters[name] for name in FILE_PARAMETERS if name in parameters]
         if files:
             key[INPUT_DIGEST_TAG] = ",".join(input_digest(path) for path in files)
@@ -89,7 +94,9 @@ class Pipeline:
         print(f"==> {banner} {parameters}", flush=True)
         # With a given run_id, mlflow.projects.run logs neither the entry point nor the parameters:
         # record them here, as `mlflow run` would, so the UI and the cache lookup can see them.
-        tags = {MLFLOW_PARENT_RUN_ID: self.parent_run_id, MLFLOW_PROJECT_ENTRY_POINT: entry_point, **depends_on}
+        # The code digest is left to the step: only a step that ran records the code it ran.
+        inputs = {key: value for key, value in depends_on.items() if key != CODE_DIGEST_TAG}
+        tags = {MLFLOW_PARENT_RUN_ID: self.parent_run_id, MLFLOW_PROJECT_ENTRY_POINT: entry_point, **inputs}
         if self.git_commit:
             tags[MLFLOW_GIT_COMMIT] = self.git_commit
         child = client.create_run(self.experiment_id, tags=tags, run_name=entry_point)

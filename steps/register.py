@@ -30,6 +30,7 @@ from steps.lib.registry import (
     current_champion,
     model_version_for,
     move_champion,
+    record_artifact_digest,
     record_gate,
     set_challenger,
 )
@@ -153,13 +154,15 @@ def prepare_version(
     data_run_id: str,
     family: str,
 ) -> dict | None:
-    """Everything a version needs before any alias may point at it: tags, the gate's verdict, its model card.
+    """Everything a version needs before any alias may point at it: tags, its artifacts' digest, the gate's
+    verdict, its model card.
 
     These steps read and write the artifact store (both models are scored, the card is logged on the run);
     the aliases move only after all of them succeeded (docs/design.md, "Champion, challenger and rollback").
     """
     for key, value in {"model_family": family, "data_run_id": data_run_id}.items():
         client.set_model_version_tag(model_name, version.version, key, value)
+    record_artifact_digest(client, version)  # before the gate scores it: the files judged are the files recorded
     result = decide_gate(client, model_name, settings, version, data_run_id)
     publish_model_card(client, version)
     print(f"model card: {CARD_ARTIFACT} on run {version.run_id}, and the description of v{version.version}", flush=True)

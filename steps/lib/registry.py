@@ -8,13 +8,17 @@ whom, when, why and from which run, so `rollback` reads the previous champion in
 from __future__ import annotations
 
 import contextlib
+import tempfile
 from datetime import UTC, datetime
+from pathlib import Path
 
 import mlflow
+from mlflow.artifacts import download_artifacts
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from steps.lib.release import ARTIFACT_DIGEST_TAG, GATE_TAGS, folder_digest
 from steps.lib.tracking import StepError
 
 MODEL_NAME = "tweet-sentiment"
@@ -22,7 +26,6 @@ CHAMPION_ALIAS = "champion"
 CHAMPION_URI = f"models:/{MODEL_NAME}@{CHAMPION_ALIAS}"
 CHALLENGER_ALIAS = "challenger"
 PREVIOUS_CHAMPION_TAG = "champion.previous_version"  # on the version that took the alias: whom it replaced
-GATE_TAGS = ("metric", "candidate_value", "champion_value", "passed")  # always set on a decided version
 OPTIONAL_GATE_TAGS = ("diff_ci_low", "diff_ci_high", "rows", "rows_basis", "rows_note")
 
 
@@ -44,6 +47,30 @@ def model_version_for(client: MlflowClient, model_name: str, run_id: str) -> tup
         return mlflow.register_model(f"runs:/{run_id}/model", model_name), True
     except MlflowException as error:
         raise StepError(f"cannot register the model of run {run_id}: {error.message}") from None
+
+
+def record_artifact_digest(client: MlflowClient, version: ModelVersion) -> str:
+    """The SHA-256 of the version's files as CD downloads them, tagged on the version once, at registration.
+
+    CD recomputes it over what it is about to build into the image and refuses a mismatch, so files
+    replaced in the artifact store after the gate judged them never reach production (docs/design.md,
+    "Who may write the registry"). A digest already recorded is kept: it describes what the gate judged.
+
+    Args:
+        client: the tracking client.
+        version: the registered version.
+
+    Returns:
+        The recorded digest.
+    """
+    recorded = client.get_model_version(version.name, version.version).tags.get(ARTIFACT_DIGEST_TAG)
+    if recorded:
+        return recorded
+    with tempfile.TemporaryDirectory(prefix="registered-") as folder:
+        download_artifacts(artifact_uri=f"models:/{version.name}/{version.version}", dst_path=folder)
+        digest = folder_digest(Path(folder))
+    client.set_model_version_tag(version.name, version.version, ARTIFACT_DIGEST_TAG, digest)
+    return digest
 
 
 def current_champion(client: MlflowClient, model_name: str) -> ModelVersion | None:

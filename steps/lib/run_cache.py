@@ -1,8 +1,11 @@
 """What a finished run depends on, so `main` reuses it only when nothing it depends on changed.
 
-A run is reused when its entry point, parameters, code version and input digest all match:
-- code version: the git commit, plus a digest of the uncommitted changes (tracked edits and
-  untracked files) when the tree is dirty, so an edited step is never served from an older run;
+A run is reused when it is a run of this project's own step (the `step` tag `run_step` writes), and
+its parameters, code digest and input digest all match (docs/design.md, "Candidate runs"):
+- code digest: the git commit, plus a digest of the uncommitted changes (tracked edits and
+  untracked files) when the tree is dirty, so an edited step is never served from an older run.
+  The step records it itself when it starts (`steps.lib.tracking.run_step`), from the code it runs:
+  a run that `main` created but whose step never ran, or a run made by anything else, lacks it;
 - input digest: for a step reading a file or folder (`prepare_data -P path=...`), a SHA-256 of its
   bytes, so a changed file at the same path is read again. A URL is keyed by the URL itself (it
   is not downloaded just to decide), and the embedded corpus by its installed file.
@@ -14,14 +17,16 @@ import hashlib
 import subprocess
 from pathlib import Path
 
-CODE_VERSION_TAG = "pipeline.code_version"
+CODE_DIGEST_TAG = "pipeline.code_digest"  # written by the step itself, never by `main`
 INPUT_DIGEST_TAG = "pipeline.input_digest"
 _CHUNK = 1 << 20
 
 
 def _git(root: Path, *args: str) -> str | None:
     try:
-        result = subprocess.run(["git", *args], cwd=root, capture_output=True, check=True, timeout=60)
+        # Read-only: no index refresh, so a step's digest never holds the lock a user's `git commit` needs.
+        command = ["git", "--no-optional-locks", *args]
+        result = subprocess.run(command, cwd=root, capture_output=True, check=True, timeout=60)
     except (OSError, subprocess.SubprocessError):
         return None
     return result.stdout.decode("utf-8", "replace")

@@ -19,6 +19,8 @@ from mlflow.entities import Dataset as DatasetEntity
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
+from steps.lib.run_cache import CODE_DIGEST_TAG, code_version
+
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 EXPERIMENT_NAME = "tweet-reaction-prediction"
 SPLITS = ("train", "val", "test")
@@ -91,7 +93,7 @@ def run_step(step: str, body: Callable[[Run], None]) -> None:
     does a tracking server lost during the step (docs/design.md, "Tracking server lost mid-step").
 
     Args:
-        step: the step's name, tagged `step` on the run.
+        step: the step's name, tagged `step` on the run beside the code digest `main`'s cache compares.
         body: the step's work, given the active run.
 
     Raises:
@@ -106,7 +108,8 @@ def run_step(step: str, body: Callable[[Run], None]) -> None:
     try:
         run = mlflow.start_run()
         try:
-            mlflow.set_tag("step", step)
+            # Both read by `main`'s run cache: which of the project's steps ran, on which code (steps.lib.run_cache).
+            mlflow.set_tags({"step": step, CODE_DIGEST_TAG: code_version(PROJECT_ROOT)})
             print(f"==> {step}: run {run.info.run_id} in experiment {run.info.experiment_id}", flush=True)
             body(run)
         except BaseException:
@@ -118,6 +121,9 @@ def run_step(step: str, body: Callable[[Run], None]) -> None:
     except Exception as error:
         if reason := store_failure(error):
             print(f"{step}: error: {reason}", file=sys.stderr, flush=True)
+            # MLflow ends a run still active at exit; against a store that failed, that call would wait out
+            # the client's retries once more, so it gets none (the setting is read at each request).
+            os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
             sys.exit(3)
         if isinstance(error, StepError):
             print(f"{step}: error: {error}", file=sys.stderr, flush=True)

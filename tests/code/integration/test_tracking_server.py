@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 from azure.storage.blob import BlobServiceClient
 from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 
 from harness.servers import ModelServer, free_port, wait_port_closed
 from tests.conftest import REPO, run_id_of
@@ -47,9 +48,18 @@ def script(command: str, env: dict[str, str]) -> subprocess.CompletedProcess:
 
 
 def exports(output: str) -> dict[str, str]:
-    """The `export NAME=value` lines `up` prints, as a user would paste them."""
-    pairs = (line.removeprefix("export ").split("=", 1) for line in output.splitlines() if line.startswith("export "))
-    return dict(pairs)
+    """The `export NAME=value` lines `up` prints, pasted into bash as a user would (reading the password file)."""
+    lines = [line for line in output.splitlines() if line.startswith("export ")]
+    names = [line.removeprefix("export ").split("=", 1)[0] for line in lines]
+    shown = "".join(f'; printf "%s=%s\\0" {name} "${name}"' for name in names)
+    result = subprocess.run(["bash", "-c", "\n".join(lines) + shown], capture_output=True, text=True, check=True)
+    return dict(pair.split("=", 1) for pair in result.stdout.split("\0") if pair)
+
+
+def admin_env(server) -> dict[str, str]:
+    """The admin's credentials, read from the file `up` names."""
+    password = (server["home"] / "secrets" / "admin_password").read_text().strip()
+    return server["client"] | {"MLFLOW_TRACKING_USERNAME": "admin", "MLFLOW_TRACKING_PASSWORD": password}
 
 
 @pytest.fixture(scope="module")
@@ -136,16 +146,34 @@ def registered(server):
     return {"data": data, "trained": trained}
 
 
-def test_up_prints_the_uri_and_credentials_and_says_so_when_already_up(server):
+def test_up_and_status_print_no_password_but_say_where_each_is(server):
     printed = exports(server["up"])
     assert printed["MLFLOW_TRACKING_URI"] == f"http://127.0.0.1:{server['env']['TRACKING_PORT']}"
-    assert printed["MLFLOW_TRACKING_USERNAME"] == "admin" and len(printed["MLFLOW_TRACKING_PASSWORD"]) >= 24
+    pipeline_password = (server["home"] / "secrets" / "pipeline_password").read_text().strip()
+    assert printed["MLFLOW_TRACKING_USERNAME"] == "pipeline", "the pipeline does not run as admin"
+    assert printed["MLFLOW_TRACKING_PASSWORD"] == pipeline_password and len(pipeline_password) >= 24
     again = script("up", server["env"])
     assert again.returncode == 0 and "already up" in again.stdout
     assert exports(again.stdout) == printed
     status = script("status", server["env"])
     assert status.returncode == 0
     assert [line.split(":")[0] for line in status.stdout.splitlines()[:3]] == ["postgres", "azurite", "mlflow"]
+    admin_file = server["home"] / "secrets" / "admin_password"
+    secrets = [path.read_text().strip() for path in (server["home"] / "secrets").iterdir() if path.is_file()]
+    for output in (server["up"], again.stdout + again.stderr, status.stdout + status.stderr):
+        assert not [secret for secret in secrets if secret.split(":")[-1] in output], "a secret was printed"
+        assert str(admin_file) in output and str(admin_file.with_name("pipeline_password")) in output
+
+
+def test_the_pipeline_user_is_not_an_admin(server):
+    """The printed account writes runs and the registry; creating users takes the admin's password."""
+    from mlflow.server.auth.client import AuthServiceClient
+
+    with mlflow_env(server["client"]), pytest.raises(MlflowException) as refused:
+        AuthServiceClient(server["client"]["MLFLOW_TRACKING_URI"]).create_user("mallory", "x" * 24)
+    assert refused.value.get_http_status_code() == 403
+    with mlflow_env(admin_env(server)):
+        assert AuthServiceClient(server["client"]["MLFLOW_TRACKING_URI"]).get_user("pipeline").is_admin is False
 
 
 def test_no_secret_is_on_a_command_line(server):
@@ -184,13 +212,14 @@ def test_cd_pins_the_champion_to_its_version_and_downloads_exactly_that(server, 
     env = server["client"] | {"GITHUB_OUTPUT": str(outputs)}
     command = [
         sys.executable,
-        str(REPO / "scripts" / "pin_model.py"),
+        "-m",
+        "scripts.pin_model",
         "--dest",
         str(tmp_path / "model"),
         "--git-sha",
         "abc1234",
     ]
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     pin = json.loads((tmp_path / "model_pin.json").read_text())
     assert pin | {"source": ""} == {
@@ -202,8 +231,10 @@ def test_cd_pins_the_champion_to_its_version_and_downloads_exactly_that(server, 
         "image_tag": "abc1234-m1",
     }
     assert (tmp_path / "model" / "MLmodel").is_file()
-    assert "model_version=1" in outputs.read_text().splitlines()
-    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    lines = outputs.read_text().splitlines()  # GitHub's delimited form: key<<DELIMITER, value, DELIMITER
+    start = next(index for index, line in enumerate(lines) if line.startswith("model_version<<"))
+    assert lines[start + 1] == "1" and lines[start + 2] == lines[start].split("<<", 1)[1]
+    again = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert again.returncode == 1 and "is not empty" in again.stderr
 
 
@@ -300,3 +331,15 @@ def test_a_port_in_use_is_named_and_nothing_is_started(tmp_path):
 def test_a_host_beyond_this_machine_demands_authentication(tmp_path):
     result = script("up", server_env(tmp_path) | {"TRACKING_HOST": "0.0.0.0", "TRACKING_AUTH": "none"})
     assert result.returncode == 1 and "needs TRACKING_AUTH=basic" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("public_uri", "named"),
+    [("", "set TRACKING_PUBLIC_URI=https://"), ("http://mlflow.example.com", "must be the https:// address")],
+)
+def test_a_host_beyond_this_machine_demands_tls_in_front(tmp_path, public_uri, named):
+    """Basic auth over plain HTTP sends the password in clear: refused before anything starts."""
+    settings = {"TRACKING_HOST": "0.0.0.0", "TRACKING_AUTH": "basic", "TRACKING_PUBLIC_URI": public_uri}
+    result = script("up", server_env(tmp_path) | settings)
+    assert result.returncode == 1 and named in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "pgdata").exists()

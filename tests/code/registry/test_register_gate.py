@@ -12,6 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
+import subprocess
+import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import mlflow
@@ -27,8 +31,9 @@ from steps.lib import model_card as model_card_module
 from steps.lib.model_card import CARD_ARTIFACT
 from steps.lib.ranking import DECISION_METRIC
 from steps.lib.registry import CHALLENGER_ALIAS, PREVIOUS_CHAMPION_TAG, model_version_for
+from steps.lib.release import ARTIFACT_DIGEST_TAG, folder_digest
 from tests.code.registry.conftest import copy_data_run
-from tests.conftest import mlflow_run, run_id_of
+from tests.conftest import REPO, mlflow_run, run_id_of
 
 pytestmark = pytest.mark.integration
 
@@ -161,6 +166,65 @@ def test_evaluate_takes_the_challenger_alias_as_it_takes_the_champion(weaker_rou
     in_process(registry_tracking, evaluate_step.main, {"model_uri": f"models:/{model_name}@{CHALLENGER_ALIAS}"})
     metrics = MlflowClient().get_run(weaker_round.weak).data.metrics  # logged on the challenger's own run
     assert "behaviour_failure_rate" in metrics and "service_traffic_accuracy" in metrics
+
+
+def pin(tracking, model_uri: str, dest: Path) -> subprocess.CompletedProcess:
+    """CD's pin step, as cd.yml runs it, against the module's store."""
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking.uri}
+    command = [sys.executable, "-m", "scripts.pin_model", "--model-uri", model_uri, "--dest", str(dest)]
+    return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+
+
+def refused(result: subprocess.CompletedProcess, dest: Path) -> str:
+    """CD's pin step refused in one line, and left no file of the refused version behind."""
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr and not dest.exists()
+    assert [path.name for path in dest.parent.iterdir()] == [], "nothing of the refused version may stay"
+    return result.stderr.strip().splitlines()[-1]
+
+
+def model_files(model_name: str, version: str) -> Path:
+    """Where the store keeps a version's files (a local folder in the test store)."""
+    source = MlflowClient().get_model_version(model_name, version).source
+    return Path(mlflow.get_logged_model(source.removeprefix("models:/")).artifact_location.removeprefix("file://"))
+
+
+def test_cd_releases_the_champion_with_the_files_the_gate_judged(first_round, registry_tracking, model_name, tmp_path):
+    current = champion(model_name)
+    result = pin(registry_tracking, f"models:/{model_name}@champion", tmp_path / "build" / "model")
+    assert result.returncode == 0, result.stderr
+    assert current.tags[ARTIFACT_DIGEST_TAG] == folder_digest(tmp_path / "build" / "model")
+    assert f"models:/{model_name}/{current.version}" in result.stdout
+
+
+def test_cd_refuses_a_version_whose_gate_failed(weaker_round, registry_tracking, model_name, tmp_path):
+    failed = version_of(model_name, weaker_round.weak)
+    result = pin(registry_tracking, f"models:/{model_name}/{failed.version}", tmp_path / "build" / "model")
+    assert "its gate did not pass (gate.passed=false)" in refused(result, tmp_path / "build" / "model")
+
+
+def test_cd_refuses_a_version_registered_around_the_gate(first_round, registry_tracking, model_name, tmp_path):
+    """A version made with `mlflow.register_model` and an alias set by hand carries no verdict."""
+    ungated = f"{model_name}-ungated"
+    version = mlflow.register_model(f"runs:/{first_round.weak}/model", ungated).version
+    MlflowClient().set_registered_model_alias(ungated, "champion", version)
+    result = pin(registry_tracking, f"models:/{ungated}@champion", tmp_path / "build" / "model")
+    assert "carries no gate verdict" in refused(result, tmp_path / "build" / "model")
+
+
+def test_cd_refuses_a_version_whose_files_changed_after_registration(
+    first_round, registry_tracking, model_name, tmp_path
+):
+    current = champion(model_name)
+    requirements = model_files(model_name, current.version) / "requirements.txt"
+    original = requirements.read_bytes()
+    requirements.write_bytes(original + b"planted-package==1.0\n")
+    try:
+        result = pin(registry_tracking, f"models:/{model_name}/{current.version}", tmp_path / "build" / "model")
+    finally:
+        requirements.write_bytes(original)
+    line = refused(result, tmp_path / "build" / "model")
+    assert "differs from the" in line and "recorded at registration" in line, line
 
 
 def test_an_equally_good_candidate_passes_the_gate_and_takes_the_alias(

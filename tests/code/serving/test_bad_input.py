@@ -57,6 +57,9 @@ BAD_REQUESTS = [
     ("empty_batch_csv", "text\n", CSV, 400, ["empty batch"]),
     # An empty record list has no columns at all: MLflow's schema check answers before the model.
     ("empty_batch_records", {"dataframe_records": []}, JSON, 400, ["Empty DataFrame", "missing inputs ['text']"]),
+    # MLflow answers these two with a Python traceback beside the message; the guard keeps it in the log.
+    ("broken_parquet", "not parquet at all", "application/vnd.apache.parquet", 400, ["Failed to parse input"]),
+    ("broken_csv", 'text\n"late again\n', CSV, 400, ["Failed to parse input"]),
     ("text_plain", "late again", "text/plain", 415, ["content types", "Got 'text/plain'"]),
     ("form_urlencoded", "text=late+again", "application/x-www-form-urlencoded", 415, ["content types"]),
     ("xml", "<text>late again</text>", "application/xml", 415, ["content types", "Got 'application/xml'"]),
@@ -72,6 +75,7 @@ def test_bad_request_is_a_4xx_naming_the_problem(server, still_serving, body, co
     assert response.status_code == status, response.text
     for fragment in fragments:
         assert fragment in message(response)
+    assert "Traceback" not in response.text and "stack_trace" not in response.text, "the trace belongs in the log"
     still_serving()
 
 

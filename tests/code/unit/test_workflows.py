@@ -88,7 +88,7 @@ def test_cd_builds_only_after_ci_passed_on_main_and_by_hand_only_redeploys():
 def test_cd_pins_builds_pushes_then_stages_smokes_swaps_checks_and_swaps_back():
     cd = load("cd.yml")
     build = job_steps(cd, "build")
-    fragments = ("scripts/pin_model.py", "docker build", "smoke_test.py http://127.0.0.1", "docker push")
+    fragments = ("scripts.pin_model", "docker build", "smoke_test.py http://127.0.0.1", "docker push")
     order = [index_of(build, fragment) for fragment in fragments]
     assert order == sorted(order), dict(zip(fragments, order, strict=True))
     deploy = job_steps(cd, "deploy")
@@ -107,7 +107,7 @@ def test_cd_opens_the_tracking_server_to_the_runner_for_the_pin_step_only():
     build = job_steps(load("cd.yml"), "build")
     opened, pinned = (
         index_of(build, "Let this runner reach the tracking server"),
-        index_of(build, "scripts/pin_model.py"),
+        index_of(build, "scripts.pin_model"),
     )
     closed, built = index_of(build, "Close the tracking server"), index_of(build, "docker build")
     assert index_of(build, "Azure login") < opened < pinned < closed < built
@@ -120,9 +120,10 @@ def test_cd_opens_the_tracking_server_to_the_runner_for_the_pin_step_only():
 def test_cd_tags_by_code_and_model_never_overwrites_and_deploys_by_digest():
     cd = load("cd.yml")
     build = job_steps(cd, "build")
-    docker_build = build[index_of(build, "docker build")]["run"]
-    assert '-t "$REGISTRY/$REPOSITORY:${{ steps.pin.outputs.image_tag }}"' in docker_build
-    labels = set(re.findall(r"--label ([\w.-]+)=", docker_build))
+    docker_build = build[index_of(build, "docker build")]
+    assert docker_build["env"]["IMAGE_TAG"] == "${{ steps.pin.outputs.image_tag }}"
+    assert '-t "$REGISTRY/$REPOSITORY:$IMAGE_TAG"' in docker_build["run"]
+    labels = set(re.findall(r"--label \"?([\w.-]+)=", docker_build["run"]))
     assert labels >= {
         "org.opencontainers.image.revision",
         "tweet-reaction-prediction.model.name",
@@ -133,8 +134,9 @@ def test_cd_tags_by_code_and_model_never_overwrites_and_deploys_by_digest():
     assert push.index("already exists") < push.index("docker push"), "an existing tag is never overwritten"
     assert "RepoDigests" in push
     deploy = job_steps(cd, "deploy")
-    staged = deploy[index_of(deploy, "Deploy to the staging slot")]["run"]
-    assert "--slot staging" in staged and "DOCKER|${{ steps.image.outputs.image }}" in staged
+    staged = deploy[index_of(deploy, "Deploy to the staging slot")]
+    assert staged["env"]["IMAGE"] == "${{ steps.image.outputs.image }}"
+    assert "--slot staging" in staged["run"] and "DOCKER|$IMAGE" in staged["run"]
     smokes = [step["run"] for step in [*build, *deploy] if "smoke_test.py" in step.get("run", "")]
     assert len(smokes) == 3 and all("--expect-run-id" in command for command in smokes), "each check names the model"
 
@@ -170,3 +172,34 @@ def test_workflows_grant_least_privilege(name):
     assert permissions.get("contents") == "read"
     # Only CD's OpenID Connect token may be written (azure/login exchanges it); nothing else.
     assert {key for key, value in permissions.items() if value == "write"} <= {"id-token"}
+
+
+@pytest.mark.parametrize("name", ["ci.yml", "cd.yml"])
+def test_every_action_is_pinned_by_commit_sha_with_its_tag_beside_it(name):
+    """A tag can be moved to other code by whoever controls the action's repository; a commit cannot."""
+    uses = re.findall(r"^\s*(?:- )?uses: (\S+)(.*)$", (WORKFLOWS / name).read_text(), flags=re.MULTILINE)
+    assert uses
+    for action, comment in uses:
+        assert re.fullmatch(r"[\w.-]+/[\w.-]+@[0-9a-f]{40}", action), f"{action} is not pinned by commit SHA"
+        assert re.fullmatch(r"\s+# v\d+(\.\d+)*", comment), f"{action}: keep the tag in a comment"
+
+
+@pytest.mark.parametrize("name", ["ci.yml", "cd.yml"])
+def test_no_expression_is_pasted_into_a_shell_script(name):
+    """`${{ }}` in `run:` is pasted into the script before the shell parses it: a value holding a quote
+    or `$(...)` would run as code. Values reach scripts through `env:` instead."""
+    pasted = [step.get("name", step["run"][:40]) for step in all_steps(load(name)) if "${{" in step.get("run", "")]
+    assert not pasted, f"steps pasting expressions into shell: {pasted}"
+
+
+def test_what_reaches_production_waits_for_a_reviewer_of_the_production_environment():
+    """Both CD jobs run in `production`: the build pushes the image production will run, the deploy swaps it in.
+    GitHub cannot be configured from here, so docs/deploy.md carries the command that makes a reviewer required."""
+    cd = load("cd.yml")
+    assert {name: job.get("environment") for name, job in cd["jobs"].items()} == {
+        "build": "production",
+        "deploy": "production",
+    }
+    docs = (REPO / "docs" / "deploy.md").read_text()
+    [setup] = [line for line in docs.splitlines() if "repos/$REPO/environments/production" in line]
+    assert "reviewers" in setup and "prevent_self_review" in setup, setup
