@@ -354,7 +354,8 @@ def write_verdicts(path: Path) -> None:
     store = FeedbackStore(path)
     for text, label in zip(rows["text"], rows["label"], strict=True):
         truth = "negative" if label == 1 else "not_negative"
-        record_feedback(store, Feedback(text, "not_negative", 0.4, 0.5, truth, "transformer:walk"))
+        decided = Feedback(text, "not_negative", 0.4, 0.5, truth, "transformer:walk", user_name="rita", role="reviewer")
+        record_feedback(store, decided)  # a reviewer's decision: an agreed verdict
 
 
 def what_went_wrong(stderr: str) -> str:
