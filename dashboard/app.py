@@ -27,6 +27,7 @@ from dashboard import page, panel_fixes  # noqa: E402
 from dashboard.client import ModelClient  # noqa: E402
 from dashboard.feedback import FeedbackStore  # noqa: E402
 from dashboard.session import Dashboard  # noqa: E402
+from dashboard.signin import ROLES_ENV, person_for  # noqa: E402
 from pyfunc import telemetry  # noqa: E402
 
 pn.extension("echarts", "tabulator", sizing_mode="stretch_width")
@@ -65,9 +66,11 @@ def create_app() -> pn.template.BootstrapTemplate:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
     # Wrong-prediction events go to Application Insights when its connection string is set (once per process).
     telemetry.configure_telemetry(telemetry.DASHBOARD_SERVICE)
-    session = Dashboard(ModelClient(), FeedbackStore())
-    template = page.template(session)
+    person, roles_problem = person_for(pn.state.user, os.environ.get(ROLES_ENV))
+    session = Dashboard(ModelClient(), FeedbackStore(), person)
+    template = page.template(session, roles_problem)
     pn.state.onload(session.status.check)
+    pn.state.onload(session.review_view.refresh)
     pn.state.on_session_destroyed(lambda session_context: session.verdicts.report_unsaved_on_close())
     return template
 

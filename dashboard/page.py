@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 
 import panel as pn
 
+from dashboard import signin
+
 if TYPE_CHECKING:
     from dashboard.session import Dashboard
 
@@ -40,17 +42,24 @@ def sidebar(session: Dashboard) -> list:
 
 
 def main(session: Dashboard) -> pn.Tabs:
-    """One tab per view: a typed tweet, a CSV file, the session's history."""
+    """One tab per view: a typed tweet, a CSV file, the session's history, the reviewer's queue."""
     return pn.Tabs(
         ("Predict", session.tweet_view.panel()),
         ("Batch (CSV)", session.file_view.panel()),
         ("History", session.history.table),
+        ("Review queue", session.review_view.panel()),
         dynamic=False,
     )
 
 
-def template(session: Dashboard) -> pn.template.BootstrapTemplate:
-    """The whole page; Bootstrap's assets ship with Panel, so it loads nothing from the internet."""
+def template(session: Dashboard, notice: str | None = None) -> pn.template.BootstrapTemplate:
+    """The whole page, the sign-in name in its header; Bootstrap's assets ship with Panel (nothing loads
+    from the internet). `notice`: a problem the page must state first (an unusable roles file)."""
+    top = [pn.pane.HTML(message_html(notice, "error", "page-notice"))] if notice else []
     return pn.template.BootstrapTemplate(
-        title=TITLE, sidebar=sidebar(session), main=[main(session)], header_background="#1565c0"
+        title=TITLE,
+        sidebar=sidebar(session),
+        main=[*top, main(session)],
+        header=[pn.pane.HTML(signin.header_html(session.person), sizing_mode="fixed", width=420)],
+        header_background="#1565c0",
     )

@@ -18,6 +18,7 @@ from dashboard.feedback import Feedback
 from dashboard.history_view import HistoryView
 from dashboard.page import field_html, message_html
 from dashboard.server_status import ServerStatus
+from dashboard.signin import Person
 from dashboard.verdict_saver import VerdictSaver
 
 OTHER_LABEL = {"negative": "not_negative", "not_negative": "negative"}
@@ -63,8 +64,11 @@ def result_html(
 class TweetView:
     """The threshold controls, the tweet box, the result with its gauge, and the Right/Wrong buttons."""
 
-    def __init__(self, client: ModelClient, status: ServerStatus, history: HistoryView, verdicts: VerdictSaver) -> None:
+    def __init__(
+        self, client: ModelClient, status: ServerStatus, history: HistoryView, verdicts: VerdictSaver, person: Person
+    ) -> None:
         self.client = client
+        self.person = person  # who every verdict from this view is stored under
         self.server_status = status
         self.history = history
         self.verdicts = verdicts
@@ -245,6 +249,8 @@ class TweetView:
             threshold=prediction.threshold,
             true_label=prediction.label if correct else OTHER_LABEL[prediction.label],
             model_version=prediction.model_version,
+            user_name=self.person.name,
+            role=self.person.role,
         )
         self.right_button.disabled = self.wrong_button.disabled = True  # one verdict per prediction
         await self.verdicts.submit(verdict, self.last["row"])
