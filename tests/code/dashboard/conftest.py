@@ -101,7 +101,9 @@ class DashboardServer(ServerProcess):
 
     name = "panel serve"
 
-    def __init__(self, model_server_url: str, feedback_db: Path, log_path: Path, **env: str) -> None:
+    def __init__(
+        self, model_server_url: str, feedback_db: Path, log_path: Path, args: tuple[str, ...] = (), **env: str
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.app_url = f"{self.url}/app"
@@ -109,7 +111,7 @@ class DashboardServer(ServerProcess):
         environment = {**os.environ, "MODEL_SERVER_URL": model_server_url, "FEEDBACK_DB": str(feedback_db), **env}
         environment.pop("MLFLOW_TRACKING_URI", None)  # the registry line is optional; unit-tested on its own
         command = ["panel", "serve", "dashboard/app.py", "--address", "127.0.0.1", "--port", str(self.port)]
-        command += ["--allow-websocket-origin", f"127.0.0.1:{self.port}"]
+        command += ["--allow-websocket-origin", f"127.0.0.1:{self.port}", *args]
         super().__init__(command, environment, log_path, self.port, cwd=REPO)
 
     def wait_ready(self, timeout: float = 60) -> DashboardServer:
@@ -122,9 +124,9 @@ def start_dashboard(tmp_path) -> Iterator:
     """Factory: a dashboard for a model server URL, stopped after the test."""
     servers: list[DashboardServer] = []
 
-    def start(model_server_url: str, **env: str) -> DashboardServer:
+    def start(model_server_url: str, args: tuple[str, ...] = (), **env: str) -> DashboardServer:
         server = DashboardServer(
-            model_server_url, tmp_path / "feedback.db", tmp_path / f"panel{len(servers)}.log", **env
+            model_server_url, tmp_path / "feedback.db", tmp_path / f"panel{len(servers)}.log", args, **env
         )
         servers.append(server)
         return server.wait_ready()
