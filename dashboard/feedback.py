@@ -259,11 +259,18 @@ class FeedbackStore:
         return found[0] if found else None
 
     def _read(self, query: str, parameters: tuple) -> list[Feedback]:
-        """Verdicts from a query selecting `READ_COLUMNS`, in its order."""
+        """Verdicts from a query selecting `READ_COLUMNS`, in its order.
+
+        Raises:
+            FeedbackNotSaved: the store cannot be opened or read (the page says why, as for a write).
+        """
         with self._lock:
             self._ensure_schema()
-        with self._connect() as connection:
-            rows = connection.execute(query, parameters).fetchall()
+        try:
+            with self._connect() as connection:
+                rows = connection.execute(query, parameters).fetchall()
+        except sqlite3.Error as error:
+            raise FeedbackNotSaved(why_not_saved(error, self.path)) from error
         names = [name.strip() for name in READ_COLUMNS.split(",")]
         return [Feedback(**dict(zip(names, row, strict=True))) for row in rows]
 
@@ -273,12 +280,21 @@ class FeedbackStore:
             return connection.execute(query).fetchone()[0]
 
 
-def migrate(connection: sqlite3.Connection) -> None:
-    """Give a store made before sign-in the attribution columns and the agreement views; no row changes."""
+def missing_columns(connection: sqlite3.Connection) -> list[str]:
     present = {row[1] for row in connection.execute("PRAGMA table_info(feedback)")}
-    for column, statement in MIGRATION.items():
-        if column not in present:
-            connection.execute(statement)
+    return [column for column in MIGRATION if column not in present]
+
+
+def migrate(connection: sqlite3.Connection) -> None:
+    """Give a store made before sign-in the attribution columns and the agreement views; no row changes.
+
+    Several dashboard processes may open an old store at once: the one holding the write lock adds
+    the columns, the others find them there once they get it.
+    """
+    if missing_columns(connection):
+        connection.execute("BEGIN IMMEDIATE")
+        for column in missing_columns(connection):
+            connection.execute(MIGRATION[column])
     for statement in VIEWS:
         connection.execute(statement)
 

@@ -41,13 +41,14 @@ class ReviewView:
     def __init__(self, store: FeedbackStore, person: Person) -> None:
         self.store = store
         self.person = person
-        self.message = pn.pane.HTML("")
+        self.message = pn.pane.HTML("")  # what the last action did
+        self.waiting = pn.pane.HTML("")  # how many tweets wait
         self.queue = pn.Column()
         self.refresh_button = pn.widgets.Button(label="Refresh the queue", color="default", width=200, sizing_mode=None)
         self.refresh_button.on_click(self.refresh)
 
     def panel(self) -> pn.Column:
-        return pn.Column(self.message, self.refresh_button, self.queue)
+        return pn.Column(self.message, self.waiting, self.refresh_button, self.queue)
 
     async def refresh(self, event=None) -> None:
         """Show the conflicts waiting now; a tester is told the queue is a reviewer's."""
@@ -56,10 +57,14 @@ class ReviewView:
             self.message.object = message_html(text, "info", "review-status")
             self.refresh_button.visible = False
             return
-        conflicts = await asyncio.to_thread(self.store.conflicts)
+        try:
+            conflicts = await asyncio.to_thread(self.store.conflicts)
+        except FeedbackNotSaved as error:
+            self.message.object = message_html(f"The queue cannot be read: {error}.", "error", "review-status")
+            return
         self.queue[:] = [self._card(conflict, index) for index, conflict in enumerate(conflicts)]
-        if not conflicts and not self.message.object:
-            self.message.object = message_html("No tweet waits for a reviewer.", "ok", "review-status")
+        count = f"{len(conflicts)} tweet{'s' if len(conflicts) != 1 else ''} on which testers disagree"
+        self.waiting.object = f'<div id="review-count">{count} {"wait" if len(conflicts) != 1 else "waits"}.</div>'
 
     def _card(self, conflict: Conflict, index: int) -> pn.Column:
         buttons = []
@@ -81,9 +86,13 @@ class ReviewView:
                 "review-status",
             )
             return False
-        waiting = {waiting.text for waiting in await asyncio.to_thread(self.store.conflicts)}
-        if conflict.text not in waiting:
+        try:
+            waiting = {waiting.text for waiting in await asyncio.to_thread(self.store.conflicts)}
             decided = await asyncio.to_thread(self.store.decision, conflict.text)
+        except FeedbackNotSaved as error:  # nothing was stored; the conflict stays in the queue
+            self.message.object = message_html(f"The decision is not saved: {error}.", "error", "review-status")
+            return False
+        if conflict.text not in waiting:
             by = f"{decided.given_by} decided it {decided.true_label}" if decided else "it is no longer in conflict"
             self.message.object = message_html(f"This tweet no longer waits: {by}.", "info", "review-status")
             await self.refresh()

@@ -42,12 +42,14 @@ def test_conflicting_testers_reach_the_reviewer_who_decides(tmp_path, fake_serve
     review = ReviewView(store, Person("rita", "reviewer"))
     asyncio.run(review.refresh())
     [card] = review.queue
+    assert "1 tweet on which testers disagree waits." in review.waiting.object
     shown = card[0].object
     assert "alice: not_negative" in shown and "bob: negative" in shown and "proba_negative 0.6000" in shown
 
     [conflict] = store.conflicts()
     assert asyncio.run(review.decide(conflict, "negative")) is True
     assert "Decided: negative" in review.message.object and len(review.queue) == 0
+    assert "0 tweets on which testers disagree wait." in review.waiting.object
     assert store.decision(TWEET).user_name == "rita"
 
     other_reviewer = ReviewView(store, Person("rudi", "reviewer"))  # decided meanwhile: named, not decided twice
@@ -87,3 +89,11 @@ def test_an_unusable_roles_file_is_one_sentence_and_everyone_is_a_tester(tmp_pat
         load_roles(roles)
     person, problem = person_for("rita", str(roles))
     assert person == Person("rita", "tester") and says in problem and "everyone is a tester" in problem
+
+
+def test_a_queue_the_store_cannot_give_is_one_sentence(tmp_path):
+    folder = tmp_path / "not-a-file.db"
+    folder.mkdir()  # SQLite cannot open a folder
+    review = ReviewView(FeedbackStore(folder), Person("rita", "reviewer"))
+    asyncio.run(review.refresh())
+    assert "The queue cannot be read: the feedback store" in review.message.object
