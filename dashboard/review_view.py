@@ -19,18 +19,18 @@ from dashboard.signin import Person
 
 
 def conflict_html(conflict: Conflict, index: int) -> str:
-    """The tweet, the model's answer and each tester's verdict, all escaped."""
-    prediction = conflict.prediction
+    """The tweet, its score, and each tester's verdict with what the model said at their threshold; escaped."""
     said = "".join(
-        f"<li>{html.escape(verdict.given_by)}: {html.escape(verdict.true_label)} "
-        f"<small>({html.escape(verdict.created_at)})</small></li>"
+        f"<li><b>{html.escape(verdict.given_by)}</b>: {html.escape(verdict.true_label)} "
+        f"<small>(the model said {html.escape(verdict.predicted_label)} at threshold {verdict.threshold:.4f}; "
+        f"{html.escape(verdict.created_at)})</small></li>"
         for verdict in conflict.verdicts
     )
+    prediction = conflict.prediction
     return (
         f'<div id="conflict-{index}" class="conflict">'
         f'<pre style="white-space:pre-wrap;font-size:1em">{html.escape(conflict.text)}</pre>'
-        f"<div>Model {html.escape(prediction.model_version)} said {html.escape(prediction.predicted_label)} "
-        f"(proba_negative {prediction.proba_negative:.4f}, threshold {prediction.threshold:.4f}).</div>"
+        f"<div>proba_negative {prediction.proba_negative:.4f} from {html.escape(prediction.model_version)}.</div>"
         f"<ul>{said}</ul></div>"
     )
 

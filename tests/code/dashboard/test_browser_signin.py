@@ -22,14 +22,21 @@ ROLES = {"alice": "tester", "bob": "tester", "rita": "reviewer"}
 TWEET = "@united my bag went to Denver and I did not"
 
 
-@pytest.fixture
-def signed_dashboard(fake_server, start_dashboard, tmp_path):
+SESSION_SECONDS = 15  # the expiry test's session length: long enough to sign in on a busy machine
+
+
+def serve_signed(fake_server, start_dashboard, tmp_path, **env: str):
     """The dashboard as the README serves it for a local team: basic auth, a roles file, 127.0.0.1."""
     credentials, roles = tmp_path / "credentials.json", tmp_path / "roles.json"
     credentials.write_text(json.dumps(PASSWORDS))
     roles.write_text(json.dumps(ROLES))
     args = ("--basic-auth", str(credentials), "--cookie-secret", "a-test-cookie-secret-of-some-length")
-    return start_dashboard(fake_server.url, args, DASHBOARD_ROLES=str(roles))
+    return start_dashboard(fake_server.url, args, DASHBOARD_ROLES=str(roles), **env)
+
+
+@pytest.fixture
+def signed_dashboard(fake_server, start_dashboard, tmp_path):
+    return serve_signed(fake_server, start_dashboard, tmp_path)
 
 
 def sign_in(browser: Browser, app_url: str, name: str, password: str | None = None) -> Page:
@@ -68,8 +75,8 @@ def test_two_testers_disagree_and_the_reviewer_decides(browser, signed_dashboard
     open_tab(reviewer, "Review queue")
     card = reviewer.locator("#conflict-0")
     expect(card).to_contain_text(TWEET, timeout=WAIT_MS)
-    expect(card).to_contain_text("alice: ")
-    expect(card).to_contain_text("bob: ")
+    expect(card).to_contain_text("alice: not_negative")
+    expect(card).to_contain_text("bob: negative")
     with sqlite3.connect(signed_dashboard.feedback_db) as connection:
         assert connection.execute("SELECT COUNT(*) FROM agreed_verdicts").fetchone()[0] == 0  # a conflict waits
 
@@ -81,3 +88,14 @@ def test_two_testers_disagree_and_the_reviewer_decides(browser, signed_dashboard
         agreed = connection.execute("SELECT text, true_label, agreed_by FROM agreed_verdicts").fetchall()
     assert who == [("alice", "tester"), ("bob", "tester"), ("rita", "reviewer")]
     assert agreed == [(TWEET, "negative", "reviewer")]
+
+
+def test_an_expired_session_goes_back_to_the_login_page(browser, fake_server, start_dashboard, tmp_path):
+    # Basic auth's session length is PANEL_OAUTH_EXPIRY, in days (`--oauth-expiry-days` is for OAuth only).
+    dashboard = serve_signed(fake_server, start_dashboard, tmp_path, PANEL_OAUTH_EXPIRY=str(SESSION_SECONDS / 86_400))
+    page = sign_in(browser, dashboard.app_url, "alice")
+    expect(page.locator("#signed-in")).to_have_text("alice (tester)", timeout=WAIT_MS)
+    page.wait_for_timeout(SESSION_SECONDS * 1000 + 1000)
+    page.goto(dashboard.app_url)
+    expect(page.locator("input[name=username]")).to_be_visible(timeout=WAIT_MS)
+    expect(page.locator("#signed-in")).to_have_count(0)

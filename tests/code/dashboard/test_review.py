@@ -44,7 +44,8 @@ def test_conflicting_testers_reach_the_reviewer_who_decides(tmp_path, fake_serve
     [card] = review.queue
     assert "1 tweet on which testers disagree waits." in review.waiting.object
     shown = card[0].object
-    assert "alice: not_negative" in shown and "bob: negative" in shown and "proba_negative 0.6000" in shown
+    assert "<b>alice</b>: not_negative <small>(the model said negative at threshold 0.4200;" in shown
+    assert "<b>bob</b>: negative" in shown and "proba_negative 0.6000 from baseline:" in shown
 
     [conflict] = store.conflicts()
     assert asyncio.run(review.decide(conflict, "negative")) is True
