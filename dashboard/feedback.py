@@ -68,6 +68,7 @@ VIEWS = (
     SELECT * FROM feedback AS f WHERE f.id = (
         SELECT MAX(g.id) FROM feedback AS g
         WHERE g.text = f.text AND g.role = f.role AND COALESCE(g.user_name, '') = COALESCE(f.user_name, ''))""",
+    # With MAX(id), SQLite takes the bare columns from the row holding that maximum: the newest decision.
     f"""CREATE VIEW IF NOT EXISTS reviewer_decisions AS
     SELECT id, created_at, text, true_label, user_name, MAX(id) AS newest
     FROM latest_verdicts WHERE role = '{REVIEWER}' GROUP BY text""",

@@ -31,6 +31,10 @@ def serve_signed(fake_server, start_dashboard, tmp_path, **env: str):
     credentials.write_text(json.dumps(PASSWORDS))
     roles.write_text(json.dumps(ROLES))
     args = ("--basic-auth", str(credentials), "--cookie-secret", "a-test-cookie-secret-of-some-length")
+    # `/ping` and `/version` (GET, no body) answer as a healthy server does, so the page says it is up.
+    fake_server.reply = lambda path, body: (
+        (200, "text/plain", b"ok") if body is None else fake_server.contract_answer(body)
+    )
     return start_dashboard(fake_server.url, args, DASHBOARD_ROLES=str(roles), **env)
 
 
