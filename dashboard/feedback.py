@@ -6,6 +6,13 @@ its own connection, serialised by a lock within the process and by SQLite's busy
 processes (several `panel serve` workers may share the file), so concurrent writes lose nothing.
 A write the file refuses (locked past the timeout, read-only, a full disk) raises `FeedbackNotSaved`
 with the reason in a tester's words; the dashboard keeps the verdict and retries it.
+
+Every verdict carries who gave it (`user_name`, the sign-in name; NULL for verdicts stored before
+sign-in, which count as one unnamed tester's) and their `role`. Only agreed verdicts become training
+data: the view `agreed_verdicts` holds, per tweet, a reviewer's newest decision, else the label two or
+more testers agree on; `verdict_conflicts` holds the tweets whose testers disagree and no reviewer has
+decided (docs/design.md, "Sign-in, roles and agreed verdicts"). Stores made before sign-in are migrated
+in place when opened: the two columns are added, no row is changed or dropped.
 """
 
 from __future__ import annotations
@@ -42,9 +49,40 @@ CREATE TABLE IF NOT EXISTS feedback (
     threshold REAL NOT NULL,
     true_label TEXT NOT NULL,
     is_correct INTEGER NOT NULL,
-    model_version TEXT NOT NULL
+    model_version TEXT NOT NULL,
+    user_name TEXT,                    -- the sign-in name; NULL: stored before sign-in (one unnamed tester)
+    role TEXT NOT NULL DEFAULT 'tester'
 )
 """
+TESTER, REVIEWER = "tester", "reviewer"
+ROLES = (TESTER, REVIEWER)
+# Added to a store made before sign-in; its rows become the verdicts of one unnamed tester.
+MIGRATION = {
+    "user_name": "ALTER TABLE feedback ADD COLUMN user_name TEXT",
+    "role": f"ALTER TABLE feedback ADD COLUMN role TEXT NOT NULL DEFAULT '{TESTER}'",
+}
+VIEWS = (
+    "CREATE INDEX IF NOT EXISTS feedback_text ON feedback (text)",
+    # Each person's newest verdict per tweet: a tester who changes their mind counts once.
+    """CREATE VIEW IF NOT EXISTS latest_verdicts AS
+    SELECT * FROM feedback AS f WHERE f.id = (
+        SELECT MAX(g.id) FROM feedback AS g
+        WHERE g.text = f.text AND g.role = f.role AND COALESCE(g.user_name, '') = COALESCE(f.user_name, ''))""",
+    # With MAX(id), SQLite takes the bare columns from the row holding that maximum: the newest decision.
+    f"""CREATE VIEW IF NOT EXISTS reviewer_decisions AS
+    SELECT id, created_at, text, true_label, user_name, MAX(id) AS newest
+    FROM latest_verdicts WHERE role = '{REVIEWER}' GROUP BY text""",
+    f"""CREATE VIEW IF NOT EXISTS verdict_conflicts AS
+    SELECT text, COUNT(*) AS testers, MAX(id) AS newest FROM latest_verdicts
+    WHERE role = '{TESTER}' AND text NOT IN (SELECT text FROM reviewer_decisions)
+    GROUP BY text HAVING COUNT(DISTINCT true_label) > 1""",
+    f"""CREATE VIEW IF NOT EXISTS agreed_verdicts AS
+    SELECT id, created_at, text, true_label, 'reviewer' AS agreed_by FROM reviewer_decisions
+    UNION ALL
+    SELECT MAX(id), MAX(created_at), text, MIN(true_label), 'testers' FROM latest_verdicts
+    WHERE role = '{TESTER}' AND text NOT IN (SELECT text FROM reviewer_decisions)
+    GROUP BY text HAVING COUNT(*) >= 2 AND COUNT(DISTINCT true_label) = 1""",
+)
 COLUMNS = (
     "created_at",
     "text",
@@ -54,6 +92,11 @@ COLUMNS = (
     "true_label",
     "is_correct",
     "model_version",
+    "user_name",
+    "role",
+)
+READ_COLUMNS = (
+    "id, created_at, text, predicted_label, proba_negative, threshold, true_label, model_version, user_name, role"
 )
 
 
@@ -69,10 +112,30 @@ class Feedback:
     model_version: str
     created_at: str = ""
     id: int | None = None
+    user_name: str | None = None  # None: given without sign-in (one unnamed tester)
+    role: str = TESTER
 
     @property
     def is_correct(self) -> bool:
         return self.predicted_label == self.true_label
+
+    @property
+    def given_by(self) -> str:
+        """Who gave the verdict, as the page and the alert name them."""
+        return self.user_name or "an unnamed tester"
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """A tweet its testers disagree on, waiting for a reviewer: each tester's newest verdict, oldest first."""
+
+    text: str
+    verdicts: tuple[Feedback, ...]
+
+    @property
+    def prediction(self) -> Feedback:
+        """The newest verdict's record of the model's answer (score, threshold, version)."""
+        return self.verdicts[-1]
 
 
 class FeedbackNotSaved(Exception):
@@ -121,6 +184,7 @@ class FeedbackStore:
             with self._connect() as connection:
                 connection.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
                 connection.execute(SCHEMA)
+                migrate(connection)
         except (sqlite3.Error, OSError) as error:
             raise FeedbackNotSaved(why_not_saved(error, self.path)) from error
         self._schema_ready = True
@@ -141,6 +205,8 @@ class FeedbackStore:
         for name in ("predicted_label", "true_label"):
             if getattr(feedback, name) not in LABELS:
                 raise ValueError(f"{name} must be one of {LABELS}, got {getattr(feedback, name)!r}")
+        if feedback.role not in ROLES:
+            raise ValueError(f"role must be one of {ROLES}, got {feedback.role!r}")
         if not feedback.text:
             raise ValueError("feedback needs the tweet text")
         created_at = feedback.created_at or utc_now()
@@ -153,6 +219,8 @@ class FeedbackStore:
             feedback.true_label,
             int(feedback.is_correct),
             feedback.model_version,
+            feedback.user_name,
+            feedback.role,
         )
         with self._lock:
             self._ensure_schema()
@@ -168,30 +236,68 @@ class FeedbackStore:
 
     def recent(self, limit: int = 100) -> list[Feedback]:
         """The newest verdicts first."""
-        with self._connect() as connection:
-            rows = connection.execute(
-                "SELECT id, created_at, text, predicted_label, proba_negative, threshold, true_label, model_version "
-                "FROM feedback ORDER BY id DESC LIMIT ?",
-                (limit,),
-            ).fetchall()
-        return [
-            Feedback(
-                id=row[0],
-                created_at=row[1],
-                text=row[2],
-                predicted_label=row[3],
-                proba_negative=row[4],
-                threshold=row[5],
-                true_label=row[6],
-                model_version=row[7],
-            )
-            for row in rows
-        ]
+        return self._read(f"SELECT {READ_COLUMNS} FROM feedback ORDER BY id DESC LIMIT ?", (limit,))
+
+    def conflicts(self) -> list[Conflict]:
+        """The reviewer's queue: tweets whose testers disagree, oldest disagreement first."""
+        verdicts = self._read(
+            f"SELECT {READ_COLUMNS} FROM latest_verdicts WHERE role = ? AND text IN "
+            "(SELECT text FROM verdict_conflicts) ORDER BY id",
+            (TESTER,),
+        )
+        by_text: dict[str, list[Feedback]] = {}
+        for verdict in verdicts:
+            by_text.setdefault(verdict.text, []).append(verdict)
+        queue = [Conflict(text, tuple(found)) for text, found in by_text.items()]
+        return sorted(queue, key=lambda conflict: conflict.verdicts[-1].id)
+
+    def decision(self, text: str) -> Feedback | None:
+        """A reviewer's newest decision on the tweet, if one was made."""
+        found = self._read(
+            f"SELECT {READ_COLUMNS} FROM feedback WHERE text = ? AND role = ? ORDER BY id DESC LIMIT 1",
+            (text, REVIEWER),
+        )
+        return found[0] if found else None
+
+    def _read(self, query: str, parameters: tuple) -> list[Feedback]:
+        """Verdicts from a query selecting `READ_COLUMNS`, in its order.
+
+        Raises:
+            FeedbackNotSaved: the store cannot be opened or read (the page says why, as for a write).
+        """
+        with self._lock:
+            self._ensure_schema()
+        try:
+            with self._connect() as connection:
+                rows = connection.execute(query, parameters).fetchall()
+        except sqlite3.Error as error:
+            raise FeedbackNotSaved(why_not_saved(error, self.path)) from error
+        names = [name.strip() for name in READ_COLUMNS.split(",")]
+        return [Feedback(**dict(zip(names, row, strict=True))) for row in rows]
 
     def count(self, wrong_only: bool = False) -> int:
         query = "SELECT COUNT(*) FROM feedback" + (" WHERE is_correct = 0" if wrong_only else "")
         with self._connect() as connection:
             return connection.execute(query).fetchone()[0]
+
+
+def missing_columns(connection: sqlite3.Connection) -> list[str]:
+    present = {row[1] for row in connection.execute("PRAGMA table_info(feedback)")}
+    return [column for column in MIGRATION if column not in present]
+
+
+def migrate(connection: sqlite3.Connection) -> None:
+    """Give a store made before sign-in the attribution columns and the agreement views; no row changes.
+
+    Several dashboard processes may open an old store at once: the one holding the write lock adds
+    the columns, the others find them there once they get it.
+    """
+    if missing_columns(connection):
+        connection.execute("BEGIN IMMEDIATE")
+        for column in missing_columns(connection):
+            connection.execute(MIGRATION[column])
+    for statement in VIEWS:
+        connection.execute(statement)
 
 
 def record_feedback(store: FeedbackStore, feedback: Feedback) -> Feedback:

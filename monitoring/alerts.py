@@ -48,6 +48,7 @@ from dashboard.feedback import DEFAULT_PATH, FEEDBACK_DB_ENV
 from pyfunc.telemetry import DASHBOARD_SERVICE, WRONG_PREDICTION_EVENT
 
 WEBHOOK_ENV = "ALERT_WEBHOOK_URL"
+UNNAMED = "an unnamed tester"  # verdicts stored before sign-in, or by a dashboard served without it
 ALERTS_TABLE = """
 CREATE TABLE IF NOT EXISTS alerts (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -192,6 +193,7 @@ class WrongPrediction:
     model_version: str = ""
     item_count: int = 1
     role: str = DASHBOARD_SERVICE
+    given_by: str = ""  # the sign-in name of who flagged it; "" for a verdict stored without one
 
     def __post_init__(self) -> None:
         if self.item_count < 1:
@@ -254,8 +256,17 @@ class Evaluation:
         versions = ", ".join(f"{v} ({n})" for v, n in models.items() if v)
         return (
             f"{self.count} wrong predictions within {minutes:g} min (threshold {self.rule.threshold}), "
-            f"from {iso(self.window_start)} to {iso(self.window_end)}" + (f"; models: {versions}" if versions else "")
+            f"from {iso(self.window_start)} to {iso(self.window_end)}"
+            + (f"; models: {versions}" if versions else "")
+            + (f"; flagged by {self.flagged_by()}" if self.in_window else "")
         )
+
+    def flagged_by(self) -> str:
+        """Who gave the window's verdicts, most first: a burst from one person reads differently from a team's."""
+        people = Counter()
+        for w in self.in_window:
+            people[w.given_by or UNNAMED] += w.item_count
+        return ", ".join(f"{name} ({n})" for name, n in people.most_common())
 
 
 def evaluate(
@@ -301,7 +312,7 @@ def parse_time(text: str) -> datetime:
 def read_wrong_predictions(
     connection: sqlite3.Connection, since: datetime, role: str = DASHBOARD_SERVICE
 ) -> list[WrongPrediction]:
-    """Wrong feedback rows at or after `since` (pre-filtered by date in SQL, exactly in Python).
+    """Wrong feedback rows at or after `since` (pre-filtered by date in SQL, exactly in Python), each with who gave it.
 
     A feedback store belongs to one dashboard: its rows are tagged with that dashboard's `role`, and
     each row is one event (nothing samples the store). No `feedback` table yet (the dashboard has not
@@ -311,12 +322,16 @@ def read_wrong_predictions(
     if connection.execute(exists).fetchone() is None:
         return []
     day = (since.astimezone(UTC) - timedelta(days=1)).date().isoformat()
+    columns = {row[1] for row in connection.execute("PRAGMA table_info(feedback)")}
+    given_by = "user_name" if "user_name" in columns else "''"  # a store the dashboard has not migrated yet
     rows = connection.execute(
-        "SELECT created_at, predicted_label, true_label, proba_negative, model_version FROM feedback "
+        f"SELECT created_at, predicted_label, true_label, proba_negative, model_version, {given_by} FROM feedback "
         "WHERE is_correct = 0 AND created_at >= ?",
         (day,),
     )
-    wrong = [WrongPrediction(parse_time(r[0]), r[1], r[2], float(r[3]), r[4], role=role) for r in rows]
+    wrong = [
+        WrongPrediction(parse_time(r[0]), r[1], r[2], float(r[3]), r[4], role=role, given_by=r[5] or "") for r in rows
+    ]
     return [w for w in wrong if w.created_at >= since]
 
 
@@ -374,6 +389,7 @@ def post_webhook(url: str, evaluation: Evaluation) -> bool:
                 "proba_negative": w.proba_negative,
                 "model_version": w.model_version,
                 "item_count": w.item_count,
+                "given_by": w.given_by or UNNAMED,
             }
             for w in evaluation.in_window
         ],
@@ -409,7 +425,7 @@ def render(evaluation: Evaluation) -> str:
     for w in evaluation.in_window:
         lines.append(
             f"  {iso(w.created_at)}  predicted={w.predicted_label:<12} true={w.true_label:<12} "
-            f"proba_negative={w.proba_negative:.3f}  {w.model_version}"
+            f"proba_negative={w.proba_negative:.3f}  {w.model_version}  by {w.given_by or UNNAMED}"
         )
     return "\n".join(lines)
 

@@ -8,6 +8,9 @@
 Starts what is not given (`mlflow models serve` on the tracking store of MLFLOW_TRACKING_URI,
 `panel serve dashboard/app.py`) on free 127.0.0.1 ports, stops them at the end, and writes PNGs to
 docs/captures/. The "server down" shot needs a model server this script started (it stops it).
+A dashboard this script starts is served with sign-in as the README serves it (two testers and a
+reviewer, scratch credentials and roles files): the shots show the sign-in name, and two testers'
+conflicting verdicts in the reviewer's queue. A given --dashboard-url is shot without signing in.
 A Panel page is blank until its websocket connects: every shot waits for a widget first.
 """
 
@@ -16,9 +19,11 @@ from __future__ import annotations
 import contextlib
 import csv
 import importlib.util
+import json
 import math
 import os
 import random
+import re
 import tempfile
 from pathlib import Path
 from types import SimpleNamespace
@@ -43,6 +48,9 @@ SERVER_START_TIMEOUT_S = 180
 TWEET = "@united lost my bag again and nobody answers the phone. Worst airline ever."
 MILD_TWEET = "@AmericanAir flight delayed 40 minutes, but the crew kept us informed"
 SCRIPT_TWEET = '<script>alert("hi")</script> <b>not bold</b> thanks @JetBlue, smooth flight!'
+# Scratch sign-ins for a dashboard this script starts (never a real team's).
+PASSWORDS = {"alice": "capture-alice", "bob": "capture-bob", "rita": "capture-rita"}
+ROLES = {"alice": "tester", "bob": "tester", "rita": "reviewer"}
 FALLBACK_TWEETS = [
     "Thanks @VirginAmerica, the crew was lovely and we landed early!",
     "@USAirways 3 hours on the tarmac and still no update. Unacceptable.",
@@ -76,8 +84,14 @@ def sample_csv(path: Path, rows: int, seed: int = 7) -> Path:
     return path
 
 
-def open_page(page: Page, app_url: str) -> None:
+def open_page(page: Page, app_url: str, user: str | None = None) -> None:
+    """Load the page, through Panel's login form as `user` when the dashboard has sign-in."""
     page.goto(app_url)
+    if user:
+        page.locator("input[name=username]").fill(user)
+        page.locator("input[name=password]").fill(PASSWORDS[user])
+        page.get_by_role("button", name="Login").click()
+        expect(page.locator("#signed-in")).to_contain_text(user, timeout=WAIT_MS)
     expect(page.locator("textarea")).to_be_visible(timeout=WAIT_MS)
     expect(page.locator("#server-status")).not_to_contain_text("Model server: ", timeout=WAIT_MS)
 
@@ -95,14 +109,42 @@ def shoot(page: Page, out: Path, name: str, what: str, shots: list[tuple[Path, s
     shots.append((path, what))
 
 
-def capture(app_url: str, out: Path, csv_path: Path, stop_model_server=None) -> list[tuple[Path, str]]:
+def new_page(browser, app_url: str, user: str | None) -> Page:
+    """A page in a browser context of its own (its own sign-in cookie)."""
+    page = browser.new_context(viewport={"width": 1400, "height": 900}).new_page()
+    page.set_default_timeout(WAIT_MS)  # clicks and uploads wait as long as the expectations on a busy machine
+    open_page(page, app_url, user)
+    return page
+
+
+def capture_review(browser, app_url: str, out: Path, text: str, first_verdict: str, shots: list) -> None:
+    """A second tester contradicts the first on `text`; the reviewer's queue shows the conflict."""
+    page = new_page(browser, app_url, "bob")
+    predict(page, text)
+    page.get_by_role("button", name=re.compile(f"it is (?!{first_verdict}$)")).click()
+    expect(page.locator("#feedback-status")).to_contain_text("Saved", timeout=WAIT_MS)
+    page.context.close()
+    page = new_page(browser, app_url, "rita")
+    page.locator(".bk-tab", has_text="Review queue").click()
+    expect(page.locator("#conflict-0")).to_be_visible(timeout=WAIT_MS)
+    shoot(
+        page,
+        out,
+        "dashboard_review.png",
+        "the reviewer's queue: two testers disagree on a tweet; the reviewer (signed in, named in the header) decides",
+        shots,
+    )
+    page.context.close()
+
+
+def capture(
+    app_url: str, out: Path, csv_path: Path, stop_model_server=None, signed_in: bool = False
+) -> list[tuple[Path, str]]:
     """Drive the page through its main states and shoot each one."""
     shots: list[tuple[Path, str]] = []
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 900})
-        page.set_default_timeout(WAIT_MS)  # clicks and uploads wait as long as the expectations on a busy machine
-        open_page(page, app_url)
+        page = new_page(browser, app_url, "alice" if signed_in else None)
         predict(page, TWEET)
         expect(page.locator("#result-latency")).to_be_visible(timeout=WAIT_MS)
         if os.environ.get("MLFLOW_TRACKING_URI"):  # optional line: the first lookup imports mlflow
@@ -136,15 +178,20 @@ def capture(app_url: str, out: Path, csv_path: Path, stop_model_server=None) -> 
             shots,
         )
 
-        page.get_by_role("button", name="Wrong").click()
+        wrong = page.get_by_role("button", name=re.compile("^Wrong"))
+        first_verdict = wrong.inner_text().rsplit(" ", 1)[-1]  # "Wrong: it is negative"
+        wrong.click()
         expect(page.locator("#feedback-status")).to_be_visible(timeout=WAIT_MS)
         shoot(
             page,
             out,
             "dashboard_feedback.png",
-            "the prediction flagged wrong: stored in the feedback database (and sent as a wrong-prediction event)",
+            "the prediction flagged wrong: stored in the feedback database with who gave it (and sent as a "
+            "wrong-prediction event)",
             shots,
         )
+        if signed_in:
+            capture_review(browser, app_url, out, MILD_TWEET, first_verdict, shots)
 
         predict(page, SCRIPT_TWEET)
         shoot(
@@ -229,12 +276,17 @@ def main(**options: object) -> None:
         app_url = args.dashboard_url
         if not app_url:
             dashboard_env = {**env, "DASHBOARD_CHUNK_ROWS": "100", "FEEDBACK_DB": str(Path(scratch) / "feedback.db")}
-            dashboard = stack.enter_context(DashboardServer(model_url, dashboard_env))
+            credentials, roles = Path(scratch) / "credentials.json", Path(scratch) / "roles.json"
+            credentials.write_text(json.dumps(PASSWORDS))
+            roles.write_text(json.dumps(ROLES))
+            dashboard_env["DASHBOARD_ROLES"] = str(roles)
+            sign_in = ("--basic-auth", str(credentials), "--cookie-secret", os.urandom(32).hex())
+            dashboard = stack.enter_context(DashboardServer(model_url, dashboard_env, extra_args=sign_in))
             app_url = dashboard.app_url
             print(f"dashboard at {app_url}", flush=True)
             dashboard.wait_ready(timeout=SERVER_START_TIMEOUT_S)
         csv_path = args.csv or sample_csv(Path(scratch) / "tweets.csv", rows=300)
-        shots = capture(app_url, args.out, csv_path, stop_model_server=stop)
+        shots = capture(app_url, args.out, csv_path, stop_model_server=stop, signed_in=not args.dashboard_url)
 
     for path, what in shots:
         print(f"{path.relative_to(REPO) if path.is_relative_to(REPO) else path}: {what}")

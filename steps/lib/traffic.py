@@ -1,7 +1,7 @@
 """Recent traffic as the monitoring steps read it: a CSV or Parquet file of tweets, or the dashboard's feedback store.
 
 A `label` column (1/0, or `negative`/`not_negative`) is optional: with it, accuracies can be
-compared; the feedback store's `true_label` is one. Rows with a missing or blank text are left out
+compared; the feedback store's agreed `true_label` is one. Rows with a missing or blank text are left out
 and counted, since the served pyfunc would reject the whole batch for one of them.
 """
 
@@ -18,6 +18,7 @@ from pyfunc.contract import LABELS, TEXT_COLUMN
 from steps.lib.tracking import StepError
 
 FEEDBACK_TABLE = "feedback"
+AGREED_VIEW = "agreed_verdicts"  # written by the dashboard's store (dashboard/feedback.py)
 LABEL_IDS = {name: index for index, name in LABELS.items()} | {"1": 1, "0": 0}
 
 
@@ -32,20 +33,30 @@ class Traffic:
 
 
 def read_feedback_store(path: Path) -> pd.DataFrame:
-    """The dashboard's feedback rows, oldest first, read-only.
+    """The dashboard's agreed verdicts, oldest first, read-only.
+
+    Only a verdict two testers agree on, or a reviewer's decision, is a label (the store's
+    `agreed_verdicts` view; docs/design.md, "Sign-in, roles and agreed verdicts"): one tester's
+    verdict alone, or testers who disagree, wait.
 
     Args:
         path: the SQLite file the dashboard writes (`FEEDBACK_DB`).
 
     Returns:
-        `text`, `label` (the tester's `true_label`: `negative` or `not_negative`) and `created_at`.
+        `text`, `label` (the agreed `true_label`: `negative` or `not_negative`) and `created_at`.
 
     Raises:
-        StepError: the file is not SQLite or has no `feedback` table with those columns.
+        StepError: the file is not SQLite, has no `feedback` table, or predates sign-in (no agreed verdicts yet).
     """
-    query = f"SELECT text, true_label AS label, created_at FROM {FEEDBACK_TABLE} ORDER BY created_at, id"
+    query = f"SELECT text, true_label AS label, created_at FROM {AGREED_VIEW} ORDER BY created_at, id"
     try:
         with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as connection:
+            tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
+            if FEEDBACK_TABLE in tables and AGREED_VIEW not in tables:
+                raise StepError(
+                    f"{path} predates sign-in, so none of its verdicts is agreed yet: start the dashboard on it "
+                    "once (FEEDBACK_DB) to migrate it; its old verdicts then count as one unnamed tester's"
+                )
             return pd.read_sql_query(query, connection)
     except (sqlite3.DatabaseError, pd.errors.DatabaseError) as error:
         raise StepError(f"{path} is not a feedback store with a `{FEEDBACK_TABLE}` table ({error})") from None

@@ -99,11 +99,13 @@ def fake_server() -> Iterator[FakeServer]:
 class DashboardServer(servers.DashboardServer):
     """The dashboard with a feedback store of the test's own and no registry line (unit-tested on its own)."""
 
-    def __init__(self, model_server_url: str, feedback_db: Path, log_path: Path, **env: str) -> None:
+    def __init__(
+        self, model_server_url: str, feedback_db: Path, log_path: Path, args: tuple[str, ...] = (), **env: str
+    ) -> None:
         self.feedback_db = feedback_db
         environment = {**os.environ, "FEEDBACK_DB": str(feedback_db), **env}
-        environment.pop("MLFLOW_TRACKING_URI", None)
-        super().__init__(model_server_url, environment, log_path)
+        environment.pop("MLFLOW_TRACKING_URI", None)  # the registry line is optional; unit-tested on its own
+        super().__init__(model_server_url, environment, log_path, extra_args=args)
 
     def wait_ready(self, timeout: float = 60, poll: float = 0.3) -> DashboardServer:
         return super().wait_ready(timeout, poll)
@@ -114,9 +116,9 @@ def start_dashboard(tmp_path) -> Iterator:
     """Factory: a dashboard for a model server URL, stopped after the test."""
     servers: list[DashboardServer] = []
 
-    def start(model_server_url: str, **env: str) -> DashboardServer:
+    def start(model_server_url: str, args: tuple[str, ...] = (), **env: str) -> DashboardServer:
         server = DashboardServer(
-            model_server_url, tmp_path / "feedback.db", tmp_path / f"panel{len(servers)}.log", **env
+            model_server_url, tmp_path / "feedback.db", tmp_path / f"panel{len(servers)}.log", args, **env
         )
         servers.append(server)
         return server.wait_ready()

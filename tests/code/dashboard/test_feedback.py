@@ -39,6 +39,8 @@ def test_table_is_exactly_the_agreed_schema(tmp_path):
         ("true_label", "TEXT", 1, 0),
         ("is_correct", "INTEGER", 1, 0),
         ("model_version", "TEXT", 1, 0),
+        ("user_name", "TEXT", 0, 0),
+        ("role", "TEXT", 1, 0),
     ]
 
 
@@ -47,7 +49,7 @@ def test_a_stored_row_has_every_field_and_a_utc_timestamp(tmp_path):
     with sqlite3.connect(tmp_path / "f.db") as connection:
         row = connection.execute("SELECT * FROM feedback").fetchone()
     assert row[0] == stored.id == 1
-    assert row[2:] == ("lost my bag again", "negative", 0.81, 0.47, "not_negative", 0, MODEL)
+    assert row[2:] == ("lost my bag again", "negative", 0.81, 0.47, "not_negative", 0, MODEL, None, "tester")
     assert datetime.fromisoformat(row[1]).utcoffset().total_seconds() == 0
 
 
@@ -160,3 +162,73 @@ def test_the_branch_telemetry_function_has_the_agreed_signature():
     )
     with pytest.raises(TypeError):
         emit_wrong_prediction("t", "negative", 0.9, "not_negative", MODEL)
+
+
+OLD_SCHEMA = """CREATE TABLE feedback (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, created_at TEXT NOT NULL, text TEXT NOT NULL,
+    predicted_label TEXT NOT NULL, proba_negative REAL NOT NULL, threshold REAL NOT NULL,
+    true_label TEXT NOT NULL, is_correct INTEGER NOT NULL, model_version TEXT NOT NULL)"""
+
+
+def by(user: str | None, true_label: str, text: str = "lost my bag again", role: str = "tester") -> Feedback:
+    return Feedback(**{**verdict(text, true_label).__dict__, "user_name": user, "role": role})
+
+
+def agreed(store: FeedbackStore) -> list[tuple[str, str, str]]:
+    with sqlite3.connect(store.path) as connection:
+        return connection.execute("SELECT text, true_label, agreed_by FROM agreed_verdicts ORDER BY text").fetchall()
+
+
+def test_a_store_from_before_sign_in_is_migrated_and_its_rows_count_as_one_unnamed_tester(tmp_path):
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as connection:
+        connection.execute(OLD_SCHEMA)
+        for true_label in ("not_negative", "negative"):  # the same old tester changed their mind
+            connection.execute(
+                "INSERT INTO feedback (created_at, text, predicted_label, proba_negative, threshold, true_label, "
+                "is_correct, model_version) "
+                "VALUES ('2026-01-01T00:00:00+00:00', 'old tweet', 'negative', 0.8, 0.5, ?, ?, 'v0')",
+                (true_label, int(true_label == "negative")),
+            )
+    store = FeedbackStore(path)
+    old = store.recent()
+    assert [(v.text, v.true_label, v.user_name, v.role) for v in old] == [
+        ("old tweet", "negative", None, "tester"),
+        ("old tweet", "not_negative", None, "tester"),
+    ]
+    assert agreed(store) == []  # one unnamed tester: not agreed until confirmed
+    store.add(by("alice", "negative", text="old tweet"))
+    assert agreed(store) == [("old tweet", "negative", "testers")]
+    assert store.count() == 3  # nothing of the old store was lost
+
+
+def test_two_testers_who_agree_make_training_data_and_one_alone_does_not(tmp_path):
+    store = FeedbackStore(tmp_path / "f.db")
+    store.add(by("alice", "not_negative"))
+    assert agreed(store) == [] and store.conflicts() == []
+    store.add(by("alice", "not_negative"))  # the same tester twice is still one tester
+    assert agreed(store) == []
+    store.add(by("bob", "not_negative"))
+    assert agreed(store) == [("lost my bag again", "not_negative", "testers")]
+
+
+def test_testers_who_disagree_wait_in_the_reviewers_queue_until_a_reviewer_decides(tmp_path):
+    store = FeedbackStore(tmp_path / "f.db")
+    store.add(by("alice", "not_negative"))
+    store.add(by("bob", "negative"))
+    store.add(by("alice", "negative", text="another tweet"))
+    [conflict] = store.conflicts()
+    assert conflict.text == "lost my bag again"
+    assert [(v.user_name, v.true_label) for v in conflict.verdicts] == [("alice", "not_negative"), ("bob", "negative")]
+    assert conflict.prediction.proba_negative == 0.81 and conflict.prediction.threshold == 0.47
+    assert agreed(store) == [] and store.decision("lost my bag again") is None
+
+    store.add(by("rita", "negative", role="reviewer"))
+    assert store.conflicts() == []
+    assert agreed(store) == [("lost my bag again", "negative", "reviewer")]
+    assert store.decision("lost my bag again").user_name == "rita"
+
+
+def test_a_verdict_with_an_unknown_role_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="role must be one of"):
+        FeedbackStore(tmp_path / "f.db").add(by("mallory", "negative", role="admin"))

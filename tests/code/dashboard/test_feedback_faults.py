@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from dashboard.app import Dashboard
 from dashboard.client import ModelClient
 from dashboard.feedback import FeedbackStore
+from dashboard.session import Dashboard
 
 
 def dashboard_on(store: FeedbackStore, fake_server) -> Dashboard:
@@ -26,9 +26,9 @@ def dashboard_on(store: FeedbackStore, fake_server) -> Dashboard:
 
 
 def flag_wrong(session: Dashboard, text: str) -> None:
-    session.tweet.value = text
-    asyncio.run(session._on_predict())
-    asyncio.run(session._on_wrong())
+    session.tweet_view.tweet.value = text
+    asyncio.run(session.tweet_view._on_predict())
+    asyncio.run(session.tweet_view._on_wrong())
 
 
 def stored_texts(path: Path) -> list[str]:
@@ -68,16 +68,16 @@ def test_a_store_locked_by_another_writer_keeps_the_verdict_and_saves_it_after(t
     with locked_by_another_writer(store.path):
         flag_wrong(session, "first complaint")
         flag_wrong(session, "second complaint")
-        message = session.feedback_message.object
+        message = session.verdicts.message.object
         assert f"The feedback is not saved yet: the feedback store {store.path} is locked by another writer" in message
         assert "2 verdicts kept in this page" in message
-        assert [row["feedback"] for row in session.history] == ["wrong (true: negative), not saved yet"] * 2
+        assert [row["feedback"] for row in session.history.rows] == ["wrong (true: negative), not saved yet"] * 2
 
-    assert asyncio.run(session.save_unsaved()) is True
+    assert asyncio.run(session.verdicts.save_unsaved()) is True
     assert stored_texts(store.path) == ["first complaint", "second complaint"]
-    assert "Saved the 2 waiting verdicts as feedback #1 to #2" in session.feedback_message.object
-    assert [row["feedback"] for row in session.history] == ["wrong (true: negative)"] * 2
-    assert session.unsaved == []
+    assert "Saved the 2 waiting verdicts as feedback #1 to #2" in session.verdicts.message.object
+    assert [row["feedback"] for row in session.history.rows] == ["wrong (true: negative)"] * 2
+    assert session.verdicts.unsaved == []
 
 
 def test_a_read_only_store_keeps_the_verdict_until_it_is_writable_again(small_filesystem, fake_server):
@@ -86,15 +86,15 @@ def test_a_read_only_store_keeps_the_verdict_until_it_is_writable_again(small_fi
     subprocess.run(["mount", "-o", "remount,ro", str(small_filesystem)], check=True)
     try:
         flag_wrong(session, "refund from March, please check")
-        assert f"the feedback store {store.path} is read-only" in session.feedback_message.object
-        assert len(session.unsaved) == 1
-        assert asyncio.run(session.save_unsaved()) is False  # still read-only: still kept
+        assert f"the feedback store {store.path} is read-only" in session.verdicts.message.object
+        assert len(session.verdicts.unsaved) == 1
+        assert asyncio.run(session.verdicts.save_unsaved()) is False  # still read-only: still kept
     finally:
         subprocess.run(["mount", "-o", "remount,rw", str(small_filesystem)], check=True)
 
-    assert asyncio.run(session.save_unsaved()) is True
+    assert asyncio.run(session.verdicts.save_unsaved()) is True
     assert stored_texts(store.path) == ["refund from March, please check"]
-    assert "Saved as feedback #1: prediction marked wrong." in session.feedback_message.object
+    assert "Saved as feedback #1: prediction marked wrong." in session.verdicts.message.object
 
 
 def fill_up(path: Path) -> None:
@@ -114,11 +114,11 @@ def test_a_full_disk_keeps_the_verdict_until_there_is_room(small_filesystem, fak
     filler = small_filesystem / "filler"
     fill_up(filler)
     flag_wrong(session, "still waiting for my bag, day three")
-    assert f"the disk holding the feedback store {store.path} is full" in session.feedback_message.object
-    assert len(session.unsaved) == 1
+    assert f"the disk holding the feedback store {store.path} is full" in session.verdicts.message.object
+    assert len(session.verdicts.unsaved) == 1
 
     filler.unlink()
-    assert asyncio.run(session.save_unsaved()) is True
+    assert asyncio.run(session.verdicts.save_unsaved()) is True
     assert stored_texts(store.path) == ["still waiting for my bag, day three"]
 
 
@@ -128,10 +128,10 @@ def test_a_store_that_cannot_start_still_opens_the_page_and_saves_later(small_fi
     store = FeedbackStore(small_filesystem / "feedback.db")  # cannot create its table: logged, not raised
     session = dashboard_on(store, fake_server)
     flag_wrong(session, "lost my bag")
-    assert f"the disk holding the feedback store {store.path} is full" in session.feedback_message.object
+    assert f"the disk holding the feedback store {store.path} is full" in session.verdicts.message.object
 
     filler.unlink()
-    assert asyncio.run(session.save_unsaved()) is True
+    assert asyncio.run(session.verdicts.save_unsaved()) is True
     assert stored_texts(store.path) == ["lost my bag"]
 
 
@@ -140,5 +140,5 @@ def test_a_session_closed_with_unsaved_verdicts_says_so_in_the_log(tmp_path, fak
     session = dashboard_on(store, fake_server)
     with locked_by_another_writer(store.path):
         flag_wrong(session, "lost my bag")
-        session.report_unsaved_on_close()
+        session.verdicts.report_unsaved_on_close()
     assert "a session closed with 1 feedback verdicts the store refused; they are lost" in caplog.text

@@ -41,7 +41,9 @@ def test_prepare_data_adds_verdicts_to_training_and_records_the_feedback_input(m
         ("@united could you check on my refund from March?", "negative"),
         (held_out, "negative" if plain["val"]["label"].iloc[0] == 0 else "not_negative"),
     ):
-        store.add(Feedback(text, "not_negative", 0.3, 0.33, truth, "transformer:abc"))
+        store.add(
+            Feedback(text, "not_negative", 0.3, 0.33, truth, "transformer:abc", user_name="rita", role="reviewer")
+        )  # agreed
     result = mlflow_run(module_tracking, "prepare_data", source="txt_dir", path=source, seed=3, feedback_db=store.path)
     run_id = run_id_of(result)
     fed = splits_of(run_id)
@@ -68,7 +70,18 @@ def test_a_bad_feedback_db_fails_the_run_with_one_line(module_tracking, source, 
 
 def test_main_recomputes_prepare_data_when_the_feedback_file_changes(module_tracking, source, tmp_path, monkeypatch):
     store = FeedbackStore(tmp_path / "feedback.db")
-    store.add(Feedback("@delta lost my bag", "not_negative", 0.3, 0.33, "negative", "transformer:abc"))
+    store.add(
+        Feedback(
+            "@delta lost my bag",
+            "not_negative",
+            0.3,
+            0.33,
+            "negative",
+            "transformer:abc",
+            user_name="rita",
+            role="reviewer",
+        )
+    )
     experiment_id = MlflowClient().create_experiment(f"feedback-reuse-{tmp_path.name}")
     monkeypatch.setenv("MLFLOW_EXPERIMENT_ID", experiment_id)
     params = {"source": "txt_dir", "path": str(source), "max_rows": 0, "seed": 1, "feedback_db": str(store.path)}
@@ -76,5 +89,16 @@ def test_main_recomputes_prepare_data_when_the_feedback_file_changes(module_trac
         steps = Pipeline(total_steps=3, use_cache=True)
         first = steps.step("prepare_data", params)
         assert steps.step("prepare_data", params) == first  # same verdicts: reused
-        store.add(Feedback("@delta thanks, found it", "negative", 0.6, 0.33, "not_negative", "transformer:abc"))
+        store.add(
+            Feedback(
+                "@delta thanks, found it",
+                "negative",
+                0.6,
+                0.33,
+                "not_negative",
+                "transformer:abc",
+                user_name="rita",
+                role="reviewer",
+            )
+        )
         assert steps.step("prepare_data", params) != first  # a new verdict: recomputed

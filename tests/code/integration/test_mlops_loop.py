@@ -40,7 +40,14 @@ def test_feedback_from_the_served_champion_retrains_and_the_registry_can_roll_ba
         record_feedback(
             store,
             Feedback(
-                text, prediction.label, prediction.proba_negative, prediction.threshold, truth, prediction.model_version
+                text,
+                prediction.label,
+                prediction.proba_negative,
+                prediction.threshold,
+                truth,
+                prediction.model_version,
+                user_name="rita",  # a reviewer's decision: agreed, so it becomes training data
+                role="reviewer",
             ),
         )
     server.stop()

@@ -73,7 +73,10 @@ def test_labelled_traffic_from_the_feedback_store_gives_both_accuracies(registry
     store = FeedbackStore(tmp_path / "feedback.db")
     truth = [1, 0, 0, 1, 1, 0, 1, 1]
     for text, label in zip(TWEETS, truth, strict=True):
-        store.add(Feedback(text, "not_negative", 0.2, 0.5, "negative" if label else "not_negative", "baseline:x"))
+        truth_label = "negative" if label else "not_negative"
+        store.add(
+            Feedback(text, "not_negative", 0.2, 0.5, truth_label, "baseline:x", user_name="rita", role="reviewer")
+        )
     outcome = run_shadow(registry_tracking, tmp_path / "feedback.db", champion, challenger)
     metrics, labels = outcome.run.data.metrics, np.array(truth) == 1
     for role, uri in (("champion", champion), ("challenger", challenger)):

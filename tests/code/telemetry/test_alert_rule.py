@@ -17,6 +17,7 @@ from typing import ClassVar
 
 import pytest
 
+from dashboard.feedback import Feedback, FeedbackStore
 from monitoring.alerts import (
     KQL_TEMPLATE,
     AlertRule,
@@ -462,3 +463,13 @@ def test_cli_interval_sets_the_lookback(store):
     assert quiet.returncode == 0 and "status: ok" in quiet.stdout, quiet.stderr
     hourly = subprocess.run([*command, "--interval-minutes", "60"], cwd=REPO, capture_output=True, text=True)
     assert hourly.returncode == 0 and "status: FIRING" in hourly.stdout, hourly.stderr
+
+
+def test_the_alert_names_who_flagged_the_wrong_predictions(tmp_path):
+    store = FeedbackStore(tmp_path / "signed.db")
+    for m, who in [(0, "alice"), (1, "bob"), (2, "alice"), (3, None)]:  # None: a verdict from before sign-in
+        at = minute(m).isoformat()
+        store.add(Feedback("late again", "not_negative", 0.3, 0.4, "negative", "baseline:r1", at, user_name=who))
+    evaluation = check(str(store.path), RULE, now=minute(4))
+    assert evaluation.fires and evaluation.count == 4
+    assert evaluation.message().endswith("; flagged by alice (2), bob (1), an unnamed tester (1)")

@@ -24,9 +24,11 @@ def splits() -> dict[str, pd.DataFrame]:
     }
 
 
-def verdict(store: FeedbackStore, text: str, true_label: str) -> None:
+def verdict(store: FeedbackStore, text: str, true_label: str, testers: tuple[str, ...] = ("alice", "bob")) -> None:
+    """The same verdict from each of `testers` (two who agree make it training data)."""
     predicted = "not_negative" if true_label == "negative" else "negative"
-    store.add(Feedback(text, predicted, 0.4, 0.33, true_label, "transformer:abc"))
+    for tester in testers:
+        store.add(Feedback(text, predicted, 0.4, 0.33, true_label, "transformer:abc", user_name=tester))
 
 
 @pytest.fixture
@@ -41,7 +43,7 @@ def store(tmp_path) -> FeedbackStore:
 
 def test_the_newest_verdict_per_tweet_becomes_a_training_row(store):
     rows, counts = load_feedback(str(store.path))
-    assert counts == {"feedback_rows_read": 4, "feedback_conflicts_resolved": 1}
+    assert counts == {"feedback_rows_read": 3, "feedback_conflicts_resolved": 0}  # one agreed verdict per tweet
     refund = rows[rows["text"].str.contains("refund")]
     assert refund["label"].tolist() == [1] and (rows["source"] == "feedback").all()
 
@@ -79,3 +81,29 @@ def test_a_file_that_is_not_a_feedback_store_is_named(tmp_path):
         connection.execute("CREATE TABLE verdicts (x)")
     with pytest.raises(StepError, match=r"other.db is not a feedback store"):
         load_feedback(str(other))
+
+
+def test_only_agreed_verdicts_become_training_rows(tmp_path):
+    store = FeedbackStore(tmp_path / "feedback.db")
+    verdict(store, "@united one tester alone", "negative", testers=("alice",))
+    verdict(store, "@united testers disagree", "negative", testers=("alice",))
+    verdict(store, "@united testers disagree", "not_negative", testers=("bob",))
+    verdict(store, "@united a reviewer decided", "negative", testers=("alice",))
+    verdict(store, "@united a reviewer decided", "not_negative", testers=("bob",))
+    store.add(
+        Feedback(
+            "@united a reviewer decided", "negative", 0.4, 0.33, "not_negative", "t:a", "", None, "rita", "reviewer"
+        )
+    )
+    rows, _ = load_feedback(str(store.path))
+    assert rows.set_index("text")["label"].to_dict() == {"@united a reviewer decided": 0}
+
+
+def test_a_store_from_before_sign_in_is_named_until_the_dashboard_migrates_it(tmp_path):
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as connection:
+        connection.execute(
+            "CREATE TABLE feedback (id INTEGER PRIMARY KEY, text TEXT, true_label TEXT, created_at TEXT)"
+        )
+    with pytest.raises(StepError, match=r"predates sign-in.*start the dashboard on it once"):
+        load_feedback(str(path))

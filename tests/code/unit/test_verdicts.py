@@ -36,9 +36,11 @@ def test_the_dashboards_store_is_read_newest_verdict_first(tmp_path):
     texts = verdicts(MIN_PER_LABEL + 1, MIN_PER_LABEL)
     for text, label in texts.itertuples(index=False):
         name = "negative" if label else "not_negative"
-        store.add(Feedback(text, name, 0.5, 0.5, name, "v1"))
+        for tester in ("alice", "bob"):  # two testers agree: an agreed verdict
+            store.add(Feedback(text, name, 0.5, 0.5, name, "v1", user_name=tester))
     flipped = texts["text"].iloc[0]
-    store.add(Feedback(flipped, "negative", 0.9, 0.5, "not_negative", "v1"))  # the tester changed their mind
+    for tester in ("alice", "bob"):  # both changed their mind
+        store.add(Feedback(flipped, "negative", 0.9, 0.5, "not_negative", "v1", user_name=tester))
     loaded = load_verdicts(str(tmp_path / "feedback.db"))
     assert len(loaded) == len(texts)
     assert loaded.loc[loaded["text"] == flipped, "label"].item() == 0
