@@ -106,6 +106,7 @@ def one_point(
 @click.option("--queue-vs-random", is_flag=True, help="compare queue picking with random picking (not the curves)")
 @click.option("--traffic", default=2000, show_default=True, help="recent tweets per seed the queue picks from")
 @click.option("--queue-out", default=str(REPO / "docs" / "results" / "adaptation_queue.json"), show_default=True)
+@click.option("--note", default="", help="recorded in the provenance, e.g. why a reduced configuration ran")
 def main(
     model_uri: str,
     sizes: str,
@@ -116,11 +117,14 @@ def main(
     queue_vs_random: bool,
     traffic: int,
     queue_out: str,
+    note: str,
 ) -> None:
     if queue_vs_random:
         configure_tracking()
         torch.set_num_threads(os.cpu_count() or 1)
-        compare_picking(model_uri, parse_list(sizes), parse_list(seeds), teams.split(","), traffic, Path(queue_out))
+        compare_picking(
+            model_uri, parse_list(sizes), parse_list(seeds), teams.split(","), traffic, Path(queue_out), note
+        )
         return
     if render_only:
         publish(json.loads(Path(out).read_text()), Path(out))
@@ -193,7 +197,7 @@ def queue_order(champion, traffic: pd.DataFrame, size: int) -> pd.DataFrame:
 
 
 def compare_picking(
-    model_uri: str, sizes: list[int], seeds: list[int], teams: list[str], traffic_size: int, out: Path
+    model_uri: str, sizes: list[int], seeds: list[int], teams: list[str], traffic_size: int, out: Path, note: str
 ) -> None:
     """Queue picking against random picking on the same traffic, team and judge: one adaptation per point."""
     defaults = parse(adapt_step.main)
@@ -206,6 +210,7 @@ def compare_picking(
     }
     labelled, digest = load_complaint_labels()
     record["provenance"]["complaint_set_sha256_12"] = digest
+    record["provenance"]["note"] = note
     views = team_views(labelled)
     replay_pool = labelled.loc[labelled["split"] == "train", ["text", "label"]].reset_index(drop=True)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -219,6 +224,7 @@ def compare_picking(
             view = views[team]
             base = judged(champion, view["judge"])
             record["points"].append({"team": team, "picking": "none", "verdicts": 0, "seed": 0} | base)
+            print(f"{team}: champion {base}", flush=True)
             for seed in seeds:
                 pool = view["pool"].drop_duplicates("text")
                 traffic = pool.sample(n=min(traffic_size, len(pool)), random_state=seed).reset_index(drop=True)

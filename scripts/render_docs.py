@@ -324,6 +324,76 @@ def graph_variants(root: Path) -> str:
     )
 
 
+# --- queue picking against random picking: docs/results/adaptation_queue.json -----------------------
+
+ADAPTATION_QUEUE = "docs/results/adaptation_queue.json"
+
+
+def picking_means(points: pd.DataFrame, picking: str) -> pd.DataFrame:
+    """Per number of verdicts, the seeds' mean, min and max of each figure for one way of picking."""
+    rows = points[points["picking"] == picking]
+    return rows.groupby("verdicts")[["macro_f1", "false_alarm_rate", "miss_rate", "picked_label_share"]].agg(
+        ["mean", "min", "max"]
+    )
+
+
+def verdicts_to_reach(means: pd.Series, target: float) -> int | None:
+    """The fewest verdicts whose mean macro F1 reaches `target` (None: none of the measured sizes does)."""
+    reached = means[means >= target - 1e-12]
+    return int(reached.index.min()) if len(reached) else None
+
+
+@renders("adaptation_queue", ADAPTATION_QUEUE)
+def adaptation_queue(root: Path) -> str:
+    data = read_json(root, ADAPTATION_QUEUE)
+    settings, points = data["settings"], pd.DataFrame(data["points"])
+    parts = []
+    for team in settings["teams"]:
+        rows_of_team = points[points["team"] == team]
+        start = rows_of_team[rows_of_team["picking"] == "none"]["macro_f1"].iloc[0]
+        queue, random = picking_means(rows_of_team, "queue"), picking_means(rows_of_team, "random")
+
+        def cell(frame: pd.DataFrame, size: int, metric: str) -> str:
+            low, mean, high = (frame.loc[size, (metric, key)] for key in ("min", "mean", "max"))
+            return f"{mean:.3f} ({low:.3f}-{high:.3f})" if len(settings["seeds"]) > 1 else f"{mean:.3f}"
+
+        rows = []
+        for size in random.index:
+            needed = verdicts_to_reach(queue[("macro_f1", "mean")], random.loc[size, ("macro_f1", "mean")])
+            rows.append(
+                [
+                    f"{size:,}",
+                    cell(random, size, "macro_f1"),
+                    cell(queue, size, "macro_f1"),
+                    f"{needed:,}" if needed is not None else f"more than {max(queue.index):,}",
+                    f"{random.loc[size, ('picked_label_share', 'mean')]:.2f} / "
+                    f"{queue.loc[size, ('picked_label_share', 'mean')]:.2f}",
+                    f"{cell(random, size, 'false_alarm_rate')} / {cell(queue, size, 'false_alarm_rate')}",
+                    f"{cell(random, size, 'miss_rate')} / {cell(queue, size, 'miss_rate')}",
+                ]
+            )
+        header = ["verdicts", "macro F1, random picking", "macro F1, the queue", "the queue's verdicts to reach it"]
+        header += ["share labelled 1, random / queue", "false alarm rate, random / queue", "miss rate, random / queue"]
+        parts.append(
+            f"Team `{team}`; the champion before any verdict: macro F1 {start:.3f}.\n\n"
+            + table(header, ["r", "l", "l", "r", "r", "l", "l"], rows)
+        )
+    seeds = ", ".join(str(seed) for seed in settings["seeds"])
+    scope = (
+        f"Per seed ({seeds}: mean, and range in brackets), {settings['traffic']:,} tweets of the team's pool are the "
+        f"recent traffic; both ways of picking choose from them, learn as `adapt` does ({settings['epochs']:g} epochs "
+        f"at {settings['learning_rate']:g}, replay {settings['replay']}) and are judged on the same validation tweets. "
+        f"{data['provenance'].get('note', '')}"
+    ).strip()
+    return (
+        "\n\n".join(parts)
+        + "\n\n"
+        + scope
+        + "\n\n"
+        + from_file(ADAPTATION_QUEUE, data["provenance"], "bench/adaptation.py")
+    )
+
+
 # --- the main job's quality figures: docs/results/main_job.json ---------------------------------------
 
 MAIN_JOB = "docs/results/main_job.json"
