@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from functools import partial
 from pathlib import Path
@@ -293,7 +294,27 @@ def page(record: dict, out: Path) -> str:
             f"| {team} | {label} | {replay} | {len(rows)} | {cell('macro_f1')} | {cell('false_alarm_rate')} "
             f"| {cell('miss_rate')} |"
         )
+    lines += [
+        "",
+        "## Queue or random picking",
+        "",
+        'The verdicts the labelling queue (`label_queue`, design.md "What to label next") needs to reach the macro '
+        "F1 that random picking reaches, on the same simulated team, recent traffic and judge "
+        "(`python bench/adaptation.py --queue-vs-random`, rendered by scripts/render_docs.py).",
+        "",
+        QUEUE_BLOCK.format(body=kept_queue_block(out.with_suffix(".md"))),
+    ]
     return "\n".join(lines) + "\n"
+
+
+QUEUE_BLOCK = "<!-- rendered: adaptation_queue -->{body}<!-- /rendered -->"
+
+
+def kept_queue_block(page_path: Path) -> str:
+    """The queue comparison's rendered block as the page holds it now: it comes from its own results file."""
+    text = page_path.read_text() if page_path.exists() else ""
+    found = re.search(r"<!-- rendered: adaptation_queue -->(.*?)<!-- /rendered -->", text, re.S)
+    return found.group(1) if found else "\n"
 
 
 def spread_cell(rows: pd.DataFrame, metric: str) -> str:
