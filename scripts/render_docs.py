@@ -329,11 +329,18 @@ def graph_variants(root: Path) -> str:
 ADAPTATION_QUEUE = "docs/results/adaptation_queue.json"
 
 
+def paired(points: pd.DataFrame) -> pd.DataFrame:
+    """The points whose seed and size were measured both ways: a run stopped early compares like with like."""
+    picked = points[points["picking"].isin(["queue", "random"])]
+    both = picked.groupby(["seed", "verdicts"])["picking"].transform("nunique") == 2
+    return picked[both]
+
+
 def picking_means(points: pd.DataFrame, picking: str) -> pd.DataFrame:
     """Per number of verdicts, the seeds' mean, min and max of each figure for one way of picking."""
     rows = points[points["picking"] == picking]
     return rows.groupby("verdicts")[["macro_f1", "false_alarm_rate", "miss_rate", "picked_label_share"]].agg(
-        ["mean", "min", "max"]
+        ["mean", "min", "max", "count"]
     )
 
 
@@ -351,11 +358,12 @@ def adaptation_queue(root: Path) -> str:
     for team in settings["teams"]:
         rows_of_team = points[points["team"] == team]
         start = rows_of_team[rows_of_team["picking"] == "none"]["macro_f1"].iloc[0]
-        queue, random = picking_means(rows_of_team, "queue"), picking_means(rows_of_team, "random")
+        measured = paired(rows_of_team)
+        queue, random = picking_means(measured, "queue"), picking_means(measured, "random")
 
         def cell(frame: pd.DataFrame, size: int, metric: str) -> str:
-            low, mean, high = (frame.loc[size, (metric, key)] for key in ("min", "mean", "max"))
-            return f"{mean:.3f} ({low:.3f}-{high:.3f})" if len(settings["seeds"]) > 1 else f"{mean:.3f}"
+            low, mean, high, count = (frame.loc[size, (metric, key)] for key in ("min", "mean", "max", "count"))
+            return f"{mean:.3f} ({low:.3f}-{high:.3f})" if count > 1 else f"{mean:.3f}"
 
         rows = []
         for size in random.index:
@@ -363,6 +371,7 @@ def adaptation_queue(root: Path) -> str:
             rows.append(
                 [
                     f"{size:,}",
+                    str(int(random.loc[size, ("macro_f1", "count")])),
                     cell(random, size, "macro_f1"),
                     cell(queue, size, "macro_f1"),
                     f"{needed:,}" if needed is not None else f"more than {max(queue.index):,}",
@@ -372,15 +381,15 @@ def adaptation_queue(root: Path) -> str:
                     f"{cell(random, size, 'miss_rate')} / {cell(queue, size, 'miss_rate')}",
                 ]
             )
-        header = ["verdicts", "macro F1, random picking", "macro F1, the queue", "the queue's verdicts to reach it"]
+        header = ["verdicts", "seeds", "macro F1, random picking", "macro F1, the queue"]
+        header += ["the queue's verdicts to reach it"]
         header += ["share labelled 1, random / queue", "false alarm rate, random / queue", "miss rate, random / queue"]
         parts.append(
             f"Team `{team}`; the champion before any verdict: macro F1 {start:.3f}.\n\n"
-            + table(header, ["r", "l", "l", "r", "r", "l", "l"], rows)
+            + table(header, ["r", "r", "l", "l", "r", "r", "l", "l"], rows)
         )
-    seeds = ", ".join(str(seed) for seed in settings["seeds"])
     scope = (
-        f"Per seed ({seeds}: mean, and range in brackets), {settings['traffic']:,} tweets of the team's pool are the "
+        f"Per seed (mean, and range in brackets), {settings['traffic']:,} tweets of the team's pool are the "
         f"recent traffic; both ways of picking choose from them, learn as `adapt` does ({settings['epochs']:g} epochs "
         f"at {settings['learning_rate']:g}, replay {settings['replay']}) and are judged on the same validation tweets. "
         f"{data['provenance'].get('note', '')}"

@@ -78,6 +78,14 @@ def unset_alias(uri: str) -> bool:
         return False
 
 
+def check_champion(uri: str) -> None:
+    """A one-line error naming the champion's URI when nothing loadable is there, before anything is scored."""
+    try:
+        get_model_info(uri)
+    except Exception as error:  # MlflowException, OSError: the URI names nothing loadable
+        raise StepError(f"champion_uri {uri} cannot be loaded: {str(error).splitlines()[0]}") from None
+
+
 def challenger_to_use(uri: str) -> str | None:
     """The challenger's URI, or None when there is none to ask (`none`, or its alias unset).
 
@@ -109,8 +117,11 @@ def label_queue(input: str, labelled: str, champion_uri: str, challenger_uri: st
     """
     if size < 1:
         raise StepError(f"size must be >= 1 tweet, got {size}")
+    if output and not Path(output).expanduser().resolve().parent.is_dir():
+        raise StepError(f"output {output}: its folder does not exist")
     texts, skipped, source = recent_tweets(input)
     known = labelled_texts(labelled)
+    check_champion(champion_uri)
     challenger = challenger_to_use(challenger_uri)
     log_step_params(
         {"input": input, "labelled": labelled, "champion_uri": champion_uri, "challenger_uri": challenger_uri}

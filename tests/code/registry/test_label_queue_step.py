@@ -86,6 +86,8 @@ def test_without_a_challenger_the_queue_ranks_by_the_champion_alone(
         ("missing", "(not found)"),
         ("no_text", "has no tweet to score"),
         ("bad_challenger", "challenger_uri models:/no-such-model@challenger cannot be loaded"),
+        ("bad_champion", "champion_uri models:/no-such-model@champion cannot be loaded"),
+        ("bad_output", "its folder does not exist"),
     ],
 )
 def test_bad_input_is_one_line(registry_tracking, two_models, tmp_path, capsys, monkeypatch, prepare, message):
@@ -101,7 +103,13 @@ def test_bad_input_is_one_line(registry_tracking, two_models, tmp_path, capsys, 
         argv += ["--input", str(tmp_path / "blank.csv")]
     else:
         (tmp_path / "ok.csv").write_text("text\nhello\n")
-        argv += ["--input", str(tmp_path / "ok.csv"), "--challenger-uri", "models:/no-such-model@challenger"]
+        argv += ["--input", str(tmp_path / "ok.csv"), "--challenger-uri", "none"]
+        if prepare == "bad_challenger":
+            argv += ["--challenger-uri", "models:/no-such-model@challenger"]
+        elif prepare == "bad_champion":
+            argv += ["--champion-uri", "models:/no-such-model@champion"]
+        else:
+            argv += ["--output", str(tmp_path / "no" / "such" / "queue.csv")]
     with pytest.raises(SystemExit) as stopped:
         label_queue.main.main(argv)
     assert stopped.value.code == 2

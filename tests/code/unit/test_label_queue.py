@@ -8,6 +8,7 @@ import pytest
 
 from steps.lib.label_queue import QUEUE_COLUMNS, Candidates, closeness, rank_queue
 from steps.lib.tracking import StepError
+from steps.lib.verdicts import load_verdicts
 
 TWEETS = [
     "@united lost my bag again and nobody answers the phone",
@@ -94,3 +95,25 @@ def test_what_cannot_be_ranked_is_one_line(candidates, size, message):
 def test_texts_without_any_word_are_all_new():
     queue = rank_queue(Candidates(["!!!", "???"], np.array([0.5, 0.9]), 0.5), ["..."], 2)
     assert queue["text"].tolist() == ["!!!", "???"] and (queue["novelty"] == 1.0).all()
+
+
+def test_a_filled_queue_file_is_a_verdicts_file_adapt_reads(tmp_path):
+    texts = [f"{TWEETS[i % 5]} case {chr(97 + i // 26)}{chr(97 + i % 26)}q" for i in range(80)]  # no digits: xxnum
+    queue = rank_queue(Candidates(texts, np.linspace(0.05, 0.95, 80), 1 / 3), [], 80)
+    queue["label"] = queue["rank"] % 2  # the team's verdicts, 40 of each
+    path = tmp_path / "label_queue.csv"
+    queue.to_csv(path, index=False)
+    verdicts = load_verdicts(str(path))
+    assert len(verdicts) == 80
+    assert dict(zip(verdicts["text"], verdicts["label"], strict=True)) == dict(
+        zip(queue["text"], queue["label"], strict=True)
+    )
+
+
+def test_a_queue_file_with_a_row_left_blank_is_refused_by_row(tmp_path):
+    queue = rank_queue(Candidates(TWEETS, np.full(5, 0.4), 0.5), [], 5)
+    queue.loc[:3, "label"] = "1"
+    path = tmp_path / "label_queue.csv"
+    queue.to_csv(path, index=False)
+    with pytest.raises(StepError, match="label of row 4 is ''"):
+        load_verdicts(str(path))
