@@ -382,17 +382,20 @@ def adaptation_queue(root: Path) -> str:
                 ]
             )
         header = ["verdicts", "seeds", "macro F1, random picking", "macro F1, the queue"]
-        header += ["the queue's verdicts to reach it"]
+        header += ["the queue's verdicts to reach it (fewest measured)"]
         header += ["share labelled 1, random / queue", "false alarm rate, random / queue", "miss rate, random / queue"]
         parts.append(
             f"Team `{team}`; the champion before any verdict: macro F1 {start:.3f}.\n\n"
             + table(header, ["r", "r", "l", "l", "r", "r", "l", "l"], rows)
         )
+    planned = len(settings["teams"]) * len(settings["seeds"]) * len(settings["sizes"])
+    done = len(paired(points)) // 2
+    stopped = f" The run was stopped after {done} of its {planned} paired points." if done < planned else ""
     scope = (
         f"Per seed (mean, and range in brackets), {settings['traffic']:,} tweets of the team's pool are the "
         f"recent traffic; both ways of picking choose from them, learn as `adapt` does ({settings['epochs']:g} epochs "
         f"at {settings['learning_rate']:g}, replay {settings['replay']}) and are judged on the same validation tweets. "
-        f"{data['provenance'].get('note', '')}"
+        f"{data['provenance'].get('note', '')}{stopped}"
     ).strip()
     return (
         "\n\n".join(parts)
