@@ -22,11 +22,10 @@ from mlflow.tracking import MlflowClient
 from steps.lib.cli import WHOLE_NUMBER
 from steps.lib.gate import score_splits
 from steps.lib.label_queue import Candidates, rank_queue
-from steps.lib.registry import CHALLENGER_ALIAS, CHAMPION_URI, MODEL_NAME
+from steps.lib.registry import CHALLENGER_URI, CHAMPION_URI
 from steps.lib.tracking import StepError, log_step_params, run_step
 from steps.lib.traffic import read_feedback_store, read_traffic
 
-CHALLENGER_URI = f"models:/{MODEL_NAME}@{CHALLENGER_ALIAS}"
 NO_CHALLENGER = "none"
 QUEUE_ARTIFACT = "label_queue.csv"
 FEEDBACK_SUFFIXES = (".db", ".sqlite")

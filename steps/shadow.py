@@ -20,11 +20,10 @@ from mlflow.models import get_model_info
 
 from steps.lib.gate import Scored, score_splits
 from steps.lib.monitoring_charts import agreement_chart, score_scatter
-from steps.lib.registry import CHALLENGER_ALIAS, CHAMPION_URI, MODEL_NAME
+from steps.lib.registry import CHALLENGER_URI, CHAMPION_URI
 from steps.lib.tracking import StepError, log_step_params, run_step
 from steps.lib.traffic import Traffic, read_traffic
 
-CHALLENGER_URI = f"models:/{MODEL_NAME}@{CHALLENGER_ALIAS}"
 ROLES = ("champion", "challenger")
 
 
