@@ -17,12 +17,20 @@ and the result decides at the champion's kept threshold. N = 0 is the champion i
 reference is the champion fine-tuned the same way on every training tweet of the team. A row
 without replay at the largest N shows what the replay costs or saves. Writes the figures with their provenance
 (JSON) and a chart (PNG).
+
+`--queue-vs-random` measures instead what the labelling queue (steps.lib.label_queue) saves: per seed, a
+stretch of recent traffic (`--traffic` tweets drawn from the team's pool) is scored by the champion; N
+verdicts are the queue's N first tweets (no challenger, nothing labelled before) or N tweets drawn at
+random from the same traffic, as a team labelling whatever arrives would; both are learned the same
+way and judged on the same validation tweets. Written to `--queue-out`, which scripts/render_docs.py
+renders into docs/adaptation.md ("verdicts needed to reach the same macro F1").
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from functools import partial
 from pathlib import Path
@@ -51,6 +59,7 @@ from steps.lib.adaptation import (
 from steps.lib.cli import parse
 from steps.lib.complaint_labels import load_complaint_labels
 from steps.lib.fine_tune import FineTuning
+from steps.lib.label_queue import Candidates, rank_queue
 from steps.lib.tracking import configure_tracking
 from steps.lib.transformer_data import subsample
 
@@ -95,6 +104,10 @@ def one_point(
 @click.option("--teams", default="questions_too,other_brands", show_default=True)
 @click.option("--out", default=str(REPO / "docs" / "adaptation.json"), show_default=True)
 @click.option("--render-only", is_flag=True, help="redraw the chart and the page from --out, measure nothing")
+@click.option("--queue-vs-random", is_flag=True, help="compare queue picking with random picking (not the curves)")
+@click.option("--traffic", default=2000, show_default=True, help="recent tweets per seed the queue picks from")
+@click.option("--queue-out", default=str(REPO / "docs" / "results" / "adaptation_queue.json"), show_default=True)
+@click.option("--note", default="", help="recorded in the provenance, e.g. why a reduced configuration ran")
 def main(
     model_uri: str,
     sizes: str,
@@ -102,7 +115,18 @@ def main(
     teams: str,
     out: str,
     render_only: bool,
+    queue_vs_random: bool,
+    traffic: int,
+    queue_out: str,
+    note: str,
 ) -> None:
+    if queue_vs_random:
+        configure_tracking()
+        torch.set_num_threads(os.cpu_count() or 1)
+        compare_picking(
+            model_uri, parse_list(sizes), parse_list(seeds), teams.split(","), traffic, Path(queue_out), note
+        )
+        return
     if render_only:
         publish(json.loads(Path(out).read_text()), Path(out))
         return
@@ -159,6 +183,68 @@ def main(
             mlflow.log_artifact(str(path))
 
 
+def parse_list(text: str) -> list[int]:
+    return [int(item) for item in text.split(",") if item.strip()]
+
+
+def queue_order(champion, traffic: pd.DataFrame, size: int) -> pd.DataFrame:
+    """The traffic's `size` first tweets of the queue, with their labels: the verdicts a queue-led team gives.
+
+    The queue is greedy, so its first N tweets are the queue of size N: one ranking serves every N.
+    """
+    proba = champion.predict_proba(traffic["text"].tolist())
+    queue = rank_queue(Candidates(traffic["text"].tolist(), proba, champion.threshold), [], size)
+    return traffic.set_index("text").loc[queue["text"], ["label"]].reset_index()
+
+
+def compare_picking(
+    model_uri: str, sizes: list[int], seeds: list[int], teams: list[str], traffic_size: int, out: Path, note: str
+) -> None:
+    """Queue picking against random picking on the same traffic, team and judge: one adaptation per point."""
+    defaults = parse(adapt_step.main)
+    replay = defaults["replay"]
+    record = {
+        "provenance": provenance(model_uri),
+        "settings": {"epochs": defaults["epochs"], "learning_rate": defaults["learning_rate"], "replay": replay}
+        | {"traffic": traffic_size, "sizes": sizes, "seeds": seeds, "teams": teams},
+        "points": [],
+    }
+    labelled, digest = load_complaint_labels()
+    record["provenance"]["complaint_set_sha256_12"] = digest
+    record["provenance"]["note"] = note
+    views = team_views(labelled)
+    replay_pool = labelled.loc[labelled["split"] == "train", ["text", "label"]].reset_index(drop=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp, mlflow.start_run(run_name="bench-adaptation-queue") as run:
+        mlflow.set_tags({"trial": "adaptation_queue_vs_random", "model_uri": model_uri})
+        record["provenance"]["mlflow_run_id"] = run.info.run_id
+        workdir = Path(tmp)
+        registered = download_transformer(model_uri, workdir / "champion")
+        champion = registered_classifier(registered, workdir)
+        for team in teams:
+            view = views[team]
+            base = judged(champion, view["judge"])
+            record["points"].append({"team": team, "picking": "none", "verdicts": 0, "seed": 0} | base)
+            print(f"{team}: champion {base}", flush=True)
+            for seed in seeds:
+                pool = view["pool"].drop_duplicates("text")
+                traffic = pool.sample(n=min(traffic_size, len(pool)), random_state=seed).reset_index(drop=True)
+                queued = queue_order(champion, traffic, max(sizes))
+                for size in sizes:
+                    choices = {"queue": queued.head(size), "random": traffic.sample(n=size, random_state=seed)}
+                    for picking, verdicts in choices.items():
+                        classifier, seconds = one_point(
+                            registered, replay_pool, verdicts, training_settings(seed), replay, workdir
+                        )
+                        figures = judged(classifier, view["judge"])
+                        point = {"team": team, "picking": picking, "verdicts": size, "seed": seed}
+                        point |= {"seconds": seconds, "picked_label_share": float(verdicts["label"].mean())}
+                        record["points"].append(point | figures)
+                        print(f"{team}: {picking} N={size} seed={seed} {figures} ({seconds:.0f} s)", flush=True)
+                        save(record, str(out))
+        mlflow.log_artifact(str(out))
+
+
 def registered_classifier(registered, workdir: Path):
     """The champion as it is (N = 0): its weights under torch, its threshold and temperature."""
     classifier, _, _, _ = fine_tune_registered(registered, pd.DataFrame({"text": [], "label": []}), None, workdir)
@@ -208,7 +294,27 @@ def page(record: dict, out: Path) -> str:
             f"| {team} | {label} | {replay} | {len(rows)} | {cell('macro_f1')} | {cell('false_alarm_rate')} "
             f"| {cell('miss_rate')} |"
         )
+    lines += [
+        "",
+        "## Queue or random picking",
+        "",
+        'The verdicts the labelling queue (`label_queue`, design.md "What to label next") needs to reach the macro '
+        "F1 that random picking reaches, on the same simulated team, recent traffic and judge "
+        "(`python bench/adaptation.py --queue-vs-random`, rendered by scripts/render_docs.py).",
+        "",
+        QUEUE_BLOCK.format(body=kept_queue_block(out.with_suffix(".md"))),
+    ]
     return "\n".join(lines) + "\n"
+
+
+QUEUE_BLOCK = "<!-- rendered: adaptation_queue -->{body}<!-- /rendered -->"
+
+
+def kept_queue_block(page_path: Path) -> str:
+    """The queue comparison's rendered block as the page holds it now: it comes from its own results file."""
+    text = page_path.read_text() if page_path.exists() else ""
+    found = re.search(r"<!-- rendered: adaptation_queue -->(.*?)<!-- /rendered -->", text, re.S)
+    return found.group(1) if found else "\n"
 
 
 def spread_cell(rows: pd.DataFrame, metric: str) -> str:

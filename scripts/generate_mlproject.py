@@ -89,6 +89,7 @@ ENTRY_POINTS = (
     EntryPoint("rollback", "reason has no default: a rollback always says why (recorded on both versions)."),
     EntryPoint("shadow"),
     EntryPoint("monitor"),
+    EntryPoint("label_queue"),
     EntryPoint("score_batch"),
 )
 

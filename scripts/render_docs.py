@@ -264,6 +264,88 @@ def serve_benchmark_explain(root: Path) -> str:
     return "\n\n".join([*lines[:2], "\n".join(lines[2:]), from_file(SERVE_EXPLAIN, source, "bench/serve_benchmark.py")])
 
 
+# --- queue picking against random picking: docs/results/adaptation_queue.json -----------------------
+
+ADAPTATION_QUEUE = "docs/results/adaptation_queue.json"
+
+
+def paired(points: pd.DataFrame) -> pd.DataFrame:
+    """The points whose seed and size were measured both ways: a run stopped early compares like with like."""
+    picked = points[points["picking"].isin(["queue", "random"])]
+    both = picked.groupby(["seed", "verdicts"])["picking"].transform("nunique") == 2
+    return picked[both]
+
+
+def picking_means(points: pd.DataFrame, picking: str) -> pd.DataFrame:
+    """Per number of verdicts, the seeds' mean, min and max of each figure for one way of picking."""
+    rows = points[points["picking"] == picking]
+    return rows.groupby("verdicts")[["macro_f1", "false_alarm_rate", "miss_rate", "picked_label_share"]].agg(
+        ["mean", "min", "max", "count"]
+    )
+
+
+def verdicts_to_reach(means: pd.Series, target: float) -> int | None:
+    """The fewest verdicts whose mean macro F1 reaches `target` (None: none of the measured sizes does)."""
+    reached = means[means >= target - 1e-12]
+    return int(reached.index.min()) if len(reached) else None
+
+
+@renders("adaptation_queue", ADAPTATION_QUEUE)
+def adaptation_queue(root: Path) -> str:
+    data = read_json(root, ADAPTATION_QUEUE)
+    settings, points = data["settings"], pd.DataFrame(data["points"])
+    parts = []
+    for team in settings["teams"]:
+        rows_of_team = points[points["team"] == team]
+        start = rows_of_team[rows_of_team["picking"] == "none"]["macro_f1"].iloc[0]
+        measured = paired(rows_of_team)
+        queue, random = picking_means(measured, "queue"), picking_means(measured, "random")
+
+        def cell(frame: pd.DataFrame, size: int, metric: str) -> str:
+            low, mean, high, count = (frame.loc[size, (metric, key)] for key in ("min", "mean", "max", "count"))
+            return f"{mean:.3f} ({low:.3f}-{high:.3f})" if count > 1 else f"{mean:.3f}"
+
+        rows = []
+        for size in random.index:
+            needed = verdicts_to_reach(queue[("macro_f1", "mean")], random.loc[size, ("macro_f1", "mean")])
+            rows.append(
+                [
+                    f"{size:,}",
+                    str(int(random.loc[size, ("macro_f1", "count")])),
+                    cell(random, size, "macro_f1"),
+                    cell(queue, size, "macro_f1"),
+                    f"{needed:,}" if needed is not None else f"more than {max(queue.index):,}",
+                    f"{random.loc[size, ('picked_label_share', 'mean')]:.2f} / "
+                    f"{queue.loc[size, ('picked_label_share', 'mean')]:.2f}",
+                    f"{cell(random, size, 'false_alarm_rate')} / {cell(queue, size, 'false_alarm_rate')}",
+                    f"{cell(random, size, 'miss_rate')} / {cell(queue, size, 'miss_rate')}",
+                ]
+            )
+        header = ["verdicts", "seeds", "macro F1, random picking", "macro F1, the queue"]
+        header += ["the queue's verdicts to reach it (fewest measured)"]
+        header += ["share labelled 1, random / queue", "false alarm rate, random / queue", "miss rate, random / queue"]
+        parts.append(
+            f"Team `{team}`; the champion before any verdict: macro F1 {start:.3f}.\n\n"
+            + table(header, ["r", "r", "l", "l", "r", "r", "l", "l"], rows)
+        )
+    planned = len(settings["teams"]) * len(settings["seeds"]) * len(settings["sizes"])
+    done = len(paired(points)) // 2
+    stopped = f" The run was stopped after {done} of its {planned} paired points." if done < planned else ""
+    scope = (
+        f"Per seed (mean, and range in brackets), {settings['traffic']:,} tweets of the team's pool are the "
+        f"recent traffic; both ways of picking choose from them, learn as `adapt` does ({settings['epochs']:g} epochs "
+        f"at {settings['learning_rate']:g}, replay {settings['replay']}) and are judged on the same validation tweets. "
+        f"{data['provenance'].get('note', '')}{stopped}"
+    ).strip()
+    return (
+        "\n\n".join(parts)
+        + "\n\n"
+        + scope
+        + "\n\n"
+        + from_file(ADAPTATION_QUEUE, data["provenance"], "bench/adaptation.py")
+    )
+
+
 # --- the main job's quality figures: docs/results/main_job.json ---------------------------------------
 
 MAIN_JOB = "docs/results/main_job.json"

@@ -5,7 +5,8 @@ Scores the traffic with the model through its pyfunc and compares the score and 
 training run logged, by the population stability index (steps.lib.drift). Logs `psi_proba` and one
 `psi_<feature>` each, sets the tag `drift.alert` to `true` when any PSI exceeds `psi_alert` (on at
 least `MIN_ROWS` tweets: fewer carry too much sampling noise), prints a one-line verdict and exits 0
-either way: drift is a finding, not a failure of the step.
+either way: drift is a finding, not a failure of the step. Beside each PSI, a chart of the reference's
+and the traffic's shares in the same bins: `drift/histogram_<feature>.png` (`proba` for the score).
 """
 
 from __future__ import annotations
@@ -13,15 +14,19 @@ from __future__ import annotations
 import json
 
 import click
+import matplotlib.pyplot as plt
 import mlflow
 from mlflow.exceptions import MlflowException
 from mlflow.models import get_model_info
 
-from steps.lib.drift import MIN_ROWS, PROFILE_ARTIFACT, PSI_ALERT, drift
+from steps.lib.drift import MIN_ROWS, PROFILE_ARTIFACT, PSI_ALERT, binned, drift
 from steps.lib.gate import score_splits
+from steps.lib.monitoring_charts import drift_histogram
 from steps.lib.registry import CHAMPION_URI
 from steps.lib.tracking import StepError, log_step_params, run_step
 from steps.lib.traffic import read_traffic
+
+HISTOGRAM_FOLDER = "drift"
 
 
 def load_profile(model_uri: str) -> tuple[str, dict]:
@@ -41,6 +46,14 @@ def load_profile(model_uri: str) -> tuple[str, dict]:
         return run_id, json.load(handle)
 
 
+def log_histograms(bins: dict, values: dict[str, float], reference_rows: int, rows: int) -> None:
+    """One chart per feature, reference beside recent in the PSI's own bins: `drift/histogram_<feature>.png`."""
+    for name, shares in bins.items():
+        figure = drift_histogram(name, shares, values[f"psi_{name}"], reference_rows, rows)
+        mlflow.log_figure(figure, f"{HISTOGRAM_FOLDER}/histogram_{name}.png")
+        plt.close(figure)
+
+
 def monitor(model_uri: str, input: str, psi_alert: float) -> None:
     """Score the traffic, log each PSI against the model's reference profile, tag and print the verdict.
 
@@ -56,8 +69,10 @@ def monitor(model_uri: str, input: str, psi_alert: float) -> None:
     log_step_params({"model_uri": model_uri, "input": input, "psi_alert": psi_alert})
     mlflow.set_tags({"model_run_id": run_id, "input_source": traffic.source})
     scored = score_splits(model_uri, {"traffic": traffic.texts})["traffic"]
-    values = drift(profile, traffic.texts, scored.proba)
+    bins = binned(profile, traffic.texts, scored.proba)
+    values = drift(bins)
     mlflow.log_metrics(values | {"rows": float(len(traffic.texts)), "rows_skipped": float(traffic.skipped)})
+    log_histograms(bins, values, profile["rows"], len(traffic.texts))
     drifted = sorted(name.removeprefix("psi_") for name, value in values.items() if value > psi_alert)
     enough = len(traffic.texts) >= MIN_ROWS
     alert = bool(drifted) and enough

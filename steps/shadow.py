@@ -5,22 +5,25 @@ own served threshold. Logged on this run: how often they agree, each one's flagg
 disagreeing tweets with both answers, and, where the traffic carries true labels (a `label`
 column, or the feedback store's), both accuracies, false alarm and miss rates. Nothing is
 promoted here: the gate in `register` decides; this is what the support team would have seen.
+Two charts: `shadow/agreement.png` (how the two decisions cross) and `shadow/score_scatter.png` (each
+tweet's two scores against both thresholds).
 """
 
 from __future__ import annotations
 
 import click
+import matplotlib.pyplot as plt
 import mlflow
 import numpy as np
 import pandas as pd
 from mlflow.models import get_model_info
 
 from steps.lib.gate import Scored, score_splits
-from steps.lib.registry import CHALLENGER_ALIAS, CHAMPION_URI, MODEL_NAME
+from steps.lib.monitoring_charts import agreement_chart, score_scatter
+from steps.lib.registry import CHALLENGER_URI, CHAMPION_URI
 from steps.lib.tracking import StepError, log_step_params, run_step
 from steps.lib.traffic import Traffic, read_traffic
 
-CHALLENGER_URI = f"models:/{MODEL_NAME}@{CHALLENGER_ALIAS}"
 ROLES = ("champion", "challenger")
 
 
@@ -71,6 +74,22 @@ def compare(traffic: Traffic, scored: dict[str, Scored]) -> tuple[dict[str, floa
     return metrics, table[~agree].reset_index(drop=True)
 
 
+def log_charts(scored: dict[str, Scored]) -> None:
+    """The agreement table and the score scatter, as `shadow/agreement.png` and `shadow/score_scatter.png`."""
+    champion, challenger = scored["champion"], scored["challenger"]
+    figures = {
+        "shadow/agreement.png": agreement_chart(
+            champion.proba >= champion.threshold, challenger.proba >= challenger.threshold
+        ),
+        "shadow/score_scatter.png": score_scatter(
+            champion.proba, challenger.proba, (champion.threshold, challenger.threshold)
+        ),
+    }
+    for path, figure in figures.items():
+        mlflow.log_figure(figure, path)
+        plt.close(figure)
+
+
 def shadow(input: str, champion_uri: str, challenger_uri: str) -> None:
     """Score the traffic with both models; log and print where they agree, disagree and (with labels) err.
 
@@ -90,6 +109,7 @@ def shadow(input: str, champion_uri: str, challenger_uri: str) -> None:
     metrics, disagreements = compare(traffic, scored)
     mlflow.log_metrics(metrics)
     mlflow.log_table(disagreements, "shadow/disagreements.json")
+    log_charts(scored)
     print(
         f"{len(traffic.texts)} tweets ({traffic.skipped} without text left out): the two agree on "
         f"{metrics['agreement_rate']:.1%}; flagged {metrics['champion_flagged_share']:.1%} (champion) vs "

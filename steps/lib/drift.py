@@ -98,8 +98,8 @@ def psi(expected: list[float], actual: list[float]) -> float:
     return float(np.sum((a - e) * np.log(a / e)))
 
 
-def drift(profile: dict, texts: list[str], proba: np.ndarray) -> dict[str, float]:
-    """PSI of the score and of every input feature of recent traffic against the reference.
+def binned(profile: dict, texts: list[str], proba: np.ndarray) -> dict[str, dict[str, list[float]]]:
+    """Per feature, the reference's bin edges and shares beside recent traffic's shares in the same bins.
 
     Args:
         profile: `reference_profile`'s output, as logged.
@@ -107,11 +107,23 @@ def drift(profile: dict, texts: list[str], proba: np.ndarray) -> dict[str, float
         proba: the model's P(negative) on them.
 
     Returns:
-        `psi_proba` and one `psi_<feature>` per input feature.
+        `{feature: {"edges": [...], "reference": [...], "recent": [...]}}`, the score as `proba`.
     """
     values = text_features(texts, set(profile["vocabulary"])) | {"proba": np.asarray(proba, dtype=float)}
     result = {}
     for name, reference in profile["features"].items():
         edges = [float(edge) for edge in reference["edges"]]
-        result[f"psi_{name}"] = psi(reference["shares"], shares(values[name], edges))
+        result[name] = {"edges": edges, "reference": reference["shares"], "recent": shares(values[name], edges)}
     return result
+
+
+def drift(bins: dict[str, dict[str, list[float]]]) -> dict[str, float]:
+    """PSI of the score and of every input feature of recent traffic against the reference.
+
+    Args:
+        bins: `binned`'s output.
+
+    Returns:
+        `psi_proba` and one `psi_<feature>` per input feature.
+    """
+    return {f"psi_{name}": psi(shares["reference"], shares["recent"]) for name, shares in bins.items()}

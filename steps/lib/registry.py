@@ -25,6 +25,7 @@ MODEL_NAME = "tweet-sentiment"
 CHAMPION_ALIAS = "champion"
 CHAMPION_URI = f"models:/{MODEL_NAME}@{CHAMPION_ALIAS}"
 CHALLENGER_ALIAS = "challenger"
+CHALLENGER_URI = f"models:/{MODEL_NAME}@{CHALLENGER_ALIAS}"
 PREVIOUS_CHAMPION_TAG = "champion.previous_version"  # on the version that took the alias: whom it replaced
 OPTIONAL_GATE_TAGS = ("diff_ci_low", "diff_ci_high", "rows", "rows_basis", "rows_note")
 

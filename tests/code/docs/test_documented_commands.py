@@ -131,6 +131,9 @@ WALKS = (
     ),
     Walk("mlflow run . -e adapt --env-manager local -P verdicts=<file>"),
     Walk("mlflow run . -e shadow --env-manager local -P input=$PWD/feedback.db", prepare=("name_a_challenger",)),
+    Walk(
+        "mlflow run . -e label_queue --env-manager local -P input=$PWD/recent_tweets.csv -P labelled=$PWD/feedback.db"
+    ),
     Walk('mlflow run . -e rollback --env-manager local -P reason="v7 flags every question"'),
     Walk('mlflow run . -e rollback --env-manager local -P reason="flags every refund question"'),
     Walk("python -m monitoring.alerts --db feedback.db"),

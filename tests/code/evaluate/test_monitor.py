@@ -55,6 +55,8 @@ def test_traffic_like_validation_is_stable(module_tracking, monitored, tmp_path)
     assert set(psis) == {"psi_proba", "psi_length", "psi_oov_share", "psi_has_url", "psi_has_mention", "psi_has_emoji"}
     assert max(psis.values()) < 0.2, psis
     assert run.data.tags["drift.alert"] == "false" and printed.strip().splitlines()[-1].startswith("no drift")
+    charts = {item.path for item in MlflowClient().list_artifacts(run.info.run_id, monitor.HISTOGRAM_FOLDER)}
+    assert charts == {f"drift/histogram_{name.removeprefix('psi_')}.png" for name in psis}
 
 
 def test_long_new_vocabulary_complaints_raise_the_alert(module_tracking, monitored, tmp_path):

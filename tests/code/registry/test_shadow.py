@@ -66,6 +66,8 @@ def test_agreement_and_disagreements_are_what_each_model_answers(registry_tracki
     table = pd.read_json(local, orient="split")
     assert table["text"].tolist() == [text for text, a, b in zip(TWEETS, mine, theirs, strict=True) if a != b]
     assert outcome.run.data.tags["champion_run_id"] == champion.split("/")[1]
+    charts = {item.path for item in MlflowClient().list_artifacts(outcome.run.info.run_id, "shadow")}
+    assert {"shadow/agreement.png", "shadow/score_scatter.png"} <= charts
 
 
 def test_labelled_traffic_from_the_feedback_store_gives_both_accuracies(registry_tracking, two_models, tmp_path):
