@@ -25,6 +25,7 @@ from pathlib import Path
 import click
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from harness.disks import DiskUnavailable, fill, small_disk
 from harness.provenance import provenance
 from harness.servers import TrackingServer
 
@@ -82,27 +83,21 @@ def server_lost(root: Path, through_mlflow_run: bool) -> dict:
 
 def disk_full(root: Path) -> dict:
     """A SQLite store on a tmpfs filled to 150 KiB free before training; then room made and a rerun."""
-    disk = root / "disk"
-    disk.mkdir()
     fault = "disk full under the tracking store"
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(disk)], capture_output=True)
-    if mounted.returncode != 0:
-        return {"fault": fault, "skipped": mounted.stderr.decode().strip() or "cannot mount a tmpfs"}
     try:
-        env = step_env(f"sqlite:///{disk / 'mlflow.db'}")
-        prepared = [sys.executable, "-m", "steps.prepare_data", "--max-rows", "600"]
-        subprocess.run(prepared, cwd=disk, env=env, check=True, capture_output=True)
-        stat = os.statvfs(disk)
-        filler = disk / "filler"
-        filler.write_bytes(b"\0" * max(0, stat.f_bavail * stat.f_frsize - 150 * 1024))
-        baseline = [sys.executable, "-m", "steps.train_baseline", "--min-df", "1"]
-        started = time.monotonic()
-        failed = subprocess.run(baseline, cwd=disk, env=env, capture_output=True, text=True)
-        held_s = time.monotonic() - started
-        filler.unlink()
-        rerun = subprocess.run(baseline, cwd=disk, env=env, capture_output=True, text=True)
-    finally:
-        subprocess.run(["umount", "-l", str(disk)], check=False)
+        with small_disk(root / "disk", "3m") as disk:
+            env = step_env(f"sqlite:///{disk / 'mlflow.db'}")
+            prepared = [sys.executable, "-m", "steps.prepare_data", "--max-rows", "600"]
+            subprocess.run(prepared, cwd=disk, env=env, check=True, capture_output=True)
+            filler = fill(disk, leave_kib=150)
+            baseline = [sys.executable, "-m", "steps.train_baseline", "--min-df", "1"]
+            started = time.monotonic()
+            failed = subprocess.run(baseline, cwd=disk, env=env, capture_output=True, text=True)
+            held_s = time.monotonic() - started
+            filler.unlink()
+            rerun = subprocess.run(baseline, cwd=disk, env=env, capture_output=True, text=True)
+    except DiskUnavailable as reason:
+        return {"fault": fault, "skipped": str(reason)}
     return {
         "fault": fault,
         "exit_code": failed.returncode,

@@ -19,6 +19,7 @@ import pytest
 from dashboard.client import ModelClient
 from dashboard.feedback import FeedbackStore
 from dashboard.session import Dashboard
+from harness.disks import DiskUnavailable, small_disk
 
 
 def dashboard_on(store: FeedbackStore, fake_server) -> Dashboard:
@@ -51,15 +52,11 @@ def locked_by_another_writer(path: Path) -> Iterator[None]:
 @pytest.fixture
 def small_filesystem(tmp_path) -> Iterator[Path]:
     """A 1 MiB tmpfs of its own, so the disk can really fill up or turn read-only."""
-    mount_point = tmp_path / "mnt"
-    mount_point.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount_point)], capture_output=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {mounted.stderr.decode().strip()}")
     try:
-        yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+        with small_disk(tmp_path / "mnt", "1m") as mount_point:
+            yield mount_point
+    except DiskUnavailable as reason:
+        pytest.skip(str(reason))
 
 
 def test_a_store_locked_by_another_writer_keeps_the_verdict_and_saves_it_after(tmp_path, fake_server):

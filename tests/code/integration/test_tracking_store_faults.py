@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
+from harness.disks import DiskUnavailable, fill, small_disk
 from harness.servers import TrackingServer
 from tests.conftest import REPO
 
@@ -85,41 +86,29 @@ def test_a_step_that_loses_its_tracking_server_fails_in_one_line_and_a_rerun_fin
 
 
 @pytest.fixture
-def small_disk(tmp_path) -> Iterator[Path]:
-    mount_point = tmp_path / "disk"
-    mount_point.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount_point)], capture_output=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {mounted.stderr.decode().strip()}")
+def disk(tmp_path) -> Iterator[Path]:
     try:
-        yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+        with small_disk(tmp_path / "disk", "3m") as mount_point:
+            yield mount_point
+    except DiskUnavailable as reason:
+        pytest.skip(str(reason))
 
 
-def fill(disk: Path, leave_kib: int) -> Path:
-    """Take all but `leave_kib` KiB of the disk with one file, and return it (delete it to make room)."""
-    stat = os.statvfs(disk)
-    filler = disk / "filler"
-    filler.write_bytes(b"\0" * max(0, stat.f_bavail * stat.f_frsize - leave_kib * 1024))
-    return filler
-
-
-def test_a_step_on_a_full_disk_fails_in_one_line_and_a_rerun_finishes_once_there_is_room(small_disk):
+def test_a_step_on_a_full_disk_fails_in_one_line_and_a_rerun_finishes_once_there_is_room(disk):
     env = {key: value for key, value in os.environ.items() if not key.startswith("MLFLOW_")}
-    env |= {"MLFLOW_TRACKING_URI": f"sqlite:///{small_disk / 'mlflow.db'}", "PYTHONPATH": str(REPO)}
+    env |= {"MLFLOW_TRACKING_URI": f"sqlite:///{disk / 'mlflow.db'}", "PYTHONPATH": str(REPO)}
     env["MLFLOW_EXPERIMENT_NAME"] = "full"
-    prepared = subprocess.run(step("prepare_data", "--max-rows", "600"), cwd=small_disk, env=env, capture_output=True)
+    prepared = subprocess.run(step("prepare_data", "--max-rows", "600"), cwd=disk, env=env, capture_output=True)
     assert prepared.returncode == 0, prepared.stderr.decode()[-3000:]
-    filler = fill(small_disk, leave_kib=150)
-    training = subprocess.run(step("train_baseline", "--min-df", "1"), cwd=small_disk, env=env, capture_output=True)
+    filler = fill(disk, leave_kib=150)
+    training = subprocess.run(step("train_baseline", "--min-df", "1"), cwd=disk, env=env, capture_output=True)
     stderr = training.stderr.decode()
     assert training.returncode == 3, stderr[-3000:]
     last = stderr.strip().splitlines()[-1]
     assert last.startswith("train_baseline: error: the disk under the tracking store") and "free space" in last
 
     filler.unlink()
-    rerun = subprocess.run(step("train_baseline", "--min-df", "1"), cwd=small_disk, env=env, capture_output=True)
+    rerun = subprocess.run(step("train_baseline", "--min-df", "1"), cwd=disk, env=env, capture_output=True)
     assert rerun.returncode == 0, rerun.stderr.decode()[-3000:]
     runs = MlflowClient(env["MLFLOW_TRACKING_URI"]).search_runs(
         [MlflowClient(env["MLFLOW_TRACKING_URI"]).get_experiment_by_name("full").experiment_id],

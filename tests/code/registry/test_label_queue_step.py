@@ -41,7 +41,8 @@ def test_the_queue_ranks_recent_traffic_by_both_models_and_skips_what_is_labelle
     traffic = tmp_path / "traffic.csv"
     pd.DataFrame({"text": [*TWEETS, ""]}).to_csv(traffic, index=False)
     store = FeedbackStore(tmp_path / "feedback.db")
-    store.add(Feedback(TWEETS[0], "negative", 0.9, 0.5, "negative", "baseline:x"))
+    # A reviewer's decision: an agreed verdict, so the tweet counts as labelled (one tester's alone would not).
+    store.add(Feedback(TWEETS[0], "negative", 0.9, 0.5, "negative", "baseline:x", user_name="rita", role="reviewer"))
     output = tmp_path / "queue.csv"
     params = {"input": traffic, "labelled": tmp_path / "feedback.db", "champion_uri": champion}
     outcome = in_process(
