@@ -36,6 +36,11 @@ def share(part: int, whole: int) -> str:
     return f"{part / whole:.0%}" if whole else "n/a"
 
 
+def counted(count: int, noun: str) -> str:
+    """`1 tweet`, `2 tweets`: the figures read as sentences."""
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
 def feedback_html(figures: FeedbackFigures, store_name: str) -> str:
     """Counts, agreement and accuracy in sentences with ids (the browser test reads them); escaped."""
     if not figures.verdicts:
@@ -48,16 +53,16 @@ def feedback_html(figures: FeedbackFigures, store_name: str) -> str:
     right = sum(version.right for version in figures.by_version)
     agreed = sum(version.agreed for version in figures.by_version)
     accuracy = (
-        f"{share(right, agreed)}: {right} of {agreed} agreed verdicts say the model was right"
+        f"{share(right, agreed)}: the model was right on {right:,} of {counted(agreed, 'agreed verdict')}"
         if agreed
         else "no agreed verdict yet (two testers agreeing, or a reviewer's decision, make one)"
     )
     lines = [
-        ("Verdicts", f"{figures.verdicts} on {figures.tweets} tweets", "health-verdicts"),
+        ("Verdicts", f"{figures.verdicts:,} on {counted(figures.tweets, 'tweet')}", "health-verdicts"),
         (
             "Agreement",
-            f"{figures.agreed} tweets agreed, {figures.conflicts} open conflicts, "
-            f"{figures.waiting} waiting for a second verdict",
+            f"{counted(figures.agreed, 'tweet')} agreed, {counted(figures.conflicts, 'open conflict')}, "
+            f"{figures.waiting:,} waiting for a second verdict",
             "health-agreement",
         ),
         ("Accuracy on agreed verdicts", accuracy, "health-accuracy"),

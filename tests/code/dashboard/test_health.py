@@ -6,14 +6,15 @@ import asyncio
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pytest
 from mlflow import MlflowClient
 
 from dashboard.feedback import Feedback, FeedbackStore
 from dashboard.health_feedback import FeedbackFigures, FeedbackUnreadable, VersionAccuracy, read_figures
 from dashboard.health_runs import TrackingUnavailable, configured_uri, latest_runs, shown_uri
-from dashboard.health_view import HealthView, feedback_html, monitor_html, per_day_chart
-from steps.lib.monitoring_charts import drift_histogram
+from dashboard.health_view import HealthView, feedback_html, monitor_html, per_day_chart, shadow_html
+from steps.lib.monitoring_charts import agreement_chart, drift_histogram
 from tests.conftest import new_tracking
 
 OLD, NEW = "baseline:" + "a" * 32, "transformer:" + "b" * 32
@@ -37,11 +38,9 @@ def give(store: FeedbackStore, text: str, said: str, truth: str, who: str, day: 
     )
 
 
-@pytest.fixture
-def known_store(tmp_path: Path) -> FeedbackStore:
+def give_known_verdicts(store: FeedbackStore) -> FeedbackStore:
     """Five tweets: two agreed by testers (right on the old model, right on the new), one decided by a reviewer
-    (the old model wrong), one conflict, one with a single verdict; nine verdicts over two days."""
-    store = FeedbackStore(tmp_path / "feedback.db")
+    (the old model wrong), one conflict, one with a single verdict; ten verdicts over two days."""
     for who in ("alice", "bob"):
         give(store, "agreed right", "negative", "negative", who, "2026-12-05")
     give(store, "conflict", "negative", "negative", "alice", "2026-12-05")
@@ -55,6 +54,11 @@ def known_store(tmp_path: Path) -> FeedbackStore:
     return store
 
 
+@pytest.fixture
+def known_store(tmp_path: Path) -> FeedbackStore:
+    return give_known_verdicts(FeedbackStore(tmp_path / "feedback.db"))
+
+
 def test_a_store_with_known_verdicts_gives_known_counts_agreement_and_accuracy(known_store):
     figures = read_figures(known_store.path)
     assert figures.verdicts == 10 and figures.per_day == [("2026-12-05", 3), ("2026-12-06", 7)]
@@ -63,8 +67,8 @@ def test_a_store_with_known_verdicts_gives_known_counts_agreement_and_accuracy(k
 
     shown = feedback_html(figures, "feedback.db")
     assert '<span id="health-verdicts">10 on 5 tweets</span>' in shown
-    assert "3 tweets agreed, 1 open conflicts, 1 waiting for a second verdict" in shown
-    assert "67%: 2 of 3 agreed verdicts say the model was right" in shown
+    assert "3 tweets agreed, 1 open conflict, 1 waiting for a second verdict" in shown
+    assert "67%: the model was right on 2 of 3 agreed verdicts" in shown
     assert 'id="health-accuracy-by-version"' in shown and "<td style='padding:2px 10px'>50%</td>" in shown
     chart = per_day_chart(figures)
     assert chart["xAxis"]["data"] == ["2026-12-05", "2026-12-06"] and chart["series"][0]["data"] == [3, 7]
@@ -75,7 +79,7 @@ def test_one_model_version_gets_no_per_version_table_and_its_name_is_escaped(tmp
     for who in ("alice", "bob"):
         give(store, "t", "negative", "negative", who, "2026-12-06", model_version="<b>x</b>")
     shown = feedback_html(read_figures(store.path), "f.db")
-    assert "100%: 1 of 1 agreed verdicts" in shown and "health-accuracy-by-version" not in shown
+    assert "100%: the model was right on 1 of 1 agreed verdict" in shown and "health-accuracy-by-version" not in shown
     two = FeedbackFigures(2, [], 1, 1, 0, [VersionAccuracy("<b>x</b>", 1, 1), VersionAccuracy("y", 1, 0)])
     assert "&lt;b&gt;x&lt;/b&gt;" in feedback_html(two, "f.db") and "<b>x</b>" not in feedback_html(two, "f.db")
 
@@ -139,6 +143,26 @@ def test_the_newest_finished_monitor_run_is_read_with_its_chart(store_uri):
     assert f"Latest monitor run {finished}" in shown
     assert "DRIFT in length on 1,234 tweets (alert above PSI 0.2)" in shown
     assert "<td style='padding:2px 10px'>0.310</td><td style='padding:2px 10px'>yes</td>" in shown
+
+
+def test_the_newest_shadow_run_is_read_with_its_agreement_and_accuracies(store_uri):
+    uri, client, experiment_id = store_uri
+    run_id = client.create_run(experiment_id, tags={"step": "shadow"}).info.run_id
+    metrics = {"rows": 400.0, "agreement_rate": 0.9125, "disagreements": 35.0, "champion_flagged_share": 0.2}
+    metrics |= {"challenger_flagged_share": 0.25, "champion_accuracy": 0.81, "challenger_accuracy": 0.84}
+    for name, value in metrics.items():
+        client.log_metric(run_id, name, value)
+    figure = agreement_chart(np.array([True, False]), np.array([True, True]))
+    client.log_figure(run_id, figure, "shadow/agreement.png")
+    plt.close(figure)
+    client.set_terminated(run_id, "FINISHED")
+
+    shadow = latest_runs(uri)["shadow"]
+    assert shadow.run_id == run_id and [chart.path for chart in shadow.charts] == ["shadow/agreement.png"]
+    assert (
+        "the two models agree on 91.2% of 400 tweets (35 disagreements); flagged 20.0% (champion) vs 25.0% "
+        "(challenger). Accuracy on labelled tweets: 0.810 (champion) vs 0.840 (challenger)."
+    ) in shadow_html(shadow)
 
 
 def test_no_tracking_store_configured_is_an_info_sentence(monkeypatch):
