@@ -10,7 +10,8 @@ Starts what is not given (`mlflow models serve` on the tracking store of MLFLOW_
 docs/captures/. The "server down" shot needs a model server this script started (it stops it).
 A dashboard this script starts is served with sign-in as the README serves it (two testers and a
 reviewer, scratch credentials and roles files): the shots show the sign-in name, and two testers'
-conflicting verdicts in the reviewer's queue. A given --dashboard-url is shot without signing in.
+conflicting verdicts in the reviewer's queue; the Model health tab reads the same MLFLOW_TRACKING_URI
+(its newest monitor and shadow runs). A given --dashboard-url is shot without signing in.
 A Panel page is blank until its websocket connects: every shot waits for a widget first.
 """
 
@@ -205,6 +206,17 @@ def capture(
         page.locator(".bk-tab", has_text="History").click()
         expect(page.locator(".tabulator-cell[tabulator-field=text]").first).to_be_visible(timeout=WAIT_MS)
         shoot(page, out, "dashboard_history.png", "the session's history table, with the feedback given", shots)
+
+        page.locator(".bk-tab", has_text="Model health").click()
+        expect(page.locator("#health-status")).to_contain_text("Read at", timeout=WAIT_MS)
+        shoot(
+            page,
+            out,
+            "dashboard_health.png",
+            "the Model health tab: verdicts per day, agreement and accuracy on agreed verdicts, beside the "
+            "newest monitor and shadow runs of the tracking store with their charts (or the command that makes one)",
+            shots,
+        )
 
         page.locator("input[type=checkbox]").check()  # batch at the model's own threshold
         expect(page.locator("#result-threshold")).to_contain_text("(model's own)", timeout=WAIT_MS)

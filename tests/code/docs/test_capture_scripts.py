@@ -99,10 +99,21 @@ def test_dashboard_capture_shoots_every_state(tracking: Tracking, baseline_run_i
         env=tracking.env,
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
-    states = ["prediction", "threshold", "feedback", "review", "script_as_text", "history", "batch", "server_down"]
+    states = [
+        "prediction",
+        "threshold",
+        "feedback",
+        "review",
+        "script_as_text",
+        "history",
+        "health",
+        "batch",
+        "server_down",
+    ]
     for state in states:
         assert_screenshot(tmp_path / f"dashboard_{state}.png", 1400, 900)
     assert "the decision flips" in result.stdout and "Cannot reach" not in result.stderr
+    assert "dashboard_health.png: the Model health tab" in result.stdout
 
 
 def test_benchmark_chart_draws_the_recorded_figures(tmp_path: Path):
