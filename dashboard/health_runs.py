@@ -23,7 +23,8 @@ logger = logging.getLogger(__name__)
 MONITOR, SHADOW = "monitor", "shadow"
 STEPS = (MONITOR, SHADOW)
 CHART_FOLDERS = {MONITOR: "drift", SHADOW: "shadow"}
-# What makes a run of each step: the page names it when there is none yet (README, "Closing the loop").
+# What makes a run of each step, named on the page when there is none yet
+# (README.md, "Closing the loop: feedback, challenger, shadow, drift, rollback").
 MAKES_ONE = {
     MONITOR: "mlflow run . -e monitor --env-manager local -P input=<recent tweets>",
     SHADOW: "mlflow run . -e shadow --env-manager local -P input=<feedback.db or recent tweets>",
