@@ -16,7 +16,11 @@ import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 logger = logging.getLogger(__name__)
 
@@ -107,7 +111,7 @@ def latest_runs(uri: str) -> dict[str, StepRun | None]:
         ) from None
 
 
-def latest_run(client, experiment_ids: list[str], step: str) -> StepRun | None:
+def latest_run(client: MlflowClient, experiment_ids: list[str], step: str) -> StepRun | None:
     """The step's newest FINISHED run: a failed or running one has no complete charts to show."""
     if not experiment_ids:
         return None
@@ -131,7 +135,7 @@ def latest_run(client, experiment_ids: list[str], step: str) -> StepRun | None:
     )
 
 
-def charts(client, run_id: str, folder: str) -> list[Chart]:
+def charts(client: MlflowClient, run_id: str, folder: str) -> list[Chart]:
     """The run's PNGs in `folder`, by name; downloaded to a scratch folder that is removed at once."""
     pngs = sorted(item.path for item in client.list_artifacts(run_id, folder) if item.path.endswith(".png"))
     with tempfile.TemporaryDirectory() as scratch:
