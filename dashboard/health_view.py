@@ -184,6 +184,7 @@ class HealthView:
         self.charts = {step: pn.FlexBox() for step in (MONITOR, SHADOW)}
 
     def panel(self) -> pn.Column:
+        """The feedback figures first: they need nothing optional, so they show on every dashboard."""
         return pn.Column(
             pn.Row(self.refresh_button, self.status),
             pn.pane.Markdown("### What the testers' verdicts say"),
@@ -225,6 +226,7 @@ class HealthView:
         self.status.object = f'<span id="health-status">Read at {read_at}.</span>'
 
     def show_feedback(self, figures: FeedbackFigures | BaseException) -> None:
+        """The figures, or the store's problem as a sentence; anything else is a bug and is raised to the log."""
         if isinstance(figures, FeedbackUnreadable):
             self.feedback.object = message_html(str(figures), "error", "health-feedback")
             self.per_day.visible = False
@@ -236,6 +238,7 @@ class HealthView:
         self.per_day.visible = bool(figures.per_day)
 
     def show_runs(self, runs: dict[str, StepRun | None] | BaseException) -> None:
+        """Each step's run and charts, or the sentence saying why there are none; stale charts are cleared."""
         if isinstance(runs, TrackingUnavailable):
             self.tracking.object = message_html(str(runs), runs.kind, "health-tracking")
             for step in (MONITOR, SHADOW):
