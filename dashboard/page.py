@@ -42,12 +42,13 @@ def sidebar(session: Dashboard) -> list:
 
 
 def main(session: Dashboard) -> pn.Tabs:
-    """One tab per view: a typed tweet, a CSV file, the session's history, the reviewer's queue."""
+    """One tab per view: a typed tweet, a CSV file, the session's history, the reviewer's queue, the label queue."""
     return pn.Tabs(
         ("Predict", session.tweet_view.panel()),
         ("Batch (CSV)", session.file_view.panel()),
         ("History", session.history.table),
         ("Review queue", session.review_view.panel()),
+        ("Label next", session.queue_view.panel()),
         dynamic=False,
     )
 
