@@ -83,8 +83,12 @@ class QueueView:
 
     # ------------------------------------------------------------------------------------- loading
     async def load(self, event=None) -> None:
-        """The newest finished `label_queue` run's queue when a tracking store is set, else ask for a file."""
+        """The newest finished `label_queue` run's queue when a tracking store is set, else ask for a file
+        (or show the uploaded queue again, its skipped tweets back, when there is one)."""
         uri = tracking_uri()
+        if uri is None and self.progress is not None:
+            await self.show(self.progress.queue)
+            return
         if uri is None:
             self.say(
                 f"No tracking store is set (MLFLOW_TRACKING_URI) and no queue file is uploaded: upload the "

@@ -163,12 +163,15 @@ def test_the_last_click_says_done_and_shows_no_buttons(tmp_path):
     assert not asyncio.run(view.judge("negative")) and len(stored(view.store)) == 3
 
 
-def test_skipping_every_tweet_left_says_how_to_see_them_again(tmp_path):
+def test_skipping_every_tweet_left_says_how_to_see_them_again(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     view = uploaded(view_for(FeedbackStore(tmp_path / "f.db"), ALICE), queue_bytes())
     for _ in range(3):
         view._on_skip()
     assert "You skipped the 3 tweets left; reload the queue to see them again." in view.message.object
     assert 'id="queue-progress">0 of 3<' in view.progress_line.object and not view.buttons.visible
+    asyncio.run(view.load())  # "Reload the queue" without a tracking store: the uploaded queue again
+    assert view.buttons.visible and view.progress.current == 0 and view.message.object == ""
 
 
 def test_a_refused_write_keeps_the_verdict_in_the_page_and_the_queue_moves_on(tmp_path, monkeypatch):
