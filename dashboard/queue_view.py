@@ -65,7 +65,8 @@ class QueueView:
         self.skip_button = pn.widgets.Button(label="Skip", color="light", width=120, sizing_mode=None)
         self.buttons = pn.Row(self.complaint_button, self.not_complaint_button, self.skip_button, visible=False)
         self.reload_button = pn.widgets.Button(label="Reload the queue", width=200, sizing_mode=None)
-        self.file_input = pn.widgets.FileInput(accept=".csv,text/csv", multiple=False)
+        # Named apart from the Batch tab's file input: a browser test or a capture picks this one by class.
+        self.file_input = pn.widgets.FileInput(accept=".csv,text/csv", multiple=False, css_classes=["queue-file"])
 
     def panel(self) -> pn.Column:
         return pn.Column(

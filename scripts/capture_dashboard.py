@@ -113,7 +113,7 @@ def capture_queue(page: Page, out: Path, queue_path: Path, shots: list) -> None:
     page.locator(".bk-tab", has_text="Label next").click()
     expect(page.locator("#queue-progress, #queue-status").first).to_be_visible(timeout=WAIT_MS)
     if page.locator("#queue-progress").count() == 0:  # no label_queue run in the store: upload the queue
-        page.locator("input[type=file]").last.set_input_files(str(queue_path))
+        page.locator(".queue-file input[type=file]").set_input_files(str(queue_path))
     expect(page.locator("#queue-progress")).to_have_text(re.compile(r"^\d+ of \d+"), timeout=WAIT_MS)
     for button in ("Complaint", "Not a complaint"):
         before = page.locator("#queue-progress").inner_text()
@@ -250,7 +250,7 @@ def capture(
         page.locator("input[type=checkbox]").check()  # batch at the model's own threshold
         expect(page.locator("#result-threshold")).to_contain_text("(model's own)", timeout=WAIT_MS)
         page.locator(".bk-tab", has_text="Batch").click()
-        page.locator("input[type=file]").set_input_files(str(csv_path))
+        page.locator("input[type=file]").first.set_input_files(str(csv_path))  # the Batch tab's
         page.get_by_role("button", name="Score the file").click()
         expect(page.locator("#batch-status")).to_contain_text("Scored", timeout=WAIT_MS)
         shoot(

@@ -79,7 +79,7 @@ def test_without_a_tracking_store_an_uploaded_queue_is_labelled(fake_server, sta
     open_tab(page, "Label next")
     expect(page.locator("#queue-status")).to_contain_text("No tracking store is set", timeout=WAIT_MS)
 
-    upload = page.locator("input[type=file]").last  # the Batch tab has a file input of its own
+    upload = page.locator(".queue-file input[type=file]")  # the Batch tab has a file input of its own
     upload.set_input_files(files=[{"name": "tweets.csv", "mimeType": "text/csv", "buffer": b"tweet\nhello\n"}])
     expect(page.locator("#queue-status")).to_contain_text("The queue file has no text", timeout=WAIT_MS)
     upload.set_input_files(files=[{"name": "label_queue.csv", "mimeType": "text/csv", "buffer": queue_bytes()}])
