@@ -71,7 +71,9 @@ def create_app() -> pn.template.BootstrapTemplate:
     template = page.template(session, roles_problem)
     pn.state.onload(session.status.check)
     pn.state.onload(session.review_view.refresh)
+    pn.state.onload(session.queue_view.load)
     pn.state.on_session_destroyed(lambda session_context: session.verdicts.report_unsaved_on_close())
+    pn.state.on_session_destroyed(lambda session_context: session.queue_verdicts.report_unsaved_on_close())
     return template
 
 

@@ -259,6 +259,24 @@ class FeedbackStore:
         )
         return found[0] if found else None
 
+    def texts_judged_by(self, user_name: str | None) -> list[str]:
+        """The tweets this person has given a verdict on (None: the unnamed tester), so a queue resumes where
+        they stopped (docs/design.md, "Labelling the queue in the dashboard").
+
+        Raises:
+            FeedbackNotSaved: the store cannot be opened or read.
+        """
+        with self._lock:
+            self._ensure_schema()
+        try:
+            with self._connect() as connection:
+                rows = connection.execute(
+                    "SELECT DISTINCT text FROM feedback WHERE COALESCE(user_name, '') = COALESCE(?, '')", (user_name,)
+                ).fetchall()
+        except sqlite3.Error as error:
+            raise FeedbackNotSaved(why_not_saved(error, self.path)) from error
+        return [row[0] for row in rows]
+
     def _read(self, query: str, parameters: tuple) -> list[Feedback]:
         """Verdicts from a query selecting `READ_COLUMNS`, in its order.
 

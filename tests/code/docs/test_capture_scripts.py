@@ -7,6 +7,7 @@ serve`/`panel serve` and Debian's Chromium) but writes into a temporary folder, 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -100,20 +101,14 @@ def test_dashboard_capture_shoots_every_state(tracking: Tracking, baseline_run_i
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     states = [
-        "prediction",
-        "threshold",
-        "feedback",
-        "review",
-        "script_as_text",
-        "history",
-        "health",
-        "batch",
-        "server_down",
+        *("prediction", "threshold", "feedback", "review", "script_as_text", "history", "health", "batch"),
+        *("label_next", "server_down"),
     ]
     for state in states:
         assert_screenshot(tmp_path / f"dashboard_{state}.png", 1400, 900)
     assert "the decision flips" in result.stdout and "Cannot reach" not in result.stderr
     assert "dashboard_health.png: the Model health tab" in result.stdout
+    assert re.search(r'one click a verdict \(stored with who gave it\), progress "\d+ of \d+"', result.stdout)
 
 
 def test_benchmark_chart_draws_the_recorded_figures(tmp_path: Path):
