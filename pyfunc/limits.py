@@ -41,6 +41,9 @@ DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 DEFAULT_MAX_TEXT_CHARS = 100_000
 # The deepest request form is `{"dataframe_split": {"data": [["text"]]}}` (4 levels); 32 leaves room.
 MAX_JSON_DEPTH = 32
+# The most items a request form's own containers hold besides the rows: `dataframe_split`'s columns, index
+# and data. A row limit below it is judged in `predict` alone, so no request within the limit is refused.
+FORM_KEYS = 3
 # Rows scored between two deadline checks: small enough that abandoned work stops within a second or so.
 DEADLINE_CHUNK_ROWS = 256
 
@@ -67,6 +70,15 @@ class RequestAbandoned(MlflowException):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, error_code=RESOURCE_EXHAUSTED)
+
+
+def too_many_rows(rows: int, max_rows: int) -> str:
+    """The one message for a request over the row limit: `predict`'s exact count and the request guard's
+    count before parsing read alike, so a client sees one answer whichever refused it."""
+    return (
+        f"{rows:,} rows in one request; this server takes at most {max_rows:,} "
+        f"({MAX_ROWS_ENV}). Send the batch in smaller requests."
+    )
 
 
 def positive_int_from_env(name: str, default: int) -> int:
@@ -128,10 +140,7 @@ class ServingLimits:
                 f"({MAX_EXPLAINED_ROWS_ENV}). Ask for explanations of fewer rows, or send without params.explain."
             )
         if rows > self.max_rows:
-            raise LimitExceeded(
-                f"{rows:,} rows in one request; this server takes at most {self.max_rows:,} "
-                f"({MAX_ROWS_ENV}). Send the batch in smaller requests."
-            )
+            raise LimitExceeded(too_many_rows(rows, self.max_rows))
 
     def check_text_length(self, row: int, text: str) -> None:
         """Refuse a text longer than the per-text bound before any of it is normalised or scanned.
@@ -268,9 +277,78 @@ _EXPONENT = np.frombuffer(b"eE", dtype=np.uint8)
 _SIGNS = np.frombuffer(b"+-", dtype=np.uint8)
 
 
-def json_refusal(body: bytes) -> str | None:
+def largest_json_container(body: bytes) -> int:
+    """How many items the largest JSON array or object holds, counted without parsing (linear, C speed).
+
+    Every request form holds its rows in one container (`inputs`' text list, `instances`,
+    `dataframe_records`, `dataframe_split`'s `data` and `index`) and the model reads one text column,
+    so no container of a request within the row limit holds more items than the limit: this count
+    lets the guard refuse a body of millions of tiny rows before MLflow spends seconds parsing it
+    (docs/design.md, "Serving limits"). An item is a comma outside strings directly inside its
+    container, plus one, so an empty container counts one item (no limit is below one).
+
+    Each comma belongs to the last container opened at its depth: a stable sort of the brackets
+    and commas by depth (a radix sort, the depths being small) lines up every container with its
+    commas, and counting openers along that order names the container of each comma.
+    """
+    codes = np.frombuffer(body, dtype=np.uint8)
+    marks = positions_of(codes, b"[{]},")
+    marks = marks[outside_strings(codes, marks)]
+    kinds = codes[marks]
+    opening = (kinds == ord("[")) | (kinds == ord("{"))
+    closing = (kinds == ord("]")) | (kinds == ord("}"))
+    depth = np.cumsum(opening.astype(np.int32) - closing)  # after each mark: a comma's is its container's
+    inside = (depth > 0) & ~closing
+    depth, opening = depth[inside], opening[inside]
+    if not opening.any():
+        return 0
+    by_depth = np.argsort(depth.astype(np.int16 if depth.max() < 2**15 else np.int32), kind="stable")
+    opens_in_order = opening[by_depth]
+    container = np.cumsum(opens_in_order, dtype=np.int32)[~opens_in_order]
+    return int(np.bincount(container).max(initial=0)) + 1
+
+
+def csv_rows(body: bytes) -> int:
+    """How many rows pandas reads from a CSV body, counted without parsing it (linear, C speed).
+
+    A record ends at a line break (line feed, carriage return or both) outside quoted fields; a doubled quote
+    inside a field toggles twice, so quote parity tells inside from outside. Lines of spaces and
+    tabs only are skipped, as pandas skips them, and the first record is the header. Exact for
+    RFC 4180 CSV (what pandas and the csv module write); a stray quote inside an unquoted field,
+    which pandas reads as text, can shift the count, and `predict` still counts exactly after
+    (docs/design.md, "Serving limits").
+    """
+    codes = np.frombuffer(body, dtype=np.uint8)
+    breaks = positions_of(codes, b"\r\n")
+    breaks = breaks[np.searchsorted(positions_of(codes, b'"'), breaks) % 2 == 0]
+    filled = np.zeros(codes.size + 1, dtype=np.int32 if codes.size < 2**31 else np.int64)
+    blank = (codes == ord(" ")) | (codes == ord("\t")) | (codes == ord("\n")) | (codes == ord("\r"))
+    np.cumsum(~blank, out=filled[1:])  # filled[i]: how many bytes before i are not blank
+    ends = np.concatenate([breaks, [codes.size]])
+    starts = np.concatenate([[0], breaks + 1])
+    records = int(np.count_nonzero(filled[ends] > filled[starts]))
+    return max(records - 1, 0)
+
+
+def csv_refusal(body: bytes, max_rows: int) -> str | None:
+    """Why a CSV body is refused before pandas parses it, or None: more rows than `max_rows`.
+
+    5 M one-letter rows fit the byte limit and cost pandas seconds of a scoring thread before
+    `predict` could count them; a body with no more line breaks than the limit is passed unscanned.
+    """
+    if body.count(b"\n") + body.count(b"\r") <= max_rows:
+        return None
+    rows = csv_rows(body)
+    return too_many_rows(rows, max_rows) if rows > max_rows else None
+
+
+def json_refusal(body: bytes, max_rows: int) -> str | None:
     """Why a JSON body is refused before MLflow parses it, or None: the shapes its parser fails on
-    with a 500 or a stack overflow. Linear in the body.
+    with a 500 or a stack overflow, and more rows than `max_rows` (the largest container's items,
+    which MLflow would take seconds to parse for millions of tiny rows). Linear in the body.
+
+    A request that asks for explanations is held to its lower limit in `predict`: its params are
+    read by MLflow's parser, and the rows are already bounded here.
 
     The scans read UTF-8 bytes. Python's parser also reads UTF-16 and UTF-32 (told by the first
     bytes), where every quote is followed by a zero byte and the scans would see nothing: such a
@@ -281,6 +359,9 @@ def json_refusal(body: bytes) -> str | None:
         return f"the JSON body is {encoding.upper()}; send it as UTF-8"
     if nests_too_deep(body):
         return f"the JSON body nests deeper than {MAX_JSON_DEPTH} levels; no request form needs that"
+    most = max(max_rows, FORM_KEYS)
+    if body.count(b",") >= most and (items := largest_json_container(body)) > most:
+        return too_many_rows(items, max_rows)
     if has_too_long_integer(body):
         digits = sys.get_int_max_str_digits()
         return f"the JSON body holds an integer of more than {digits:,} digits; send tweets as strings"
