@@ -578,7 +578,8 @@ def reliability_rows_before_parsing(root: Path) -> str:
         if r["request"] in then and "one-letter rows" in r["request"]
     ]
     header = ["request", "before: status, time to answer", "after", "the next one-tweet request, before / after"]
-    warnings = [f"- {data['warning']}" for data in (before, after) if data.get("warning")]
+    runs = {"before": before, "after": after}
+    warnings = [f"- {label}: {data['warning']}" for label, data in runs.items() if data.get("warning")]
     sources = [
         from_file(HOSTILE_BEFORE_ROWS_GUARD, before["provenance"], "bench/hostile_requests.py"),
         from_file(HOSTILE, after["provenance"], "bench/hostile_requests.py"),
