@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -72,15 +73,6 @@ class RequestAbandoned(MlflowException):
         super().__init__(message, error_code=RESOURCE_EXHAUSTED)
 
 
-def too_many_rows(rows: int, max_rows: int) -> str:
-    """The one message for a request over the row limit: `predict`'s exact count and the request guard's
-    count before parsing read alike, so a client sees one answer whichever refused it."""
-    return (
-        f"{rows:,} rows in one request; this server takes at most {max_rows:,} "
-        f"({MAX_ROWS_ENV}). Send the batch in smaller requests."
-    )
-
-
 def positive_int_from_env(name: str, default: int) -> int:
     """A whole number >= 1 from the environment; a wrong value stops the server at start, by name."""
     raw = os.environ.get(name, "").strip().replace("_", "")
@@ -121,26 +113,37 @@ class ServingLimits:
             timeout_s=float(MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT.get()),
         )
 
-    def check_rows(self, rows: int, explained: bool = False) -> None:
-        """Refuse a batch over the row limit before any of it is scored.
+    def rows_refusal(self, rows: int, explained: bool = False) -> str | None:
+        """Why a batch of `rows` is refused, or None: the one message `predict`'s exact count and the
+        request guard's count before parsing give alike, so a client reads one answer whichever refused.
 
         An explained batch is held to its own, lower limit first: that is the limit it must meet.
 
         Args:
             rows: rows in the request.
             explained: whether the request asks for explanations (`params.explain`).
+        """
+        if explained and rows > self.max_explained_rows:
+            return (
+                f"{rows:,} rows to explain in one request; this server explains at most {self.max_explained_rows:,} "
+                f"({MAX_EXPLAINED_ROWS_ENV}). Ask for explanations of fewer rows, or send without params.explain."
+            )
+        if rows > self.max_rows:
+            return (
+                f"{rows:,} rows in one request; this server takes at most {self.max_rows:,} "
+                f"({MAX_ROWS_ENV}). Send the batch in smaller requests."
+            )
+        return None
+
+    def check_rows(self, rows: int, explained: bool = False) -> None:
+        """Refuse a batch over the row limit before any of it is scored (`rows_refusal`).
 
         Raises:
             LimitExceeded: more rows than `max_rows`, or than `max_explained_rows` when explained
                 (a 400 naming the limit and how to change it).
         """
-        if explained and rows > self.max_explained_rows:
-            raise LimitExceeded(
-                f"{rows:,} rows to explain in one request; this server explains at most {self.max_explained_rows:,} "
-                f"({MAX_EXPLAINED_ROWS_ENV}). Ask for explanations of fewer rows, or send without params.explain."
-            )
-        if rows > self.max_rows:
-            raise LimitExceeded(too_many_rows(rows, self.max_rows))
+        if refusal := self.rows_refusal(rows, explained):
+            raise LimitExceeded(refusal)
 
     def check_text_length(self, row: int, text: str) -> None:
         """Refuse a text longer than the per-text bound before any of it is normalised or scanned.
@@ -342,25 +345,39 @@ def csv_rows(body: bytes) -> int:
     return max(records - 1, 0)
 
 
-def csv_refusal(body: bytes, max_rows: int) -> str | None:
-    """Why a CSV body is refused before pandas parses it, or None: more rows than `max_rows`.
+def csv_refusal(body: bytes, limits: ServingLimits) -> str | None:
+    """Why a CSV body is refused before pandas parses it, or None: more rows than the row limit.
 
     5 M one-letter rows fit the byte limit and cost pandas seconds of a scoring thread before
     `predict` could count them; a body with no more line breaks than the limit is passed unscanned.
+    A CSV request carries no params, so it asks for no explanations.
     """
-    if body.count(b"\n") + body.count(b"\r") <= max_rows:
+    if body.count(b"\n") + body.count(b"\r") <= limits.max_rows:
         return None
-    rows = csv_rows(body)
-    return too_many_rows(rows, max_rows) if rows > max_rows else None
+    return limits.rows_refusal(csv_rows(body))
 
 
-def json_refusal(body: bytes, max_rows: int) -> str | None:
+def asks_for_explanations(body: bytes) -> bool:
+    """Whether a JSON body holds `"explain": true`, so a refusal names the limit `predict` would name.
+
+    Looked for only in a body already over the row limit (a regular expression led by a literal: C
+    speed). An escaped quote inside a text never ends in `"explain"` followed by a colon outside
+    it; a false match would change only which of the two row limits the 400 names.
+    """
+    return _EXPLAIN_TRUE.search(body) is not None
+
+
+_EXPLAIN_TRUE = re.compile(rb'"explain"\s*:\s*true')
+
+
+def json_refusal(body: bytes, limits: ServingLimits) -> str | None:
     """Why a JSON body is refused before MLflow parses it, or None: the shapes its parser fails on
-    with a 500 or a stack overflow, and more rows than `max_rows` (the largest container's items,
+    with a 500 or a stack overflow, and more rows than the row limit (the largest container's items,
     which MLflow would take seconds to parse for millions of tiny rows). Linear in the body.
 
-    A request that asks for explanations is held to its lower limit in `predict`: its params are
-    read by MLflow's parser, and the rows are already bounded here.
+    A request that asks for explanations is held to its lower limit in `predict`, which reads its
+    params: the guard judges only the row limit, and names the explained one when a body over the
+    row limit asks for explanations, as `predict` would.
 
     The scans read UTF-8 bytes. Python's parser also reads UTF-16 and UTF-32 (told by the first
     bytes), where every quote is followed by a zero byte and the scans would see nothing: such a
@@ -371,9 +388,9 @@ def json_refusal(body: bytes, max_rows: int) -> str | None:
         return f"the JSON body is {encoding.upper()}; send it as UTF-8"
     if nests_too_deep(body):
         return f"the JSON body nests deeper than {MAX_JSON_DEPTH} levels; no request form needs that"
-    most = max(max_rows, FORM_KEYS)
+    most = max(limits.max_rows, FORM_KEYS)
     if body.count(b",") >= most and (items := largest_json_container(body)) > most:
-        return too_many_rows(items, max_rows)
+        return limits.rows_refusal(items, asks_for_explanations(body))
     if has_too_long_integer(body):
         digits = sys.get_int_max_str_digits()
         return f"the JSON body holds an integer of more than {digits:,} digits; send tweets as strings"

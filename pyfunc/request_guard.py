@@ -60,7 +60,7 @@ class RequestGuard:
             return
         except ClientGone:
             return
-        refused_because = await judge(body, content_type, self.limits.max_rows)
+        refused_because = await judge(body, content_type, self.limits)
         if refused_because:
             refusal = LimitExceeded(refused_because)
             await respond(send, refusal.status, refusal_body(refusal))
@@ -83,7 +83,7 @@ class RequestGuard:
                 return b"".join(chunks)
 
 
-async def judge(body: bytes, content_type: str, max_rows: int) -> str | None:
+async def judge(body: bytes, content_type: str, limits: ServingLimits) -> str | None:
     """`json_refusal` or `csv_refusal` for the body by its content type, off the event loop when it is large.
 
     A 10 MiB body takes a few hundred ms and a few hundred MiB of numpy scratch to judge, so large
@@ -95,8 +95,8 @@ async def judge(body: bytes, content_type: str, max_rows: int) -> str | None:
     if scan is None:
         return None  # Parquet is binary and bounded by its bytes: `predict` counts its rows
     if len(body) <= INLINE_JUDGE_BYTES:
-        return scan(body, max_rows)
-    return await asyncio.get_running_loop().run_in_executor(_large_body_judges, scan, body, max_rows)
+        return scan(body, limits)
+    return await asyncio.get_running_loop().run_in_executor(_large_body_judges, scan, body, limits)
 
 
 class ClientGone(Exception):

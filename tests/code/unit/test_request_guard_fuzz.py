@@ -28,12 +28,12 @@ from pyfunc.limits import (
     has_too_long_integer,
     json_refusal,
     nests_too_deep,
-    too_many_rows,
 )
 from pyfunc.request_guard import RequestGuard
 
 MAX_BYTES = 200_000
 MAX_ROWS = 2_000
+LIMITS = ServingLimits(max_rows=MAX_ROWS, max_bytes=MAX_BYTES)
 GUARD_BOUND = settings(
     deadline=timedelta(seconds=2),  # each example: the whole guard, from the first chunk to the answer
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
@@ -148,7 +148,7 @@ def test_every_body_gets_the_answer_the_limits_give_within_the_bound(body, conte
         assert status == 415 and seen is None
     elif len(body) > MAX_BYTES:
         assert status == 413 and seen is None
-    elif content_type.lower() in {t.lower() for t in JSON_TYPES} and json_refusal(body, MAX_ROWS):
+    elif content_type.lower() in {t.lower() for t in JSON_TYPES} and json_refusal(body, LIMITS):
         assert status == 400 and seen is None
     else:
         assert status == 200 and seen == body  # the app gets the body exactly as sent
@@ -184,7 +184,7 @@ def test_a_body_over_the_row_limit_is_refused_before_the_app_parses_it(request, 
     status, seen, answer = guard_exchange(body, content_type, chunk_size, MAX_BYTES, max_rows)
     if rows > max_rows and (content_type == "text/csv" or rows > FORM_KEYS):
         assert status == 400 and seen is None
-        assert json.loads(answer)["message"] == too_many_rows(rows, max_rows)
+        assert json.loads(answer)["message"] == ServingLimits(max_rows=max_rows).rows_refusal(rows)
     else:
         assert status == 200 and seen == body
 

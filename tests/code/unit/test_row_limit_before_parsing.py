@@ -17,11 +17,11 @@ from pyfunc.limits import (
     FORM_KEYS,
     LimitExceeded,
     ServingLimits,
+    asks_for_explanations,
     csv_refusal,
     csv_rows,
     json_refusal,
     largest_json_container,
-    too_many_rows,
 )
 
 # Texts holding what a scan must not take for structure.
@@ -60,9 +60,9 @@ def test_the_largest_container_of_every_form_holds_exactly_its_rows(count):
 
 @pytest.mark.parametrize("form", list(request_bodies(["x"])))
 def test_a_json_request_at_the_limit_passes_and_one_more_row_is_refused_naming_it(form):
-    limit = 40
-    assert json_refusal(request_bodies(rows_of(limit))[form], limit) is None
-    assert json_refusal(request_bodies(rows_of(limit + 1))[form], limit) == too_many_rows(limit + 1, limit)
+    limits = ServingLimits(max_rows=40, max_explained_rows=100)
+    assert json_refusal(request_bodies(rows_of(40))[form], limits) is None
+    assert json_refusal(request_bodies(rows_of(41))[form], limits) == limits.rows_refusal(41)
 
 
 @pytest.mark.parametrize(
@@ -85,14 +85,15 @@ def test_items_are_commas_outside_strings_directly_inside_each_container_plus_on
 
 
 def test_an_empty_body_and_a_bare_value_are_left_to_mlflows_parser():
-    assert json_refusal(b"", 1) is None
-    assert json_refusal(b'"late again"', 1) is None
+    assert json_refusal(b"", ServingLimits(max_rows=1)) is None
+    assert json_refusal(b'"late again"', ServingLimits(max_rows=1)) is None
 
 
 def test_a_container_deep_inside_the_request_is_counted_too():
     body = json.dumps({"inputs": {"text": ["x"]}, "params": {"threshold": list(range(30))}}).encode()
-    assert json_refusal(body, 29) == too_many_rows(30, 29)
-    assert json_refusal(body, 30) is None
+    limits = ServingLimits(max_rows=29)
+    assert json_refusal(body, limits) == limits.rows_refusal(30)
+    assert json_refusal(body, ServingLimits(max_rows=30)) is None
 
 
 def csv_of(texts: list[str], **to_csv: object) -> bytes:
@@ -126,31 +127,52 @@ def test_csv_rows_are_the_rows_pandas_reads(body):
 
 def test_an_empty_csv_body_has_no_rows():
     assert csv_rows(b"") == 0
-    assert csv_refusal(b"", 1) is None
+    assert csv_refusal(b"", ServingLimits(max_rows=1)) is None
 
 
 def test_a_csv_request_at_the_limit_passes_and_one_more_row_is_refused_naming_it():
-    limit = 40
-    assert csv_refusal(csv_of(rows_of(limit)), limit) is None
-    assert csv_refusal(csv_of(rows_of(limit + 1)), limit) == too_many_rows(limit + 1, limit)
+    limits = ServingLimits(max_rows=40)
+    assert csv_refusal(csv_of(rows_of(40)), limits) is None
+    assert csv_refusal(csv_of(rows_of(41)), limits) == limits.rows_refusal(41)
 
 
 def test_line_breaks_inside_quoted_fields_do_not_make_rows():
     body = csv_of(["one\ntwo\nthree\nfour"] * 3)
     assert body.count(b"\n") > 10
-    assert csv_refusal(body, 3) is None
+    assert csv_refusal(body, ServingLimits(max_rows=3)) is None
 
 
-def test_predict_and_the_guard_refuse_with_the_same_message():
+@pytest.mark.parametrize("explained", [False, True])
+def test_predict_and_the_guard_refuse_with_the_same_message(explained):
+    """An explained request over the row limit is told the explained limit, the one it must meet."""
+    limits = ServingLimits(max_rows=40, max_explained_rows=10)
+    body = json.dumps({"inputs": {"text": rows_of(41)}, "params": {"explain": explained}}).encode()
     with pytest.raises(LimitExceeded) as refused:
-        ServingLimits(max_rows=40).check_rows(41)
-    assert refused.value.message == too_many_rows(41, 40)
-    assert "41 rows in one request; this server takes at most 40 (MAX_ROWS_PER_REQUEST)" in too_many_rows(41, 40)
+        limits.check_rows(41, explained)
+    assert json_refusal(body, limits) == refused.value.message
+    named = "(MAX_EXPLAINED_ROWS_PER_REQUEST)" if explained else "at most 40 (MAX_ROWS_PER_REQUEST)"
+    assert named in refused.value.message and refused.value.message.startswith("41 rows")
+
+
+@pytest.mark.parametrize(
+    ("params", "asks"),
+    [
+        (b'"params": {"explain": true}', True),
+        (b'"params": {"explain" :  true, "threshold": 0.5}', True),
+        (b'"params": {"explain": false}', False),
+        (b'"params": {"threshold": 0.5}', False),
+        (b'"note": "explain: true"', False),  # text, not a key
+        (b'"note": "say \\"explain\\": true"', False),  # escaped quotes inside a text
+    ],
+)
+def test_explanations_are_asked_for_only_by_an_explain_key_set_to_true(params, asks):
+    assert asks_for_explanations(b'{"inputs": {"text": ["explain"]}, ' + params + b"}") is asks
 
 
 def test_a_limit_below_a_forms_own_keys_is_left_to_predict():
     """`dataframe_split` holds columns, index and data: one row must not be refused as three."""
     body = request_bodies(["late again"])["dataframe_split"]
     assert largest_json_container(body) == FORM_KEYS
-    assert json_refusal(body, 1) is None
-    assert json_refusal(request_bodies(rows_of(FORM_KEYS + 1))["inputs"], 1) == too_many_rows(FORM_KEYS + 1, 1)
+    assert json_refusal(body, ServingLimits(max_rows=1)) is None
+    limits = ServingLimits(max_rows=1)
+    assert json_refusal(request_bodies(rows_of(FORM_KEYS + 1))["inputs"], limits) == limits.rows_refusal(FORM_KEYS + 1)
