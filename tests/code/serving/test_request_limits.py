@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from harness.servers import ModelServer
-from pyfunc.limits import DEFAULT_MAX_BYTES, DEFAULT_MAX_ROWS, DEFAULT_MAX_TEXT_CHARS, MAX_JSON_DEPTH, too_many_rows
+from pyfunc.limits import DEFAULT_MAX_BYTES, DEFAULT_MAX_ROWS, DEFAULT_MAX_TEXT_CHARS, MAX_JSON_DEPTH, ServingLimits
 
 pytestmark = pytest.mark.integration
 
@@ -53,7 +53,7 @@ def test_ten_megabytes_of_tiny_rows_are_refused_before_mlflow_parses_them(server
     assert len(body) <= DEFAULT_MAX_BYTES
     response = server.invocations(body, content_type=content_type)
     assert response.status_code == 400
-    assert message_of(response) == too_many_rows(rows, DEFAULT_MAX_ROWS)
+    assert message_of(response) == ServingLimits().rows_refusal(rows)
     still_serving()
 
 
