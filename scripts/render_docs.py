@@ -559,6 +559,34 @@ def reliability_hostile(root: Path) -> str:
     )
 
 
+HOSTILE_BEFORE_ROWS_GUARD = "docs/reliability_hostile_before_rows_guard.json"
+
+
+@renders("reliability_rows_before_parsing", HOSTILE_BEFORE_ROWS_GUARD, HOSTILE)
+def reliability_rows_before_parsing(root: Path) -> str:
+    """The bodies of millions of tiny rows, before the guard counted rows in the bytes and after."""
+    before, after = read_json(root, HOSTILE_BEFORE_ROWS_GUARD), read_json(root, HOSTILE)
+    then = {r["request"]: r for r in before["requests"]}
+    rows = [
+        [
+            r["request"],
+            f"{then[r['request']]['status']}, {num(then[r['request']]['seconds'], 2)} s",
+            f"{r['status']}, {num(r['seconds'], 2)} s",
+            f"{num(then[r['request']]['next_one_tweet_ms'])} ms / {num(r['next_one_tweet_ms'])} ms",
+        ]
+        for r in after["requests"]
+        if r["request"] in then and "one-letter rows" in r["request"]
+    ]
+    header = ["request", "before: status, time to answer", "after", "the next one-tweet request, before / after"]
+    runs = {"before": before, "after": after}
+    warnings = [f"- {label}: {data['warning']}" for label, data in runs.items() if data.get("warning")]
+    sources = [
+        from_file(HOSTILE_BEFORE_ROWS_GUARD, before["provenance"], "bench/hostile_requests.py"),
+        from_file(HOSTILE, after["provenance"], "bench/hostile_requests.py"),
+    ]
+    return "\n\n".join([table(header, ["l", "r", "r", "r"], rows), *warnings, *sources])
+
+
 SLOW_CLIENTS = "docs/reliability_slow_clients.json"
 
 
