@@ -71,6 +71,7 @@ def create_app() -> pn.template.BootstrapTemplate:
     template = page.template(session, roles_problem)
     pn.state.onload(session.status.check)
     pn.state.onload(session.review_view.refresh)
+    session.verdicts.start_restoring()  # verdicts a killed dashboard left in the spool
     pn.state.on_session_destroyed(lambda session_context: session.verdicts.report_unsaved_on_close())
     return template
 
