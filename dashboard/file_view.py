@@ -1,7 +1,9 @@
 """The Batch tab: a CSV file scored in chunks, with progress, a histogram, a preview and a download.
 
 A batch the model server stops answering keeps its scored rows, and "Score the rest" sends only the
-rows not yet scored (docs/design.md, "Batch scoring"; docs/reliability.md).
+rows not yet scored (docs/design.md, "Batch scoring"; docs/reliability.md). What grows with the file
+(parsing, the valid rows, the joined result and its CSV) runs in threads, so one tester's largest upload
+never holds up another session's page; the file's name is made safe before the log or the page sees it.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import panel as pn
 
 from dashboard import batch, charts
 from dashboard.client import ModelClient
+from dashboard.file_names import download_name, safe_file_name
 from dashboard.page import message_html
 
 # A file being scored holds its thread for minutes. In the event loop's default pool (cores + 4 threads)
@@ -94,7 +97,7 @@ class FileView:
         self.resume_button.visible = False
 
     async def _on_score_file(self, event=None) -> None:
-        data, name = self.file_input.value, self.file_input.filename or "tweets.csv"
+        data, name = self.file_input.value, self.file_input.filename or ""
         if not data:
             return
         self.score_button.loading = True
@@ -105,18 +108,17 @@ class FileView:
             self.score_button.loading = False
 
     async def _score_file(self, data: bytes, name: str) -> None:
+        name = safe_file_name(name)  # the tester's to choose: one safe line before the log or the page sees it
         self.histogram[:] = []  # nothing from a previous file stays on screen
         self.preview.visible = False
         self.resume_button.visible = False
         try:
-            frame = await asyncio.to_thread(batch.read_csv, data)
-            column = batch.text_column(frame)
+            prepared = await asyncio.to_thread(batch.prepare, data)
         except batch.BatchError as error:
             self.batch_message.param.update(object=message_html(str(error), "error", "batch-status"), visible=True)
             return
-        valid = batch.valid_mask(frame[column])
-        self.pending_batch = {"frame": frame, "valid": valid, "column": column, "name": name}
-        self.pending_batch |= {"texts": frame.loc[valid, column].tolist(), "predictions": [], "latency_ms": 0.0}
+        self.pending_batch = {"frame": prepared.frame, "valid": prepared.valid, "column": prepared.column, "name": name}
+        self.pending_batch |= {"texts": prepared.texts, "predictions": [], "latency_ms": 0.0}
         await self._score_pending()
 
     async def _on_resume_batch(self, event=None) -> None:
@@ -154,11 +156,11 @@ class FileView:
         score = functools.partial(self.client.predict_in_chunks, texts, self.threshold_to_send(), None, progress, done)
         # A batch is the one step that waits on shared slots and on the server for minutes: its start
         # and end in the log tell a stuck request from a page that was not updated.
-        _log.info("batch %s: scoring rows %d-%d of %d", pending["name"], done, len(texts) - 1, len(texts))
+        _log.info("batch %r: scoring rows %d-%d of %d", pending["name"], done, len(texts) - 1, len(texts))
         scored = await loop.run_in_executor(_batch_threads, score)
         outcome = f"stopped: {scored.failure.message}" if scored.failure else "done"
         _log.info(
-            "batch %s: %d rows scored in %.0f ms, %s",
+            "batch %r: %d rows scored in %.0f ms, %s",
             pending["name"],
             len(scored.predictions),
             scored.latency_ms,
@@ -171,7 +173,8 @@ class FileView:
         # tweets" over a bar at 2 of 4. Ticks of this batch that land later are ignored.
         self._batch_generation += 1
         self.progress.value = len(pending["predictions"])
-        result = batch.join_predictions(pending["frame"], pending["valid"], pending["predictions"])
+        joined = functools.partial(batch.scored_download, pending["frame"], pending["valid"], pending["predictions"])
+        result, self.scored_csv = await asyncio.to_thread(joined)
         skipped = int((~pending["valid"]).sum())
         self._show_batch(result, pending["name"], pending["column"], skipped, pending["latency_ms"])
         if scored.failure is None:
@@ -197,8 +200,7 @@ class FileView:
             self.progress.value = scored
 
     def _show_batch(self, result: pd.DataFrame, name: str, column: str, skipped: int, latency_ms: float) -> None:
-        self.scored_csv = batch.to_csv_bytes(result)
-        self.download.param.update(filename=f"scored_{name.rsplit('.', 1)[0]}.csv", disabled=False)
+        self.download.param.update(filename=download_name(name), disabled=False)
         scored = result[result["valid"] & result["label"].notna()]
         negatives = int((scored["label"] == "negative").sum())
         took = f"{latency_ms:.0f} ms" if latency_ms < 1000 else f"{latency_ms / 1000:.1f} s"
