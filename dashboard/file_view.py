@@ -19,9 +19,10 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pandas as pd
 import panel as pn
+from bokeh.plotting import figure as Figure
 
 from dashboard import batch, charts
-from dashboard.client import ModelClient
+from dashboard.client import ModelClient, Prediction
 from dashboard.file_names import download_name, safe_file_name
 from dashboard.page import message_html
 
@@ -32,6 +33,22 @@ BATCH_THREADS = 32
 _batch_threads = ThreadPoolExecutor(max_workers=BATCH_THREADS, thread_name_prefix="dashboard-batch")
 PREVIEW_ROWS = 200
 _log = logging.getLogger(__name__)
+
+
+def scored_outputs(
+    frame: pd.DataFrame, valid: pd.Series, predictions: list[Prediction]
+) -> tuple[pd.DataFrame, bytes, Figure | None]:
+    """The scored table, its download and its histogram (None: nothing scored): one call for a thread.
+
+    Each grows with the file; built on the event loop they held up every session of the process
+    (docs/reliability.md, the largest upload's stall). A Bokeh figure joins no document until shown.
+    """
+    result, csv_bytes = batch.scored_download(frame, valid, predictions)
+    scored = result[result["valid"] & result["label"].notna()]
+    if not len(scored):
+        return result, csv_bytes, None
+    threshold = float(scored["threshold"].iloc[0])
+    return result, csv_bytes, charts.probability_histogram(scored["proba_negative"].to_numpy(np.float64), threshold)
 
 
 class FileView:
@@ -173,10 +190,10 @@ class FileView:
         # tweets" over a bar at 2 of 4. Ticks of this batch that land later are ignored.
         self._batch_generation += 1
         self.progress.value = len(pending["predictions"])
-        joined = functools.partial(batch.scored_download, pending["frame"], pending["valid"], pending["predictions"])
-        result, self.scored_csv = await asyncio.to_thread(joined)
+        joined = functools.partial(scored_outputs, pending["frame"], pending["valid"], pending["predictions"])
+        result, self.scored_csv, plot = await asyncio.to_thread(joined)
         skipped = int((~pending["valid"]).sum())
-        self._show_batch(result, pending["name"], pending["column"], skipped, pending["latency_ms"])
+        self._show_batch(result, plot, pending["name"], pending["column"], skipped, pending["latency_ms"])
         if scored.failure is None:
             self.pending_batch = None
             self.resume_button.visible = False
@@ -199,7 +216,9 @@ class FileView:
         if generation == self._batch_generation and scored > self.progress.value:
             self.progress.value = scored
 
-    def _show_batch(self, result: pd.DataFrame, name: str, column: str, skipped: int, latency_ms: float) -> None:
+    def _show_batch(
+        self, result: pd.DataFrame, plot: Figure | None, name: str, column: str, skipped: int, latency_ms: float
+    ) -> None:
         self.download.param.update(filename=download_name(name), disabled=False)
         scored = result[result["valid"] & result["label"].notna()]
         negatives = int((scored["label"] == "negative").sum())
@@ -209,9 +228,7 @@ class FileView:
         if skipped:
             summary += f"; {skipped} rows with an empty text were skipped (valid=False)"
         self.batch_message.param.update(object=message_html(summary + ".", "ok", "batch-status"), visible=True)
-        if len(scored):
-            threshold = float(scored["threshold"].iloc[0])
-            plot = charts.probability_histogram(scored["proba_negative"].to_numpy(dtype=np.float64), threshold)
+        if plot is not None:
             self.histogram[:] = [pn.pane.Bokeh(plot)]
         self.preview.param.update(
             value=result.head(PREVIEW_ROWS),
