@@ -664,7 +664,8 @@ def upload_stall_rows(data: dict) -> list[list[str]]:
         measured = (
             f"another session's request waited up to {num(now['max_ms'], 0)} ms (p99 {num(now['p99_ms'], 0)} ms; "
             f"median of {len(after['uploads'])} uploads of {after['upload_bytes'] / 2**20:,.1f} MiB); "
-            f"{before['label']}: {num(then['max_ms'], 0)} ms; {conditions}"
+            f"{before['label']}: {num(then['max_ms'], 0)} ms (load {before['provenance'].get('load_at_start', '?')}); "
+            f"{conditions}"
         )
         rows.append([fault, after["label"], measured, "`python bench/upload_stall.py`"])
     return rows
