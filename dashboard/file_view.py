@@ -173,11 +173,11 @@ class FileView:
         score = functools.partial(self.client.predict_in_chunks, texts, self.threshold_to_send(), None, progress, done)
         # A batch is the one step that waits on shared slots and on the server for minutes: its start
         # and end in the log tell a stuck request from a page that was not updated.
-        _log.info("batch %r: scoring rows %d-%d of %d", pending["name"], done, len(texts) - 1, len(texts))
+        _log.info("batch %s: scoring rows %d-%d of %d", pending["name"], done, len(texts) - 1, len(texts))
         scored = await loop.run_in_executor(_batch_threads, score)
         outcome = f"stopped: {scored.failure.message}" if scored.failure else "done"
         _log.info(
-            "batch %r: %d rows scored in %.0f ms, %s",
+            "batch %s: %d rows scored in %.0f ms, %s",
             pending["name"],
             len(scored.predictions),
             scored.latency_ms,
