@@ -181,14 +181,17 @@ def test_a_refused_write_keeps_the_verdict_in_the_page_and_the_queue_moves_on(tm
     def refuse(feedback: Feedback) -> Feedback:
         raise FeedbackNotSaved(f"the feedback store {store.path} is locked by another writer")
 
-    monkeypatch.setattr(store, "add", refuse)
+    monkeypatch.setattr(store, "add_once", refuse)
     assert not asyncio.run(view.judge("negative"))
-    [(kept, _)] = view.verdicts.unsaved
+    [waiting] = view.verdicts.unsaved
+    kept = waiting.verdict
     assert (kept.text, kept.user_name, kept.true_label) == (queue_frame()["text"].iloc[0], "alice", "negative")
     assert "The feedback is not saved yet" in view.verdicts.message.object
     assert 'id="queue-progress">1 of 3<' in view.progress_line.object
     monkeypatch.undo()
+    assert waiting.spooled is not None and waiting.spooled.exists()  # it would survive a killed dashboard
     assert asyncio.run(view.verdicts.save_unsaved()) and len(stored(store)) == 1
+    assert not waiting.spooled.exists()
 
 
 def test_a_bad_upload_says_why_and_keeps_the_queue_on_screen(tmp_path):
