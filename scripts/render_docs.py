@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import statistics
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -262,6 +263,28 @@ def serve_benchmark_explain(root: Path) -> str:
     if data.get("warning"):
         lines.append(f"- {data['warning']}.")
     return "\n\n".join([*lines[:2], "\n".join(lines[2:]), from_file(SERVE_EXPLAIN, source, "bench/serve_benchmark.py")])
+
+
+# --- the path without explanations, old code against new: docs/results/explain_off_cost.json ----------
+
+EXPLAIN_OFF_COST = "docs/results/explain_off_cost.json"
+
+
+@renders("explain_off_cost", EXPLAIN_OFF_COST)
+def explain_off_cost(root: Path) -> str:
+    """Single-tweet p50 of the same weights served by the code before and after explanations, runs alternating."""
+    data = read_json(root, EXPLAIN_OFF_COST)
+    runs = data["runs"]
+    rounds = {c: [p50 for run in runs if run["code"] == c for p50 in run["round_p50_ms"]] for c in ("old", "new")}
+    old, new = (statistics.median(rounds[code]) for code in ("old", "new"))
+    spread = {code: f"{min(rounds[code]):.1f}-{max(rounds[code]):.1f}" for code in ("old", "new")}
+    line = (
+        f"- **Without explanations: {new:.2f} ms** single-tweet p50 (median of {len(rounds['new'])} rounds, each"
+        f" {spread['new']} ms), against {old:.2f} ms ({spread['old']} ms) for the same weights (run"
+        f" `{data['model_run_id'][:8]}`) served by the code of {data['old_code_commit']}, before explanations;"
+        f" {len(runs) // 2} runs of each, alternating. How: {data['how']}."
+    )
+    return "\n\n".join([line, from_file(EXPLAIN_OFF_COST, data["provenance"], "bench/serve_benchmark.py")])
 
 
 # --- queue picking against random picking: docs/results/adaptation_queue.json -----------------------
