@@ -1,7 +1,8 @@
 """The Batch tab: a CSV file scored in chunks, with progress, a histogram, a preview and a download.
 
 A batch the model server stops answering keeps its scored rows, and "Score the rest" sends only the
-rows not yet scored (docs/design.md, "Batch scoring"; docs/reliability.md).
+rows not yet scored (docs/design.md, "Batch scoring"; docs/reliability.md). Ticked rows of the preview
+are explained on demand (dashboard/row_explainer.py).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import panel as pn
 from dashboard import batch, charts
 from dashboard.client import ModelClient
 from dashboard.page import message_html
+from dashboard.row_explainer import RowExplainer
 
 # A file being scored holds its thread for minutes. In the event loop's default pool (cores + 4 threads)
 # ten testers' files left no thread for anyone's typed prediction or feedback, so files get threads of
@@ -39,8 +41,11 @@ class FileView:
         self.threshold_to_send = threshold_to_send
         self.scored_csv: bytes | None = None
         self.pending_batch: dict | None = None
+        self.preview_column = "text"  # the previewed file's tweet column
         self._batch_generation = 0  # only the running batch's progress ticks move the bar
         self._build_widgets()
+        self.row_explainer = RowExplainer(client, threshold_to_send, _batch_threads)
+        self.row_explainer.button.on_click(self._on_explain_rows)
         self.file_input.param.watch(self._on_file, "value")
         self.score_button.on_click(self._on_score_file)
         self.resume_button.on_click(self._on_resume_batch)
@@ -60,7 +65,7 @@ class FileView:
             page_size=10,
             visible=False,
             layout="fit_columns",
-            selectable=False,
+            selectable="checkbox",  # ticked rows are explained on demand
         )
         self.download = pn.widgets.FileDownload(
             callback=self._scored_file,
@@ -84,6 +89,7 @@ class FileView:
             self.histogram,
             self.download,
             self.preview,
+            self.row_explainer.panel(),
         )
 
     def _on_file(self, event) -> None:
@@ -107,6 +113,7 @@ class FileView:
     async def _score_file(self, data: bytes, name: str) -> None:
         self.histogram[:] = []  # nothing from a previous file stays on screen
         self.preview.visible = False
+        self.row_explainer.reset(visible=False)
         self.resume_button.visible = False
         try:
             frame = await asyncio.to_thread(batch.read_csv, data)
@@ -211,6 +218,9 @@ class FileView:
             threshold = float(scored["threshold"].iloc[0])
             plot = charts.probability_histogram(scored["proba_negative"].to_numpy(dtype=np.float64), threshold)
             self.histogram[:] = [pn.pane.Bokeh(plot)]
+        self.preview.selection = []
+        self.row_explainer.reset(visible=bool(len(scored)))
+        self.preview_column = column
         self.preview.param.update(
             value=result.head(PREVIEW_ROWS),
             # Tabulator writes column titles as HTML: an uploaded file's column names are shown escaped.
@@ -219,6 +229,10 @@ class FileView:
             widths={column: "40%", "model_version": "18%"},
             visible=True,
         )
+
+    async def _on_explain_rows(self, event=None) -> None:
+        """Explain the preview's ticked rows (they index the preview's own rows)."""
+        await self.row_explainer.explain(self.preview.value, self.preview_column, list(self.preview.selection))
 
     def _scored_file(self) -> io.BytesIO:
         return io.BytesIO(self.scored_csv or b"")
