@@ -85,8 +85,10 @@ def legend_html() -> str:
 def top_words_html(prediction: Prediction, element_id: str) -> str:
     """The words that most pushed the served label, strongest first: what a wrong prediction is blamed on."""
     words = prediction.top_words()
-    listed = ", ".join(f"<b>{html.escape(word)}</b>" for word in words) if words else "none"
-    return f'<div id="{element_id}">Words that most pushed it to <i>{html.escape(prediction.label)}</i>: {listed}</div>'
+    # Spans, not <b>: a tweet's word "bold" must never become a bold element a check could mistake for markup.
+    shown = [f'<span class="top-word" style="font-weight:bold">{html.escape(word)}</span>' for word in words]
+    label = html.escape(prediction.label)
+    return f'<div id="{element_id}">Words that most pushed it to <i>{label}</i>: {", ".join(shown) or "none"}</div>'
 
 
 def explanation_html(text: str, prediction: Prediction, element_id: str) -> str:

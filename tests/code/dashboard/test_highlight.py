@@ -52,7 +52,7 @@ def test_a_tweet_with_markup_shows_literally():
         "&lt;b&gt;bold&lt;/b&gt;",
     ]
     # the top words are the tweet's own words too: escaped
-    assert 'id="t-top"' in rendered and "<b>&lt;script&gt;" in rendered
+    assert 'id="t-top"' in rendered and '"font-weight:bold">&lt;script&gt;' in rendered
 
 
 def test_words_past_the_explained_ones_are_shown_plain():
@@ -72,6 +72,5 @@ def test_the_top_words_are_those_that_pushed_the_served_label():
     rendered = explanation_html(
         "great delay crew", Prediction("not_negative", 0.2, 0.5, MODEL, explanation=explanation), "t"
     )
-    assert re.search(
-        r'id="t-top">Words that most pushed it to <i>not_negative</i>: <b>great</b>, <b>crew</b></div>', rendered
-    )
+    assert 'id="t-top">Words that most pushed it to <i>not_negative</i>: ' in rendered
+    assert re.findall(r'<span class="top-word"[^>]*>([^<]*)</span>', rendered) == ["great", "crew"]
