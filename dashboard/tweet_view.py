@@ -126,7 +126,11 @@ class TweetView:
         self.threshold = pn.widgets.EditableFloatSlider(
             label="Decision threshold", start=0.0, end=1.0, fixed_start=0.0, fixed_end=1.0, step=0.01, value=0.5
         )
-        self.use_model_threshold = pn.widgets.Checkbox(label="Use the model's own threshold", value=True)
+        self.use_model_threshold = pn.widgets.Checkbox(
+            label="Use the model's own threshold",
+            value=True,
+            css_classes=["model-threshold"],  # the tests find it
+        )
         self.threshold_note = pn.pane.HTML(
             "<small>A tweet is flagged <b>negative</b> when proba_negative ≥ threshold. Moving the slider "
             "sends it as <code>params.threshold</code> and re-scores the current tweet.</small>"

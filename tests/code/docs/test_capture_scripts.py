@@ -99,9 +99,11 @@ def test_dashboard_capture_shoots_every_state(tracking: Tracking, baseline_run_i
         env=tracking.env,
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
-    states = ["prediction", "threshold", "feedback", "review", "script_as_text", "history", "batch", "server_down"]
-    for state in states:
+    states = ["prediction", "threshold", "feedback", "review", "script_as_text", "history", "batch"]
+    for state in [*states, "rows_explained", "server_down"]:
         assert_screenshot(tmp_path / f"dashboard_{state}.png", 1400, 900)
+    assert_screenshot(tmp_path / "dashboard_why_flagged.png", 1400, 150)  # the result alone, at the page's width
+    assert "dashboard_why_flagged.png: why flagged: each word of the typed tweet shaded" in result.stdout
     assert "the decision flips" in result.stdout and "Cannot reach" not in result.stderr
 
 
