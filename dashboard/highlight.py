@@ -19,6 +19,8 @@ MAX_OPACITY = 0.75
 # Contributions smaller than this (in probability) are shown unshaded: they moved nothing a tester can see.
 NEUTRAL_BELOW = 0.005
 TOWARDS, AGAINST, NEUTRAL = "word-towards-negative", "word-against-negative", "word-neutral"
+# The tweet as typed (spaces and line breaks kept), in the page's font: the shaded words must read as prose.
+TEXT_STYLE = "white-space:pre-wrap;font-family:inherit;font-size:1em"
 _WORD = re.compile(r"\S+")
 _RGB = {TOWARDS: charts.NEGATIVE_COLOR, AGAINST: charts.NOT_NEGATIVE_COLOR}
 
@@ -59,7 +61,7 @@ def highlighted_text_html(text: str, explanation: Sequence[WordContribution], el
     """
     matches = list(_WORD.finditer(text))
     if [match.group() for match in matches[: len(explanation)]] != [entry.word for entry in explanation]:
-        return f'<pre id="{element_id}" class="explained-text" style="white-space:pre-wrap">{html.escape(text)}</pre>'
+        return f'<pre id="{element_id}" class="explained-text" style="{TEXT_STYLE}">{html.escape(text)}</pre>'
     strongest = max((abs(entry.contribution) for entry in explanation), default=0.0)
     parts, position = [], 0
     for index, (match, entry) in enumerate(zip(matches, explanation, strict=False)):
@@ -68,7 +70,7 @@ def highlighted_text_html(text: str, explanation: Sequence[WordContribution], el
         position = match.end()
     parts.append(html.escape(text[position:]))
     body = "".join(parts)
-    return f'<pre id="{element_id}" class="explained-text" style="white-space:pre-wrap;line-height:1.7">{body}</pre>'
+    return f'<pre id="{element_id}" class="explained-text" style="{TEXT_STYLE};line-height:1.7">{body}</pre>'
 
 
 def legend_html() -> str:
