@@ -115,7 +115,7 @@ class Tester:
 
         async def score_csv() -> None:
             await page.locator(".bk-tab", has_text="Batch").click()
-            await page.locator("input[type=file]").set_input_files(self.csv_path)
+            await page.locator("input[type=file]").first.set_input_files(self.csv_path)  # the Batch tab's
             await page.get_by_role("button", name="Score the file").click()
             try:
                 status = page.locator("#batch-status")

@@ -1,8 +1,9 @@
 """What the served model does with oversized and hostile requests, and what they cost the next client.
 
 Starts `mlflow models serve` on a model URI (default the champion, one worker) and sends, one after
-the other: a batch at the row limit, one over it (100,000 rows), a 50 MB single text, JSON nested
-100,000 levels deep, and a body without Content-Type. After each, a one-tweet request from a second
+the other: a batch at the row limit, one over it (100,000 rows), 10 MB of one-letter rows (JSON
+`inputs` and CSV: millions of rows within the byte limit), a 50 MB single text, JSON nested 100,000
+levels deep, and a body without Content-Type. After each, a one-tweet request from a second
 client is timed: an oversized request must not slow the service for everyone. Prints status, time
 and the message for each, and writes them to `--json` with provenance.
 
@@ -28,10 +29,21 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.serve_benchmark import busy_warning, champion_body, load_texts, machine, start_champion
 from harness.provenance import provenance
-from pyfunc.limits import DEFAULT_MAX_ROWS
+from pyfunc.limits import DEFAULT_MAX_BYTES, DEFAULT_MAX_ROWS
 from steps.lib.registry import CHAMPION_URI
 
 JSON = {"Content-Type": "application/json"}
+CSV = {"Content-Type": "text/csv"}
+
+
+def tiny_json_rows() -> bytes:
+    """`inputs` of one-letter texts filling the byte limit: 2.6 M rows that MLflow parses before `predict`."""
+    return b'{"inputs": {"text": [' + b",".join([b'"a"'] * ((DEFAULT_MAX_BYTES - 30) // 4)) + b"]}}"
+
+
+def tiny_csv_rows() -> bytes:
+    """A CSV of one-letter rows filling the byte limit: 5.2 M rows that pandas parses before `predict`."""
+    return b"text\n" + b"a\n" * ((DEFAULT_MAX_BYTES - 5) // 2)
 
 
 def cases(texts: list[str]) -> list[tuple[str, bytes, dict[str, str]]]:
@@ -43,6 +55,8 @@ def cases(texts: list[str]) -> list[tuple[str, bytes, dict[str, str]]]:
     return [
         (f"{DEFAULT_MAX_ROWS:,} rows (at the limit)", rows(DEFAULT_MAX_ROWS), JSON),
         ("100,000 rows", rows(100_000), JSON),
+        ("10 MB of one-letter rows (JSON inputs)", tiny_json_rows(), JSON),
+        ("10 MB of one-letter rows (CSV)", tiny_csv_rows(), CSV),
         ("a 50 MB single text", json.dumps(champion_body(["x" * 50_000_000])).encode(), JSON),
         ("JSON nested 100,000 levels", b"[" * 100_000 + b"]" * 100_000, JSON),
         ("no Content-Type", json.dumps(champion_body(["late again"])).encode(), {}),

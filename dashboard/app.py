@@ -28,6 +28,7 @@ from dashboard.client import ModelClient  # noqa: E402
 from dashboard.feedback import FeedbackStore  # noqa: E402
 from dashboard.session import Dashboard  # noqa: E402
 from dashboard.signin import ROLES_ENV, person_for  # noqa: E402
+from dashboard.startup_objects import freeze_startup_objects  # noqa: E402
 from pyfunc import telemetry  # noqa: E402
 
 pn.extension("echarts", "tabulator", sizing_mode="stretch_width")
@@ -60,6 +61,7 @@ def quiet_closed_sessions(loop: asyncio.AbstractEventLoop, context: dict) -> Non
 
 def create_app() -> pn.template.BootstrapTemplate:
     """The page for one browser session."""
+    freeze_startup_objects()  # before this session's objects: a full collection skips the imports' objects
     asyncio.get_event_loop().set_exception_handler(quiet_closed_sessions)
     # The optional registry lookup must fail fast when a tracking server is down, not retry for minutes.
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
@@ -71,7 +73,10 @@ def create_app() -> pn.template.BootstrapTemplate:
     template = page.template(session, roles_problem)
     pn.state.onload(session.status.check)
     pn.state.onload(session.review_view.refresh)
+    pn.state.onload(session.queue_view.load)
+    session.verdicts.start_restoring()  # verdicts a killed dashboard left in the spool
     pn.state.on_session_destroyed(lambda session_context: session.verdicts.report_unsaved_on_close())
+    pn.state.on_session_destroyed(lambda session_context: session.queue_verdicts.report_unsaved_on_close())
     return template
 
 

@@ -4,6 +4,8 @@ The output follows `score_batch`'s convention (docs/design.md, "Batch scoring"):
 kept, invalid rows get `valid=False` and empty predictions, and only valid rows are sent to the model.
 An upload is held to a size, a row count and a column count (`MAX_UPLOAD_BYTES`, `MAX_UPLOAD_ROWS`,
 `MAX_UPLOAD_COLUMNS`), and the download cannot run a spreadsheet formula (docs/design.md, "Dashboard input and output").
+The work that grows with the file (`prepare`, `scored_download`) is one call each, so the page runs it
+in a thread and the shared event loop keeps serving every other session meanwhile.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import io
 import os
 import re
+from dataclasses import dataclass
 
 import pandas as pd
 
@@ -130,6 +133,34 @@ def join_predictions(frame: pd.DataFrame, valid: pd.Series, predictions: list[Pr
     scored["proba_negative"] = pd.to_numeric(scored["proba_negative"])
     scored["threshold"] = pd.to_numeric(scored["threshold"])
     return scored
+
+
+@dataclass(frozen=True)
+class PreparedBatch:
+    """An upload parsed and split: the rows, the text column, which rows are valid and the texts to send."""
+
+    frame: pd.DataFrame
+    column: str
+    valid: pd.Series
+    texts: list[str]
+
+
+def prepare(data: bytes) -> PreparedBatch:
+    """Parse the upload and pick the tweets to score: everything that grows with the file, in one call for a thread.
+
+    Raises:
+        BatchError: as `read_csv` and `text_column` do.
+    """
+    frame = read_csv(data)
+    column = text_column(frame)
+    valid = valid_mask(frame[column])
+    return PreparedBatch(frame, column, valid, frame.loc[valid, column].tolist())
+
+
+def scored_download(frame: pd.DataFrame, valid: pd.Series, predictions: list[Prediction]) -> tuple[pd.DataFrame, bytes]:
+    """The scored table and its formula-safe CSV bytes: the other step that grows with the file, for a thread."""
+    result = join_predictions(frame, valid, predictions)
+    return result, to_csv_bytes(result)
 
 
 def neutralise_formula(cell: object) -> object:

@@ -13,6 +13,11 @@ data: the view `agreed_verdicts` holds, per tweet, a reviewer's newest decision,
 more testers agree on; `verdict_conflicts` holds the tweets whose testers disagree and no reviewer has
 decided (docs/design.md, "Sign-in, roles and agreed verdicts"). Stores made before sign-in are migrated
 in place when opened: the two columns are added, no row is changed or dropped.
+
+Each verdict may carry a `verdict_id` (unique, given when the tester gives it): storing the same verdict
+twice keeps one row, so a verdict kept in the dashboard's spool can be stored again after a crash without
+a doubt whether it was stored already (docs/design.md, "Dashboard input and output"). Older stores get the
+column and its unique index on opening; their rows keep a NULL id.
 """
 
 from __future__ import annotations
@@ -51,7 +56,8 @@ CREATE TABLE IF NOT EXISTS feedback (
     is_correct INTEGER NOT NULL,
     model_version TEXT NOT NULL,
     user_name TEXT,                    -- the sign-in name; NULL: stored before sign-in (one unnamed tester)
-    role TEXT NOT NULL DEFAULT 'tester'
+    role TEXT NOT NULL DEFAULT 'tester',
+    verdict_id TEXT                    -- unique per verdict given; NULL: stored before verdict ids
 )
 """
 TESTER, REVIEWER = "tester", "reviewer"
@@ -60,9 +66,12 @@ ROLES = (TESTER, REVIEWER)
 MIGRATION = {
     "user_name": "ALTER TABLE feedback ADD COLUMN user_name TEXT",
     "role": f"ALTER TABLE feedback ADD COLUMN role TEXT NOT NULL DEFAULT '{TESTER}'",
+    "verdict_id": "ALTER TABLE feedback ADD COLUMN verdict_id TEXT",
 }
 VIEWS = (
     "CREATE INDEX IF NOT EXISTS feedback_text ON feedback (text)",
+    # A verdict stored twice (a spooled one retried after a crash) stays one row; NULLs never collide.
+    "CREATE UNIQUE INDEX IF NOT EXISTS feedback_verdict_id ON feedback (verdict_id)",
     # Each person's newest verdict per tweet: a tester who changes their mind counts once.
     """CREATE VIEW IF NOT EXISTS latest_verdicts AS
     SELECT * FROM feedback AS f WHERE f.id = (
@@ -94,6 +103,7 @@ COLUMNS = (
     "model_version",
     "user_name",
     "role",
+    "verdict_id",
 )
 READ_COLUMNS = (
     "id, created_at, text, predicted_label, proba_negative, threshold, true_label, model_version, user_name, role"
@@ -114,6 +124,7 @@ class Feedback:
     id: int | None = None
     user_name: str | None = None  # None: given without sign-in (one unnamed tester)
     role: str = TESTER
+    verdict_id: str | None = None  # unique per verdict given; the same id is stored once
     # The words the page showed as the reason for the prediction (`Prediction.top_words()`), strongest first.
     # Not a column: they travel with a wrong verdict to its `wrong_prediction` event only (docs/design.md,
     # "Why flagged, on the page").
@@ -202,9 +213,18 @@ class FeedbackStore:
     def add(self, feedback: Feedback) -> Feedback:
         """Store a verdict (validated first) and return it with its id and timestamp.
 
+        A verdict whose `verdict_id` is stored already is not stored again: the stored row is returned.
+
         Raises:
             ValueError: a label outside `LABELS`, or no text.
             FeedbackNotSaved: the file refused the write (locked, read-only, full disk); nothing was stored.
+        """
+        return self.add_once(feedback)[0]
+
+    def add_once(self, feedback: Feedback) -> tuple[Feedback, bool]:
+        """`add`, also saying whether this call stored the row (False: its `verdict_id` was stored before).
+
+        The caller that reports a stored verdict onwards (the wrong-prediction event) does so only once.
         """
         for name in ("predicted_label", "true_label"):
             if getattr(feedback, name) not in LABELS:
@@ -225,18 +245,25 @@ class FeedbackStore:
             feedback.model_version,
             feedback.user_name,
             feedback.role,
+            feedback.verdict_id,
         )
         with self._lock:
             self._ensure_schema()
             try:
                 with self._connect() as connection:
                     cursor = connection.execute(
-                        f"INSERT INTO feedback ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})", values
+                        f"INSERT INTO feedback ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))}) "
+                        "ON CONFLICT (verdict_id) DO NOTHING",
+                        values,
                     )
-                    row_id = cursor.lastrowid
+                    if cursor.rowcount == 1:
+                        return Feedback(**{**feedback.__dict__, "created_at": created_at, "id": cursor.lastrowid}), True
+                    row_id, created_at = connection.execute(
+                        "SELECT id, created_at FROM feedback WHERE verdict_id = ?", (feedback.verdict_id,)
+                    ).fetchone()
             except sqlite3.Error as error:
                 raise FeedbackNotSaved(why_not_saved(error, self.path)) from error
-        return Feedback(**{**feedback.__dict__, "created_at": created_at, "id": row_id})
+        return Feedback(**{**feedback.__dict__, "created_at": created_at, "id": row_id}), False
 
     def recent(self, limit: int = 100) -> list[Feedback]:
         """The newest verdicts first."""
@@ -262,6 +289,24 @@ class FeedbackStore:
             (text, REVIEWER),
         )
         return found[0] if found else None
+
+    def texts_judged_by(self, user_name: str | None) -> list[str]:
+        """The tweets this person has given a verdict on (None: the unnamed tester), so a queue resumes where
+        they stopped (docs/design.md, "Labelling the queue in the dashboard").
+
+        Raises:
+            FeedbackNotSaved: the store cannot be opened or read.
+        """
+        with self._lock:
+            self._ensure_schema()
+        try:
+            with self._connect() as connection:
+                rows = connection.execute(
+                    "SELECT DISTINCT text FROM feedback WHERE COALESCE(user_name, '') = COALESCE(?, '')", (user_name,)
+                ).fetchall()
+        except sqlite3.Error as error:
+            raise FeedbackNotSaved(why_not_saved(error, self.path)) from error
+        return [row[0] for row in rows]
 
     def _read(self, query: str, parameters: tuple) -> list[Feedback]:
         """Verdicts from a query selecting `READ_COLUMNS`, in its order.
@@ -307,10 +352,11 @@ def migrate(connection: sqlite3.Connection) -> None:
 def record_feedback(store: FeedbackStore, feedback: Feedback) -> Feedback:
     """Store the verdict, then report a wrong prediction to monitoring.
 
-    The row is stored first: a telemetry failure is logged and never loses the tester's verdict.
+    The row is stored first: a telemetry failure is logged and never loses the tester's verdict. A verdict
+    stored before (the same `verdict_id`, retried from the spool) is not reported twice.
     """
-    stored = store.add(feedback)
-    if not stored.is_correct:
+    stored, new = store.add_once(feedback)
+    if new and not stored.is_correct:
         try:
             telemetry.emit_wrong_prediction(
                 text=stored.text,

@@ -1,8 +1,10 @@
 """The Batch tab: a CSV file scored in chunks, with progress, a histogram, a preview and a download.
 
 A batch the model server stops answering keeps its scored rows, and "Score the rest" sends only the
-rows not yet scored (docs/design.md, "Batch scoring"; docs/reliability.md). Ticked rows of the preview
-are explained on demand (dashboard/row_explainer.py).
+rows not yet scored (docs/design.md, "Batch scoring"; docs/reliability.md). What grows with the file
+(parsing, the valid rows, the joined result and its CSV) runs in threads, so one tester's largest upload
+never holds up another session's page; the file's name is made safe before the log or the page sees it.
+Ticked rows of the preview are explained on demand (dashboard/row_explainer.py).
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pandas as pd
 import panel as pn
+from bokeh.plotting import figure as Figure
 
 from dashboard import batch, charts
-from dashboard.client import ModelClient
+from dashboard.client import ModelClient, Prediction
+from dashboard.file_names import download_name, safe_file_name
 from dashboard.page import message_html
 from dashboard.row_explainer import RowExplainer
 
@@ -31,6 +35,22 @@ BATCH_THREADS = 32
 _batch_threads = ThreadPoolExecutor(max_workers=BATCH_THREADS, thread_name_prefix="dashboard-batch")
 PREVIEW_ROWS = 200
 _log = logging.getLogger(__name__)
+
+
+def scored_outputs(
+    frame: pd.DataFrame, valid: pd.Series, predictions: list[Prediction]
+) -> tuple[pd.DataFrame, bytes, Figure | None]:
+    """The scored table, its download and its histogram (None: nothing scored): one call for a thread.
+
+    Each grows with the file; built on the event loop they held up every session of the process
+    (docs/reliability.md, the largest upload's stall). A Bokeh figure joins no document until shown.
+    """
+    result, csv_bytes = batch.scored_download(frame, valid, predictions)
+    scored = result[result["valid"] & result["label"].notna()]
+    if not len(scored):
+        return result, csv_bytes, None
+    threshold = float(scored["threshold"].iloc[0])
+    return result, csv_bytes, charts.probability_histogram(scored["proba_negative"].to_numpy(np.float64), threshold)
 
 
 class FileView:
@@ -66,6 +86,7 @@ class FileView:
             visible=False,
             layout="fit_columns",
             selectable="checkbox",  # ticked rows are explained on demand
+            css_classes=["batch-preview"],  # the page has other tables (History): tests find this one by it
         )
         self.download = pn.widgets.FileDownload(
             callback=self._scored_file,
@@ -100,7 +121,7 @@ class FileView:
         self.resume_button.visible = False
 
     async def _on_score_file(self, event=None) -> None:
-        data, name = self.file_input.value, self.file_input.filename or "tweets.csv"
+        data, name = self.file_input.value, self.file_input.filename or ""
         if not data:
             return
         self.score_button.loading = True
@@ -111,19 +132,18 @@ class FileView:
             self.score_button.loading = False
 
     async def _score_file(self, data: bytes, name: str) -> None:
+        name = safe_file_name(name)  # the tester's to choose: one safe line before the log or the page sees it
         self.histogram[:] = []  # nothing from a previous file stays on screen
         self.preview.visible = False
         self.row_explainer.reset(visible=False)
         self.resume_button.visible = False
         try:
-            frame = await asyncio.to_thread(batch.read_csv, data)
-            column = batch.text_column(frame)
+            prepared = await asyncio.to_thread(batch.prepare, data)
         except batch.BatchError as error:
             self.batch_message.param.update(object=message_html(str(error), "error", "batch-status"), visible=True)
             return
-        valid = batch.valid_mask(frame[column])
-        self.pending_batch = {"frame": frame, "valid": valid, "column": column, "name": name}
-        self.pending_batch |= {"texts": frame.loc[valid, column].tolist(), "predictions": [], "latency_ms": 0.0}
+        self.pending_batch = {"frame": prepared.frame, "valid": prepared.valid, "column": prepared.column, "name": name}
+        self.pending_batch |= {"texts": prepared.texts, "predictions": [], "latency_ms": 0.0}
         await self._score_pending()
 
     async def _on_resume_batch(self, event=None) -> None:
@@ -178,9 +198,10 @@ class FileView:
         # tweets" over a bar at 2 of 4. Ticks of this batch that land later are ignored.
         self._batch_generation += 1
         self.progress.value = len(pending["predictions"])
-        result = batch.join_predictions(pending["frame"], pending["valid"], pending["predictions"])
+        joined = functools.partial(scored_outputs, pending["frame"], pending["valid"], pending["predictions"])
+        result, self.scored_csv, plot = await asyncio.to_thread(joined)
         skipped = int((~pending["valid"]).sum())
-        self._show_batch(result, pending["name"], pending["column"], skipped, pending["latency_ms"])
+        self._show_batch(result, plot, pending["name"], pending["column"], skipped, pending["latency_ms"])
         if scored.failure is None:
             self.pending_batch = None
             self.resume_button.visible = False
@@ -203,9 +224,10 @@ class FileView:
         if generation == self._batch_generation and scored > self.progress.value:
             self.progress.value = scored
 
-    def _show_batch(self, result: pd.DataFrame, name: str, column: str, skipped: int, latency_ms: float) -> None:
-        self.scored_csv = batch.to_csv_bytes(result)
-        self.download.param.update(filename=f"scored_{name.rsplit('.', 1)[0]}.csv", disabled=False)
+    def _show_batch(
+        self, result: pd.DataFrame, plot: Figure | None, name: str, column: str, skipped: int, latency_ms: float
+    ) -> None:
+        self.download.param.update(filename=download_name(name), disabled=False)
         scored = result[result["valid"] & result["label"].notna()]
         negatives = int((scored["label"] == "negative").sum())
         took = f"{latency_ms:.0f} ms" if latency_ms < 1000 else f"{latency_ms / 1000:.1f} s"
@@ -214,9 +236,7 @@ class FileView:
         if skipped:
             summary += f"; {skipped} rows with an empty text were skipped (valid=False)"
         self.batch_message.param.update(object=message_html(summary + ".", "ok", "batch-status"), visible=True)
-        if len(scored):
-            threshold = float(scored["threshold"].iloc[0])
-            plot = charts.probability_histogram(scored["proba_negative"].to_numpy(dtype=np.float64), threshold)
+        if plot is not None:
             self.histogram[:] = [pn.pane.Bokeh(plot)]
         self.preview.selection = []
         self.row_explainer.reset(visible=bool(len(scored)))

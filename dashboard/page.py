@@ -42,14 +42,19 @@ def sidebar(session: Dashboard) -> list:
 
 
 def main(session: Dashboard) -> pn.Tabs:
-    """One tab per view: a typed tweet, a CSV file, the session's history, the reviewer's queue."""
-    return pn.Tabs(
+    """One tab per view: a typed tweet, a CSV file, the session's history, the reviewer's queue, the
+    label queue, the model's health (read when first opened)."""
+    tabs = pn.Tabs(
         ("Predict", session.tweet_view.panel()),
         ("Batch (CSV)", session.file_view.panel()),
         ("History", session.history.table),
         ("Review queue", session.review_view.panel()),
+        ("Label next", session.queue_view.panel()),
+        ("Model health", session.health_view.panel()),
         dynamic=False,
     )
+    session.health_view.watch_tab(tabs, len(tabs) - 1)
+    return tabs
 
 
 def template(session: Dashboard, notice: str | None = None) -> pn.template.BootstrapTemplate:

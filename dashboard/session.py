@@ -10,7 +10,9 @@ from __future__ import annotations
 from dashboard.client import ModelClient
 from dashboard.feedback import FeedbackStore
 from dashboard.file_view import FileView
+from dashboard.health_view import HealthView
 from dashboard.history_view import HistoryView
+from dashboard.queue_view import QueueView
 from dashboard.review_view import ReviewView
 from dashboard.server_status import ServerStatus
 from dashboard.signin import Person
@@ -19,8 +21,9 @@ from dashboard.verdict_saver import VerdictSaver
 
 
 class Dashboard:
-    """One person's session: the server status, the single-tweet view, the file view, the history and the
-    reviewer's queue; every verdict carries the signed-in person (one unnamed tester without sign-in)."""
+    """One person's session: the server status, the single-tweet view, the file view, the history, the
+    reviewer's queue, the label queue and the model's health; every verdict carries the signed-in person
+    (one unnamed tester without sign-in)."""
 
     def __init__(self, client: ModelClient, store: FeedbackStore, person: Person | None = None) -> None:
         self.client = client
@@ -32,3 +35,7 @@ class Dashboard:
         self.tweet_view = TweetView(client, self.status, self.history, self.verdicts, self.person)
         self.file_view = FileView(client, self.tweet_view.threshold_to_send)
         self.review_view = ReviewView(store, self.person)
+        # The queue's verdicts have a saver (and notice) of their own: each tab says where its verdicts are.
+        self.queue_verdicts = VerdictSaver(store, self.history)
+        self.queue_view = QueueView(store, self.queue_verdicts, self.person)
+        self.health_view = HealthView(store)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -41,6 +42,9 @@ DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 DEFAULT_MAX_TEXT_CHARS = 100_000
 # The deepest request form is `{"dataframe_split": {"data": [["text"]]}}` (4 levels); 32 leaves room.
 MAX_JSON_DEPTH = 32
+# The most items a request form's own containers hold besides the rows: `dataframe_split`'s columns, index
+# and data. A row limit below it is judged in `predict` alone, so no request within the limit is refused.
+FORM_KEYS = 3
 # Rows scored between two deadline checks: small enough that abandoned work stops within a second or so.
 DEADLINE_CHUNK_ROWS = 256
 
@@ -109,29 +113,37 @@ class ServingLimits:
             timeout_s=float(MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT.get()),
         )
 
-    def check_rows(self, rows: int, explained: bool = False) -> None:
-        """Refuse a batch over the row limit before any of it is scored.
+    def rows_refusal(self, rows: int, explained: bool = False) -> str | None:
+        """Why a batch of `rows` is refused, or None: the one message `predict`'s exact count and the
+        request guard's count before parsing give alike, so a client reads one answer whichever refused.
 
         An explained batch is held to its own, lower limit first: that is the limit it must meet.
 
         Args:
             rows: rows in the request.
             explained: whether the request asks for explanations (`params.explain`).
+        """
+        if explained and rows > self.max_explained_rows:
+            return (
+                f"{rows:,} rows to explain in one request; this server explains at most {self.max_explained_rows:,} "
+                f"({MAX_EXPLAINED_ROWS_ENV}). Ask for explanations of fewer rows, or send without params.explain."
+            )
+        if rows > self.max_rows:
+            return (
+                f"{rows:,} rows in one request; this server takes at most {self.max_rows:,} "
+                f"({MAX_ROWS_ENV}). Send the batch in smaller requests."
+            )
+        return None
+
+    def check_rows(self, rows: int, explained: bool = False) -> None:
+        """Refuse a batch over the row limit before any of it is scored (`rows_refusal`).
 
         Raises:
             LimitExceeded: more rows than `max_rows`, or than `max_explained_rows` when explained
                 (a 400 naming the limit and how to change it).
         """
-        if explained and rows > self.max_explained_rows:
-            raise LimitExceeded(
-                f"{rows:,} rows to explain in one request; this server explains at most {self.max_explained_rows:,} "
-                f"({MAX_EXPLAINED_ROWS_ENV}). Ask for explanations of fewer rows, or send without params.explain."
-            )
-        if rows > self.max_rows:
-            raise LimitExceeded(
-                f"{rows:,} rows in one request; this server takes at most {self.max_rows:,} "
-                f"({MAX_ROWS_ENV}). Send the batch in smaller requests."
-            )
+        if refusal := self.rows_refusal(rows, explained):
+            raise LimitExceeded(refusal)
 
     def check_text_length(self, row: int, text: str) -> None:
         """Refuse a text longer than the per-text bound before any of it is normalised or scanned.
@@ -217,8 +229,18 @@ def string_delimiters(codes: np.ndarray) -> np.ndarray:
 
 def outside_strings(codes: np.ndarray, positions: np.ndarray) -> np.ndarray:
     """Which of `positions` lie outside every string: after an even number of string delimiters
-    (an unterminated string runs to the end)."""
-    return np.searchsorted(string_delimiters(codes), positions) % 2 == 0
+    (an unterminated string runs to the end).
+
+    A few positions are each looked up among the delimiters; for many (every comma of millions of
+    rows) one running parity over the body is twice as fast as a binary search per position.
+    """
+    delimiters = string_delimiters(codes)
+    if positions.size * 8 < codes.size:
+        return np.searchsorted(delimiters, positions) % 2 == 0
+    inside = np.zeros(codes.size, dtype=np.uint8)
+    inside[delimiters] = 1
+    np.bitwise_xor.accumulate(inside, out=inside)  # 1 from an opening quote up to its closing one
+    return inside[positions] == 0
 
 
 def nests_too_deep(body: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
@@ -268,9 +290,94 @@ _EXPONENT = np.frombuffer(b"eE", dtype=np.uint8)
 _SIGNS = np.frombuffer(b"+-", dtype=np.uint8)
 
 
-def json_refusal(body: bytes) -> str | None:
+def largest_json_container(body: bytes) -> int:
+    """How many items the largest JSON array or object holds, counted without parsing (linear, C speed).
+
+    Every request form holds its rows in one container (`inputs`' text list, `instances`,
+    `dataframe_records`, `dataframe_split`'s `data` and `index`) and the model reads one text column,
+    so no container of a request within the row limit holds more items than the limit: this count
+    lets the guard refuse a body of millions of tiny rows before MLflow spends seconds parsing it
+    (docs/design.md, "Serving limits"). An item is a comma outside strings directly inside its
+    container, plus one, so an empty container counts one item (no limit is below one).
+
+    Each comma belongs to the last container opened at its depth: a stable sort of the brackets
+    and commas by depth (a radix sort, the depths being small) lines up every container with its
+    commas, and counting openers along that order names the container of each comma.
+    """
+    codes = np.frombuffer(body, dtype=np.uint8)
+    marks = positions_of(codes, b"[{]},")
+    marks = marks[outside_strings(codes, marks)]
+    kinds = codes[marks]
+    opening = (kinds == ord("[")) | (kinds == ord("{"))
+    closing = (kinds == ord("]")) | (kinds == ord("}"))
+    depth = np.cumsum(opening.astype(np.int32) - closing)  # after each mark: a comma's is its container's
+    inside = (depth > 0) & ~closing
+    depth, opening = depth[inside], opening[inside]
+    if not opening.any():
+        return 0
+    by_depth = np.argsort(depth.astype(np.int16 if depth.max() < 2**15 else np.int32), kind="stable")
+    opens_in_order = opening[by_depth]
+    container = np.cumsum(opens_in_order, dtype=np.int32)[~opens_in_order]
+    return int(np.bincount(container).max(initial=0)) + 1
+
+
+def csv_rows(body: bytes) -> int:
+    """How many rows pandas reads from a CSV body, counted without parsing it (linear, C speed).
+
+    A record ends at a line break (line feed, carriage return or both) outside quoted fields; a
+    doubled quote inside a field toggles twice, so quote parity tells inside from outside. Lines
+    of spaces and tabs only are skipped, as pandas skips them, and the first record is the header.
+    Exact for RFC 4180 CSV (what pandas and the csv module write); a stray quote inside an unquoted
+    field, which pandas reads as text, can shift the count, and `predict` still counts exactly after
+    (docs/design.md, "Serving limits").
+
+    Spaces and tabs are dropped and carriage returns made line feeds first (C speed, and neither
+    changes a quote), so a record is a byte that is not a line break after one that is.
+    """
+    lines = np.frombuffer(body.translate(None, b" \t").replace(b"\r", b"\n"), dtype=np.uint8)
+    if lines.size == 0:
+        return 0
+    breaks = lines == ord("\n")
+    quotes = lines == ord('"')
+    if quotes.any():
+        breaks &= np.bitwise_xor.accumulate(quotes.view(np.uint8)) == 0  # a break inside quotes is text
+    records = int(np.count_nonzero(breaks[:-1] & ~breaks[1:])) + int(not breaks[0])
+    return max(records - 1, 0)
+
+
+def csv_refusal(body: bytes, limits: ServingLimits) -> str | None:
+    """Why a CSV body is refused before pandas parses it, or None: more rows than the row limit.
+
+    5 M one-letter rows fit the byte limit and cost pandas seconds of a scoring thread before
+    `predict` could count them; a body with no more line breaks than the limit is passed unscanned.
+    A CSV request carries no params, so it asks for no explanations.
+    """
+    if body.count(b"\n") + body.count(b"\r") <= limits.max_rows:
+        return None
+    return limits.rows_refusal(csv_rows(body))
+
+
+def asks_for_explanations(body: bytes) -> bool:
+    """Whether a JSON body holds `"explain": true`, so a refusal names the limit `predict` would name.
+
+    Looked for only in a body already over the row limit (a regular expression led by a literal: C
+    speed). An escaped quote inside a text never ends in `"explain"` followed by a colon outside
+    it; a false match would change only which of the two row limits the 400 names.
+    """
+    return _EXPLAIN_TRUE.search(body) is not None
+
+
+_EXPLAIN_TRUE = re.compile(rb'"explain"\s*:\s*true')
+
+
+def json_refusal(body: bytes, limits: ServingLimits) -> str | None:
     """Why a JSON body is refused before MLflow parses it, or None: the shapes its parser fails on
-    with a 500 or a stack overflow. Linear in the body.
+    with a 500 or a stack overflow, and more rows than the row limit (the largest container's items,
+    which MLflow would take seconds to parse for millions of tiny rows). Linear in the body.
+
+    A request that asks for explanations is held to its lower limit in `predict`, which reads its
+    params: the guard judges only the row limit, and names the explained one when a body over the
+    row limit asks for explanations, as `predict` would.
 
     The scans read UTF-8 bytes. Python's parser also reads UTF-16 and UTF-32 (told by the first
     bytes), where every quote is followed by a zero byte and the scans would see nothing: such a
@@ -281,6 +388,9 @@ def json_refusal(body: bytes) -> str | None:
         return f"the JSON body is {encoding.upper()}; send it as UTF-8"
     if nests_too_deep(body):
         return f"the JSON body nests deeper than {MAX_JSON_DEPTH} levels; no request form needs that"
+    most = max(limits.max_rows, FORM_KEYS)
+    if body.count(b",") >= most and (items := largest_json_container(body)) > most:
+        return limits.rows_refusal(items, asks_for_explanations(body))
     if has_too_long_integer(body):
         digits = sys.get_int_max_str_digits()
         return f"the JSON body holds an integer of more than {digits:,} digits; send tweets as strings"

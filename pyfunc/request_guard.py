@@ -1,4 +1,4 @@
-"""The scoring server's front door: size, nesting and content type, judged before MLflow parses a byte.
+"""The scoring server's front door: size, nesting, rows and content type, judged before MLflow parses a byte.
 
 A plain ASGI middleware. MLflow's scoring server has no hook for one, so `pyfunc.scoring_server_shim`
 adds it to the server's app, on the MLflow and FastAPI versions that was verified with
@@ -16,7 +16,7 @@ from typing import Any
 from mlflow.pyfunc.scoring_server import CONTENT_TYPES
 
 from pyfunc.error_answers import without_stack_traces
-from pyfunc.limits import REQUEST_ARRIVED, LimitExceeded, ServingLimits, json_refusal, refusal_body
+from pyfunc.limits import REQUEST_ARRIVED, LimitExceeded, ServingLimits, csv_refusal, json_refusal, refusal_body
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -31,8 +31,9 @@ _large_body_judges = ThreadPoolExecutor(max_workers=2, thread_name_prefix="reque
 
 class RequestGuard:
     """ASGI middleware: a 413 for a body over the byte limit, a 400 for JSON that MLflow's parser would
-    fail on (nested too deep, a number too long to read), a 415 for no content type (MLflow's handler
-    fails on it with a 500); else the app, whose error answers lose their stack trace to the log
+    fail on (nested too deep, a number too long to read) and for JSON or CSV of more rows than the limit
+    (MLflow would parse them all first), a 415 for no content type (MLflow's handler fails on it with a
+    500); else the app, whose error answers lose their stack trace to the log
     (`pyfunc.error_answers`). Nothing here costs more than linear time on the event loop."""
 
     def __init__(self, app: ASGIApp, limits: ServingLimits) -> None:
@@ -59,7 +60,7 @@ class RequestGuard:
             return
         except ClientGone:
             return
-        refused_because = await judge_json(body) if "json" in content_type else None
+        refused_because = await judge(body, content_type, self.limits)
         if refused_because:
             refusal = LimitExceeded(refused_because)
             await respond(send, refusal.status, refusal_body(refusal))
@@ -82,17 +83,20 @@ class RequestGuard:
                 return b"".join(chunks)
 
 
-async def judge_json(body: bytes) -> str | None:
-    """`json_refusal` for the body, off the event loop when it is large.
+async def judge(body: bytes, content_type: str, limits: ServingLimits) -> str | None:
+    """`json_refusal` or `csv_refusal` for the body by its content type, off the event loop when it is large.
 
     A 10 MiB body takes a few hundred ms and a few hundred MiB of numpy scratch to judge, so large
     bodies take turns on two threads of their own: `/ping` never waits, a burst of large bodies
     cannot multiply the memory, and none of them waits behind the scoring threads MLflow's server
     shares. A small body is judged in place in a millisecond or two.
     """
+    scan = json_refusal if "json" in content_type else csv_refusal if "csv" in content_type else None
+    if scan is None:
+        return None  # Parquet is binary and bounded by its bytes: `predict` counts its rows
     if len(body) <= INLINE_JUDGE_BYTES:
-        return json_refusal(body)
-    return await asyncio.get_running_loop().run_in_executor(_large_body_judges, json_refusal, body)
+        return scan(body, limits)
+    return await asyncio.get_running_loop().run_in_executor(_large_body_judges, scan, body, limits)
 
 
 class ClientGone(Exception):

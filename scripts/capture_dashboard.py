@@ -10,8 +10,11 @@ Starts what is not given (`mlflow models serve` on the tracking store of MLFLOW_
 docs/captures/. The "server down" shot needs a model server this script started (it stops it).
 A dashboard this script starts is served with sign-in as the README serves it (two testers and a
 reviewer, scratch credentials and roles files): the shots show the sign-in name, and two testers'
-conflicting verdicts in the reviewer's queue. A given --dashboard-url is shot without signing in.
-A Panel page is blank until its websocket connects: every shot waits for a widget first.
+conflicting verdicts in the reviewer's queue; the Model health tab reads the same MLFLOW_TRACKING_URI
+(its newest monitor and shadow runs). A given --dashboard-url is shot without signing in.
+A Panel page is blank until its websocket connects: every shot waits for a widget first. The "Label
+next" shot labels two tweets of the newest `label_queue` run's queue, or, when the store has none, of a
+queue ranked as `label_queue` ranks it from the batch's tweets scored by the model server.
 """
 
 from __future__ import annotations
@@ -30,9 +33,13 @@ from types import SimpleNamespace
 
 import click
 import ftfy
+import numpy as np
+import pandas as pd
+import requests
 from playwright.sync_api import Page, expect, sync_playwright
 
 from harness.servers import DashboardServer, ModelServer
+from steps.lib.label_queue import Candidates, rank_queue
 from steps.lib.registry import CHAMPION_URI
 
 REPO = Path(__file__).resolve().parent.parent
@@ -82,6 +89,41 @@ def sample_csv(path: Path, rows: int, seed: int = 7) -> Path:
         writer.writerow(["id", "text"])
         writer.writerows(enumerate(tweets, start=1))
     return path
+
+
+QUEUE_SIZE = 20
+QUEUE_FROM_TWEETS = 100  # scored in one request: under the serving row limit
+
+
+def queue_file(model_url: str, csv_path: Path, path: Path) -> Path:
+    """A queue for the "Label next" shot when the store has none: the batch's first tweets scored by the
+    model server and ranked as `label_queue` ranks recent traffic (steps/lib/label_queue.py)."""
+    texts = pd.read_csv(csv_path, dtype=str, keep_default_na=False)["text"].head(QUEUE_FROM_TWEETS).tolist()
+    body = {"dataframe_split": {"columns": ["text"], "data": [[text] for text in texts]}}
+    response = requests.post(f"{model_url.rstrip('/')}/invocations", json=body, timeout=SERVER_START_TIMEOUT_S)
+    response.raise_for_status()
+    rows = response.json()["predictions"]
+    proba = np.array([row["proba_negative"] for row in rows], dtype=float)
+    candidates = Candidates(texts, proba, rows[0]["threshold"], model_version=rows[0]["model_version"])
+    rank_queue(candidates, [], QUEUE_SIZE).to_csv(path, index=False)
+    return path
+
+
+def capture_queue(page: Page, out: Path, queue_path: Path, shots: list) -> None:
+    """Two tweets labelled one click each in the "Label next" tab; the progress reads "2 of N"."""
+    page.locator(".bk-tab", has_text="Label next").click()
+    expect(page.locator("#queue-progress, #queue-status").first).to_be_visible(timeout=WAIT_MS)
+    if page.locator("#queue-progress").count() == 0:  # no label_queue run in the store: upload the queue
+        page.locator(".queue-file input[type=file]").set_input_files(str(queue_path))
+    expect(page.locator("#queue-progress")).to_have_text(re.compile(r"^\d+ of \d+"), timeout=WAIT_MS)
+    for button in ("Complaint", "Not a complaint"):
+        before = page.locator("#queue-progress").inner_text()
+        if page.get_by_role("button", name=button, exact=True).is_visible():
+            page.get_by_role("button", name=button, exact=True).click()
+            expect(page.locator("#queue-progress")).not_to_have_text(before, timeout=WAIT_MS)
+    progress = page.locator("#queue-progress").inner_text()
+    what = f'the label queue: one tweet at a time, one click a verdict (stored with who gave it), progress "{progress}"'
+    shoot(page, out, "dashboard_label_next.png", what, shots)
 
 
 def open_page(page: Page, app_url: str, user: str | None = None) -> None:
@@ -151,7 +193,7 @@ def capture_review(browser, app_url: str, out: Path, text: str, first_verdict: s
 
 
 def capture(
-    app_url: str, out: Path, csv_path: Path, stop_model_server=None, signed_in: bool = False
+    app_url: str, out: Path, csv_path: Path, queue_path: Path, stop_model_server=None, signed_in: bool = False
 ) -> list[tuple[Path, str]]:
     """Drive the page through its main states and shoot each one."""
     shots: list[tuple[Path, str]] = []
@@ -220,11 +262,22 @@ def capture(
         expect(page.locator(".tabulator-cell[tabulator-field=text]").first).to_be_visible(timeout=WAIT_MS)
         shoot(page, out, "dashboard_history.png", "the session's history table, with the feedback given", shots)
 
+        page.locator(".bk-tab", has_text="Model health").click()
+        expect(page.locator("#health-status")).to_contain_text("Read at", timeout=WAIT_MS)
+        shoot(
+            page,
+            out,
+            "dashboard_health.png",
+            "the Model health tab: verdicts per day, agreement and accuracy on agreed verdicts, beside the "
+            "newest monitor and shadow runs of the tracking store with their charts (or the command that makes one)",
+            shots,
+        )
+
         # batch at the model's own threshold (the box by its class: the file preview has tick boxes too)
         page.locator(".model-threshold input[type=checkbox]").check()
         expect(page.locator("#result-threshold")).to_contain_text("(model's own)", timeout=WAIT_MS)
         page.locator(".bk-tab", has_text="Batch").click()
-        page.locator("input[type=file]").set_input_files(str(csv_path))
+        page.locator("input[type=file]").first.set_input_files(str(csv_path))  # the Batch tab's
         page.get_by_role("button", name="Score the file").click()
         expect(page.locator("#batch-status")).to_contain_text("Scored", timeout=WAIT_MS)
         shoot(
@@ -236,11 +289,12 @@ def capture(
             shots,
         )
         for row in range(3):  # why were these flagged? ticked in the preview, explained on demand
-            page.locator(".tabulator-row").nth(row).locator("input[type=checkbox]").click()
+            page.locator(".batch-preview .tabulator-row").nth(row).locator("input[type=checkbox]").click()
         page.get_by_role("button", name="Explain selected rows").click()
         expect(page.locator("#explain-rows-status")).to_contain_text("Explained", timeout=WAIT_MS)
         page.locator("#explained-row-0").scroll_into_view_if_needed()
         shoot(page, out, "dashboard_rows_explained.png", "three rows of the file ticked and explained on demand", shots)
+        capture_queue(page, out, queue_path, shots)
 
         if stop_model_server is not None:
             stop_model_server()
@@ -307,7 +361,10 @@ def main(**options: object) -> None:
             print(f"dashboard at {app_url}", flush=True)
             dashboard.wait_ready(timeout=SERVER_START_TIMEOUT_S)
         csv_path = args.csv or sample_csv(Path(scratch) / "tweets.csv", rows=300)
-        shots = capture(app_url, args.out, csv_path, stop_model_server=stop, signed_in=not args.dashboard_url)
+        queue_path = queue_file(model_url, csv_path, Path(scratch) / "label_queue.csv")
+        shots = capture(
+            app_url, args.out, csv_path, queue_path, stop_model_server=stop, signed_in=not args.dashboard_url
+        )
 
     for path, what in shots:
         print(f"{path.relative_to(REPO) if path.is_relative_to(REPO) else path}: {what}")

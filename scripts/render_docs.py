@@ -559,6 +559,34 @@ def reliability_hostile(root: Path) -> str:
     )
 
 
+HOSTILE_BEFORE_ROWS_GUARD = "docs/reliability_hostile_before_rows_guard.json"
+
+
+@renders("reliability_rows_before_parsing", HOSTILE_BEFORE_ROWS_GUARD, HOSTILE)
+def reliability_rows_before_parsing(root: Path) -> str:
+    """The bodies of millions of tiny rows, before the guard counted rows in the bytes and after."""
+    before, after = read_json(root, HOSTILE_BEFORE_ROWS_GUARD), read_json(root, HOSTILE)
+    then = {r["request"]: r for r in before["requests"]}
+    rows = [
+        [
+            r["request"],
+            f"{then[r['request']]['status']}, {num(then[r['request']]['seconds'], 2)} s",
+            f"{r['status']}, {num(r['seconds'], 2)} s",
+            f"{num(then[r['request']]['next_one_tweet_ms'])} ms / {num(r['next_one_tweet_ms'])} ms",
+        ]
+        for r in after["requests"]
+        if r["request"] in then and "one-letter rows" in r["request"]
+    ]
+    header = ["request", "before: status, time to answer", "after", "the next one-tweet request, before / after"]
+    runs = {"before": before, "after": after}
+    warnings = [f"- {label}: {data['warning']}" for label, data in runs.items() if data.get("warning")]
+    sources = [
+        from_file(HOSTILE_BEFORE_ROWS_GUARD, before["provenance"], "bench/hostile_requests.py"),
+        from_file(HOSTILE, after["provenance"], "bench/hostile_requests.py"),
+    ]
+    return "\n\n".join([table(header, ["l", "r", "r", "r"], rows), *warnings, *sources])
+
+
 SLOW_CLIENTS = "docs/reliability_slow_clients.json"
 
 
@@ -602,6 +630,11 @@ def reliability_slow_clients(root: Path) -> str:
 
 
 STORE_FAULTS = "docs/reliability_store_faults.json"
+UPLOAD_STALL = "docs/reliability_upload_stall.json"
+UPLOAD_PHASES = {
+    "upload and decode": "the largest upload travels and Panel decodes it",
+    "parse, score and download": "the largest upload is parsed, scored and its download made",
+}
 
 
 def hostile_rows(data: dict) -> list[list[str]]:
@@ -645,6 +678,27 @@ def store_fault_rows(data: dict) -> list[list[str]]:
     return rows
 
 
+def upload_stall_rows(data: dict) -> list[list[str]]:
+    """Per phase of the largest upload, how long another session waited: the newest run against the first."""
+    before, after = data["runs"][0], data["runs"][-1]
+    machine = after["provenance"]
+    conditions = (
+        f"{machine.get('cpu_flags') or 'no AVX'} flags, load {machine.get('load_at_start', '?')} on "
+        f"{machine.get('cores', '?')} cores"
+    )
+    rows = []
+    for phase, fault in UPLOAD_PHASES.items():
+        then, now = before["phases"][phase], after["phases"][phase]
+        measured = (
+            f"another session's request waited up to {num(now['max_ms'], 0)} ms (p99 {num(now['p99_ms'], 0)} ms; "
+            f"median of {len(after['uploads'])} uploads of {after['upload_bytes'] / 2**20:,.1f} MiB); "
+            f"{before['label']}: {num(then['max_ms'], 0)} ms (load {before['provenance'].get('load_at_start', '?')}); "
+            f"{conditions}"
+        )
+        rows.append([fault, after["label"], measured, "`python bench/upload_stall.py`"])
+    return rows
+
+
 def soak_row(data: dict) -> list[str]:
     goals = data["goals"]
     errors = sum(data["unexpected_errors"].values()) if data["unexpected_errors"] else 0
@@ -662,17 +716,20 @@ def soak_row(data: dict) -> list[str]:
     ]
 
 
-@renders("reliability_faults", HOSTILE, SLOW_CLIENTS, STORE_FAULTS, SOAK)
+@renders("reliability_faults", HOSTILE, SLOW_CLIENTS, STORE_FAULTS, SOAK, UPLOAD_STALL)
 def reliability_faults(root: Path) -> str:
     hostile, slow = read_json(root, HOSTILE), read_json(root, SLOW_CLIENTS)
     faults, soak = read_json(root, STORE_FAULTS), read_json(root, SOAK)
+    stall = read_json(root, UPLOAD_STALL)
     rows = hostile_rows(hostile) + slow_client_rows(slow) + store_fault_rows(faults) + [soak_row(soak)]
+    rows += upload_stall_rows(stall)
     header = ["hostile input or fault", "what the project does", "measured", "measured by"]
     sources = [
         from_file(HOSTILE, hostile["provenance"], "bench/hostile_requests.py"),
         from_file(SLOW_CLIENTS, slow["provenance"], "bench/slow_clients.py"),
         from_file(STORE_FAULTS, faults["provenance"], "bench/store_faults.py"),
         from_file(SOAK, soak["provenance"], "bench/soak.py"),
+        from_file(UPLOAD_STALL, stall["runs"][-1]["provenance"], "bench/upload_stall.py"),
     ]
     return table(header, ["l", "l", "l", "l"], rows) + "\n\n" + "\n\n".join(sources)
 

@@ -3,7 +3,8 @@
 Scores recent traffic with the champion (and the challenger, when one is registered) through their
 pyfunc, ranks the tweets by closeness to the champion's threshold, disagreement of the two models
 and novelty against the tweets already labelled (steps.lib.label_queue), and logs the `size` best as
-the artifact `label_queue.csv` (rank, text, an empty `label`, the scores, the priority's parts). The
+the artifact `label_queue.csv` (rank, text, an empty `label`, the scores with the champion's threshold and
+version, the priority's parts). The
 team fills `label` (1 = must answer, 0 = need not), in the dashboard or in the file; the verdicts
 feed `adapt -P verdicts=<the labelled file or feedback.db>` (docs/design.md, "What to label next").
 """
@@ -85,6 +86,18 @@ def check_champion(uri: str) -> None:
         raise StepError(f"champion_uri {uri} cannot be loaded: {str(error).splitlines()[0]}") from None
 
 
+def served_version(uri: str) -> str:
+    """The champion's `family:run_id`, the name the served model answers with, so a verdict given on a
+    queued tweet in the dashboard names its model as a Predict verdict does; the URI when the run has no
+    family tag (docs/design.md, "Labelling the queue in the dashboard")."""
+    try:
+        run_id = get_model_info(uri).run_id
+        family = MlflowClient().get_run(run_id).data.tags.get("model_family") if run_id else None
+    except MlflowException:
+        return uri
+    return f"{family}:{run_id}" if family else uri
+
+
 def challenger_to_use(uri: str) -> str | None:
     """The challenger's URI, or None when there is none to ask (`none`, or its alias unset).
 
@@ -130,7 +143,9 @@ def label_queue(input: str, labelled: str, champion_uri: str, challenger_uri: st
     uris = {"champion": champion_uri} | ({"challenger": challenger} if challenger else {})
     scored = {role: score_splits(uri, {"traffic": texts}, role)["traffic"] for role, uri in uris.items()}
     champion, other = scored["champion"], scored.get("challenger")
-    candidates = Candidates(texts, champion.proba, champion.threshold, other.proba if other else None)
+    candidates = Candidates(
+        texts, champion.proba, champion.threshold, other.proba if other else None, served_version(champion_uri)
+    )
     queue = rank_queue(candidates, known, size)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / QUEUE_ARTIFACT

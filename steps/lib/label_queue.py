@@ -34,6 +34,8 @@ QUEUE_COLUMNS = (
     "text",
     "label",
     "proba_negative",
+    "threshold",
+    "model_version",
     "challenger_proba_negative",
     "closeness",
     "disagreement",
@@ -50,6 +52,9 @@ class Candidates:
     champion_proba: np.ndarray
     threshold: float
     challenger_proba: np.ndarray | None = None
+    # The champion as the served model names itself (`family:run_id`): a verdict given on a queued tweet
+    # records the model and threshold that scored it, as a verdict on the Predict tab does.
+    model_version: str = ""
 
 
 def closeness(proba: np.ndarray, threshold: float) -> np.ndarray:
@@ -117,8 +122,9 @@ def rank_queue(candidates: Candidates, labelled: list[str], size: int) -> pd.Dat
 
     Returns:
         `QUEUE_COLUMNS`: rank (1 = label first), text, an empty `label` for the verdict (1 = the team
-        must answer, 0 = it need not; the file then feeds `adapt -P verdicts=`), both scores, the
-        three parts of the priority, and the priority at the moment the tweet was picked.
+        must answer, 0 = it need not; the file then feeds `adapt -P verdicts=`), the champion's score,
+        threshold and version, the challenger's score, the three parts of the priority, and the
+        priority at the moment the tweet was picked.
 
     Raises:
         StepError: no tweet, a size below 1, a threshold outside (0, 1), or misaligned scores.
@@ -148,6 +154,8 @@ def rank_queue(candidates: Candidates, labelled: list[str], size: int) -> pd.Dat
             "text": [candidates.texts[index] for index in picked],
             "label": "",
             "proba_negative": np.asarray(candidates.champion_proba, dtype=float)[picked],
+            "threshold": candidates.threshold,
+            "model_version": candidates.model_version,
             "challenger_proba_negative": challenger_at_pick,
             "closeness": near[picked],
             "disagreement": apart[picked],

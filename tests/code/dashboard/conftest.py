@@ -112,14 +112,16 @@ def fake_server() -> Iterator[FakeServer]:
 
 
 class DashboardServer(servers.DashboardServer):
-    """The dashboard with a feedback store of the test's own and no registry line (unit-tested on its own)."""
+    """The dashboard with a feedback store of the test's own, and no tracking store unless the test gives one."""
 
     def __init__(
         self, model_server_url: str, feedback_db: Path, log_path: Path, args: tuple[str, ...] = (), **env: str
     ) -> None:
         self.feedback_db = feedback_db
-        environment = {**os.environ, "FEEDBACK_DB": str(feedback_db), **env}
-        environment.pop("MLFLOW_TRACKING_URI", None)  # the registry line is optional; unit-tested on its own
+        environment = {**os.environ, "FEEDBACK_DB": str(feedback_db)}
+        # The tracking store is optional (the registry line, the Model health tab): only a test that gives one has one.
+        environment.pop("MLFLOW_TRACKING_URI", None)
+        environment.update(env)
         super().__init__(model_server_url, environment, log_path, extra_args=args)
 
     def wait_ready(self, timeout: float = 60, poll: float = 0.3) -> DashboardServer:

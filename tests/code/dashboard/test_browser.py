@@ -20,6 +20,8 @@ from playwright.sync_api import Locator, Page, expect
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
 WAIT_MS = 30_000
+# The Batch tab's file input: the first on the page (the Label next tab has one of its own, class `queue-file`).
+BATCH_FILE_INPUT = "input[type=file] >> nth=0"
 expect.set_options(timeout=WAIT_MS)  # two shared cores: a busy machine renders slowly, never wrongly
 
 
@@ -113,7 +115,7 @@ def test_csv_upload_is_scored_in_chunks_charted_and_downloadable(page, dashboard
 
     open_dashboard(page, dashboard.app_url)
     open_tab(page, "Batch")
-    page.locator("input[type=file]").set_input_files(upload)
+    page.locator(BATCH_FILE_INPUT).set_input_files(upload)
     page.get_by_role("button", name="Score the file").click()
     expect(page.locator("#batch-status")).to_contain_text("Scored 4 tweets from tweets.csv", timeout=WAIT_MS)
     expect(page.locator("#batch-status")).to_contain_text("1 rows with an empty text were skipped")
@@ -212,13 +214,13 @@ def test_markup_in_csv_column_names_and_cells_is_shown_as_text(page, dashboard, 
 
     open_dashboard(page, dashboard.app_url)
     open_tab(page, "Batch")
-    page.locator("input[type=file]").set_input_files(upload)
+    page.locator(BATCH_FILE_INPUT).set_input_files(upload)
     page.get_by_role("button", name="Score the file").click()
     expect(page.locator("#batch-status")).to_contain_text("Scored 1 tweets from hostile.csv")
     expect(page.locator(".tabulator-cell", has_text="alert")).to_have_text(hostile_cell)
     expect(page.locator(".tabulator-col-title", has_text="onerror")).to_have_text(hostile_column)
 
-    page.locator("input[type=file]").set_input_files(no_text)
+    page.locator(BATCH_FILE_INPUT).set_input_files(no_text)
     page.get_by_role("button", name="Score the file").click()
     expect(page.locator("#batch-status")).to_contain_text(f"columns found: {hostile_column}, <b>tweet</b>")
     assert page.locator("img[src='x']").count() == 0
@@ -245,7 +247,7 @@ def test_stopped_model_server_gives_a_plain_message_and_keeps_the_text(page, ser
     open_tab(page, "Batch")  # the page stays usable: the batch tab reports the same failure
     upload = dashboard.feedback_db.parent / "one.csv"
     upload.write_text("text\nhello\n")
-    page.locator("input[type=file]").set_input_files(upload)
+    page.locator(BATCH_FILE_INPUT).set_input_files(upload)
     page.get_by_role("button", name="Score the file").click()
     expect(page.locator("#batch-status")).to_contain_text("Cannot reach the model server", timeout=WAIT_MS)
     open_tab(page, "Predict")

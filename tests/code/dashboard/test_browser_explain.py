@@ -16,7 +16,7 @@ from playwright.sync_api import Page, expect
 
 from harness.appinsights_capture import CaptureServer, base_data, telemetry_env
 from tests.code.dashboard.conftest import answer_without_explanations
-from tests.code.dashboard.test_browser import WAIT_MS, open_dashboard, open_tab, predict
+from tests.code.dashboard.test_browser import BATCH_FILE_INPUT, WAIT_MS, open_dashboard, open_tab, predict
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
@@ -68,14 +68,14 @@ def upload_and_score(page: Page, app_url: str, tmp_path) -> None:
         csv.writer(handle).writerows([("id", "text"), *ROWS])
     open_dashboard(page, app_url)
     open_tab(page, "Batch")
-    page.locator("input[type=file]").set_input_files(upload)
+    page.locator(BATCH_FILE_INPUT).set_input_files(upload)
     page.get_by_role("button", name="Score the file").click()
     expect(page.locator("#batch-status")).to_contain_text(f"Scored {len(ROWS)} tweets", timeout=WAIT_MS)
 
 
 def tick(page: Page, row: int) -> None:
     """Tick a preview row's selection box (Tabulator's checkbox column)."""
-    page.locator(".tabulator-row").nth(row).locator("input[type=checkbox]").click()
+    page.locator(".batch-preview .tabulator-row").nth(row).locator("input[type=checkbox]").click()
 
 
 def test_ticked_file_rows_are_explained_on_demand_up_to_the_limit(page, model_server, start_dashboard, tmp_path):

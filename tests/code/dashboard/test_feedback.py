@@ -42,6 +42,7 @@ def test_table_is_exactly_the_agreed_schema(tmp_path):
         ("model_version", "TEXT", 1, 0),
         ("user_name", "TEXT", 0, 0),
         ("role", "TEXT", 1, 0),
+        ("verdict_id", "TEXT", 0, 0),
     ]
 
 
@@ -50,7 +51,7 @@ def test_a_stored_row_has_every_field_and_a_utc_timestamp(tmp_path):
     with sqlite3.connect(tmp_path / "f.db") as connection:
         row = connection.execute("SELECT * FROM feedback").fetchone()
     assert row[0] == stored.id == 1
-    assert row[2:] == ("lost my bag again", "negative", 0.81, 0.47, "not_negative", 0, MODEL, None, "tester")
+    assert row[2:] == ("lost my bag again", "negative", 0.81, 0.47, "not_negative", 0, MODEL, None, "tester", None)
     assert datetime.fromisoformat(row[1]).utcoffset().total_seconds() == 0
 
 
@@ -234,3 +235,40 @@ def test_testers_who_disagree_wait_in_the_reviewers_queue_until_a_reviewer_decid
 def test_a_verdict_with_an_unknown_role_is_refused(tmp_path):
     with pytest.raises(ValueError, match="role must be one of"):
         FeedbackStore(tmp_path / "f.db").add(by("mallory", "negative", role="admin"))
+
+
+def test_a_verdict_stored_twice_by_its_id_is_one_row_and_one_wrong_prediction_event(tmp_path, monkeypatch):
+    events = []
+    monkeypatch.setattr(feedback_module.telemetry, "emit_wrong_prediction", lambda **event: events.append(event))
+    store = FeedbackStore(tmp_path / "f.db")
+    given = Feedback(**{**verdict().__dict__, "verdict_id": "v-1"})  # a wrong prediction
+    first = record_feedback(store, given)
+    again = record_feedback(store, given)  # a spooled verdict retried after it was stored
+    assert (again.id, again.created_at) == (first.id, first.created_at)
+    assert store.count() == 1 and len(events) == 1
+    record_feedback(store, verdict())  # verdicts without an id are never merged
+    record_feedback(store, verdict())
+    assert store.count() == 3 and len(events) == 3
+
+
+def test_a_store_from_before_verdict_ids_gets_the_column_and_its_unique_index(tmp_path):
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as connection:
+        connection.execute(OLD_SCHEMA)
+        connection.execute(
+            "INSERT INTO feedback (created_at, text, predicted_label, proba_negative, threshold, true_label, "
+            "is_correct, model_version) VALUES ('2026-01-01T00:00:00+00:00', 'old tweet', 'negative', 0.8, 0.5, "
+            "'negative', 1, 'v0')"
+        )
+    store = FeedbackStore(path)
+    given = Feedback(**{**verdict().__dict__, "verdict_id": "v-2"})
+    assert store.add(given).id == store.add(given).id == 2
+    assert store.count() == 2  # the old row kept, the new verdict once
+    with sqlite3.connect(path) as connection:
+        assert connection.execute("SELECT verdict_id FROM feedback ORDER BY id").fetchall() == [(None,), ("v-2",)]
+        with pytest.raises(sqlite3.IntegrityError):
+            connection.execute(
+                "INSERT INTO feedback SELECT NULL, created_at, text, predicted_label, proba_negative, "
+                "threshold, true_label, is_correct, model_version, user_name, role, verdict_id "
+                "FROM feedback WHERE id = 2"
+            )

@@ -1,8 +1,8 @@
 """A feedback store that refuses writes: locked by another writer, read-only, on a full disk.
 
-The tester hears why in one sentence, the verdict stays in the page and is saved once the store takes
-writes again; nothing is dropped. The read-only and full-disk cases use a real tmpfs (mounting needs
-root, as the CI machine has; elsewhere they skip with that reason).
+The tester hears why in one sentence, the verdict stays in the page (and in the spool, where that can be
+written) and is saved once the store takes writes again; nothing is dropped. The read-only and full-disk
+cases use a real tmpfs (mounting needs root, as the CI machine has; elsewhere they skip with that reason).
 """
 
 from __future__ import annotations
@@ -84,6 +84,10 @@ def test_a_read_only_store_keeps_the_verdict_until_it_is_writable_again(small_fi
     try:
         flag_wrong(session, "refund from March, please check")
         assert f"the feedback store {store.path} is read-only" in session.verdicts.message.object
+        # The spool beside the store is on the same read-only disk: the page says a restart would lose it.
+        spool = small_filesystem / "feedback.db.spool"
+        assert f"The spool {spool} cannot be written either" in session.verdicts.message.object
+        assert "so a restart of the dashboard loses them" in session.verdicts.message.object
         assert len(session.verdicts.unsaved) == 1
         assert asyncio.run(session.verdicts.save_unsaved()) is False  # still read-only: still kept
     finally:
@@ -132,10 +136,26 @@ def test_a_store_that_cannot_start_still_opens_the_page_and_saves_later(small_fi
     assert stored_texts(store.path) == ["lost my bag"]
 
 
-def test_a_session_closed_with_unsaved_verdicts_says_so_in_the_log(tmp_path, fake_server, caplog):
+def test_a_session_closed_with_unsaved_verdicts_says_where_they_wait_in_the_log(tmp_path, fake_server, caplog):
     store = FeedbackStore(tmp_path / "feedback.db", busy_timeout_s=0.1)
     session = dashboard_on(store, fake_server)
     with locked_by_another_writer(store.path):
         flag_wrong(session, "lost my bag")
         session.verdicts.report_unsaved_on_close()
-    assert "a session closed with 1 feedback verdicts the store refused; they are lost" in caplog.text
+    waiting = f"a session closed with 1 feedback verdicts the store refused; they wait in the spool {store.path}.spool"
+    assert waiting in caplog.text
+    assert "they are lost" not in caplog.text
+
+
+def test_a_session_closed_with_verdicts_the_spool_refused_too_logs_their_loss(
+    tmp_path, fake_server, caplog, monkeypatch
+):
+    (tmp_path / "not a folder").write_text("")
+    monkeypatch.setenv("FEEDBACK_SPOOL_DIR", str(tmp_path / "not a folder" / "spool"))
+    store = FeedbackStore(tmp_path / "feedback.db", busy_timeout_s=0.1)
+    session = dashboard_on(store, fake_server)
+    with locked_by_another_writer(store.path):
+        flag_wrong(session, "lost my bag")
+        assert "cannot be written either" in session.verdicts.message.object
+        session.verdicts.report_unsaved_on_close()
+    assert "a session closed with 1 feedback verdicts the store and spool refused; they are lost" in caplog.text

@@ -29,6 +29,11 @@ def served(model_uri: str, texts: list[str]) -> tuple[np.ndarray, float]:
     return output["proba_negative"].to_numpy(dtype=float), float(output["threshold"].iloc[0])
 
 
+def served_version(model_uri: str) -> str:
+    """The `model_version` the pyfunc answers with (`family:run_id`)."""
+    return str(mlflow.pyfunc.load_model(model_uri).predict(pd.DataFrame({"text": ["a"]}))["model_version"].iloc[0])
+
+
 def logged_queue(run) -> pd.DataFrame:
     local = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path=label_queue.QUEUE_ARTIFACT)
     return pd.read_csv(local, keep_default_na=False)
@@ -54,6 +59,9 @@ def test_the_queue_ranks_recent_traffic_by_both_models_and_skips_what_is_labelle
     proba, threshold = served(champion, queue["text"].tolist())
     assert queue["proba_negative"].to_numpy() == pytest.approx(proba)
     assert queue["closeness"].to_numpy() == pytest.approx(closeness(proba, threshold))
+    # What a verdict from the dashboard's "Label next" tab records: the champion's threshold and version.
+    assert queue["threshold"].to_numpy() == pytest.approx(np.full(len(queue), threshold))
+    assert (queue["model_version"] == served_version(champion)).all()
     assert queue["challenger_proba_negative"].to_numpy() == pytest.approx(served(challenger, queue["text"].tolist())[0])
     pd.testing.assert_frame_equal(pd.read_csv(output, keep_default_na=False), queue)
     metrics = outcome.run.data.metrics

@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from harness.servers import ModelServer
-from pyfunc.limits import DEFAULT_MAX_BYTES, DEFAULT_MAX_ROWS, DEFAULT_MAX_TEXT_CHARS, MAX_JSON_DEPTH
+from pyfunc.limits import DEFAULT_MAX_BYTES, DEFAULT_MAX_ROWS, DEFAULT_MAX_TEXT_CHARS, MAX_JSON_DEPTH, ServingLimits
 
 pytestmark = pytest.mark.integration
 
@@ -33,6 +33,27 @@ def test_a_batch_over_the_row_limit_is_refused_naming_the_limit(server, still_se
     message = message_of(response)
     assert f"{DEFAULT_MAX_ROWS + 1:,} rows in one request" in message
     assert f"at most {DEFAULT_MAX_ROWS:,} (MAX_ROWS_PER_REQUEST)" in message
+    still_serving()
+
+
+def tiny_rows_body(content_type: str) -> tuple[bytes, int]:
+    """A body just under the byte limit of one-letter rows, and its row count: millions of them."""
+    if content_type == "text/csv":
+        rows = (DEFAULT_MAX_BYTES - 5) // 2
+        return b"text\n" + b"a\n" * rows, rows
+    rows = (DEFAULT_MAX_BYTES - 30) // 4
+    return b'{"inputs": {"text": [' + b",".join([b'"a"'] * rows) + b"]}}", rows
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "text/csv"])
+def test_ten_megabytes_of_tiny_rows_are_refused_before_mlflow_parses_them(server, still_serving, content_type):
+    """MLflow parsed such a body for seconds before `predict` counted its rows; the guard counts them in
+    the bytes. Its message is bare: `predict`'s would come wrapped in MLflow's "Failed to predict data"."""
+    body, rows = tiny_rows_body(content_type)
+    assert len(body) <= DEFAULT_MAX_BYTES
+    response = server.invocations(body, content_type=content_type)
+    assert response.status_code == 400
+    assert message_of(response) == ServingLimits().rows_refusal(rows)
     still_serving()
 
 

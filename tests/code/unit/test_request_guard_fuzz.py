@@ -5,24 +5,35 @@ strings, deep and shallow nesting, huge numbers, invalid UTF-8, any content type
 chunking. For each, the guard answers as the limits say (413, 415, 400 or the app) and within a
 bound: the old nesting check took 3 s on 32 KB of escaped quotes and four times more per doubling,
 so the bound of each example here, on bodies up to 256 KB, is orders of magnitude from both the old
-cost and the new one (milliseconds).
+cost and the new one (milliseconds). Bodies of a known row count, JSON and CSV, get the row limit's
+400 exactly when they hold more rows than it, before the app sees them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import json
 import sys
 from datetime import timedelta
 
+import pandas as pd
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from pyfunc.limits import ServingLimits, has_too_long_integer, json_refusal, nests_too_deep
+from pyfunc.limits import (
+    FORM_KEYS,
+    ServingLimits,
+    has_too_long_integer,
+    json_refusal,
+    nests_too_deep,
+)
 from pyfunc.request_guard import RequestGuard
 
 MAX_BYTES = 200_000
+MAX_ROWS = 2_000
+LIMITS = ServingLimits(max_rows=MAX_ROWS, max_bytes=MAX_BYTES)
 GUARD_BOUND = settings(
     deadline=timedelta(seconds=2),  # each example: the whole guard, from the first chunk to the answer
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
@@ -82,9 +93,17 @@ body_strategy = request_form() | hostile() | huge_number | other_encoding() | st
 
 
 def guard_answer(
-    body: bytes, content_type: str, chunk_size: int, max_bytes: int = MAX_BYTES
+    body: bytes, content_type: str, chunk_size: int, max_bytes: int = MAX_BYTES, max_rows: int = MAX_ROWS
 ) -> tuple[int, bytes | None]:
     """Run one request through the guard in front of a stub app: the status sent, and the body the app saw."""
+    status, seen, _ = guard_exchange(body, content_type, chunk_size, max_bytes, max_rows)
+    return status, seen
+
+
+def guard_exchange(
+    body: bytes, content_type: str, chunk_size: int, max_bytes: int, max_rows: int
+) -> tuple[int, bytes | None, bytes]:
+    """The status the guard sent, the body the app saw (None when refused) and the answer's body."""
     seen: dict[str, bytes] = {}
 
     async def app(scope, receive, send) -> None:
@@ -108,9 +127,9 @@ def guard_answer(
 
     headers = [(b"content-type", content_type.encode())] if content_type else []
     scope = {"type": "http", "path": "/invocations", "method": "POST", "headers": headers}
-    guard = RequestGuard(app, ServingLimits(max_rows=2_000, max_bytes=max_bytes))
+    guard = RequestGuard(app, ServingLimits(max_rows=max_rows, max_bytes=max_bytes))
     asyncio.run(guard(scope, receive, send))
-    return sent[0]["status"], seen.get("body")
+    return sent[0]["status"], seen.get("body"), b"".join(message.get("body", b"") for message in sent[1:])
 
 
 @GUARD_BOUND
@@ -129,13 +148,45 @@ def test_every_body_gets_the_answer_the_limits_give_within_the_bound(body, conte
         assert status == 415 and seen is None
     elif len(body) > MAX_BYTES:
         assert status == 413 and seen is None
-    elif content_type.lower() in {t.lower() for t in JSON_TYPES} and json_refusal(body):
+    elif content_type.lower() in {t.lower() for t in JSON_TYPES} and json_refusal(body, LIMITS):
         assert status == 400 and seen is None
     else:
         assert status == 200 and seen == body  # the app gets the body exactly as sent
         if content_type.lower() in {t.lower() for t in JSON_TYPES}:
             with contextlib.suppress(json.JSONDecodeError, UnicodeDecodeError):  # MLflow's own 400
                 json.loads(body)  # anything else (RecursionError, a too-long integer) is MLflow's 500
+
+
+@st.composite
+def counted_rows(draw) -> tuple[bytes, str, int]:
+    """A request in any form, JSON or CSV, its content type and the rows MLflow's parser reads from it."""
+    texts = draw(st.lists(tweet, max_size=12))
+    if draw(st.booleans()):
+        body = pd.DataFrame({"text": texts}).to_csv(index=False, lineterminator=draw(st.sampled_from(["\n", "\r\n"])))
+        rows = len(pd.read_csv(io.StringIO(body))) if body.strip() else 0  # pandas skips blank lines
+        return body.encode(), "text/csv", rows
+    form = draw(st.sampled_from(["dataframe_split", "dataframe_records", "instances", "inputs"]))
+    payload = {
+        "dataframe_split": {"dataframe_split": {"columns": ["text"], "data": [[text] for text in texts]}},
+        "dataframe_records": {"dataframe_records": [{"text": text} for text in texts]},
+        "instances": {"instances": [{"text": text} for text in texts]},
+        "inputs": {"inputs": {"text": texts}},
+    }[form]
+    return json.dumps(payload, ensure_ascii=draw(st.booleans())).encode(), "application/json", len(texts)
+
+
+@GUARD_BOUND
+@given(request=counted_rows(), max_rows=st.integers(min_value=1, max_value=12), chunk_size=st.sampled_from([7, 10**9]))
+def test_a_body_over_the_row_limit_is_refused_before_the_app_parses_it(request, max_rows, chunk_size):
+    """With predict's message. A JSON form's own object holds up to `FORM_KEYS` keys besides the rows, so
+    a JSON request of no more rows than that is left to predict's exact count whatever the limit."""
+    body, content_type, rows = request
+    status, seen, answer = guard_exchange(body, content_type, chunk_size, MAX_BYTES, max_rows)
+    if rows > max_rows and (content_type == "text/csv" or rows > FORM_KEYS):
+        assert status == 400 and seen is None
+        assert json.loads(answer)["message"] == ServingLimits(max_rows=max_rows).rows_refusal(rows)
+    else:
+        assert status == 200 and seen == body
 
 
 def depth(value) -> int:
