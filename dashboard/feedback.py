@@ -130,6 +130,10 @@ class Feedback:
     # "Why flagged, on the page").
     top_words: tuple[str, ...] = ()
 
+    def __post_init__(self) -> None:
+        """A verdict read back from JSON (the spool) has a list: as a tuple it equals the one given."""
+        object.__setattr__(self, "top_words", tuple(self.top_words))
+
     @property
     def is_correct(self) -> bool:
         return self.predicted_label == self.true_label
