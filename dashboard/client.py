@@ -31,6 +31,10 @@ DEFAULT_CHUNK_ROWS = 100
 # thread that has waited longest, so the files take turns.
 DEFAULT_BATCH_REQUESTS = 2
 CONNECT_TIMEOUT_S = 3.0
+# The server's limit on explained rows per request, and its default (pyfunc/limits.py; a test keeps them
+# equal): the page says it before sending more. Read here, not imported: pyfunc.limits loads MLflow.
+MAX_EXPLAINED_ROWS_ENV = "MAX_EXPLAINED_ROWS_PER_REQUEST"
+DEFAULT_MAX_EXPLAINED_ROWS = 100
 LABELS = ("negative", "not_negative")
 SERVE_HINT = "mlflow models serve -m models:/tweet-sentiment@champion -p 5001 --env-manager local"
 
@@ -111,6 +115,12 @@ def env_float(name: str, default: float) -> float:
 
 # Shared by every client of the process: the bound is the dashboard's, not one session's.
 _BATCH_SLOTS = threading.Semaphore(max(1, int(env_float("DASHBOARD_BATCH_REQUESTS", DEFAULT_BATCH_REQUESTS))))
+
+
+def explained_rows_limit() -> int:
+    """The most rows the page asks to explain at once: the server's `MAX_EXPLAINED_ROWS_PER_REQUEST`,
+    when the dashboard is given it too, else the server's default."""
+    return int(env_float(MAX_EXPLAINED_ROWS_ENV, DEFAULT_MAX_EXPLAINED_ROWS))
 
 
 def request_body(texts: Sequence[str], threshold: float | None, explain: bool = False) -> dict[str, Any]:
@@ -287,6 +297,16 @@ class ModelClient:
                 response.status_code,
             )
         return Scored(parse_predictions(response, len(texts), explain), latency_ms)
+
+    def explain_rows(self, texts: Sequence[str], threshold: float | None = None) -> Scored:
+        """Score and explain a file's chosen rows in one request, as a file's chunk: in a batch slot, under
+        the batch timeout (an explained row costs a scored tweet per word, so a hundred weigh like a chunk).
+
+        Raises:
+            ModelServerError: as `predict`; over the server's explained-rows limit, its 400 names the limit.
+        """
+        with _BATCH_SLOTS:
+            return self.predict(texts, threshold, timeout=self.batch_timeout, explain=True)
 
     def predict_in_chunks(
         self,

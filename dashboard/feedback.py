@@ -125,6 +125,14 @@ class Feedback:
     user_name: str | None = None  # None: given without sign-in (one unnamed tester)
     role: str = TESTER
     verdict_id: str | None = None  # unique per verdict given; the same id is stored once
+    # The words the page showed as the reason for the prediction (`Prediction.top_words()`), strongest first.
+    # Not a column: they travel with a wrong verdict to its `wrong_prediction` event only (docs/design.md,
+    # "Why flagged, on the page").
+    top_words: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        """A verdict read back from JSON (the spool) has a list: as a tuple it equals the one given."""
+        object.__setattr__(self, "top_words", tuple(self.top_words))
 
     @property
     def is_correct(self) -> bool:
@@ -360,6 +368,7 @@ def record_feedback(store: FeedbackStore, feedback: Feedback) -> Feedback:
                 proba_negative=stored.proba_negative,
                 true_label=stored.true_label,
                 model_version=stored.model_version,
+                top_words=stored.top_words,
             )
         except Exception:  # monitoring is best effort; the stored row is what counts
             logger.exception("could not send the wrong-prediction event for feedback %s", stored.id)

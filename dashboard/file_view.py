@@ -4,6 +4,7 @@ A batch the model server stops answering keeps its scored rows, and "Score the r
 rows not yet scored (docs/design.md, "Batch scoring"; docs/reliability.md). What grows with the file
 (parsing, the valid rows, the joined result and its CSV) runs in threads, so one tester's largest upload
 never holds up another session's page; the file's name is made safe before the log or the page sees it.
+Ticked rows of the preview are explained on demand (dashboard/row_explainer.py).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from dashboard import batch, charts
 from dashboard.client import ModelClient, Prediction
 from dashboard.file_names import download_name, safe_file_name
 from dashboard.page import message_html
+from dashboard.row_explainer import RowExplainer
 
 # A file being scored holds its thread for minutes. In the event loop's default pool (cores + 4 threads)
 # ten testers' files left no thread for anyone's typed prediction or feedback, so files get threads of
@@ -59,8 +61,11 @@ class FileView:
         self.threshold_to_send = threshold_to_send
         self.scored_csv: bytes | None = None
         self.pending_batch: dict | None = None
+        self.preview_column = "text"  # the previewed file's tweet column
         self._batch_generation = 0  # only the running batch's progress ticks move the bar
         self._build_widgets()
+        self.row_explainer = RowExplainer(client, threshold_to_send, _batch_threads)
+        self.row_explainer.button.on_click(self._on_explain_rows)
         self.file_input.param.watch(self._on_file, "value")
         self.score_button.on_click(self._on_score_file)
         self.resume_button.on_click(self._on_resume_batch)
@@ -80,7 +85,8 @@ class FileView:
             page_size=10,
             visible=False,
             layout="fit_columns",
-            selectable=False,
+            selectable="checkbox",  # ticked rows are explained on demand
+            css_classes=["batch-preview"],  # the page has other tables (History): tests find this one by it
         )
         self.download = pn.widgets.FileDownload(
             callback=self._scored_file,
@@ -104,6 +110,7 @@ class FileView:
             self.histogram,
             self.download,
             self.preview,
+            self.row_explainer.panel(),
         )
 
     def _on_file(self, event) -> None:
@@ -128,6 +135,7 @@ class FileView:
         name = safe_file_name(name)  # the tester's to choose: one safe line before the log or the page sees it
         self.histogram[:] = []  # nothing from a previous file stays on screen
         self.preview.visible = False
+        self.row_explainer.reset(visible=False)
         self.resume_button.visible = False
         try:
             prepared = await asyncio.to_thread(batch.prepare, data)
@@ -230,6 +238,9 @@ class FileView:
         self.batch_message.param.update(object=message_html(summary + ".", "ok", "batch-status"), visible=True)
         if plot is not None:
             self.histogram[:] = [pn.pane.Bokeh(plot)]
+        self.preview.selection = []
+        self.row_explainer.reset(visible=bool(len(scored)))
+        self.preview_column = column
         self.preview.param.update(
             value=result.head(PREVIEW_ROWS),
             # Tabulator writes column titles as HTML: an uploaded file's column names are shown escaped.
@@ -238,6 +249,10 @@ class FileView:
             widths={column: "40%", "model_version": "18%"},
             visible=True,
         )
+
+    async def _on_explain_rows(self, event=None) -> None:
+        """Explain the preview's ticked rows (they index the preview's own rows)."""
+        await self.row_explainer.explain(self.preview.value, self.preview_column, list(self.preview.selection))
 
     def _scored_file(self) -> io.BytesIO:
         return io.BytesIO(self.scored_csv or b"")

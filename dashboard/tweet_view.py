@@ -1,7 +1,8 @@
 """The Predict tab and the sidebar's threshold: one typed tweet, its score, and the tester's verdict.
 
 Only the newest request's answer is shown; after an error the stale result is hidden, the typed text
-stays, and a verdict only ever refers to the prediction on screen.
+stays, and a verdict only ever refers to the prediction on screen. The typed tweet is always scored with
+its explanation and shown with its words shaded (docs/design.md, "Why flagged, on the page").
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from datetime import datetime
 
 import panel as pn
 
-from dashboard import charts, registry
+from dashboard import charts, highlight, registry
 from dashboard.client import ModelClient, ModelServerError, Prediction, Scored
 from dashboard.feedback import Feedback
 from dashboard.history_view import HistoryView
@@ -39,6 +40,37 @@ def threshold_meaning_html(prediction: Prediction | None) -> str:
     return f'<div id="threshold-meaning" style="font-size:0.9em">{text}</div>'
 
 
+def no_explanation_sentence(error: ModelServerError) -> str:
+    """Why the page shows a score without highlights, in a tester's words."""
+    if error.kind == "bad_response":
+        reason = "the served model answered without an explanation; it may predate explanations"
+    else:
+        reason = error.message
+    return f"No word highlights for this tweet, only its score: {reason}"
+
+
+def score_explained(client: ModelClient, text: str, threshold: float | None) -> tuple[Scored, str | None]:
+    """Score the typed tweet with its explanation in one request; a server that will not explain still scores it.
+
+    One tweet of n words costs n more scored tweets, a single small batch: cheap enough to explain every
+    typed tweet rather than make the tester ask. A server that ignores or refuses `params.explain` (a
+    model logged before explanations) is asked again plainly, so the score is never lost to it.
+
+    Returns:
+        The scored tweet, and None or the sentence that says why it carries no explanation.
+
+    Raises:
+        ModelServerError: the plain request failed too (or the server is down or slow): the page says why.
+    """
+    try:
+        return client.predict([text], threshold, explain=True), None
+    except ModelServerError as error:
+        if error.kind not in ("rejected", "bad_response"):
+            raise
+        why = no_explanation_sentence(error)
+    return client.predict([text], threshold), why
+
+
 def result_html(
     text: str, prediction: Prediction, latency_ms: float, threshold_source: str, registry_line: str | None
 ) -> str:
@@ -59,6 +91,17 @@ def result_html(
         f'<pre id="result-text" style="white-space:pre-wrap;font-size:1em">{html.escape(text)}</pre>',
     ]
     return "".join(lines)
+
+
+def explanation_block_html(text: str, prediction: Prediction, no_explanation: str | None) -> str:
+    """The typed tweet's shaded words, the top words and the legend; or the sentence why there are none."""
+    if prediction.explanation is None:
+        return message_html(no_explanation or "No word highlights for this tweet.", "info", "explain-status")
+    return (
+        "<div><b>Why:</b></div>"
+        + highlight.explanation_html(text, prediction, "explained-tweet")
+        + highlight.legend_html()
+    )
 
 
 class TweetView:
@@ -83,7 +126,11 @@ class TweetView:
         self.threshold = pn.widgets.EditableFloatSlider(
             label="Decision threshold", start=0.0, end=1.0, fixed_start=0.0, fixed_end=1.0, step=0.01, value=0.5
         )
-        self.use_model_threshold = pn.widgets.Checkbox(label="Use the model's own threshold", value=True)
+        self.use_model_threshold = pn.widgets.Checkbox(
+            label="Use the model's own threshold",
+            value=True,
+            css_classes=["model-threshold"],  # the tests find it
+        )
         self.threshold_note = pn.pane.HTML(
             "<small>A tweet is flagged <b>negative</b> when proba_negative ≥ threshold. Moving the slider "
             "sends it as <code>params.threshold</code> and re-scores the current tweet.</small>"
@@ -95,6 +142,7 @@ class TweetView:
         self.predict_button = pn.widgets.Button(label="Predict", color="primary", width=160, sizing_mode=None)
         self.predict_message = pn.pane.HTML("", visible=False)
         self.result = pn.pane.HTML("")
+        self.explanation = pn.pane.HTML("")  # the tweet's words shaded, or why there are none
         self.gauge = pn.indicators.Gauge(
             label="proba_negative",
             value=0.0,
@@ -112,6 +160,7 @@ class TweetView:
             self.gauge,
             pn.Column(
                 self.result,
+                self.explanation,
                 pn.pane.HTML("<b>Was this prediction right?</b>"),
                 pn.Row(self.right_button, self.wrong_button),
                 self.verdicts.message,
@@ -157,7 +206,9 @@ class TweetView:
         generation = self._generation
         self.predict_button.loading = True
         try:
-            scored = await asyncio.to_thread(self.client.predict, [text], self.threshold_to_send())
+            scored, no_explanation = await asyncio.to_thread(
+                score_explained, self.client, text, self.threshold_to_send()
+            )
         except ModelServerError as error:
             if generation == self._generation:
                 self.predict_message.param.update(object=message_html(error.message), visible=True)
@@ -171,9 +222,9 @@ class TweetView:
                 self.predict_button.loading = False
         if generation == self._generation:
             self.predict_message.visible = False
-            await self._show_prediction(text, scored)
+            await self._show_prediction(text, scored, no_explanation)
 
-    async def _show_prediction(self, text: str, scored: Scored) -> None:
+    async def _show_prediction(self, text: str, scored: Scored, no_explanation: str | None = None) -> None:
         prediction = scored.predictions[0]
         row = {
             "time": datetime.now().strftime("%H:%M:%S"),
@@ -190,6 +241,7 @@ class TweetView:
             self._model_threshold = prediction.threshold
             self._show_threshold(prediction.threshold)
         self._render_result(text, prediction, scored.latency_ms, registry_line=None)
+        self.explanation.object = explanation_block_html(text, prediction, no_explanation)
         self.threshold_meaning.object = threshold_meaning_html(prediction)
         self.history.add(row)
         self.right_button.param.update(label=f"Right: it is {prediction.label}", disabled=False)
@@ -251,6 +303,7 @@ class TweetView:
             model_version=prediction.model_version,
             user_name=self.person.name,
             role=self.person.role,
+            top_words=tuple(prediction.top_words()),  # the words the page showed as the reason
         )
         self.right_button.disabled = self.wrong_button.disabled = True  # one verdict per prediction
         await self.verdicts.submit(verdict, self.last["row"])

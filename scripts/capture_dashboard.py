@@ -151,6 +151,19 @@ def shoot(page: Page, out: Path, name: str, what: str, shots: list[tuple[Path, s
     shots.append((path, what))
 
 
+def shoot_why_flagged(page: Page, out: Path, shots: list[tuple[Path, str]]) -> None:
+    """The typed tweet's result, from its label down to the legend of its shaded words, at the page's width."""
+    expect(page.locator("#explained-tweet .explained-word").first).to_be_visible(timeout=WAIT_MS)
+    top = page.locator("#result-label").bounding_box()
+    legend = page.locator(".explain-legend").bounding_box()
+    width = page.viewport_size["width"]
+    clip = {"x": 0, "y": top["y"] - 40, "width": width, "height": legend["y"] + legend["height"] - top["y"] + 60}
+    path = out / "dashboard_why_flagged.png"
+    page.screenshot(path=str(path), clip=clip, full_page=True)
+    what = "why flagged: each word of the typed tweet shaded by how much it pushed towards negative, the top words"
+    shots.append((path, what))
+
+
 def new_page(browser, app_url: str, user: str | None) -> Page:
     """A page in a browser context of its own (its own sign-in cookie)."""
     page = browser.new_context(viewport={"width": 1400, "height": 900}).new_page()
@@ -200,6 +213,7 @@ def capture(
             "use, model version (and registry version when the store answers) and latency",
             shots,
         )
+        shoot_why_flagged(page, out, shots)
 
         predict(page, MILD_TWEET)
         label = page.locator("#result-label").inner_text()
@@ -259,7 +273,8 @@ def capture(
             shots,
         )
 
-        page.locator("input[type=checkbox]").check()  # batch at the model's own threshold
+        # batch at the model's own threshold (the box by its class: the file preview has tick boxes too)
+        page.locator(".model-threshold input[type=checkbox]").check()
         expect(page.locator("#result-threshold")).to_contain_text("(model's own)", timeout=WAIT_MS)
         page.locator(".bk-tab", has_text="Batch").click()
         page.locator("input[type=file]").first.set_input_files(str(csv_path))  # the Batch tab's
@@ -273,6 +288,12 @@ def capture(
             "proba_negative with the threshold, download button and preview",
             shots,
         )
+        for row in range(3):  # why were these flagged? ticked in the preview, explained on demand
+            page.locator(".batch-preview .tabulator-row").nth(row).locator("input[type=checkbox]").click()
+        page.get_by_role("button", name="Explain selected rows").click()
+        expect(page.locator("#explain-rows-status")).to_contain_text("Explained", timeout=WAIT_MS)
+        page.locator("#explained-row-0").scroll_into_view_if_needed()
+        shoot(page, out, "dashboard_rows_explained.png", "three rows of the file ticked and explained on demand", shots)
         capture_queue(page, out, queue_path, shots)
 
         if stop_model_server is not None:

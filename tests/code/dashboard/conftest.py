@@ -40,11 +40,26 @@ def prediction_rows(texts: list[str], threshold: float = 0.5) -> list[dict]:
     ]
 
 
+def word_contributions(text: str) -> list[dict]:
+    """A scripted explanation: each word of the text pushes towards `negative` by its length / 100."""
+    return [{"word": word, "contribution": len(word) / 100} for word in text.split()]
+
+
 def contract_answer(body: dict) -> Reply:
-    """A well-behaved `/invocations`: the contract's answer for a `dataframe_split` request."""
+    """A well-behaved `/invocations`: the contract's answer for a `dataframe_split` request, with each
+    row's `explanation` when `params.explain` asks for it."""
     texts = [row[0] for row in body["dataframe_split"]["data"]]
-    threshold = body.get("params", {}).get("threshold", 0.42)
-    return 200, "application/json", json.dumps({"predictions": prediction_rows(texts, threshold)}).encode()
+    params = body.get("params", {})
+    rows = prediction_rows(texts, params.get("threshold", 0.42))
+    if params.get("explain"):
+        rows = [row | {"explanation": word_contributions(text)} for row, text in zip(rows, texts, strict=True)]
+    return 200, "application/json", json.dumps({"predictions": rows}).encode()
+
+
+def answer_without_explanations(body: dict) -> Reply:
+    """A server of a model logged before explanations: MLflow ignores the unknown `explain` param."""
+    params = {key: value for key, value in body.get("params", {}).items() if key != "explain"}
+    return contract_answer({**body, "params": params})
 
 
 class FakeServer:

@@ -25,6 +25,9 @@ def session(fake_server, tmp_path) -> Dashboard:
     return Dashboard(ModelClient(fake_server.url, timeout=2), FeedbackStore(tmp_path / "feedback.db"))
 
 
+EXPLAIN = {"explain": True}
+
+
 def sent_params(fake_server) -> list[dict | None]:
     return [body.get("params") for _, path, body, _ in fake_server.requests if path == "/invocations"]
 
@@ -33,7 +36,7 @@ def test_first_prediction_uses_the_model_threshold_and_the_slider_shows_it(sessi
     session.tweet_view.tweet.value = "x" * 60  # the scripted server answers proba = len / 100 = 0.6
     asyncio.run(session.tweet_view._on_predict())
 
-    assert sent_params(fake_server) == [None]
+    assert sent_params(fake_server) == [EXPLAIN]  # a typed tweet is always explained
     assert session.tweet_view.last["prediction"].label == "negative"  # 0.6 >= the model's 0.42
     assert session.tweet_view.threshold.value == pytest.approx(0.42)
     assert session.tweet_view.use_model_threshold.value is True
@@ -47,14 +50,14 @@ def test_moving_the_threshold_sends_it_and_rescored_decision_changes(session, fa
     session.tweet_view.threshold.value = 0.7
     asyncio.run(session.tweet_view._on_threshold_moved(SimpleNamespace(new=0.7)))
 
-    assert sent_params(fake_server) == [None, {"threshold": 0.7}]
+    assert sent_params(fake_server) == [EXPLAIN, {"threshold": 0.7, **EXPLAIN}]
     assert session.tweet_view.last["prediction"].label == "not_negative"
     assert session.tweet_view.use_model_threshold.value is False
     assert "0.7000 (from the slider)" in session.tweet_view.result.object
 
     session.tweet_view.use_model_threshold.value = True
     asyncio.run(session.tweet_view._on_use_model_threshold(SimpleNamespace(new=True)))
-    assert sent_params(fake_server)[-1] is None
+    assert sent_params(fake_server)[-1] == EXPLAIN
     assert session.tweet_view.last["prediction"].label == "negative"
 
 

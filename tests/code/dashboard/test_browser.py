@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Locator, Page, expect
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
@@ -54,6 +54,11 @@ def set_threshold(page: Page, value: float) -> None:
     box.press("Enter")
 
 
+def model_threshold_box(page: Page) -> Locator:
+    """The sidebar's "Use the model's own threshold" box, by its class: the file preview has tick boxes too."""
+    return page.locator(".model-threshold input[type=checkbox]")
+
+
 def open_tab(page: Page, name: str) -> None:
     page.locator(".bk-tab", has_text=name).click()
 
@@ -83,7 +88,7 @@ def test_threshold_slider_is_sent_as_params_and_changes_the_decision(page, dashb
     set_threshold(page, 0.99)
     expect(page.locator("#result-threshold")).to_have_text("0.9900 (from the slider)", timeout=WAIT_MS)
     expect(page.locator("#result-label")).to_have_text("not_negative")
-    expect(page.locator("input[type=checkbox]")).not_to_be_checked()
+    expect(model_threshold_box(page)).not_to_be_checked()
 
     set_threshold(page, 0.01)
     expect(page.locator("#result-threshold")).to_have_text("0.0100 (from the slider)", timeout=WAIT_MS)
@@ -92,7 +97,7 @@ def test_threshold_slider_is_sent_as_params_and_changes_the_decision(page, dashb
     expect(page.locator("#threshold-meaning")).to_contain_text("At threshold 0.01", timeout=WAIT_MS)
     expect(page.locator("#threshold-meaning")).to_contain_text("of 100 complaints, about 100 are flagged")
 
-    page.locator("input[type=checkbox]").check()  # back to the model's own threshold
+    model_threshold_box(page).check()  # back to the model's own threshold
     expect(page.locator("#result-threshold")).to_contain_text("(model's own)", timeout=WAIT_MS)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from dataclasses import replace
 from datetime import datetime
 
 import pytest
@@ -118,7 +119,7 @@ def test_wrong_prediction_is_stored_then_emitted(monkeypatch, tmp_path):
         calls.append((kwargs, store.count()))  # the row must already be stored
 
     monkeypatch.setattr(feedback_module.telemetry, "emit_wrong_prediction", emit)
-    stored = record_feedback(store, verdict())
+    stored = record_feedback(store, replace(verdict(), top_words=("lost", "bag")))
 
     assert not stored.is_correct
     assert calls == [
@@ -129,6 +130,7 @@ def test_wrong_prediction_is_stored_then_emitted(monkeypatch, tmp_path):
                 "proba_negative": 0.81,
                 "true_label": "not_negative",
                 "model_version": MODEL,
+                "top_words": ("lost", "bag"),  # the page's, not stored in the table
             },
             1,
         )

@@ -102,10 +102,12 @@ def test_dashboard_capture_shoots_every_state(tracking: Tracking, baseline_run_i
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     states = [
         *("prediction", "threshold", "feedback", "review", "script_as_text", "history", "health", "batch"),
-        *("label_next", "server_down"),
+        *("rows_explained", "label_next", "server_down"),
     ]
     for state in states:
         assert_screenshot(tmp_path / f"dashboard_{state}.png", 1400, 900)
+    assert_screenshot(tmp_path / "dashboard_why_flagged.png", 1400, 150)  # the result alone, at the page's width
+    assert "dashboard_why_flagged.png: why flagged: each word of the typed tweet shaded" in result.stdout
     assert "the decision flips" in result.stdout and "Cannot reach" not in result.stderr
     assert "dashboard_health.png: the Model health tab" in result.stdout
     assert re.search(r'one click a verdict \(stored with who gave it\), progress "\d+ of \d+"', result.stdout)
