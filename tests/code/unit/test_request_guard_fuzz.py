@@ -49,17 +49,22 @@ tweet = st.text(alphabet=st.characters(codec="utf-8"), max_size=40) | st.sampled
 )
 
 
-@st.composite
-def request_form(draw) -> bytes:
-    """A body in one of MLflow's request forms, with tweets holding quotes, escapes and brackets."""
-    texts = draw(st.lists(tweet, max_size=8))
-    form = draw(st.sampled_from(["dataframe_split", "dataframe_records", "instances", "inputs"]))
-    payload = {
+def form_payload(form: str, texts: list[str]) -> dict:
+    """The texts in one of MLflow's request forms: every form holds its rows in one container."""
+    return {
         "dataframe_split": {"dataframe_split": {"columns": ["text"], "data": [[text] for text in texts]}},
         "dataframe_records": {"dataframe_records": [{"text": text} for text in texts]},
         "instances": {"instances": [{"text": text} for text in texts]},
         "inputs": {"inputs": {"text": texts}},
     }[form]
+
+
+@st.composite
+def request_form(draw) -> bytes:
+    """A body in one of MLflow's request forms, with tweets holding quotes, escapes and brackets."""
+    texts = draw(st.lists(tweet, max_size=8))
+    form = draw(st.sampled_from(["dataframe_split", "dataframe_records", "instances", "inputs"]))
+    payload = form_payload(form, texts)
     if draw(st.booleans()):
         payload["params"] = {"threshold": draw(st.floats(allow_nan=False, allow_infinity=False))}
     return json.dumps(payload, ensure_ascii=draw(st.booleans())).encode()
@@ -166,12 +171,7 @@ def counted_rows(draw) -> tuple[bytes, str, int]:
         rows = len(pd.read_csv(io.StringIO(body))) if body.strip() else 0  # pandas skips blank lines
         return body.encode(), "text/csv", rows
     form = draw(st.sampled_from(["dataframe_split", "dataframe_records", "instances", "inputs"]))
-    payload = {
-        "dataframe_split": {"dataframe_split": {"columns": ["text"], "data": [[text] for text in texts]}},
-        "dataframe_records": {"dataframe_records": [{"text": text} for text in texts]},
-        "instances": {"instances": [{"text": text} for text in texts]},
-        "inputs": {"inputs": {"text": texts}},
-    }[form]
+    payload = form_payload(form, texts)
     return json.dumps(payload, ensure_ascii=draw(st.booleans())).encode(), "application/json", len(texts)
 
 
