@@ -24,6 +24,8 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 from mlflow.environment_variables import MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, RESOURCE_EXHAUSTED
@@ -42,9 +44,11 @@ DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 DEFAULT_MAX_TEXT_CHARS = 100_000
 # The deepest request form is `{"dataframe_split": {"data": [["text"]]}}` (4 levels); 32 leaves room.
 MAX_JSON_DEPTH = 32
-# The most items a request form's own containers hold besides the rows: `dataframe_split`'s columns, index
-# and data. A row limit below it is judged in `predict` alone, so no request within the limit is refused.
-FORM_KEYS = 3
+# The most items a container of one request row may hold: the columns a request may carry beside `text`
+# (a `dataframe_records` row's keys, a `dataframe_split` row's values) and a form's own keys (`dataframe_split`'s
+# columns, index and data). The guard counts containers, not rows, so it acts only above this; a lower row limit
+# is judged in `predict` alone, and no request within the limit is refused (docs/design.md, "Serving limits").
+WIDEST_REQUEST = 64
 # Rows scored between two deadline checks: small enough that abandoned work stops within a second or so.
 DEADLINE_CHUNK_ROWS = 256
 
@@ -327,9 +331,10 @@ def csv_rows(body: bytes) -> int:
     A record ends at a line break (line feed, carriage return or both) outside quoted fields; a
     doubled quote inside a field toggles twice, so quote parity tells inside from outside. Lines
     of spaces and tabs only are skipped, as pandas skips them, and the first record is the header.
-    Exact for RFC 4180 CSV (what pandas and the csv module write); a stray quote inside an unquoted
-    field, which pandas reads as text, can shift the count, and `predict` still counts exactly after
-    (docs/design.md, "Serving limits").
+    Exact for well-formed quoting (`csv_quoting_is_well_formed`: RFC 4180, what pandas and the csv
+    module write); a stray quote inside an unquoted field, which pandas reads as text, shifts the
+    count either way, so `csv_refusal` trusts it only for well-formed quoting (docs/design.md,
+    "Serving limits").
 
     Spaces and tabs are dropped and carriage returns made line feeds first (C speed, and neither
     changes a quote), so a record is a byte that is not a line break after one that is.
@@ -345,16 +350,56 @@ def csv_rows(body: bytes) -> int:
     return max(records - 1, 0)
 
 
+def csv_quoting_is_well_formed(body: bytes) -> bool:
+    """Whether every quote of a CSV body is where quote parity reads it as pandas does (linear, C speed).
+
+    pandas opens a quoted field only at a field's first byte, so a quote elsewhere (`My 55" tv died`)
+    is text, and parity would then take the line breaks after it for text or the reverse. Well formed:
+    the quotes pair up; each opening quote (an even number before it) is the body's first byte or
+    follows `,`, a line break, or the closing quote before it (the second quote of an escaped `""`);
+    each closing quote is the body's last byte or is followed by `,`, a line break or a quote. Judged
+    on the raw body: pandas does not skip a space before a quote, so ` "a` is text too.
+    """
+    codes = np.frombuffer(body, dtype=np.uint8)
+    quotes = np.flatnonzero(codes == ord('"'))
+    if quotes.size % 2:
+        return False  # a quoted field runs to the end: pandas refuses it, and parity proves nothing
+    opening, closing = quotes[0::2], quotes[1::2]
+    before = codes[opening[opening > 0] - 1]
+    after = codes[closing[closing < codes.size - 1] + 1]
+    return bool(np.isin(before, _CSV_FIELD_EDGES).all() and np.isin(after, _CSV_FIELD_EDGES).all())
+
+
+_CSV_FIELD_EDGES = np.frombuffer(b',\n\r"', dtype=np.uint8)
+
+
 def csv_refusal(body: bytes, limits: ServingLimits) -> str | None:
     """Why a CSV body is refused before pandas parses it, or None: more rows than the row limit.
 
     5 M one-letter rows fit the byte limit and cost pandas seconds of a scoring thread before
     `predict` could count them; a body with no more line breaks than the limit is passed unscanned.
+    A body whose quoting is not well formed (`csv_quoting_is_well_formed`) is passed too: its count
+    could refuse a request within the limit, and `predict` counts its rows exactly after pandas.
     A CSV request carries no params, so it asks for no explanations.
     """
-    if body.count(b"\n") + body.count(b"\r") <= limits.max_rows:
+    if body.count(b"\n") + body.count(b"\r") <= limits.max_rows or not csv_quoting_is_well_formed(body):
         return None
     return limits.rows_refusal(csv_rows(body))
+
+
+def parquet_refusal(body: bytes, limits: ServingLimits) -> str | None:
+    """Why a Parquet body is refused before pandas reads it, or None: more rows than the row limit.
+
+    A Parquet body is not bounded by its bytes: 56 KB of zstd columns can hold 20 M rows, which
+    pandas would decode in full before `predict` could count them. The footer states the row count
+    and is read alone (no column is decoded); a body whose footer cannot be read is left to MLflow,
+    which answers it as before. A Parquet request carries no params, so it asks for no explanations.
+    """
+    try:
+        rows = pq.read_metadata(pa.BufferReader(body)).num_rows
+    except (pa.ArrowException, OSError, ValueError):
+        return None
+    return limits.rows_refusal(rows)
 
 
 def asks_for_explanations(body: bytes) -> bool:
@@ -388,7 +433,7 @@ def json_refusal(body: bytes, limits: ServingLimits) -> str | None:
         return f"the JSON body is {encoding.upper()}; send it as UTF-8"
     if nests_too_deep(body):
         return f"the JSON body nests deeper than {MAX_JSON_DEPTH} levels; no request form needs that"
-    most = max(limits.max_rows, FORM_KEYS)
+    most = max(limits.max_rows, WIDEST_REQUEST)  # a row's own container may hold its columns (WIDEST_REQUEST)
     if body.count(b",") >= most and (items := largest_json_container(body)) > most:
         return limits.rows_refusal(items, asks_for_explanations(body))
     if has_too_long_integer(body):

@@ -16,7 +16,15 @@ from typing import Any
 from mlflow.pyfunc.scoring_server import CONTENT_TYPES
 
 from pyfunc.error_answers import without_stack_traces
-from pyfunc.limits import REQUEST_ARRIVED, LimitExceeded, ServingLimits, csv_refusal, json_refusal, refusal_body
+from pyfunc.limits import (
+    REQUEST_ARRIVED,
+    LimitExceeded,
+    ServingLimits,
+    csv_refusal,
+    json_refusal,
+    parquet_refusal,
+    refusal_body,
+)
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -32,9 +40,9 @@ _large_body_judges = ThreadPoolExecutor(max_workers=2, thread_name_prefix="reque
 class RequestGuard:
     """ASGI middleware: a 413 for a body over the byte limit, a 400 for JSON that MLflow's parser would
     fail on (nested too deep, a number too long to read) and for JSON or CSV of more rows than the limit
-    (MLflow would parse them all first), a 415 for no content type (MLflow's handler fails on it with a
-    500); else the app, whose error answers lose their stack trace to the log
-    (`pyfunc.error_answers`). Nothing here costs more than linear time on the event loop."""
+    (MLflow would parse them all first) or Parquet whose footer states more, a 415 for no content type
+    (MLflow's handler fails on it with a 500); else the app, whose error answers lose their stack trace
+    to the log (`pyfunc.error_answers`). Nothing here costs more than linear time on the event loop."""
 
     def __init__(self, app: ASGIApp, limits: ServingLimits) -> None:
         self.app = app
@@ -84,19 +92,27 @@ class RequestGuard:
 
 
 async def judge(body: bytes, content_type: str, limits: ServingLimits) -> str | None:
-    """`json_refusal` or `csv_refusal` for the body by its content type, off the event loop when it is large.
+    """`json_refusal`, `csv_refusal` or `parquet_refusal` for the body by its content type, off the event
+    loop when it is large.
 
     A 10 MiB body takes a few hundred ms and a few hundred MiB of numpy scratch to judge, so large
     bodies take turns on two threads of their own: `/ping` never waits, a burst of large bodies
     cannot multiply the memory, and none of them waits behind the scoring threads MLflow's server
     shares. A small body is judged in place in a millisecond or two.
     """
-    scan = json_refusal if "json" in content_type else csv_refusal if "csv" in content_type else None
+    scan = _SCANS.get(next((kind for kind in _SCANS if kind in content_type), ""))
     if scan is None:
-        return None  # Parquet is binary and bounded by its bytes: `predict` counts its rows
+        return None  # another content type: MLflow's own answer
     if len(body) <= INLINE_JUDGE_BYTES:
         return scan(body, limits)
     return await asyncio.get_running_loop().run_in_executor(_large_body_judges, scan, body, limits)
+
+
+_SCANS: dict[str, Callable[[bytes, ServingLimits], str | None]] = {
+    "json": json_refusal,
+    "csv": csv_refusal,
+    "parquet": parquet_refusal,  # compressed columns: 56 KB can hold 20 M rows, so its footer is read
+}
 
 
 class ClientGone(Exception):

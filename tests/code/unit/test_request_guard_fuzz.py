@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from pyfunc.limits import (
-    FORM_KEYS,
+    WIDEST_REQUEST,
     ServingLimits,
     has_too_long_integer,
     json_refusal,
@@ -165,7 +165,7 @@ def test_every_body_gets_the_answer_the_limits_give_within_the_bound(body, conte
 @st.composite
 def counted_rows(draw) -> tuple[bytes, str, int]:
     """A request in any form, JSON or CSV, its content type and the rows MLflow's parser reads from it."""
-    texts = draw(st.lists(tweet, max_size=12))
+    texts = draw(st.lists(tweet, max_size=12)) * draw(st.sampled_from([1, 9]))  # up to 108: past WIDEST_REQUEST
     if draw(st.booleans()):
         body = pd.DataFrame({"text": texts}).to_csv(index=False, lineterminator=draw(st.sampled_from(["\n", "\r\n"])))
         rows = len(pd.read_csv(io.StringIO(body))) if body.strip() else 0  # pandas skips blank lines
@@ -176,13 +176,13 @@ def counted_rows(draw) -> tuple[bytes, str, int]:
 
 
 @GUARD_BOUND
-@given(request=counted_rows(), max_rows=st.integers(min_value=1, max_value=12), chunk_size=st.sampled_from([7, 10**9]))
+@given(request=counted_rows(), max_rows=st.integers(min_value=1, max_value=100), chunk_size=st.sampled_from([7, 10**9]))
 def test_a_body_over_the_row_limit_is_refused_before_the_app_parses_it(request, max_rows, chunk_size):
-    """With predict's message. A JSON form's own object holds up to `FORM_KEYS` keys besides the rows, so
-    a JSON request of no more rows than that is left to predict's exact count whatever the limit."""
+    """With predict's message. A JSON row's own container may hold up to `WIDEST_REQUEST` columns, so a
+    JSON request of no more rows than that is left to predict's exact count whatever the limit."""
     body, content_type, rows = request
     status, seen, answer = guard_exchange(body, content_type, chunk_size, MAX_BYTES, max_rows)
-    if rows > max_rows and (content_type == "text/csv" or rows > FORM_KEYS):
+    if rows > max_rows and (content_type == "text/csv" or rows > WIDEST_REQUEST):
         assert status == 400 and seen is None
         assert json.loads(answer)["message"] == ServingLimits(max_rows=max_rows).rows_refusal(rows)
     else:
