@@ -6,10 +6,12 @@ server answers a good request correctly afterwards.
 
 from __future__ import annotations
 
+import io
 import json
 import threading
 import time
 
+import pandas as pd
 import pytest
 import requests
 
@@ -52,6 +54,18 @@ def test_ten_megabytes_of_tiny_rows_are_refused_before_mlflow_parses_them(server
     body, rows = tiny_rows_body(content_type)
     assert len(body) <= DEFAULT_MAX_BYTES
     response = server.invocations(body, content_type=content_type)
+    assert response.status_code == 400
+    assert message_of(response) == ServingLimits().rows_refusal(rows)
+    still_serving()
+
+
+def test_a_small_parquet_body_of_millions_of_rows_is_refused_by_its_footer(server, still_serving):
+    """Compressed columns do not bound a Parquet body's rows: the guard reads its footer, not its columns."""
+    rows = 2_000_000
+    buffer = io.BytesIO()
+    pd.DataFrame({"text": ["a"] * rows}).to_parquet(buffer, index=False, compression="zstd")
+    assert buffer.getbuffer().nbytes < 100_000
+    response = server.invocations(buffer.getvalue(), content_type="application/vnd.apache.parquet")
     assert response.status_code == 400
     assert message_of(response) == ServingLimits().rows_refusal(rows)
     still_serving()
