@@ -24,8 +24,6 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 from mlflow.environment_variables import MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, RESOURCE_EXHAUSTED
@@ -394,7 +392,12 @@ def parquet_refusal(body: bytes, limits: ServingLimits) -> str | None:
     pandas would decode in full before `predict` could count them. The footer states the row count
     and is read alone (no column is decoded); a body whose footer cannot be read is left to MLflow,
     which answers it as before. A Parquet request carries no params, so it asks for no explanations.
+    pyarrow is imported here, as pandas imports it for Parquet: a model that never sees Parquet, or
+    that trains in a step, does not pay for it.
     """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     try:
         rows = pq.read_metadata(pa.BufferReader(body)).num_rows
     except (pa.ArrowException, OSError, ValueError):
