@@ -22,6 +22,7 @@ from dashboard.queue_source import (
     QUEUE_ARTIFACT,
     RUN_IT_FIRST,
     Queue,
+    QueuedTweet,
     QueueError,
     load_latest_queue,
     parse_queue,
@@ -46,6 +47,9 @@ class QueueView:
         self.verdicts = verdicts
         self.person = person  # who every verdict from this tab is stored under
         self.progress: QueueProgress | None = None
+        # The tweet on screen, taken by the first click on it: a second click before the buttons are disabled
+        # in the browser must not judge the next tweet, which the tester never saw.
+        self._shown: QueuedTweet | None = None
         self._build_widgets()
         self.complaint_button.on_click(self._on_complaint)
         self.not_complaint_button.on_click(self._on_not_complaint)
@@ -143,7 +147,7 @@ class QueueView:
         if progress is None:
             return
         self.progress_line.object = f'<div><b>Labelled:</b> <span id="queue-progress">{progress.text()}</span></div>'
-        tweet = progress.current_tweet
+        tweet = self._shown = progress.current_tweet
         self.buttons.visible = tweet is not None
         self.complaint_button.disabled = self.not_complaint_button.disabled = self.skip_button.disabled = False
         self.tweet.object = tweet_html(tweet.text) if tweet else ""
@@ -165,11 +169,14 @@ class QueueView:
     async def judge(self, true_label: str) -> bool:
         """Store this person's verdict on the tweet on screen and show the next one.
 
+        The tweet is the one `render` showed, taken once: a double click judges it once, never the next one.
+
         Returns:
-            Whether the verdict is saved (False: refused and kept in the page, retried every few seconds).
+            Whether the verdict is saved (False: refused and kept in the page, retried every few seconds; or no
+            tweet on screen, or it was judged by an earlier click).
         """
-        tweet = self.progress.current_tweet if self.progress else None
-        if tweet is None:
+        tweet, self._shown = self._shown, None
+        if tweet is None or self.progress is None:
             return False
         self.complaint_button.disabled = self.not_complaint_button.disabled = self.skip_button.disabled = True
         verdict = Feedback(

@@ -255,3 +255,17 @@ def test_a_tracking_store_that_is_down_is_one_sentence(tmp_path, monkeypatch):
     asyncio.run(view.load())
     assert "The tracking store http://127.0.0.1:9 cannot be read (" in view.message.object
     assert not view.buttons.visible
+
+
+def test_a_double_click_stores_one_verdict_on_the_tweet_on_screen_never_on_the_next(tmp_path):
+    store = FeedbackStore(tmp_path / "f.db")
+    frame = queue_frame()
+    view = uploaded(view_for(store, ALICE), queue_bytes(frame))
+
+    async def double_click() -> list[bool]:
+        return await asyncio.gather(view.judge("negative"), view.judge("negative"))
+
+    assert sorted(asyncio.run(double_click())) == [False, True]
+    assert [row[0] for row in stored(store)] == [frame["text"].iloc[0]]
+    assert 'id="queue-progress">1 of 3<' in view.progress_line.object
+    assert view.progress.current_tweet.text == frame["text"].iloc[1] and view._shown == view.progress.current_tweet
