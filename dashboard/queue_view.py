@@ -124,15 +124,30 @@ class QueueView:
         if not queue.tweets:
             self.say(f"The queue from {queue.source} is empty: {RUN_IT_FIRST} on recent traffic.", "info")
             return
-        try:
-            judged = await asyncio.to_thread(self.store.texts_judged_by, self.person.name)
-        except FeedbackNotSaved as error:
-            self.say(f"The queue cannot be resumed: {error}.", "error")
-            return
-        self.progress = QueueProgress.resumed(queue, judged)
-        self.message.object = ""
+        unsaved = [waiting.verdict.text for waiting in self.verdicts.unsaved]  # read on the loop, which changes it
+        self.progress, problem = await asyncio.to_thread(self._resumed, queue, unsaved)
+        self.message.object = message_html(problem, "error", "queue-status") if problem else ""
         self.source.object = field_html("Queue", queue.source, "queue-source")
         self.render()
+
+    def _resumed(self, queue: Queue, unsaved: list[str]) -> tuple[QueueProgress, str]:
+        """This person's progress through `queue`, and why it may miss earlier verdicts ("" when it does not).
+
+        Run in a worker thread: the store read and normalising every judged text take a second on a large
+        store (without sign-in, the whole store). Verdicts not stored yet (`unsaved`, kept by this page's saver,
+        and those in the spool) count as judged too, or a reload would ask them again; a store that cannot be
+        read leaves those counted and is said in one sentence rather than failing the tab.
+        """
+        judged = unsaved + self.verdicts.spool.texts_waiting_by(self.person.name)
+        problem = ""
+        try:
+            judged += self.store.texts_judged_by(self.person.name)
+        except FeedbackNotSaved as error:
+            problem = (
+                f"Your verdicts from earlier sessions cannot be read ({error}), so only those still waiting to "
+                "be saved count as labelled."
+            )
+        return QueueProgress.resumed(queue, judged), problem
 
     def say(self, text: str, kind: str) -> None:
         """One sentence above the queue; without a queue, nothing else is shown."""

@@ -143,3 +143,11 @@ def test_a_retry_overlapping_a_new_verdict_stores_both_in_order_and_drops_none(t
     assert asyncio.run(retry_and_click()) == [True, True]
     assert stored_texts(store.path) == ["A, refused first", "B, clicked meanwhile"]
     assert saver.unsaved == [] and saver.spool.waiting() == []
+
+
+def test_the_spool_says_whose_verdicts_wait_matching_the_unnamed_tester_as_the_store_does(tmp_path):
+    spool = VerdictSpool(tmp_path / "spool")
+    for text, user_name in (("alice's", "alice"), ("bob's", "bob"), ("unnamed", None), ("empty name", "")):
+        spool.put(identified(Feedback(text, "negative", 0.8, 0.5, "not_negative", "v1", user_name=user_name)))
+    assert spool.texts_waiting_by("alice") == ["alice's"]
+    assert spool.texts_waiting_by(None) == spool.texts_waiting_by("") == ["unnamed", "empty name"]
