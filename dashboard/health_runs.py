@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
+
+from dashboard.safe_uri import redacted, shown_uri
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -67,14 +68,6 @@ class StepRun:
     charts: list[Chart]
 
 
-def shown_uri(uri: str) -> str:
-    """The store's address without credentials or query (a URI may carry `user:password@`)."""
-    parts = urlsplit(uri)
-    if parts.scheme in ("http", "https"):
-        return f"{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}{parts.path}"
-    return uri.split("?", 1)[0]
-
-
 def configured_uri() -> str:
     """`MLFLOW_TRACKING_URI`, or why there is nothing to read.
 
@@ -104,7 +97,7 @@ def latest_runs(uri: str) -> dict[str, StepRun | None]:
         experiment_ids = [experiment.experiment_id for experiment in client.search_experiments()]
         return {step: latest_run(client, experiment_ids, step) for step in STEPS}
     except Exception as error:  # MlflowException, requests' and SQLAlchemy's errors, OSError: all mean "not now"
-        logger.warning("the tracking store %s could not be read: %s", shown_uri(uri), error)
+        logger.warning("the tracking store %s could not be read: %s", shown_uri(uri), redacted(str(error)))
         raise TrackingUnavailable(
             f"The tracking store {shown_uri(uri)} cannot be read ({type(error).__name__}): is it running, is "
             "MLFLOW_TRACKING_URI right? The feedback figures do not need it."

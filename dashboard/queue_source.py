@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from dashboard.batch import TEXT_COLUMN, BatchError, read_csv, valid_mask
+from dashboard.safe_uri import redacted, shown_uri
 
 QUEUE_STEP = "label_queue"  # the `step` tag steps.lib.tracking.run_step sets on every run of the step
 QUEUE_ARTIFACT = "label_queue.csv"
@@ -122,9 +123,9 @@ def latest_queue_run_id(uri: str) -> str:
             max_results=1,
         )
     except Exception as error:  # MlflowException, a connection error: the store is optional, say why
-        raise QueueError(f"The tracking store {uri} cannot be read ({first_line(error)}).") from None
+        raise QueueError(f"The tracking store {shown_uri(uri)} cannot be read ({first_line(error)}).") from None
     if not runs:
-        raise QueueError(f"The tracking store {uri} holds no finished label_queue run yet: {RUN_IT_FIRST}.")
+        raise QueueError(f"The tracking store {shown_uri(uri)} holds no finished label_queue run yet: {RUN_IT_FIRST}.")
     return runs[0].info.run_id
 
 
@@ -149,6 +150,7 @@ def load_latest_queue(uri: str) -> Queue:
 
 
 def first_line(error: BaseException) -> str:
-    """An exception's first line: a store's message can run to a stack of retries."""
-    lines = str(error).strip().splitlines()
+    """An exception's first line, without credentials: a store's message can run to a stack of retries, and
+    MLflow's names the request URL with the URI's `user:password@`."""
+    lines = redacted(str(error)).strip().splitlines()
     return lines[0] if lines else type(error).__name__

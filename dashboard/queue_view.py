@@ -22,6 +22,7 @@ from dashboard.queue_source import (
     QUEUE_ARTIFACT,
     RUN_IT_FIRST,
     Queue,
+    QueuedTweet,
     QueueError,
     load_latest_queue,
     parse_queue,
@@ -46,6 +47,9 @@ class QueueView:
         self.verdicts = verdicts
         self.person = person  # who every verdict from this tab is stored under
         self.progress: QueueProgress | None = None
+        # The tweet on screen, taken by the first click on it: a second click before the buttons are disabled
+        # in the browser must not judge the next tweet, which the tester never saw.
+        self._shown: QueuedTweet | None = None
         self._build_widgets()
         self.complaint_button.on_click(self._on_complaint)
         self.not_complaint_button.on_click(self._on_not_complaint)
@@ -120,15 +124,30 @@ class QueueView:
         if not queue.tweets:
             self.say(f"The queue from {queue.source} is empty: {RUN_IT_FIRST} on recent traffic.", "info")
             return
-        try:
-            judged = await asyncio.to_thread(self.store.texts_judged_by, self.person.name)
-        except FeedbackNotSaved as error:
-            self.say(f"The queue cannot be resumed: {error}.", "error")
-            return
-        self.progress = QueueProgress.resumed(queue, judged)
-        self.message.object = ""
+        unsaved = [waiting.verdict.text for waiting in self.verdicts.unsaved]  # read on the loop, which changes it
+        self.progress, problem = await asyncio.to_thread(self._resumed, queue, unsaved)
+        self.message.object = message_html(problem, "error", "queue-status") if problem else ""
         self.source.object = field_html("Queue", queue.source, "queue-source")
         self.render()
+
+    def _resumed(self, queue: Queue, unsaved: list[str]) -> tuple[QueueProgress, str]:
+        """This person's progress through `queue`, and why it may miss earlier verdicts ("" when it does not).
+
+        Run in a worker thread: the store read and normalising every judged text take a second on a large
+        store (without sign-in, the whole store). Verdicts not stored yet (`unsaved`, kept by this page's saver,
+        and those in the spool) count as judged too, or a reload would ask them again; a store that cannot be
+        read leaves those counted and is said in one sentence rather than failing the tab.
+        """
+        judged = unsaved + self.verdicts.spool.texts_waiting_by(self.person.name)
+        problem = ""
+        try:
+            judged += self.store.texts_judged_by(self.person.name)
+        except FeedbackNotSaved as error:
+            problem = (
+                f"Your verdicts from earlier sessions cannot be read ({error}), so only those still waiting to "
+                "be saved count as labelled."
+            )
+        return QueueProgress.resumed(queue, judged), problem
 
     def say(self, text: str, kind: str) -> None:
         """One sentence above the queue; without a queue, nothing else is shown."""
@@ -143,7 +162,7 @@ class QueueView:
         if progress is None:
             return
         self.progress_line.object = f'<div><b>Labelled:</b> <span id="queue-progress">{progress.text()}</span></div>'
-        tweet = progress.current_tweet
+        tweet = self._shown = progress.current_tweet
         self.buttons.visible = tweet is not None
         self.complaint_button.disabled = self.not_complaint_button.disabled = self.skip_button.disabled = False
         self.tweet.object = tweet_html(tweet.text) if tweet else ""
@@ -165,11 +184,14 @@ class QueueView:
     async def judge(self, true_label: str) -> bool:
         """Store this person's verdict on the tweet on screen and show the next one.
 
+        The tweet is the one `render` showed, taken once: a double click judges it once, never the next one.
+
         Returns:
-            Whether the verdict is saved (False: refused and kept in the page, retried every few seconds).
+            Whether the verdict is saved (False: refused and kept in the page, retried every few seconds; or no
+            tweet on screen, or it was judged by an earlier click).
         """
-        tweet = self.progress.current_tweet if self.progress else None
-        if tweet is None:
+        tweet, self._shown = self._shown, None
+        if tweet is None or self.progress is None:
             return False
         self.complaint_button.disabled = self.not_complaint_button.disabled = self.skip_button.disabled = True
         verdict = Feedback(

@@ -85,6 +85,9 @@ class VerdictSaver:
         self.message = pn.pane.HTML("")
         self._retry_callback = None
         self._restoring: asyncio.Task | None = None
+        # One save at a time: the periodic retry and a new click's save run as separate tasks, and two saves
+        # of the same oldest verdict would each remove one, dropping a verdict neither stored.
+        self._saving = asyncio.Lock()
 
     async def submit(self, verdict: Feedback, row: dict) -> bool:
         """Spool the verdict, queue it behind any still waiting and try to store them all."""
@@ -108,6 +111,11 @@ class VerdictSaver:
         Returns:
             Whether nothing is left waiting.
         """
+        async with self._saving:
+            return await self._save_in_order()
+
+    async def _save_in_order(self) -> bool:
+        """`save_unsaved`'s work, run by one task at a time (the caller holds `_saving`)."""
         saved: list[Feedback] = []
         while self.unsaved:
             waiting = self.unsaved[0]

@@ -88,6 +88,13 @@ class VerdictSpool:
                 self.move_aside(path, error)
         return found
 
+    def texts_waiting_by(self, user_name: str | None) -> list[str]:
+        """The tweets of this person's spooled verdicts (None: the unnamed tester, as the store matches them).
+
+        A queue reopened before these reach the store counts them as judged, so it never asks them again.
+        """
+        return [verdict.text for _, verdict in self.waiting() if (verdict.user_name or "") == (user_name or "")]
+
     def remove(self, path: Path) -> None:
         """Forget a verdict the store now holds; another process may have removed it already.
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -255,3 +256,81 @@ def test_a_tracking_store_that_is_down_is_one_sentence(tmp_path, monkeypatch):
     asyncio.run(view.load())
     assert "The tracking store http://127.0.0.1:9 cannot be read (" in view.message.object
     assert not view.buttons.visible
+
+
+def test_a_double_click_stores_one_verdict_on_the_tweet_on_screen_never_on_the_next(tmp_path):
+    store = FeedbackStore(tmp_path / "f.db")
+    frame = queue_frame()
+    view = uploaded(view_for(store, ALICE), queue_bytes(frame))
+
+    async def double_click() -> list[bool]:
+        return await asyncio.gather(view.judge("negative"), view.judge("negative"))
+
+    assert sorted(asyncio.run(double_click())) == [False, True]
+    assert [row[0] for row in stored(store)] == [frame["text"].iloc[0]]
+    assert 'id="queue-progress">1 of 3<' in view.progress_line.object
+    assert view.progress.current_tweet.text == frame["text"].iloc[1] and view._shown == view.progress.current_tweet
+
+
+def refusing(store: FeedbackStore, monkeypatch) -> None:
+    """The store refuses every write, as a locked one does: verdicts wait in the page and the spool."""
+
+    def refuse(feedback: Feedback) -> Feedback:
+        raise FeedbackNotSaved(f"the feedback store {store.path} is locked by another writer")
+
+    monkeypatch.setattr(store, "add_once", refuse)
+
+
+def test_a_reload_counts_verdicts_not_stored_yet_and_never_asks_them_again(tmp_path, monkeypatch):
+    store = FeedbackStore(tmp_path / "f.db")
+    frame = queue_frame()
+    refusing(store, monkeypatch)
+    view = uploaded(view_for(store, ALICE), queue_bytes(frame))
+    assert not asyncio.run(view.judge("negative"))
+
+    uploaded(view, queue_bytes(frame))  # the same page again: the verdict waits in its saver
+    assert 'id="queue-progress">1 of 3<' in view.progress_line.object
+    assert view.progress.current_tweet.text == frame["text"].iloc[1]
+    another_page = uploaded(view_for(store, ALICE), queue_bytes(frame))  # a new page: it waits in the spool
+    assert 'id="queue-progress">1 of 3<' in another_page.progress_line.object
+    assert another_page.progress.current_tweet.text == frame["text"].iloc[1]
+    bob = uploaded(view_for(store, BOB), queue_bytes(frame))  # another tester's waiting verdict is not his
+    assert 'id="queue-progress">0 of 3<' in bob.progress_line.object
+
+
+def test_a_store_that_cannot_be_read_is_one_sentence_and_the_queue_still_shows(tmp_path, monkeypatch):
+    store = FeedbackStore(tmp_path / "f.db")
+    refusing(store, monkeypatch)
+    view = uploaded(view_for(store, ALICE), queue_bytes())
+    assert not asyncio.run(view.judge("negative"))
+
+    def unreadable(user_name: str | None) -> list[str]:
+        raise FeedbackNotSaved(f"the feedback store {store.path} is read-only")
+
+    monkeypatch.setattr(store, "texts_judged_by", unreadable)
+    again = uploaded(view_for(store, ALICE), queue_bytes())
+    assert (
+        f"Your verdicts from earlier sessions cannot be read (the feedback store {store.path} is read-only), so "
+        "only those still waiting to be saved count as labelled." in again.message.object
+    )
+    assert 'id="queue-progress">1 of 3<' in again.progress_line.object and again.buttons.visible
+
+
+def test_the_progress_is_built_off_the_event_loop_store_read_included(tmp_path, monkeypatch):
+    store = FeedbackStore(tmp_path / "f.db")
+    threads: list[threading.Thread] = []
+    read, resumed = store.texts_judged_by, QueueProgress.resumed.__func__
+
+    def judged_by(user_name: str | None) -> list[str]:
+        threads.append(threading.current_thread())
+        return read(user_name)
+
+    def resumed_in(cls, queue, texts_judged) -> QueueProgress:
+        threads.append(threading.current_thread())
+        return resumed(cls, queue, texts_judged)
+
+    monkeypatch.setattr(store, "texts_judged_by", judged_by)
+    monkeypatch.setattr(QueueProgress, "resumed", classmethod(resumed_in))
+    view = uploaded(view_for(store, ALICE), queue_bytes())
+    assert 'id="queue-progress">0 of 3<' in view.progress_line.object
+    assert len(threads) == 2 and threading.main_thread() not in threads

@@ -6,10 +6,11 @@ import asyncio
 import json
 import logging
 import sqlite3
+import threading
 
 import pytest
 
-from dashboard.feedback import Feedback, FeedbackStore
+from dashboard.feedback import Feedback, FeedbackNotSaved, FeedbackStore
 from dashboard.history_view import HistoryView
 from dashboard.verdict_saver import VerdictSaver, identified, store_spooled
 from dashboard.verdict_spool import SpoolNotWritten, VerdictSpool, spool_directory
@@ -114,3 +115,39 @@ def test_verdicts_a_killed_page_left_in_the_spool_are_stored_by_the_next_one_exa
         rows = connection.execute("SELECT text, COUNT(DISTINCT verdict_id) FROM feedback GROUP BY text").fetchall()
     assert sorted(rows) == [("first", 1), ("second", 1)] and store.count() == 2
     assert list(restarted.spool.directory.glob("*.json")) == []
+
+
+def test_a_retry_overlapping_a_new_verdict_stores_both_in_order_and_drops_none(tmp_path, monkeypatch):
+    """The periodic retry and a click's save run as separate tasks: both must not take the same oldest verdict."""
+    store = FeedbackStore(tmp_path / "feedback.db")
+    saver = VerdictSaver(store, HistoryView(), VerdictSpool(tmp_path / "spool"))
+    add_once = store.add_once
+
+    def refuse(feedback: Feedback):
+        raise FeedbackNotSaved(f"the feedback store {store.path} is locked by another writer")
+
+    monkeypatch.setattr(store, "add_once", refuse)
+    assert not asyncio.run(saver.submit(given("A, refused first"), {}))
+    released = threading.Event()
+
+    def slow_store(feedback: Feedback):
+        released.wait(timeout=5)  # both saves reach the store before either finishes, if both may run
+        return add_once(feedback)
+
+    monkeypatch.setattr(store, "add_once", slow_store)
+
+    async def retry_and_click() -> list[bool]:
+        asyncio.get_running_loop().call_later(0.3, released.set)
+        return await asyncio.gather(saver.save_unsaved(), saver.submit(given("B, clicked meanwhile"), {}))
+
+    assert asyncio.run(retry_and_click()) == [True, True]
+    assert stored_texts(store.path) == ["A, refused first", "B, clicked meanwhile"]
+    assert saver.unsaved == [] and saver.spool.waiting() == []
+
+
+def test_the_spool_says_whose_verdicts_wait_matching_the_unnamed_tester_as_the_store_does(tmp_path):
+    spool = VerdictSpool(tmp_path / "spool")
+    for text, user_name in (("alice's", "alice"), ("bob's", "bob"), ("unnamed", None), ("empty name", "")):
+        spool.put(identified(Feedback(text, "negative", 0.8, 0.5, "not_negative", "v1", user_name=user_name)))
+    assert spool.texts_waiting_by("alice") == ["alice's"]
+    assert spool.texts_waiting_by(None) == spool.texts_waiting_by("") == ["unnamed", "empty name"]
