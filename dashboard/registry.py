@@ -12,6 +12,8 @@ import os
 import re
 import time
 
+from dashboard.safe_uri import redacted
+
 logger = logging.getLogger(__name__)
 
 CACHE_SECONDS = 60.0
@@ -51,7 +53,7 @@ def registry_label(model_version: str) -> str | None:
     try:
         label = lookup(run_id, tracking_uri)
     except Exception as error:  # optional information: log and show nothing
-        logger.info("registry lookup for run %s failed: %s", run_id, error)
+        logger.info("registry lookup for run %s failed: %s", run_id, redacted(str(error)))
         label = None
     _cache[run_id] = (time.monotonic(), label)
     return label
