@@ -34,6 +34,11 @@ from dashboard.verdict_saver import VerdictSaver
 COMPLAINT, NOT_COMPLAINT = "negative", "not_negative"  # the contract's labels: a complaint must be answered
 
 
+def labelled_as(verdict: Feedback) -> str:
+    """What a stored queue verdict said, for the saved notice: the tester labelled a tweet, not a prediction."""
+    return "labelled a complaint" if verdict.true_label == COMPLAINT else "labelled not a complaint"
+
+
 def tweet_html(text: str) -> str:
     """The queued tweet, escaped: a tweet's markup shows literally."""
     return f'<pre id="queue-tweet" style="white-space:pre-wrap;font-size:1.2em">{html.escape(text)}</pre>'

@@ -12,7 +12,7 @@ from dashboard.feedback import FeedbackStore
 from dashboard.file_view import FileView
 from dashboard.health_view import HealthView
 from dashboard.history_view import HistoryView
-from dashboard.queue_view import QueueView
+from dashboard.queue_view import QueueView, labelled_as
 from dashboard.review_view import ReviewView
 from dashboard.server_status import ServerStatus
 from dashboard.signin import Person
@@ -36,6 +36,6 @@ class Dashboard:
         self.file_view = FileView(client, self.tweet_view.threshold_to_send)
         self.review_view = ReviewView(store, self.person)
         # The queue's verdicts have a saver (and notice) of their own: each tab says where its verdicts are.
-        self.queue_verdicts = VerdictSaver(store, self.history)
+        self.queue_verdicts = VerdictSaver(store, self.history, saved_words=labelled_as)
         self.queue_view = QueueView(store, self.queue_verdicts, self.person)
         self.health_view = HealthView(store)

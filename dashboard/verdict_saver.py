@@ -14,6 +14,7 @@ import asyncio
 import dataclasses
 import logging
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import panel as pn
@@ -26,6 +27,11 @@ from dashboard.verdict_spool import SpoolNotWritten, VerdictSpool, spool_directo
 # How often verdicts the feedback store refused are tried again.
 FEEDBACK_RETRY_MS = 5_000
 _log = logging.getLogger(__name__)
+
+
+def prediction_marked(verdict: Feedback) -> str:
+    """What a stored Predict-tab verdict said, for the saved notice: the tester judged the prediction."""
+    return f"prediction marked {'right' if verdict.is_correct else 'wrong'}"
 
 
 def verdict_label(verdict: Feedback) -> str:
@@ -75,8 +81,15 @@ class WaitingVerdict:
 class VerdictSaver:
     """The verdicts waiting for the store, each with its history row, and the notice that says where they are."""
 
-    def __init__(self, store: FeedbackStore, history: HistoryView, spool: VerdictSpool | None = None) -> None:
+    def __init__(
+        self,
+        store: FeedbackStore,
+        history: HistoryView,
+        spool: VerdictSpool | None = None,
+        saved_words: Callable[[Feedback], str] = prediction_marked,
+    ) -> None:
         self.store = store
+        self.saved_words = saved_words  # what the saved notice says the verdict was, in its tab's words
         self.history = history
         self.spool = spool or VerdictSpool(spool_directory(store.path))
         # Verdicts the store refused, oldest first, each with its history row: kept and retried, never dropped.
@@ -133,7 +146,7 @@ class VerdictSaver:
         self.history.refresh()
         if len(saved) == 1:
             stored = saved[0]
-            text = f"Saved as feedback #{stored.id}: prediction marked {'right' if stored.is_correct else 'wrong'}."
+            text = f"Saved as feedback #{stored.id}: {self.saved_words(stored)}."
             self.message.object = message_html(text, "ok", "feedback-status")
         elif saved:
             text = f"Saved the {len(saved)} waiting verdicts as feedback #{saved[0].id} to #{saved[-1].id}."

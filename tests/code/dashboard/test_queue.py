@@ -12,13 +12,15 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
+from dashboard.client import ModelClient
 from dashboard.feedback import Feedback, FeedbackNotSaved, FeedbackStore
 from dashboard.history_view import HistoryView
 from dashboard.queue_progress import QueueProgress
 from dashboard.queue_source import QueueError, parse_queue
 from dashboard.queue_view import QueueView
+from dashboard.session import Dashboard
 from dashboard.signin import Person
-from dashboard.verdict_saver import VerdictSaver
+from dashboard.verdict_saver import VerdictSaver, prediction_marked
 from steps.lib.label_queue import Candidates, rank_queue
 from steps.lib.traffic import read_feedback_store
 from tests.conftest import new_tracking
@@ -334,3 +336,15 @@ def test_the_progress_is_built_off_the_event_loop_store_read_included(tmp_path, 
     view = uploaded(view_for(store, ALICE), queue_bytes())
     assert 'id="queue-progress">0 of 3<' in view.progress_line.object
     assert len(threads) == 2 and threading.main_thread() not in threads
+
+
+def test_the_saved_notice_says_what_the_tester_labelled_not_that_a_prediction_was_marked(tmp_path):
+    """The queue asks "complaint or not?": its notice answers in those words, the Predict tab's in its own."""
+    store = FeedbackStore(tmp_path / "f.db")
+    session = Dashboard(ModelClient("http://127.0.0.1:9"), store, ALICE)
+    view = uploaded(session.queue_view, queue_bytes())
+    assert asyncio.run(view.judge("negative"))
+    assert "Saved as feedback #1: labelled a complaint." in session.queue_verdicts.message.object
+    assert asyncio.run(view.judge("not_negative"))
+    assert "Saved as feedback #2: labelled not a complaint." in session.queue_verdicts.message.object
+    assert session.verdicts.saved_words is prediction_marked
