@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dashboard.safe_uri import redacted, shown_uri
+from dashboard.step_runs import newest_finished_run
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -105,18 +106,10 @@ def latest_runs(uri: str) -> dict[str, StepRun | None]:
 
 
 def latest_run(client: MlflowClient, experiment_ids: list[str], step: str) -> StepRun | None:
-    """The step's newest FINISHED run: a failed or running one has no complete charts to show."""
-    if not experiment_ids:
+    """The step's newest finished run as the tab shows it, charts downloaded."""
+    run = newest_finished_run(client, step, experiment_ids)
+    if run is None:
         return None
-    found = client.search_runs(
-        experiment_ids,
-        filter_string=f"tags.step = '{step}' AND attributes.status = 'FINISHED'",
-        order_by=["attributes.end_time DESC"],
-        max_results=1,
-    )
-    if not found:
-        return None
-    run = found[0]
     return StepRun(
         step=step,
         run_id=run.info.run_id,

@@ -19,6 +19,7 @@ import pandas as pd
 
 from dashboard.batch import TEXT_COLUMN, BatchError, read_csv, valid_mask
 from dashboard.safe_uri import redacted, shown_uri
+from dashboard.step_runs import newest_finished_run
 
 QUEUE_STEP = "label_queue"  # the `step` tag steps.lib.tracking.run_step sets on every run of the step
 QUEUE_ARTIFACT = "label_queue.csv"
@@ -115,18 +116,12 @@ def latest_queue_run_id(uri: str) -> str:
 
     client = MlflowClient(tracking_uri=uri)
     try:
-        experiments = [experiment.experiment_id for experiment in client.search_experiments()]
-        runs = client.search_runs(
-            experiments,
-            filter_string=f"tags.step = '{QUEUE_STEP}' and attributes.status = 'FINISHED'",
-            order_by=["attributes.start_time DESC"],
-            max_results=1,
-        )
+        run = newest_finished_run(client, QUEUE_STEP)
     except Exception as error:  # MlflowException, a connection error: the store is optional, say why
         raise QueueError(f"The tracking store {shown_uri(uri)} cannot be read ({first_line(error)}).") from None
-    if not runs:
+    if run is None:
         raise QueueError(f"The tracking store {shown_uri(uri)} holds no finished label_queue run yet: {RUN_IT_FIRST}.")
-    return runs[0].info.run_id
+    return run.info.run_id
 
 
 def load_latest_queue(uri: str) -> Queue:
