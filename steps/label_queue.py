@@ -86,18 +86,6 @@ def check_champion(uri: str) -> None:
         raise StepError(f"champion_uri {uri} cannot be loaded: {str(error).splitlines()[0]}") from None
 
 
-def served_version(uri: str) -> str:
-    """The champion's `family:run_id`, the name the served model answers with, so a verdict given on a
-    queued tweet in the dashboard names its model as a Predict verdict does; the URI when the run has no
-    family tag (docs/design.md, "Labelling the queue in the dashboard")."""
-    try:
-        run_id = get_model_info(uri).run_id
-        family = MlflowClient().get_run(run_id).data.tags.get("model_family") if run_id else None
-    except MlflowException:
-        return uri
-    return f"{family}:{run_id}" if family else uri
-
-
 def challenger_to_use(uri: str) -> str | None:
     """The challenger's URI, or None when there is none to ask (`none`, or its alias unset).
 
@@ -144,7 +132,7 @@ def label_queue(input: str, labelled: str, champion_uri: str, challenger_uri: st
     scored = {role: score_splits(uri, {"traffic": texts}, role)["traffic"] for role, uri in uris.items()}
     champion, other = scored["champion"], scored.get("challenger")
     candidates = Candidates(
-        texts, champion.proba, champion.threshold, other.proba if other else None, served_version(champion_uri)
+        texts, champion.proba, champion.threshold, other.proba if other else None, champion.model_version
     )
     queue = rank_queue(candidates, known, size)
     with tempfile.TemporaryDirectory() as tmp:

@@ -39,14 +39,15 @@ class GateSettings:
 
 @dataclass
 class Scored:
-    """A model's P(negative) on some rows and the threshold it decides with."""
+    """A model's P(negative) on some rows, the threshold it decides with, and the version it answers with."""
 
     proba: np.ndarray
     threshold: float
+    model_version: str = ""  # `family:run_id`, as the served model names itself in every answer
 
     def on(self, rows: np.ndarray) -> Scored:
         """The same model's scores on a subset of the rows."""
-        return Scored(self.proba[rows], self.threshold)
+        return Scored(self.proba[rows], self.threshold, self.model_version)
 
 
 def metric_value(metric: str, labels: np.ndarray, scored: Scored) -> float:
@@ -81,7 +82,8 @@ def score_splits(model_uri: str, splits: dict[str, list[str]], role: str = "") -
     for split, texts in splits.items():
         desc = f"scoring {split}" + (f" ({role})" if role else "")
         output = predict_in_chunks(model, texts, SCORING_BATCH, desc)
-        scored[split] = Scored(output["proba_negative"].to_numpy(dtype=float), float(output["threshold"].iloc[0]))
+        proba = output["proba_negative"].to_numpy(dtype=float)
+        scored[split] = Scored(proba, float(output["threshold"].iloc[0]), str(output["model_version"].iloc[0]))
     return scored
 
 

@@ -71,13 +71,13 @@ def test_evaluate_scores_through_chunks_with_a_labelled_bar(capsys, monkeypatch)
 
 def test_shadow_monitor_and_gate_scoring_report_progress_per_split(capsys, monkeypatch):
     model = CountingModel()
-    model.predict = lambda frame, predict=model.predict: predict(frame).assign(threshold=0.4)
+    model.predict = lambda frame, predict=model.predict: predict(frame).assign(threshold=0.4, model_version="lr:r1")
     monkeypatch.setattr(PYFUNC, "load_model", lambda uri: model)
     monkeypatch.setattr(gate, "SCORING_BATCH", 6)
     scored = score_splits("models:/m/1", {"val": TEXTS, "test": TEXTS[:7]}, "champion")
     assert model.calls == [6, 6, 6, 5, 6, 1]
     np.testing.assert_array_equal(scored["val"].proba, one_call(TEXTS)["proba_negative"].to_numpy())
-    assert scored["test"].threshold == 0.4
+    assert scored["test"].threshold == 0.4 and scored["test"].model_version == "lr:r1"
     err = capsys.readouterr().err
     assert "scoring val (champion): 100%" in err and "scoring test (champion): 100%" in err
 
